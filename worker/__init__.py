@@ -1,0 +1,1 @@
+"""crmsync: closed-won Salesforce deals become Metronome customers, exactly once."""

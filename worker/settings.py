@@ -1,0 +1,372 @@
+"""Settings: every knob crmsync has, read from the environment or an optional ``.env`` file.
+
+Each field's alias *is* its environment variable (DESIGN.md "Contracts"), so the compose file,
+the README and this model can be checked against each other mechanically. Secrets are
+``SecretStr``: they print as ``**********`` in reprs, logs and error messages.
+
+``load_settings`` turns pydantic's validation errors into one :class:`SettingsError` whose
+message names each variable and what is wrong with it; the CLI prints that message instead of
+a traceback.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(Exception):
+    """The configuration cannot be used; the message is meant for an operator's eyes."""
+
+
+class SalesforceAuthMode(enum.StrEnum):
+    """How the Salesforce client logs in, chosen by which SALESFORCE_* variables are set."""
+
+    SOAP_PASSWORD = "soap_password"  # noqa: S105 -- username + password + security token
+    OAUTH_PASSWORD = "oauth_password"  # noqa: S105 -- username + password + consumer key/secret
+    JWT_BEARER = "jwt_bearer"  # username + consumer key + private key
+    CLIENT_CREDENTIALS = "client_credentials"  # consumer key/secret + My Domain
+    SESSION = "session"  # pre-issued session id + instance URL (cannot refresh)
+
+
+def default_data_dir() -> Path:
+    """Where embedded Redis keeps its files: ``$XDG_DATA_HOME/crmsync`` or ``~/.local/share``."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "crmsync"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+        frozen=True,
+    )
+
+    # --- Redis -------------------------------------------------------------------------
+    redis_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("REDIS_URL", "redis_url")
+    )
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        validation_alias=AliasChoices("CRMSYNC_DATA_DIR", "data_dir"),
+    )
+    redis_prefix: str = Field(
+        default="crmsync", validation_alias=AliasChoices("CRMSYNC_REDIS_PREFIX", "redis_prefix")
+    )
+
+    # --- Metronome ---------------------------------------------------------------------
+    metronome_bearer_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("METRONOME_BEARER_TOKEN", "metronome_bearer_token"),
+    )
+    metronome_base_url: str = Field(
+        default="https://api.metronome.com",
+        validation_alias=AliasChoices("METRONOME_BASE_URL", "metronome_base_url"),
+    )
+    metronome_timeout_s: float = Field(
+        default=20.0,
+        gt=0,
+        validation_alias=AliasChoices("METRONOME_TIMEOUT_S", "metronome_timeout_s"),
+    )
+    metronome_max_attempts: int = Field(
+        default=5,
+        ge=1,
+        le=20,
+        validation_alias=AliasChoices("METRONOME_MAX_ATTEMPTS", "metronome_max_attempts"),
+    )
+
+    # --- Salesforce --------------------------------------------------------------------
+    salesforce_username: str | None = Field(
+        default=None, validation_alias=AliasChoices("SALESFORCE_USERNAME", "salesforce_username")
+    )
+    salesforce_password: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("SALESFORCE_PASSWORD", "salesforce_password")
+    )
+    salesforce_security_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SALESFORCE_SECURITY_TOKEN", "salesforce_security_token"),
+    )
+    salesforce_consumer_key: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SALESFORCE_CONSUMER_KEY", "salesforce_consumer_key"),
+    )
+    salesforce_consumer_secret: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SALESFORCE_CONSUMER_SECRET", "salesforce_consumer_secret"),
+    )
+    salesforce_private_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SALESFORCE_PRIVATE_KEY", "salesforce_private_key"),
+    )
+    salesforce_private_key_file: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SALESFORCE_PRIVATE_KEY_FILE", "salesforce_private_key_file"),
+    )
+    salesforce_instance_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SALESFORCE_INSTANCE_URL", "salesforce_instance_url"),
+    )
+    salesforce_session_id: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SALESFORCE_SESSION_ID", "salesforce_session_id"),
+    )
+    salesforce_domain: str = Field(
+        default="login",
+        validation_alias=AliasChoices("SALESFORCE_DOMAIN", "salesforce_domain"),
+    )
+    salesforce_api_version: str = Field(
+        default="59.0",
+        pattern=r"^\d{2,3}\.0$",
+        validation_alias=AliasChoices("SALESFORCE_API_VERSION", "salesforce_api_version"),
+    )
+    salesforce_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        validation_alias=AliasChoices("SALESFORCE_TIMEOUT_S", "salesforce_timeout_s"),
+    )
+    salesforce_quota_fraction: float = Field(
+        default=0.8,
+        gt=0,
+        le=1,
+        validation_alias=AliasChoices("SALESFORCE_QUOTA_FRACTION", "salesforce_quota_fraction"),
+    )
+
+    # --- Pipeline ----------------------------------------------------------------------
+    mapping_file: Path | None = Field(
+        default=None, validation_alias=AliasChoices("CRMSYNC_MAPPING", "mapping_file")
+    )
+    poll_interval_s: float = Field(
+        default=60.0,
+        ge=1,
+        le=86_400,
+        validation_alias=AliasChoices("CRMSYNC_POLL_INTERVAL_S", "poll_interval_s"),
+    )
+    overlap_s: float = Field(
+        default=300.0,
+        ge=0,
+        le=86_400,
+        validation_alias=AliasChoices("CRMSYNC_OVERLAP_S", "overlap_s"),
+    )
+    concurrency: int = Field(
+        default=4, ge=1, le=64, validation_alias=AliasChoices("CRMSYNC_CONCURRENCY", "concurrency")
+    )
+    max_task_retries: int = Field(
+        default=8,
+        ge=0,
+        le=50,
+        validation_alias=AliasChoices("CRMSYNC_MAX_TASK_RETRIES", "max_task_retries"),
+    )
+    retry_immediately: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("CRMSYNC_RETRY_IMMEDIATELY", "retry_immediately"),
+        description="Testing switch (as stamina's): retries skip their backoff waits.",
+    )
+    ledger_max_entries: int = Field(
+        default=100_000,
+        ge=100,
+        validation_alias=AliasChoices("CRMSYNC_LEDGER_MAX_ENTRIES", "ledger_max_entries"),
+    )
+
+    # --- Operations --------------------------------------------------------------------
+    flower_user: str | None = Field(
+        default=None, validation_alias=AliasChoices("FLOWER_USER", "flower_user")
+    )
+    flower_password: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("FLOWER_PASSWORD", "flower_password")
+    )
+    alert_webhook_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CRMSYNC_ALERT_WEBHOOK_URL", "alert_webhook_url"),
+    )
+    log_format: str = Field(
+        default="auto",
+        pattern=r"^(auto|json|console)$",
+        validation_alias=AliasChoices("CRMSYNC_LOG_FORMAT", "log_format"),
+    )
+
+    @field_validator("metronome_base_url", "salesforce_instance_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/") if value else value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _one_salesforce_mode(self) -> Settings:
+        salesforce_auth_mode(self)  # raises ValueError on a mix or an incomplete set
+        return self
+
+    @property
+    def salesforce_configured(self) -> bool:
+        return salesforce_auth_mode(self) is not None
+
+    @property
+    def metronome_configured(self) -> bool:
+        return self.metronome_bearer_token is not None
+
+
+# Which variables each auth mode needs, and which it must not see (a second mode's secret).
+_MODE_REQUIRES: dict[SalesforceAuthMode, tuple[str, ...]] = {
+    SalesforceAuthMode.SESSION: ("salesforce_session_id", "salesforce_instance_url"),
+    SalesforceAuthMode.JWT_BEARER: ("salesforce_username", "salesforce_consumer_key", "_key"),
+    SalesforceAuthMode.OAUTH_PASSWORD: (
+        "salesforce_username",
+        "salesforce_password",
+        "salesforce_consumer_key",
+        "salesforce_consumer_secret",
+    ),
+    SalesforceAuthMode.SOAP_PASSWORD: (
+        "salesforce_username",
+        "salesforce_password",
+        "salesforce_security_token",
+    ),
+    SalesforceAuthMode.CLIENT_CREDENTIALS: (
+        "salesforce_consumer_key",
+        "salesforce_consumer_secret",
+    ),
+}
+_MODE_FORBIDS: dict[SalesforceAuthMode, tuple[str, ...]] = {
+    SalesforceAuthMode.SESSION: (
+        "salesforce_username",
+        "salesforce_password",
+        "salesforce_security_token",
+        "salesforce_consumer_key",
+        "salesforce_consumer_secret",
+        "_key",
+    ),
+    SalesforceAuthMode.JWT_BEARER: (
+        "salesforce_password",
+        "salesforce_security_token",
+        "salesforce_consumer_secret",
+        "salesforce_session_id",
+    ),
+    SalesforceAuthMode.OAUTH_PASSWORD: ("_key", "salesforce_session_id"),
+    SalesforceAuthMode.SOAP_PASSWORD: (
+        "salesforce_consumer_key",
+        "salesforce_consumer_secret",
+        "_key",
+        "salesforce_session_id",
+    ),
+    SalesforceAuthMode.CLIENT_CREDENTIALS: (
+        "salesforce_username",
+        "salesforce_password",
+        "salesforce_security_token",
+        "_key",
+        "salesforce_session_id",
+    ),
+}
+_ALL_SALESFORCE = (
+    "salesforce_username",
+    "salesforce_password",
+    "salesforce_security_token",
+    "salesforce_consumer_key",
+    "salesforce_consumer_secret",
+    "_key",
+    "salesforce_session_id",
+    "salesforce_instance_url",
+)
+
+
+def _present(settings: Settings, name: str) -> bool:
+    if name == "_key":
+        return (
+            settings.salesforce_private_key is not None
+            or settings.salesforce_private_key_file is not None
+        )
+    return getattr(settings, name) not in (None, "")
+
+
+def _env_name(name: str) -> str:
+    if name == "_key":
+        return "SALESFORCE_PRIVATE_KEY (or SALESFORCE_PRIVATE_KEY_FILE)"
+    return name.upper()
+
+
+def salesforce_auth_mode(settings: Settings) -> SalesforceAuthMode | None:
+    """The one auth mode the SALESFORCE_* variables describe, or None when none are set.
+
+    Raises ValueError naming the variables when they describe no complete mode, or two.
+    """
+    present = {name for name in _ALL_SALESFORCE if _present(settings, name)}
+    if not present:
+        return None
+    complete = [
+        mode for mode, needs in _MODE_REQUIRES.items() if all(name in present for name in needs)
+    ]
+    for mode in complete:
+        clashing = [name for name in _MODE_FORBIDS[mode] if name in present]
+        if not clashing:
+            if mode is SalesforceAuthMode.CLIENT_CREDENTIALS and settings.salesforce_domain in (
+                "login",
+                "test",
+            ):
+                raise ValueError(
+                    "SALESFORCE_DOMAIN: the client-credentials flow needs your My Domain "
+                    "(e.g. 'acme.my'), not 'login' or 'test'"
+                )
+            return mode
+    if complete:
+        mode = complete[0]
+        clashing = ", ".join(_env_name(n) for n in _MODE_FORBIDS[mode] if n in present)
+        raise ValueError(
+            f"Salesforce settings mix two auth modes: {mode.value} is complete but {clashing} "
+            "belong(s) to another mode; unset one of them"
+        )
+    best = max(_MODE_REQUIRES.items(), key=lambda item: sum(name in present for name in item[1]))
+    missing = ", ".join(_env_name(n) for n in best[1] if n not in present)
+    raise ValueError(
+        f"Salesforce settings are incomplete: for {best[0].value} login also set {missing}"
+    )
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings, turning every validation problem into one readable SettingsError."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    lines = ["crmsync: the configuration is not valid:"]
+    for error in exc.errors(include_url=False, include_input=False):
+        location = ".".join(str(part) for part in error["loc"])
+        field = Settings.model_fields.get(location)
+        env_name = location.upper()
+        if field is not None and isinstance(field.validation_alias, AliasChoices):
+            env_name = str(field.validation_alias.choices[0])
+        message = str(error["msg"]).removeprefix("Value error, ")
+        lines.append(f"  {env_name}: {message}" if location else f"  {message}")
+    return "\n".join(lines)
+
+
+def environment_variable_names() -> set[str]:
+    """Every variable the settings model reads (for checking compose files and docs)."""
+    names: set[str] = set()
+    for field in Settings.model_fields.values():
+        if isinstance(field.validation_alias, AliasChoices):
+            names.add(str(field.validation_alias.choices[0]))
+    return names
