@@ -230,23 +230,23 @@ class Settings(BaseSettings):
 
 # Which variables each auth mode needs, and which it must not see (a second mode's secret).
 _MODE_REQUIRES: dict[SalesforceAuthMode, tuple[str, ...]] = {
-    SalesforceAuthMode.SESSION: ("salesforce_session_id", "salesforce_instance_url"),
-    SalesforceAuthMode.JWT_BEARER: ("salesforce_username", "salesforce_consumer_key", "_key"),
+    SalesforceAuthMode.SOAP_PASSWORD: (
+        "salesforce_username",
+        "salesforce_password",
+        "salesforce_security_token",
+    ),
     SalesforceAuthMode.OAUTH_PASSWORD: (
         "salesforce_username",
         "salesforce_password",
         "salesforce_consumer_key",
         "salesforce_consumer_secret",
     ),
-    SalesforceAuthMode.SOAP_PASSWORD: (
-        "salesforce_username",
-        "salesforce_password",
-        "salesforce_security_token",
-    ),
+    SalesforceAuthMode.JWT_BEARER: ("salesforce_username", "salesforce_consumer_key", "_key"),
     SalesforceAuthMode.CLIENT_CREDENTIALS: (
         "salesforce_consumer_key",
         "salesforce_consumer_secret",
     ),
+    SalesforceAuthMode.SESSION: ("salesforce_session_id", "salesforce_instance_url"),
 }
 _MODE_FORBIDS: dict[SalesforceAuthMode, tuple[str, ...]] = {
     SalesforceAuthMode.SESSION: (
@@ -329,10 +329,10 @@ def salesforce_auth_mode(settings: Settings) -> SalesforceAuthMode | None:
                 )
             return mode
     if complete:
-        mode = complete[0]
-        clashing = ", ".join(_env_name(n) for n in _MODE_FORBIDS[mode] if n in present)
+        first = complete[0]
+        mixed = ", ".join(_env_name(n) for n in _MODE_FORBIDS[first] if n in present)
         raise ValueError(
-            f"Salesforce settings mix two auth modes: {mode.value} is complete but {clashing} "
+            f"Salesforce settings mix two auth modes: {first.value} is complete but {mixed} "
             "belong(s) to another mode; unset one of them"
         )
     best = max(_MODE_REQUIRES.items(), key=lambda item: sum(name in present for name in item[1]))

@@ -1,0 +1,76 @@
+"""Real processes for integration tests: redis-server and `crmsync worker`.
+
+Readiness is established by asking (PING, crmsync.ping), never by sleeping.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from celery import Celery
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def crmsync_env(extra: Mapping[str, str]) -> dict[str, str]:
+    """A clean environment for a crmsync child: no inherited crmsync/Salesforce settings."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("CRMSYNC_", "SALESFORCE_", "METRONOME_", "REDIS_", "FLOWER_"))
+    }
+    env.update(extra)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+@contextlib.contextmanager
+def worker_process(
+    env: Mapping[str, str],
+    log_path: Path,
+    *,
+    pool: str = "solo",
+    concurrency: int = 1,
+    extra_args: tuple[str, ...] = (),
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`crmsync worker` as a child process; stopped with SIGTERM (a warm shutdown)."""
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "worker.cli",
+                "worker",
+                f"--pool={pool}",
+                f"--concurrency={concurrency}",
+                "--loglevel=INFO",
+                *extra_args,
+            ],
+            cwd=REPO_ROOT,
+            env=crmsync_env(env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+
+
+def wait_for_worker(app: Celery, timeout: float = 60.0) -> dict[str, object]:
+    """Block until a worker answers crmsync.ping (the round trip itself is the readiness)."""
+    from tasks.health import ping
+
+    result = ping.apply_async()
+    answer: dict[str, object] = result.get(timeout=timeout)
+    return answer

@@ -1,0 +1,161 @@
+"""Settings: names are environment variables, secrets stay secret, bad values read well."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from worker.settings import (
+    SalesforceAuthMode,
+    SettingsError,
+    environment_variable_names,
+    load_settings,
+    salesforce_auth_mode,
+)
+
+SOAP = {
+    "SALESFORCE_USERNAME": "ops@example.com",
+    "SALESFORCE_PASSWORD": "hunter2-password",
+    "SALESFORCE_SECURITY_TOKEN": "tok-123",
+}
+
+
+def _set(monkeypatch: pytest.MonkeyPatch, values: dict[str, str]) -> None:
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+
+
+def test_defaults_need_nothing() -> None:
+    settings = load_settings()
+    assert settings.redis_url is None
+    assert salesforce_auth_mode(settings) is None
+    assert settings.poll_interval_s == 60 and settings.overlap_s == 300
+
+
+@pytest.mark.parametrize(
+    ("env", "mode"),
+    [
+        (SOAP, SalesforceAuthMode.SOAP_PASSWORD),
+        (
+            {
+                "SALESFORCE_USERNAME": "u@example.com",
+                "SALESFORCE_PASSWORD": "p",
+                "SALESFORCE_CONSUMER_KEY": "k",
+                "SALESFORCE_CONSUMER_SECRET": "s",
+            },
+            SalesforceAuthMode.OAUTH_PASSWORD,
+        ),
+        (
+            {
+                "SALESFORCE_USERNAME": "u@example.com",
+                "SALESFORCE_CONSUMER_KEY": "k",
+                "SALESFORCE_PRIVATE_KEY_FILE": "/keys/sf.pem",
+            },
+            SalesforceAuthMode.JWT_BEARER,
+        ),
+        (
+            {
+                "SALESFORCE_CONSUMER_KEY": "k",
+                "SALESFORCE_CONSUMER_SECRET": "s",
+                "SALESFORCE_DOMAIN": "acme.my",
+            },
+            SalesforceAuthMode.CLIENT_CREDENTIALS,
+        ),
+        (
+            {
+                "SALESFORCE_SESSION_ID": "00D!abc",
+                "SALESFORCE_INSTANCE_URL": "https://acme.my.salesforce.com",
+            },
+            SalesforceAuthMode.SESSION,
+        ),
+    ],
+)
+def test_each_auth_mode_is_recognised(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], mode: SalesforceAuthMode
+) -> None:
+    _set(monkeypatch, env)
+    assert salesforce_auth_mode(load_settings()) is mode
+
+
+def test_mixing_two_auth_modes_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    _set(monkeypatch, {**SOAP, "SALESFORCE_SESSION_ID": "00D!abc"})
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert "mix two auth modes" in message and "SALESFORCE_SESSION_ID" in message
+
+
+def test_incomplete_mode_names_the_missing_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    _set(monkeypatch, {"SALESFORCE_USERNAME": "ops@example.com"})
+    with pytest.raises(SettingsError, match="SALESFORCE_PASSWORD, SALESFORCE_SECURITY_TOKEN"):
+        load_settings()
+
+
+def test_client_credentials_needs_my_domain(monkeypatch: pytest.MonkeyPatch) -> None:
+    _set(monkeypatch, {"SALESFORCE_CONSUMER_KEY": "k", "SALESFORCE_CONSUMER_SECRET": "s"})
+    with pytest.raises(SettingsError, match="SALESFORCE_DOMAIN"):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("CRMSYNC_POLL_INTERVAL_S", "soon", "CRMSYNC_POLL_INTERVAL_S: Input should be a valid"),
+        ("CRMSYNC_POLL_INTERVAL_S", "0", "CRMSYNC_POLL_INTERVAL_S: Input should be greater"),
+        ("REDIS_URL", "localhost:6379", "REDIS_URL: must be a redis://"),
+        ("METRONOME_BASE_URL", "api.metronome.com", "METRONOME_BASE_URL: must start with"),
+        ("CRMSYNC_CONCURRENCY", "-1", "CRMSYNC_CONCURRENCY"),
+    ],
+)
+def test_a_wrong_value_names_its_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, expected: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert expected in str(caught.value)
+    assert "Traceback" not in str(caught.value)
+
+
+def test_secrets_never_print(monkeypatch: pytest.MonkeyPatch) -> None:
+    _set(monkeypatch, {**SOAP, "METRONOME_BEARER_TOKEN": "mtr-secret-xyz"})
+    settings = load_settings()
+    for text in (repr(settings), str(settings), str(settings.model_dump())):
+        assert "hunter2-password" not in text
+        assert "tok-123" not in text
+        assert "mtr-secret-xyz" not in text
+    assert settings.salesforce_password is not None
+    assert settings.salesforce_password.get_secret_value() == "hunter2-password"
+
+
+def test_dotenv_file_is_read(tmp_path: Path) -> None:
+    # conftest chdirs into tmp_path, where settings look for .env
+    (tmp_path / ".env").write_text("CRMSYNC_POLL_INTERVAL_S=15\nMETRONOME_BEARER_TOKEN=t\n")
+    settings = load_settings()
+    assert settings.poll_interval_s == 15
+    assert settings.metronome_configured
+
+
+def test_design_contract_variables_exist() -> None:
+    names = environment_variable_names()
+    for required in (
+        "REDIS_URL",
+        "METRONOME_BEARER_TOKEN",
+        "METRONOME_BASE_URL",
+        "SALESFORCE_USERNAME",
+        "SALESFORCE_PASSWORD",
+        "SALESFORCE_SECURITY_TOKEN",
+        "SALESFORCE_CONSUMER_KEY",
+        "SALESFORCE_CONSUMER_SECRET",
+        "SALESFORCE_PRIVATE_KEY",
+        "SALESFORCE_DOMAIN",
+        "SALESFORCE_INSTANCE_URL",
+        "SALESFORCE_SESSION_ID",
+        "CRMSYNC_MAPPING",
+        "CRMSYNC_POLL_INTERVAL_S",
+        "CRMSYNC_OVERLAP_S",
+        "CRMSYNC_CONCURRENCY",
+        "CRMSYNC_DATA_DIR",
+    ):
+        assert required in names

@@ -1,0 +1,151 @@
+"""The Celery application: broker plumbing and every setting chosen for this job.
+
+The app is created at import with static configuration only; the broker URL is attached by
+:func:`configure` once the process knows which Redis it uses (REDIS_URL, or the run's embedded
+server, which must not be started as a side effect of an import). ``celery -A worker.app``
+works too: at import the URL is taken from REDIS_URL or from a live embedded server recorded in
+the data directory.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+
+from worker.redis_server import find_embedded
+from worker.settings import Settings, default_data_dir
+
+TASK_MODULES = ["tasks.health"]
+
+#: Hard limit for any task: a sync touches one account and a poll streams pages, both far
+#: shorter than this; a hung HTTP call is cut off by the clients' own timeouts well before.
+TASK_TIME_LIMIT_S = 300
+#: The soft limit raises inside the task first, so it can record why it stopped.
+TASK_SOFT_TIME_LIMIT_S = 240
+#: Redis "acks" are a visibility timeout: an unacked message older than this is delivered
+#: again. It must exceed the hard limit (or a slow task runs twice) and every countdown and
+#: retry backoff (or a retry runs twice; DESIGN.md "Celery and Redis facts").
+VISIBILITY_TIMEOUT_S = 900
+#: Longest wait between task retries; kept far below the visibility timeout for that reason.
+RETRY_BACKOFF_MAX_S = 120
+
+QUEUE = "crmsync"
+#: How long a dead beat keeps the scheduler lock before a standby beat takes over.
+REDBEAT_LOCK_TIMEOUT_S = 60
+
+
+def static_config() -> dict[str, Any]:
+    return {
+        # JSON only: a pickle message from anyone who can write to Redis would run code.
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "event_serializer": "json",
+        # Ack after the task body ran, and give the message back if the worker process died
+        # (SIGKILL, OOM): without both, a killed worker silently loses the close it was syncing.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        # With acks_late, prefetching more than one message would park work behind a busy
+        # child where no other worker can take it.
+        "worker_prefetch_multiplier": 1,
+        # Redis may come up after the worker (compose, restarts): keep trying, don't exit.
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,
+        "broker_transport_options": {
+            "visibility_timeout": VISIBILITY_TIMEOUT_S,
+            # Socket timeouts, keepalive and health checks avoid the hung-consumer cases of
+            # celery#8030 and #9054 after a Redis restart.
+            "socket_timeout": 30,
+            "socket_connect_timeout": 10,
+            "socket_keepalive": True,
+            "health_check_interval": 25,
+            "retry_on_timeout": True,
+        },
+        "result_backend_transport_options": {"visibility_timeout": VISIBILITY_TIMEOUT_S},
+        # Results only where something reads them (ping, poll, resync for the CLI); the
+        # per-account syncs report through the ledger instead.
+        "task_ignore_result": True,
+        "result_expires": timedelta(days=1),
+        "task_time_limit": TASK_TIME_LIMIT_S,
+        "task_soft_time_limit": TASK_SOFT_TIME_LIMIT_S,
+        # With acks_late, a lost broker connection must cancel running tasks so their
+        # messages are redelivered rather than acked on a dead channel.
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        # Flower needs task events; the sent event shows queued work too.
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        # Our logging setup owns the root logger (JSON lines); Celery must not replace it.
+        "worker_hijack_root_logger": False,
+        "worker_redirect_stdouts": False,
+        "task_default_queue": QUEUE,
+        "timezone": "UTC",
+        "enable_utc": True,
+    }
+
+
+def beat_schedule(settings: Settings) -> dict[str, Any]:
+    interval = settings.poll_interval_s
+    return {
+        "poll-closed-won": {
+            "task": "crmsync.poll_closed_won",
+            "schedule": timedelta(seconds=interval),
+            # A poll that could not start within one interval is superseded by the next one.
+            "options": {"expires": interval},
+        }
+    }
+
+
+def _url_from_environment() -> str | None:
+    url = os.environ.get("REDIS_URL")
+    if url:
+        return url
+    data_dir = os.environ.get("CRMSYNC_DATA_DIR")
+    return find_embedded(Path(data_dir) if data_dir else default_data_dir())
+
+
+app = Celery("crmsync", include=TASK_MODULES)
+app.conf.update(static_config())
+_initial_url = _url_from_environment()
+if _initial_url:
+    app.conf.update(broker_url=_initial_url, result_backend=_initial_url)
+
+
+def configure(redis_url: str, settings: Settings) -> Celery:
+    """Point the app at ``redis_url`` and install the beat schedule from ``settings``."""
+    _drop_connections()
+    app.conf.update(
+        broker_url=redis_url,
+        result_backend=redis_url,
+        beat_schedule=beat_schedule(settings),
+        # One scheduler even with two beat replicas: redbeat keeps the schedule in Redis
+        # behind a lock; a second beat waits on it and takes over when the first stops.
+        beat_scheduler="redbeat.RedBeatScheduler",
+        redbeat_redis_url=redis_url,
+        redbeat_key_prefix=f"{settings.redis_prefix}:redbeat",
+        redbeat_lock_timeout=REDBEAT_LOCK_TIMEOUT_S,
+        # Beat must wake (and renew the lock) well within the lock's timeout.
+        beat_max_loop_interval=REDBEAT_LOCK_TIMEOUT_S / 5,
+    )
+    # Child processes (worker, beat) started from this one find the same server.
+    os.environ["REDIS_URL"] = redis_url
+    return app
+
+
+def _drop_connections() -> None:
+    """Forget pooled broker/backend connections so a new URL takes effect in this process.
+
+    Long-lived processes configure once; tests and ``crmsync demo`` re-point the app.
+    """
+    if app._pool is not None:
+        app._pool.force_close_all()
+    app._pool = None
+    app._backend_cache = None
+    app._local = threading.local()
+    amqp = app.__dict__.get("amqp")
+    if amqp is not None:
+        amqp._producer_pool = None
