@@ -14,8 +14,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def run(args: argparse.Namespace) -> int:
     print(
-        "crmsync demo is not built yet: it arrives with the pipeline issue (#6). "
-        "Nothing was run.",
+        "crmsync demo is not built yet: it arrives with the pipeline issue (#6). Nothing was run.",
         file=sys.stderr,
     )
     return 1
