@@ -69,25 +69,40 @@ class DesiredCustomer(BaseModel):
     #: Accounts whose records contributed (the child accounts under roll-up); for the ledger.
     source_account_ids: tuple[str, ...] = ()
 
+    def __hash__(self) -> int:
+        # pydantic's frozen hash would hash the dict fields and fail; hash by content instead.
+        return hash(self.canonical_json())
+
     def canonical(self) -> dict[str, Any]:
-        """The order-independent form: aliases and configurations sorted, keys sorted."""
+        """The order-independent form: aliases and configurations sorted and de-duplicated.
+
+        Set semantics are the API's: ``setIngestAliases`` stores a set, and two identical
+        billing configurations are one destination, so neither order nor repeats may change
+        the dedupe hash. ``source_account_ids`` is left out on purpose: it is provenance for
+        the ledger, not state Metronome holds, and a child's contribution already shows up in
+        its aliases.
+        """
         return {
             "salesforce_account_id": self.salesforce_account_id,
             "name": self.name,
             "ingest_aliases": sorted(set(self.ingest_aliases)),
             "identity_alias": self.identity_alias,
             "custom_fields": dict(sorted(self.custom_fields.items())),
-            "billing_provider_configurations": sorted(
-                (
+            "billing_provider_configurations": [
+                json.loads(text)
+                for text in sorted(
                     {
-                        "billing_provider": c.billing_provider,
-                        "delivery_method": c.delivery_method,
-                        "configuration": dict(sorted(c.configuration.items())),
+                        _canonical(
+                            {
+                                "billing_provider": c.billing_provider,
+                                "delivery_method": c.delivery_method,
+                                "configuration": dict(sorted(c.configuration.items())),
+                            }
+                        )
+                        for c in self.billing_provider_configurations
                     }
-                    for c in self.billing_provider_configurations
-                ),
-                key=_canonical,
-            ),
+                )
+            ],
             "archive_billing_providers": sorted(set(self.archive_billing_providers)),
         }
 

@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "worker.commands.worker",
     "worker.commands.beat",
     "worker.commands.flower",
+    "worker.commands.mapping",
 )
 
 

@@ -1,0 +1,198 @@
+"""The mapping file's model: what an operator may write, checked strictly at load time.
+
+Strict pydantic with unknown keys refused, so a typo (``ingest_alias:``) is a load error with a
+line number instead of a silently ignored setting. The model also answers the one question the
+Salesforce source asks of it, "which fields do you read?", so the SOQL field list is derived
+from the same object that does the mapping and the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from mappings import engine
+from mappings.desired import DeliveryMethod, DesiredCustomer
+from mappings.expressions import MAX_RELATIONSHIP_HOPS, Cond, Expr, path_segments
+from mappings.ids import check_id_alias_format
+
+Provider = Literal["aws_marketplace", "azure_marketplace", "gcp_marketplace", "stripe", "netsuite"]
+
+#: Opportunity → Account is one hop, so four ``Parent`` hops reach the SOQL limit of five.
+MAX_ROLLUP_DEPTH = MAX_RELATIONSHIP_HOPS - 1
+#: Fields every query needs whatever the mapping says: the row's identity and the account's.
+_ALWAYS = ("Id", "AccountId", "Account.Id")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+
+class IdentityAlias(_Strict):
+    """The alias derived from the 18-character account id (DESIGN.md "Identity and idempotency").
+
+    On by default: it is unique by construction, so a second create for the same account fails
+    with 409 and a re-read by ``ingest_alias`` finds the first customer. Turn it off only if
+    every account is guaranteed another unique alias.
+    """
+
+    enabled: bool = True
+    format: str = "salesforce:{account_id}"
+
+    _check = field_validator("format")(check_id_alias_format)
+
+
+class HierarchyRollup(_Strict):
+    """The enterprise / sub-organisation pattern: children become aliases of the top parent."""
+
+    enabled: bool = False
+    max_depth: int = Field(default=MAX_ROLLUP_DEPTH, ge=1, le=MAX_ROLLUP_DEPTH)
+    #: Alias each rolled-up child contributes for its own id. It must differ from the identity
+    #: alias format: otherwise a child synced without roll-up later would "find" the parent's
+    #: customer by its identity alias and adopt it.
+    child_alias_format: str = "{account_id}"
+
+    _check = field_validator("child_alias_format")(check_id_alias_format)
+
+
+class BillingProviderRule(_Strict):
+    """One billing provider configuration, added when ``when`` holds (always when absent)."""
+
+    when: Cond | None = None
+    billing_provider: Provider
+    delivery_method: DeliveryMethod
+    configuration: dict[str, Expr] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _required_keys_mapped(self) -> BillingProviderRule:
+        from mappings.desired import REQUIRED_CONFIGURATION_KEYS
+
+        missing = [
+            key
+            for key in REQUIRED_CONFIGURATION_KEYS[self.billing_provider]
+            if key not in self.configuration
+        ]
+        if missing:
+            raise ValueError(f"{self.billing_provider} configuration must map {', '.join(missing)}")
+        return self
+
+    def paths(self) -> Iterator[str]:
+        if self.when is not None:
+            yield from self.when.paths()
+        for expression in self.configuration.values():
+            yield from expression.paths()
+
+
+class Mapping(_Strict):
+    """How one Salesforce Opportunity (with its Account) becomes a Metronome customer."""
+
+    version: Literal[1] = 1
+    name: Expr
+    ingest_aliases: list[Expr] = Field(default_factory=list)
+    identity_alias: IdentityAlias = Field(default_factory=IdentityAlias)
+    #: ``sfdc_account_id`` is always the 18-character account id, whatever the file says here.
+    custom_fields: dict[str, Expr] = Field(default_factory=dict)
+    billing_provider_configurations: list[BillingProviderRule] = Field(default_factory=list)
+    #: The only way a sync may archive a configuration (archiving one on a live contract stops
+    #: billing at once), so it must be spelled out provider by provider.
+    archive_billing_providers: list[Provider] = Field(default_factory=list)
+    hierarchy_rollup: HierarchyRollup = Field(default_factory=HierarchyRollup)
+
+    @field_validator("custom_fields")
+    @classmethod
+    def _keys_not_empty(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key in value:
+            if not key.strip():
+                raise ValueError("custom field keys may not be empty")
+        return value
+
+    @model_validator(mode="after")
+    def _rollup_fits_soql(self) -> Mapping:
+        if self.hierarchy_rollup.enabled:
+            if self.hierarchy_rollup.child_alias_format == self.identity_alias.format:
+                raise ValueError(
+                    "hierarchy_rollup.child_alias_format must differ from identity_alias.format"
+                )
+            for path in self.opportunity_fields():
+                path_segments(path)  # raises past five relationship hops
+        return self
+
+    @property
+    def rollup_enabled(self) -> bool:
+        return self.hierarchy_rollup.enabled
+
+    @property
+    def notes(self) -> list[str]:
+        """Things the file says that the mapping overrides; ``mapping check`` prints them."""
+        if "sfdc_account_id" in self.custom_fields:
+            return ["custom_fields.sfdc_account_id is ignored: it is always the account id"]
+        return []
+
+    def mapped_paths(self) -> Iterator[str]:
+        """Every field path the expressions read, in file order (duplicates included)."""
+        yield from self.name.paths()
+        for alias in self.ingest_aliases:
+            yield from alias.paths()
+        for key, expression in self.custom_fields.items():
+            if key != "sfdc_account_id":
+                yield from expression.paths()
+        for rule in self.billing_provider_configurations:
+            yield from rule.paths()
+
+    def opportunity_fields(self) -> list[str]:
+        """The SOQL field list for ``SELECT ... FROM Opportunity``, in a stable order.
+
+        Under roll-up each ``Account.X`` the mapping reads is also read on every ancestor
+        (``Account.Parent.X``, ...), because the customer is built from the top-most parent, and
+        the deepest level's ``ParentId`` tells a hierarchy deeper than the limit from a top.
+        """
+        fields = list(_ALWAYS)
+        mapped = list(self.mapped_paths())
+        fields.extend(mapped)
+        if self.hierarchy_rollup.enabled:
+            account_rests = [
+                path.split(".", 1)[1]
+                for path in ["Account.Id", *mapped]
+                if path.split(".", 1)[0].casefold() == "account" and "." in path
+            ]
+            for depth in range(1, self.hierarchy_rollup.max_depth + 1):
+                prefix = "Account" + ".Parent" * depth
+                fields.append(f"{prefix}.Id")
+                fields.extend(f"{prefix}.{rest}" for rest in account_rests)
+            fields.append("Account" + ".Parent" * self.hierarchy_rollup.max_depth + ".ParentId")
+        return _dedupe(fields)
+
+    def account_fields(self) -> list[str]:
+        """The same list for ``SELECT ... FROM Account`` (Account edits do not bump the
+        Opportunity's SystemModstamp, so accounts are polled on their own too)."""
+        out = ["Id"]
+        for path in self.opportunity_fields():
+            head, _, rest = path.partition(".")
+            if head.casefold() == "account" and rest:
+                out.append(rest)
+        return _dedupe(out)
+
+    def map_record(self, record: dict[str, Any]) -> DesiredCustomer:
+        """The desired customer for one record; raises ``MappingError`` listing every problem."""
+        return engine.map_record(self, record)
+
+
+def record_from_account(account: dict[str, Any]) -> dict[str, Any]:
+    """Wrap an Account row (from :meth:`Mapping.account_fields`) as the record shape
+    :meth:`Mapping.map_record` takes. Opportunity-level fields are absent in that case, which
+    is why the default mapping reads Account fields only."""
+    return {"Id": account.get("Id"), "AccountId": account.get("Id"), "Account": account}
+
+
+def _dedupe(fields: list[str]) -> list[str]:
+    """SOQL field names are case-insensitive and a repeated field is a MALFORMED_QUERY."""
+    seen: set[str] = set()
+    out: list[str] = []
+    for field in fields:
+        folded = field.casefold()
+        if folded not in seen:
+            seen.add(folded)
+            out.append(field)
+    return out
