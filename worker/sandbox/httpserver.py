@@ -146,10 +146,13 @@ class HttpServer:
             loop.run_forever()
         finally:
             self._server.close()
-            for task in asyncio.all_tasks(loop):
+            pending = list(asyncio.all_tasks(loop))
+            for task in pending:
                 task.cancel()
-            with contextlib.suppress(Exception):
-                loop.run_until_complete(asyncio.sleep(0))
+            if pending:
+                # Collect the cancellations so none is reported as "never retrieved".
+                with contextlib.suppress(BaseException):
+                    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.close()
 
     async def _serve_connection(
@@ -173,6 +176,11 @@ class HttpServer:
                 if not keep_alive:
                     break
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass
+        except asyncio.CancelledError:
+            # stop() cancels idle keep-alive connections. Ending normally (not re-raising)
+            # matters on Python 3.11: asyncio's stream callback calls task.exception() on the
+            # finished task, which raises for a cancelled one and logs a traceback per client.
             pass
         except _BadRequest as exc:
             with contextlib.suppress(Exception):

@@ -1,0 +1,19 @@
+"""Metronome: the gateway (SDK, errors, retries) and the upsert engine (find, plan, apply)."""
+
+from worker.metronome.engine import SyncOutcome, UpsertEngine
+from worker.metronome.gateway import MetronomeGateway
+from worker.metronome.idempotency import IdempotencyGenerations, InMemoryGenerations
+from worker.metronome.plan import SyncPlan, plan_sync
+from worker.metronome.state import BillingConfigurationState, CustomerState
+
+__all__ = [
+    "BillingConfigurationState",
+    "CustomerState",
+    "IdempotencyGenerations",
+    "InMemoryGenerations",
+    "MetronomeGateway",
+    "SyncOutcome",
+    "SyncPlan",
+    "UpsertEngine",
+    "plan_sync",
+]

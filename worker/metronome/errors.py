@@ -1,0 +1,75 @@
+"""What can go wrong talking to Metronome, sorted by what the caller should do about it.
+
+::
+
+    MetronomeError                 base: anything from the Metronome gateway or upsert engine
+    ├── TransientError             retry later; the outcome may be unknown (ambiguous)
+    │   ├── ServerError            5xx: Metronome caches it under the Idempotency-Key, so the
+    │   │                          caller must bump the key generation and re-read, not resend
+    │   ├── RateLimitedError       429 (X-Metronome-Rate-Limit-Type; Retry-After if sent)
+    │   └── ConnectionFailedError  connect error, timeout, dropped connection, 408: the write
+    │                              may have happened; resending the SAME key replays it
+    ├── ConflictError              409: an alias or unique custom field value is taken, or an
+    │                              Idempotency-Key was reused with another body;
+    │                              ``conflicting_id`` when the API names the other customer
+    └── PermanentError             400, 401, 403, 404, 422: retrying cannot help; carries the
+        │                          API's ``message``
+        └── UnresolvableConflictError
+                                   the customer cannot be made right without moving data
+                                   between customers (e.g. an alias owned by a customer of
+                                   another Salesforce account): an operator must decide
+
+Messages never contain the bearer token: the gateway builds them from status codes and the
+API's ``message`` only.
+"""
+
+from __future__ import annotations
+
+
+class MetronomeError(Exception):
+    """Base class; ``status`` is the HTTP status when there was one."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+class TransientError(MetronomeError):
+    """Worth retrying later; bounded retries already happened inside the gateway."""
+
+
+class ServerError(TransientError):
+    """A 5xx answer (the API's internal error; cached under the Idempotency-Key)."""
+
+
+class RateLimitedError(TransientError):
+    """A 429 answer; ``retry_after_s`` from ``Retry-After-Ms`` / ``Retry-After`` when sent."""
+
+    def __init__(self, message: str, *, status: int = 429, retry_after_s: float | None) -> None:
+        super().__init__(message, status=status)
+        self.retry_after_s = retry_after_s
+
+
+class ConnectionFailedError(TransientError):
+    """No answer (connect error, timeout, dropped connection) or a 408: outcome unknown."""
+
+
+class ConflictError(MetronomeError):
+    """A 409; ``conflicting_id`` is the customer that holds the alias or value, if named."""
+
+    def __init__(self, message: str, *, conflicting_id: str | None = None) -> None:
+        super().__init__(message, status=409)
+        self.conflicting_id = conflicting_id
+
+
+class PermanentError(MetronomeError):
+    """400/401/403/404/422: the request is wrong as sent; ``message`` is the API's."""
+
+
+class UnresolvableConflictError(PermanentError):
+    """Making the customer right would take data from another customer; never done."""
+
+    def __init__(self, message: str, *, customer_ids: tuple[str, ...] = ()) -> None:
+        super().__init__(message, status=409)
+        self.customer_ids = customer_ids

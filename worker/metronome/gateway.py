@@ -1,0 +1,369 @@
+"""The one way the worker talks to Metronome: the official SDK, our errors, our retries.
+
+Why not the SDK's own retries: they include 409 (an alias taken, which must lead to a re-read,
+never a resend) and they resend a 5xx'd POST under the same Idempotency-Key, which Metronome
+answers with the cached 5xx. So the SDK client has ``max_retries=0`` and this module retries
+with ``stamina`` (bounded, exponential, jittered, honouring ``Retry-After``) only what is safe:
+
+- GETs: connection failures, 408, 429, 5xx;
+- POSTs: connection failures, 408 and 429 with the same Idempotency-Key (a write that did
+  happen is replayed by Metronome), but never a 5xx: that goes back to the engine, which
+  bumps the key generation and re-reads first.
+
+Every HTTP attempt is counted (an httpx request hook), so a sync can report "calls made".
+One pooled ``httpx.Client`` per gateway; create one gateway per worker process.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
+
+import httpx
+import metronome
+import stamina
+from pydantic import SecretStr
+
+from worker.metronome.errors import (
+    ConflictError,
+    ConnectionFailedError,
+    MetronomeError,
+    PermanentError,
+    RateLimitedError,
+    ServerError,
+)
+from worker.metronome.state import BillingConfigurationState, CustomerState
+
+if TYPE_CHECKING:
+    from worker.settings import Settings
+
+_T = TypeVar("_T")
+LIST_PAGE_SIZE = 100
+#: Longest Retry-After we honour inside one task; longer waits go back to the caller.
+RETRY_AFTER_CAP_S = 30.0
+CUSTOM_FIELD_ENTITY: Literal["customer"] = "customer"
+
+
+class MetronomeGateway:
+    """Typed Metronome calls returning our state values and raising our errors."""
+
+    def __init__(
+        self,
+        token: str | SecretStr,
+        base_url: str,
+        *,
+        timeout_s: float = 20.0,
+        max_attempts: int = 5,
+        retry_immediately: bool = False,
+    ) -> None:
+        secret = token.get_secret_value() if isinstance(token, SecretStr) else token
+        self._lock = threading.Lock()
+        self._calls = 0
+        self._max_attempts = max(1, max_attempts)
+        self._retry_immediately = retry_immediately
+        self._http = httpx.Client(
+            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
+            limits=httpx.Limits(max_connections=20, max_keepalive_connections=20),
+            event_hooks={"request": [self._count]},
+        )
+        self._client = metronome.Metronome(
+            bearer_token=secret, base_url=base_url, max_retries=0, http_client=self._http
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MetronomeGateway:
+        token = settings.metronome_bearer_token
+        if token is None:
+            raise PermanentError("METRONOME_BEARER_TOKEN is not set")
+        return cls(
+            token,
+            settings.metronome_base_url,
+            timeout_s=settings.metronome_timeout_s,
+            max_attempts=settings.metronome_max_attempts,
+            retry_immediately=settings.retry_immediately,
+        )
+
+    @property
+    def calls(self) -> int:
+        """HTTP requests sent so far, retries included (monotonic)."""
+        return self._calls
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _count(self, _request: httpx.Request) -> None:
+        with self._lock:
+            self._calls += 1
+
+    # -- customers -------------------------------------------------------------------------
+
+    def retrieve_customer(self, customer_id: str) -> CustomerState | None:
+        """GET /v1/customers/{id}; None when it does not exist (a stale cached id)."""
+        try:
+            answer = self._call(
+                "retrieve", lambda: self._client.v1.customers.retrieve(customer_id=customer_id)
+            )
+        except PermanentError as exc:
+            if exc.status in (400, 404):
+                return None
+            raise
+        return _customer(answer.data)
+
+    def list_customers(
+        self,
+        *,
+        ingest_alias: str | None = None,
+        salesforce_account_ids: Sequence[str] | None = None,
+        only_archived: bool = False,
+    ) -> list[CustomerState]:
+        """GET /v1/customers with filters, every page read (``next_page`` cursor)."""
+        query: dict[str, Any] = {"limit": LIST_PAGE_SIZE}
+        if ingest_alias is not None:
+            query["ingest_alias"] = ingest_alias
+        if salesforce_account_ids is not None:
+            query["salesforce_account_ids"] = list(salesforce_account_ids)
+        if only_archived:
+            query["only_archived"] = True
+        found: list[CustomerState] = []
+        cursor: str | None = None
+        while True:
+            page_query = dict(query, next_page=cursor) if cursor else query
+
+            def fetch(q: dict[str, Any] = page_query) -> Any:
+                return self._client.v1.customers.list(**q)
+
+            page = self._call("list", fetch)
+            found.extend(_customer(item) for item in page.data)
+            cursor = page.next_page
+            if not cursor:
+                return found
+
+    def create_customer(self, body: Mapping[str, Any], *, key: str) -> str:
+        """POST /v1/customers; the new customer's id."""
+        answer = self._call(
+            "create",
+            lambda: self._client.v1.customers.create(**cast(Any, body), extra_headers=_key(key)),
+            post=True,
+        )
+        return answer.data.id
+
+    def set_name(self, customer_id: str, name: str, *, key: str) -> None:
+        self._call(
+            "setName",
+            lambda: self._client.v1.customers.set_name(
+                customer_id=customer_id, name=name, extra_headers=_key(key)
+            ),
+            post=True,
+        )
+
+    def set_ingest_aliases(self, customer_id: str, aliases: Sequence[str], *, key: str) -> None:
+        """Replaces the whole set: callers pass the union to never drop an alias."""
+        self._call(
+            "setIngestAliases",
+            lambda: self._client.v1.customers.set_ingest_aliases(
+                customer_id=customer_id, ingest_aliases=list(aliases), extra_headers=_key(key)
+            ),
+            post=True,
+        )
+
+    def update_config(self, customer_id: str, salesforce_account_id: str, *, key: str) -> None:
+        self._call(
+            "updateConfig",
+            lambda: self._client.v1.customers.update_config(
+                customer_id=customer_id,
+                salesforce_account_id=salesforce_account_id,
+                extra_headers=_key(key),
+            ),
+            post=True,
+        )
+
+    # -- custom fields ---------------------------------------------------------------------
+
+    def list_custom_field_keys(self) -> list[tuple[str, bool]]:
+        """(key, enforce_uniqueness) for customer keys, every page read."""
+        found: list[tuple[str, bool]] = []
+        cursor: str | None = None
+        while True:
+            extra: dict[str, Any] = {"next_page": cursor} if cursor else {}
+
+            def fetch_keys(e: dict[str, Any] = extra) -> Any:
+                return self._client.v1.custom_fields.list_keys(entities=[CUSTOM_FIELD_ENTITY], **e)
+
+            page = self._call("listKeys", fetch_keys)
+            found.extend(
+                (item.key, item.enforce_uniqueness)
+                for item in page.data
+                if item.entity == CUSTOM_FIELD_ENTITY
+            )
+            cursor = page.next_page
+            if not cursor:
+                return found
+
+    def add_custom_field_key(self, name: str, *, enforce_uniqueness: bool, key: str) -> None:
+        self._call(
+            "addKey",
+            lambda: self._client.v1.custom_fields.add_key(
+                entity=CUSTOM_FIELD_ENTITY,
+                key=name,
+                enforce_uniqueness=enforce_uniqueness,
+                extra_headers=_key(key),
+            ),
+            post=True,
+        )
+
+    def set_custom_fields(self, customer_id: str, values: Mapping[str, str], *, key: str) -> None:
+        """POST /v1/customFields/setValues merges by key: send the changed keys only."""
+        self._call(
+            "setValues",
+            lambda: self._client.v1.custom_fields.set_values(
+                entity=CUSTOM_FIELD_ENTITY,
+                entity_id=customer_id,
+                custom_fields=dict(values),
+                extra_headers=_key(key),
+            ),
+            post=True,
+        )
+
+    # -- billing provider configurations ---------------------------------------------------
+
+    def get_billing_configurations(
+        self, customer_id: str, *, include_archived: bool = False
+    ) -> tuple[BillingConfigurationState, ...]:
+        answer = self._call(
+            "getBillingConfigurations",
+            lambda: self._client.v1.customers.retrieve_billing_configurations(
+                customer_id=customer_id, include_archived=include_archived
+            ),
+        )
+        return tuple(
+            BillingConfigurationState(
+                id=item.id,
+                billing_provider=item.billing_provider,
+                delivery_method=item.delivery_method,
+                configuration=dict(item.configuration),
+                archived=item.archived_at is not None,
+            )
+            for item in answer.data
+        )
+
+    def set_billing_configurations(
+        self, customer_id: str, configurations: Sequence[Mapping[str, Any]], *, key: str
+    ) -> None:
+        """Appends: callers send only configurations the customer does not have yet."""
+        data = [dict(c, customer_id=customer_id) for c in configurations]
+        self._call(
+            "setBillingConfigurations",
+            lambda: self._client.v1.customers.set_billing_configurations(
+                data=cast(Any, data), extra_headers=_key(key)
+            ),
+            post=True,
+        )
+
+    def archive_billing_configurations(
+        self, customer_id: str, configuration_ids: Sequence[str], *, key: str
+    ) -> None:
+        self._call(
+            "archiveBillingConfigurations",
+            lambda: self._client.v1.customers.archive_billing_configurations(
+                customer_id=customer_id,
+                customer_billing_provider_configuration_ids=list(configuration_ids),
+                extra_headers=_key(key),
+            ),
+            post=True,
+        )
+
+    # -- retries and error translation -----------------------------------------------------
+
+    def _call(self, operation: str, send: Callable[[], _T], *, post: bool = False) -> _T:
+        immediate = self._retry_immediately
+        for attempt in stamina.retry_context(
+            on=self._retry_hook(post),
+            attempts=self._max_attempts,
+            timeout=None,
+            wait_initial=0.0 if immediate else 0.2,
+            wait_max=0.0 if immediate else 10.0,
+            wait_jitter=0.0 if immediate else 0.5,
+        ):
+            with attempt:
+                return _translated(operation, send)
+        raise AssertionError("unreachable: stamina re-raises the last error")
+
+    def _retry_hook(self, post: bool) -> Callable[[Exception], bool | float]:
+        immediate = self._retry_immediately
+        return lambda exc: retry_decision(exc, post=post, immediate=immediate)
+
+
+def retry_decision(exc: Exception, *, post: bool, immediate: bool) -> bool | float:
+    """stamina's ``on`` hook: retry or not, or how long to wait (Retry-After, capped).
+
+    A POST's 5xx is not retried here: Metronome cached it under the Idempotency-Key, so only a
+    new generation (the engine's job, after a re-read) can get a different answer.
+    """
+    if isinstance(exc, RateLimitedError):
+        if immediate or exc.retry_after_s is None:
+            return True
+        return min(exc.retry_after_s, RETRY_AFTER_CAP_S)
+    if isinstance(exc, ServerError):
+        return not post
+    return isinstance(exc, ConnectionFailedError)
+
+
+def _key(key: str) -> dict[str, str]:
+    return {"Idempotency-Key": key}
+
+
+def _translated(operation: str, send: Callable[[], _T]) -> _T:
+    try:
+        return send()
+    except metronome.APIConnectionError as exc:
+        # Includes timeouts and dropped connections: the request may have been processed.
+        raise ConnectionFailedError(
+            f"Metronome {operation}: no answer ({type(exc).__name__})"
+        ) from exc
+    except metronome.APIStatusError as exc:
+        raise _from_status(operation, exc) from exc
+
+
+def _from_status(operation: str, exc: metronome.APIStatusError) -> MetronomeError:
+    status = exc.status_code
+    body = exc.body if isinstance(exc.body, dict) else {}
+    api_message = str(body.get("message") or exc.response.reason_phrase or "no message")
+    message = f"Metronome {operation} answered {status}: {api_message}"
+    if status == 408:
+        return ConnectionFailedError(message, status=status)
+    if status == 429:
+        return RateLimitedError(message, retry_after_s=_retry_after(exc.response.headers))
+    if status >= 500:
+        return ServerError(message, status=status)
+    if status == 409:
+        conflicting = body.get("conflicting_id")
+        return ConflictError(
+            message, conflicting_id=conflicting if isinstance(conflicting, str) else None
+        )
+    return PermanentError(message, status=status)
+
+
+def _retry_after(headers: httpx.Headers) -> float | None:
+    """``Retry-After-Ms`` (more precise, when sent) or ``Retry-After`` in seconds."""
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        raw = headers.get(name)
+        if raw is None:
+            continue
+        try:
+            return max(0.0, float(raw) * scale)
+        except ValueError:
+            continue  # an HTTP date: rare for 429, fall back to our own backoff
+    return None
+
+
+def _customer(item: Any) -> CustomerState:
+    config = getattr(item, "customer_config", None)
+    return CustomerState(
+        id=item.id,
+        name=item.name,
+        ingest_aliases=tuple(item.ingest_aliases or ()),
+        custom_fields=dict(item.custom_fields or {}),
+        salesforce_account_id=getattr(config, "salesforce_account_id", None),
+        archived=getattr(item, "archived_at", None) is not None,
+    )

@@ -1,0 +1,229 @@
+"""The Metronome emulator: the store and routes behind bearer auth, faults and idempotency.
+
+The order of checks on a ``/v1`` request is the order the failures they model happen in:
+
+1. bearer auth (401 otherwise);
+2. rate limit / injected 429 -- refused before any work, so never cached under a key;
+3. ``Idempotency-Key`` replay: same key and body replays the stored answer (a 5xx included,
+   as Metronome does for at least 24 h); same key and another body is a 409;
+4. latency, then an injected 5xx (stored under the key, like a real one);
+5. the write itself, whose answer is stored under the key;
+6. "commit then drop" (POSTs only: it models the lost answer to a write): the write stays,
+   the connection is aborted without an answer, and a retry with the same key gets the
+   stored answer.
+
+``/_sandbox/`` serves inspection and control (no auth, no faults): customers, billing
+configurations, request counts per "METHOD /template STATUS", faults, reset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from worker.sandbox.httpserver import HttpServer, Request, Response
+from worker.sandbox.metronome import routes
+from worker.sandbox.metronome.faults import FaultInjector, MetronomeFaults
+from worker.sandbox.metronome.rules import ApiError
+from worker.sandbox.metronome.store import MetronomeStore
+
+#: Stored idempotent answers; oldest evicted first (Metronome keeps them >= 24 h; a bound keeps
+#: a long benchmark from growing the emulator without limit).
+IDEMPOTENCY_CACHE_MAX = 200_000
+DROPPED = "DROP"
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    fingerprint: str
+    status: int
+    body: bytes
+
+
+def _json(status: int, payload: Any, headers: list[tuple[str, str]] | None = None) -> Response:
+    body = b"" if payload is None else json.dumps(payload).encode()
+    return Response(status, body, headers or [])
+
+
+class MetronomeEmulator:
+    """An in-process Metronome API on 127.0.0.1 for tests, the demo and the benchmark."""
+
+    def __init__(
+        self,
+        token: str = "sandbox-token",  # noqa: S107 - the emulator's public default
+        host: str = "127.0.0.1",
+        port: int = 0,
+        faults: MetronomeFaults | None = None,
+    ) -> None:
+        self._token = token
+        self._server = HttpServer(self._handle, host=host, port=port)
+        self._store = MetronomeStore()
+        self._faults = FaultInjector(faults or MetronomeFaults())
+        self._idempotent: OrderedDict[str, _Stored] = OrderedDict()
+        self._counts: Counter[str] = Counter()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> Self:
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def wait(self) -> None:
+        self._server.wait()
+
+    @property
+    def url(self) -> str:
+        return self._server.url
+
+    @property
+    def port(self) -> int:
+        return self._server.port
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- inspection and control (thread-safe: run on the server loop) ----------------------
+
+    def set_faults(self, faults: MetronomeFaults) -> None:
+        injector = FaultInjector(faults)
+        self._on_loop(lambda: setattr(self, "_faults", injector))
+
+    def reset(self) -> None:
+        """Forget all customers, keys, configurations, stored answers, counts and faults."""
+        self._on_loop(self._clear)
+
+    def _clear(self) -> None:
+        self._store = MetronomeStore()
+        self._idempotent.clear()
+        self._counts.clear()
+        self._faults = FaultInjector(MetronomeFaults())
+
+    def customers(self) -> list[dict[str, Any]]:
+        return self._on_loop(lambda: [c.detail() for c in self._store.customers.values()])
+
+    def billing_configurations(self) -> list[dict[str, Any]]:
+        return self._on_loop(lambda: [c.detail() for c in self._store.billing])
+
+    def custom_field_keys(self) -> list[dict[str, Any]]:
+        return self._on_loop(lambda: [asdict(k) for k in self._store.keys.values()])
+
+    def request_counts(self) -> dict[str, int]:
+        return self._on_loop(lambda: dict(self._counts))
+
+    def total_requests(self) -> int:
+        return self._on_loop(lambda: sum(self._counts.values()))
+
+    def faults_injected(self) -> dict[str, int]:
+        return self._on_loop(lambda: dict(self._faults.injected))
+
+    def _on_loop(self, func: Callable[[], _T]) -> _T:
+        result: list[_T] = []
+        self._server.call_in_loop(lambda: result.append(func()))
+        return result[0]
+
+    # -- HTTP ------------------------------------------------------------------------------
+
+    async def _handle(self, request: Request) -> Response:
+        if request.path.startswith("/_sandbox/"):
+            return self._sandbox(request)
+        found = routes.match(request.method, request.path)
+        template = found[0].template if found else request.path
+        response = await self._v1(request, found)
+        status = DROPPED if response.drop_connection else str(response.status)
+        self._counts[f"{request.method} {template} {status}"] += 1
+        return response
+
+    async def _v1(
+        self, request: Request, found: tuple[routes.Route, dict[str, str]] | None
+    ) -> Response:
+        if request.headers.get("authorization", "") != f"Bearer {self._token}":
+            return _json(401, {"message": "Unauthorized"})
+        faults = self._faults
+        throttle = faults.throttle()
+        if throttle is not None:
+            return _json(429, {"message": "Too many requests"}, throttle.headers())
+        if found is None:
+            return _json(404, {"message": f"no route for {request.method} {request.path}"})
+        route, params = found
+        key = request.headers.get("idempotency-key") if request.method == "POST" else None
+        fingerprint = hashlib.sha256(
+            f"{request.method} {request.path}\n".encode() + request.body
+        ).hexdigest()
+        if key is not None and (stored := self._idempotent.get(key)) is not None:
+            if stored.fingerprint != fingerprint:
+                return _json(409, {"message": "Idempotency-Key was used with another request"})
+            return Response(stored.status, stored.body)
+        if (delay := faults.latency()) > 0:
+            await asyncio.sleep(delay)
+        if faults.server_error():
+            response = _json(500, {"message": "Internal server error (injected)"})
+        else:
+            response = self._dispatch(route, params, request)
+        if key is not None:
+            self._remember(key, _Stored(fingerprint, response.status, response.body))
+        if request.method == "POST" and response.status < 400 and faults.commit_then_drop():
+            return Response(response.status, drop_connection=True)
+        return response
+
+    def _dispatch(self, route: routes.Route, params: dict[str, str], request: Request) -> Response:
+        try:
+            body = json.loads(request.body) if request.body.strip() else {}
+        except ValueError:
+            return _json(400, {"message": "request body is not valid JSON"})
+        if not isinstance(body, dict):
+            return _json(400, {"message": "request body must be a JSON object"})
+        query = {name: values[-1] for name, values in request.query.items()}
+        try:
+            return _json(200, route.handler(self._store, params, body, query))
+        except ApiError as exc:
+            return _json(exc.status, exc.body())
+
+    def _remember(self, key: str, stored: _Stored) -> None:
+        self._idempotent[key] = stored
+        if len(self._idempotent) > IDEMPOTENCY_CACHE_MAX:
+            self._idempotent.popitem(last=False)
+
+    def _sandbox(self, request: Request) -> Response:
+        path, method = request.path.rstrip("/"), request.method
+        if method == "GET" and path == "/_sandbox/customers":
+            return _json(200, {"data": [c.detail() for c in self._store.customers.values()]})
+        if method == "GET" and path == "/_sandbox/billing-configurations":
+            return _json(200, {"data": [c.detail() for c in self._store.billing]})
+        if method == "GET" and path == "/_sandbox/requests":
+            return _json(
+                200,
+                {
+                    "counts": dict(self._counts),
+                    "total": sum(self._counts.values()),
+                    "faults_injected": dict(self._faults.injected),
+                },
+            )
+        if method == "POST" and path == "/_sandbox/reset":
+            self._clear()
+            return _json(200, {"ok": True})
+        if method == "POST" and path == "/_sandbox/faults":
+            try:
+                faults = MetronomeFaults.from_json(json.loads(request.body or b"{}"))
+            except (ValueError, TypeError) as exc:
+                return _json(400, {"message": f"bad faults: {exc}"})
+            self._faults = FaultInjector(faults)
+            return _json(200, {"faults": asdict(faults)})
+        return _json(404, {"message": f"no sandbox route for {method} {path}"})
