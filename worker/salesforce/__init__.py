@@ -1,0 +1,33 @@
+"""The Salesforce side of crmsync: client construction, id rules and the closed-won source."""
+
+from worker.salesforce.client import (
+    SalesforceNotConfigured,
+    TimeoutSession,
+    build_salesforce,
+    build_sandbox_salesforce,
+)
+from worker.salesforce.cursors import Cursors, SourceEvent
+from worker.salesforce.ids import InvalidSalesforceId, normalize_salesforce_id
+from worker.salesforce.source import (
+    ClosedWonSource,
+    PollReader,
+    QuotaReached,
+    SessionExpired,
+    strip_attributes,
+)
+
+__all__ = [
+    "ClosedWonSource",
+    "Cursors",
+    "InvalidSalesforceId",
+    "PollReader",
+    "QuotaReached",
+    "SalesforceNotConfigured",
+    "SessionExpired",
+    "SourceEvent",
+    "TimeoutSession",
+    "build_salesforce",
+    "build_sandbox_salesforce",
+    "normalize_salesforce_id",
+    "strip_attributes",
+]

@@ -1,0 +1,95 @@
+"""The SOQL the source sends, built in one place from validated inputs (pure, no I/O).
+
+Values go through simple-salesforce's ``format_soql`` (quoting and escaping), never string
+pasting; field names come from the mapping and are checked against a strict pattern, because
+they cannot be quoted. Datetimes lose their sub-second part in ``format_soql``; the cursor
+minus the overlap is floored to the second, which only widens the window.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from simple_salesforce.format import format_soql
+
+#: What the source itself reads from every row, whatever the mapping asks for.
+SOURCE_FIELDS = ("Id", "AccountId", "SystemModstamp", "Account.Id", "Account.SystemModstamp")
+# SOQL allows five child-to-parent hops (Opportunity.Account.Parent.Parent.Parent.Parent.Id).
+_FIELD_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*){0,5}$")
+ORDER_BY_STAMP = "ORDER BY SystemModstamp, Id"
+
+
+def select_list(mapping_fields: Iterable[str]) -> str:
+    """The mapping's fields plus the source's own, case-insensitively without duplicates.
+
+    Salesforce refuses a SELECT that names a field twice (``duplicate field selected``).
+    """
+    seen: set[str] = set()
+    out: list[str] = []
+    for name in (*mapping_fields, *SOURCE_FIELDS):
+        if not _FIELD_RE.fullmatch(name):
+            raise ValueError(f"not a SOQL field path: {name!r}")
+        if name.lower() not in seen:
+            seen.add(name.lower())
+            out.append(name)
+    return ", ".join(out)
+
+
+def won_changed_since(fields: str, since: datetime | None) -> str:
+    """Won opportunities whose own stamp moved (closed, re-assigned, amount edited...)."""
+    if since is None:
+        return f"SELECT {fields} FROM Opportunity WHERE IsWon = true {ORDER_BY_STAMP}"  # noqa: S608
+    return format_soql(
+        "SELECT {fields:literal} FROM Opportunity WHERE IsWon = true AND SystemModstamp > {since} "  # noqa: S608 -- format_soql quotes
+        + ORDER_BY_STAMP,
+        fields=fields,
+        since=since,
+    )
+
+
+def won_account_changed_since(fields: str, since: datetime) -> str:
+    """Won opportunities whose *Account* changed: an account edit never bumps the deal's stamp."""
+    return format_soql(
+        "SELECT {fields:literal} FROM Opportunity WHERE IsWon = true "
+        "AND Account.SystemModstamp > {since} ORDER BY Account.SystemModstamp, Id",
+        fields=fields,
+        since=since,
+    )
+
+
+def not_won_changed_since(since: datetime) -> str:
+    return format_soql(
+        "SELECT Id, AccountId, StageName, SystemModstamp FROM Opportunity "  # noqa: S608 -- format_soql quotes
+        "WHERE IsWon = false AND SystemModstamp > {since} " + ORDER_BY_STAMP,
+        since=since,
+    )
+
+
+def deleted_accounts_since(since: datetime) -> str:
+    """For ``queryAll``: merged-away accounts carry ``MasterRecordId``, plain deletes do not."""
+    return format_soql(
+        "SELECT Id, MasterRecordId, SystemModstamp FROM Account "  # noqa: S608 -- format_soql quotes
+        "WHERE IsDeleted = true AND SystemModstamp > {since} " + ORDER_BY_STAMP,
+        since=since,
+    )
+
+
+def won_for_accounts(fields: str, account_ids: Sequence[str]) -> str:
+    """``account_ids`` must already be normalised 18-character ids."""
+    return format_soql(
+        "SELECT {fields:literal} FROM Opportunity WHERE IsWon = true AND AccountId IN {ids} "  # noqa: S608 -- format_soql quotes
+        + ORDER_BY_STAMP,
+        fields=fields,
+        ids=list(account_ids),
+    )
+
+
+def won_touched_since(fields: str, since: datetime) -> str:
+    return format_soql(
+        "SELECT {fields:literal} FROM Opportunity WHERE IsWon = true "  # noqa: S608 -- format_soql quotes
+        "AND (SystemModstamp > {since} OR Account.SystemModstamp > {since}) " + ORDER_BY_STAMP,
+        fields=fields,
+        since=since,
+    )
