@@ -20,7 +20,7 @@ from celery import Celery
 from worker.redis_server import find_embedded
 from worker.settings import Settings, default_data_dir
 
-TASK_MODULES = ["tasks.health"]
+TASK_MODULES = ["tasks.health", "tasks.poll", "tasks.sync", "tasks.resync"]
 
 #: Hard limit for any task: a sync touches one account and a poll streams pages, both far
 #: shorter than this; a hung HTTP call is cut off by the clients' own timeouts well before.

@@ -12,16 +12,24 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from worker.context import NotConfigured
 from worker.settings import SettingsError
 
 #: Command modules, in the order ``--help`` lists them.
 COMMAND_MODULES: tuple[str, ...] = (
     "worker.commands.demo",
-    "worker.commands.check",
+    "worker.commands.run",
     "worker.commands.worker",
     "worker.commands.beat",
-    "worker.commands.flower",
+    "worker.commands.poll",
+    "worker.commands.resync",
+    "worker.commands.plan",
+    "worker.commands.status",
+    "worker.commands.check",
+    "worker.commands.sandbox",
     "worker.commands.mapping",
+    "worker.commands.flower",
+    "worker.commands.dead_letters",
 )
 
 
@@ -44,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code = int(args.func(args))
-    except SettingsError as exc:
+    except (SettingsError, NotConfigured) as exc:
         print(str(exc), file=sys.stderr)
         return 2
     except KeyboardInterrupt:

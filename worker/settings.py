@@ -145,6 +145,15 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("SALESFORCE_QUOTA_FRACTION", "salesforce_quota_fraction"),
     )
 
+    salesforce_emulator_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CRMSYNC_SALESFORCE_EMULATOR_URL", "salesforce_emulator_url"),
+        description=(
+            "Route the Salesforce client's https:// requests to a local emulator (crmsync demo, "
+            "sandbox and tests). Loopback only, so real credentials can never leave for it."
+        ),
+    )
+
     # --- Pipeline ----------------------------------------------------------------------
     mapping_file: Path | None = Field(
         default=None, validation_alias=AliasChoices("CRMSYNC_MAPPING", "mapping_file")
@@ -213,6 +222,15 @@ class Settings(BaseSettings):
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
         return value
+
+    @field_validator("salesforce_emulator_url")
+    @classmethod
+    def _loopback_only(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if not value.startswith(("http://127.0.0.1:", "http://localhost:")):
+            raise ValueError("must be an http://127.0.0.1:PORT URL (a local emulator)")
+        return value.rstrip("/")
 
     @model_validator(mode="after")
     def _one_salesforce_mode(self) -> Settings:

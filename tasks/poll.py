@@ -1,0 +1,162 @@
+"""``crmsync.poll_closed_won``: what changed in Salesforce → one sync message per account.
+
+The cursor moves only after every message of the poll was enqueued, and only for the poll
+that still holds the newest fencing token: a crash between enqueue and cursor write re-reads
+the same rows next time (the dedupe hash makes that free), it never skips one.
+
+Rows are enqueued in chunks as they stream in, so a 100k-row poll holds one chunk, not the
+whole result; an account appearing in two chunks gets two messages, and the second is a
+dedupe hit or waits on the account lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from worker.app import QUEUE, app
+from worker.context import WorkerContext, get_context
+from worker.salesforce import Cursors, SourceEvent
+
+log = logging.getLogger(__name__)
+
+#: Rows grouped per enqueue round: bounds memory while streaming; 500 is a quarter page.
+CHUNK_ROWS = 500
+
+Enqueue = Callable[[str, dict[str, Any]], None]
+
+
+def _cursor_text(value: datetime) -> str:
+    """Fixed-width UTC text, so Redis can compare cursors as strings (worker.store)."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def group_by_account(rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """One record per account: the latest row wins (rows arrive in SystemModstamp order)."""
+    grouped: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        account_id = row.get("AccountId") or (row.get("Account") or {}).get("Id")
+        if account_id:
+            grouped[str(account_id)] = row
+    return grouped
+
+
+def _chunks(rows: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    chunk: list[dict[str, Any]] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def declare_queue() -> None:
+    """Declare our queue and its binding before publishing.
+
+    kombu's Redis transport routes a message through the ``_kombu.binding.*`` keys; if Redis
+    was flushed or restarted empty, those are gone and a publish is *silently dropped*
+    (kombu only logs "Cannot route message"). Producers cache their declarations, so the poll
+    re-declares explicitly, once per run: one cheap command, and no close is ever lost.
+    """
+    with app.connection_for_write() as connection:
+        app.amqp.queues[QUEUE].bind(connection.default_channel).declare()
+
+
+def enqueue_sync(account_id: str, record: dict[str, Any]) -> None:
+    from tasks.sync import sync_account
+
+    sync_account.apply_async(args=[account_id, record], kwargs={"reason": "poll"})
+
+
+def run_poll(ctx: WorkerContext, enqueue: Enqueue = enqueue_sync) -> dict[str, Any]:
+    store = ctx.store
+    started = time.monotonic()
+    lease = store.acquire_poll_lock()
+    if lease is None:
+        log.info("poll skipped: another poll holds the lock")
+        return {"status": "skipped", "reason": "another poll is running"}
+    try:
+        if enqueue is enqueue_sync:
+            declare_queue()
+        stored: dict[str, str | None] = dict(store.cursors())
+        cursors = Cursors.from_json(stored or None)
+        reader = ctx.source.poll(cursors)
+        rows = accounts = 0
+        for chunk in _chunks(reader, CHUNK_ROWS):
+            rows += len(chunk)
+            store.mark_won(str(row["Id"]) for row in chunk if row.get("Id"))
+            for account_id, record in group_by_account(chunk).items():
+                enqueue(account_id, record)
+                accounts += 1
+        attention = _record_events(ctx, reader.events)
+        usage = ctx.source.sf.api_usage.get("api-usage")
+        summary: dict[str, Any] = {
+            "status": "stopped_for_quota" if reader.stopped_for_quota else "ok",
+            "rows": rows,
+            "enqueued": accounts,
+            "needs_attention": attention,
+            "salesforce_calls": reader.salesforce_calls,
+            "salesforce_api_usage": [usage.used, usage.total] if usage else None,
+            "finished_at": _cursor_text(datetime.now(UTC)),
+            "duration_s": round(time.monotonic() - started, 3),
+        }
+        if not reader.stopped_for_quota:
+            new = {
+                name: _cursor_text(value)
+                for name, value in vars_of(reader.new_cursors).items()
+                if value is not None
+            }
+            if not store.advance_cursors(lease, new):
+                summary["status"] = "fenced_out"
+                log.warning("poll finished after a newer poll took over; cursor left to it")
+        summary["cursors"] = store.cursors()
+        store.record_poll(summary)
+        log.info("poll: %s", summary)
+        return summary
+    finally:
+        store.release_poll_lock(lease)
+
+
+def vars_of(cursors: Cursors) -> dict[str, datetime | None]:
+    return {
+        "opportunities": cursors.opportunities,
+        "accounts": cursors.accounts,
+        "reopened": cursors.reopened,
+        "deleted": cursors.deleted,
+    }
+
+
+def _record_events(ctx: WorkerContext, events: list[SourceEvent]) -> int:
+    """Re-opened deals (that we knew as won) and deleted/merged accounts → ledger, never act."""
+    store = ctx.store
+    reopened_candidates = [e for e in events if e.kind == "opportunity_reopened"]
+    reopened = set(store.forget_won(e.record_id for e in reopened_candidates))
+    count = 0
+    for event in events:
+        if event.kind == "opportunity_reopened" and event.record_id not in reopened:
+            continue
+        store.append_ledger(
+            {
+                "outcome": "needs_attention",
+                "event": event.kind,
+                "record_id": event.record_id,
+                "account_id": event.account_id or "",
+                "master_record_id": event.master_record_id or "",
+                "stage_name": event.stage_name or "",
+                "system_modstamp": _cursor_text(event.system_modstamp),
+            }
+        )
+        store.count_outcome("needs_attention")
+        count += 1
+    return count
+
+
+@app.task(name="crmsync.poll_closed_won", ignore_result=False, acks_late=False)
+def poll_closed_won() -> dict[str, Any]:
+    """One incremental poll (beat sends this every CRMSYNC_POLL_INTERVAL_S)."""
+    return run_poll(get_context())

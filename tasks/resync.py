@@ -1,0 +1,97 @@
+"""``crmsync.resync``: an operator's manual re-sync, by account ids, ``all``, or ``since`` a date.
+
+Records are read fresh from Salesforce (never from Redis), and the dedupe hash is bypassed
+(``force``), so a customer edited by hand in Metronome is put right even when nothing changed
+in Salesforce. Callable from the CLI, ``celery call crmsync.resync`` and Flower's task API, so
+its arguments are plain JSON values.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from tasks.poll import Enqueue, _chunks, declare_queue, group_by_account
+from worker.app import app
+from worker.context import WorkerContext, get_context
+from worker.salesforce.ids import normalize_salesforce_id
+
+log = logging.getLogger(__name__)
+
+
+class ResyncRequestError(ValueError):
+    """The re-sync request itself is wrong (bad id, bad date, nothing selected)."""
+
+
+def parse_since(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise ResyncRequestError(
+            f"since={value!r} is not an ISO date or datetime (e.g. 2026-11-01)"
+        ) from exc
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def run_resync(
+    ctx: WorkerContext,
+    *,
+    account_ids: list[str] | None = None,
+    all_accounts: bool = False,
+    since: str | None = None,
+    force: bool = True,
+    enqueue: Enqueue | None = None,
+) -> dict[str, Any]:
+    selectors = sum([bool(account_ids), all_accounts, since is not None])
+    if selectors != 1:
+        raise ResyncRequestError("choose exactly one of: account ids, all, since")
+    source = ctx.source
+    requested: list[str] = []
+    rows: Iterator[dict[str, Any]]
+    if account_ids:
+        try:
+            requested = [normalize_salesforce_id(i) for i in account_ids]
+        except ValueError as exc:
+            raise ResyncRequestError(str(exc)) from exc
+        rows = source.records_for_accounts(requested)
+    elif all_accounts:
+        rows = source.all_records()
+    else:
+        assert since is not None  # noqa: S101 - guaranteed by the selector count
+        rows = source.records_since(parse_since(since))
+
+    def default_enqueue(account_id: str, record: dict[str, Any]) -> None:
+        from tasks.sync import sync_account
+
+        sync_account.apply_async(
+            args=[account_id, record], kwargs={"force": force, "reason": "resync"}
+        )
+
+    if enqueue is None:
+        declare_queue()
+    send = enqueue or default_enqueue
+    enqueued: list[str] = []
+    for chunk in _chunks(rows, 500):
+        for account_id, record in group_by_account(chunk).items():
+            send(account_id, record)
+            enqueued.append(account_id)
+    found = set(enqueued)
+    not_found = [i for i in requested if i not in found]
+    if not_found:
+        log.warning("resync: no won opportunity found for %s", ", ".join(not_found))
+    return {"enqueued": len(enqueued), "account_ids": enqueued[:1000], "not_found": not_found}
+
+
+@app.task(name="crmsync.resync", ignore_result=False, acks_late=False)
+def resync(
+    account_ids: list[str] | None = None,
+    all: bool = False,
+    since: str | None = None,
+    force: bool = True,
+) -> dict[str, Any]:
+    """Re-read the selected accounts from Salesforce and sync them (hash bypassed)."""
+    return run_resync(
+        get_context(), account_ids=account_ids, all_accounts=all, since=since, force=force
+    )

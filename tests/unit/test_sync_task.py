@@ -1,0 +1,138 @@
+"""`run_sync` called directly (no broker): message validation, poison messages, dedupe.
+
+Redis is fakeredis; Metronome is the emulator over HTTP with the real SDK.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import fakeredis
+import pytest
+
+from mappings import load_default_mapping
+from tasks.sync import MAX_DELIVERIES, Done, Retry, run_sync
+from worker.context import WorkerContext
+from worker.keys import Keys
+from worker.sandbox.metronome import MetronomeEmulator, MetronomeFaults
+from worker.settings import load_settings
+from worker.store import SyncStore
+
+ACCOUNT = "001000000000001AAA"
+
+
+def record(**account: Any) -> dict[str, Any]:
+    return {
+        "Id": "006000000000001AAA",
+        "AccountId": ACCOUNT,
+        "SystemModstamp": "2026-11-20T10:00:00.000+0000",
+        "Account": {
+            "Id": ACCOUNT,
+            "Name": "WidgetsExpress",
+            "Billing_Email__c": "team@widgetsexpress.com",
+            "Billing_Provider__c": "aws_marketplace",
+            "AWS_Customer_Id__c": "ABC123ABC12",
+            "AWS_Product_Code__c": "my_product",
+            "AWS_Region__c": "us-west-1",
+            "Parent": None,
+            **account,
+        },
+    }
+
+
+@pytest.fixture
+def emulator() -> Iterator[MetronomeEmulator]:
+    with MetronomeEmulator(token="t") as running:
+        yield running
+
+
+@pytest.fixture
+def ctx(emulator: MetronomeEmulator) -> Iterator[WorkerContext]:
+    settings = load_settings(
+        metronome_bearer_token="t",
+        metronome_base_url=emulator.url,
+        retry_immediately=True,
+        max_task_retries=2,
+    )
+    store = SyncStore(fakeredis.FakeRedis(decode_responses=True), Keys("u"))
+    context = WorkerContext(settings=settings, store=store, mapping=load_default_mapping())
+    yield context
+    context.close()
+
+
+def test_first_sync_creates_and_the_second_costs_no_call(
+    ctx: WorkerContext, emulator: MetronomeEmulator
+) -> None:
+    first = run_sync(ctx, ACCOUNT, record())
+    assert isinstance(first, Done) and first.outcome == "created"
+    calls = emulator.total_requests()
+    second = run_sync(ctx, ACCOUNT, record())
+    assert isinstance(second, Done) and second.outcome == "unchanged"
+    assert emulator.total_requests() == calls
+    [entry] = ctx.store.ledger()
+    assert entry["outcome"] == "created" and entry["customer_id"] == first.customer_id
+
+
+def test_force_bypasses_the_hash_but_still_writes_nothing_when_in_sync(
+    ctx: WorkerContext, emulator: MetronomeEmulator
+) -> None:
+    run_sync(ctx, ACCOUNT, record())
+    result = run_sync(ctx, ACCOUNT, record(), force=True)
+    assert isinstance(result, Done) and result.outcome == "in_sync"
+    assert len(emulator.customers()) == 1
+
+
+@pytest.mark.parametrize(
+    ("account_id", "payload", "why"),
+    [
+        ("not-an-id", record(), "not a Salesforce id"),
+        (ACCOUNT, "a string, not a record", "AccountId mismatch"),
+        (ACCOUNT, {**record(), "AccountId": "001000000000002AAA"}, "AccountId mismatch"),
+        ("001000000000002AAA", record(), "AccountId mismatch"),
+    ],
+)
+def test_a_message_that_is_not_ours_dead_letters(
+    ctx: WorkerContext, emulator: MetronomeEmulator, account_id: str, payload: Any, why: str
+) -> None:
+    result = run_sync(ctx, account_id, payload)
+    assert isinstance(result, Done) and result.outcome == "dead_lettered"
+    [letter] = ctx.store.dead_letters()
+    assert letter.kind == "malformed_message" and why in letter.reason
+    assert emulator.total_requests() == 0
+
+
+def test_a_message_redelivered_too_often_stops_and_dead_letters(
+    ctx: WorkerContext, emulator: MetronomeEmulator
+) -> None:
+    for _ in range(MAX_DELIVERIES):
+        ctx.store.count_delivery("poison-task", 0)
+    result = run_sync(ctx, ACCOUNT, record(), task_id="poison-task")
+    assert isinstance(result, Done) and result.outcome == "dead_lettered"
+    [letter] = ctx.store.dead_letters()
+    assert letter.kind == "redelivered" and "11 times" in letter.reason
+    assert emulator.total_requests() == 0
+
+
+def test_a_mapping_error_dead_letters_once_per_version_of_the_record(ctx: WorkerContext) -> None:
+    bad = record(AWS_Region__c="mars-north-1")
+    assert run_sync(ctx, ACCOUNT, bad) == Done("dead_lettered")
+    assert run_sync(ctx, ACCOUNT, bad) == Done("unchanged")
+    edited = record(AWS_Region__c="mars-south-2")
+    assert run_sync(ctx, ACCOUNT, edited) == Done("dead_lettered")
+    letters = ctx.store.dead_letters()
+    assert [d.kind for d in letters] == ["mapping", "mapping"]
+    assert "aws_region" in letters[0].reason
+
+
+def test_transient_failures_retry_then_dead_letter(
+    ctx: WorkerContext, emulator: MetronomeEmulator
+) -> None:
+    emulator.set_faults(MetronomeFaults(server_error_rate=1.0))
+    attempts = [run_sync(ctx, ACCOUNT, record(), retries=n) for n in range(3)]
+    assert isinstance(attempts[0], Retry) and isinstance(attempts[1], Retry)
+    assert attempts[0].countdown == 0  # CRMSYNC_RETRY_IMMEDIATELY: no waiting in tests
+    assert attempts[2] == Done("dead_lettered")
+    [letter] = ctx.store.dead_letters()
+    assert letter.kind == "transient_exhausted"
+    assert emulator.customers() == []

@@ -1,0 +1,73 @@
+"""``crmsync status``: cursors and their lag, the last poll, outcomes, dead letters."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from worker.app import QUEUE
+from worker.context import build_context
+from worker.runtime import runtime
+from worker.store import SyncStore
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("status", help="cursors, last poll, outcomes, dead letters")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--dead-letters", type=int, default=20, help="how many to list")
+    parser.set_defaults(func=run)
+
+
+def collect_status(store: SyncStore, dead_letter_limit: int = 20) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    cursors: dict[str, Any] = {}
+    for name, value in sorted(store.cursors().items()):
+        lag = (now - datetime.fromisoformat(value)).total_seconds()
+        cursors[name] = {"value": value, "lag_s": round(lag, 1)}
+    letters = store.dead_letters(count=100_000)
+    return {
+        "cursors": cursors,
+        "last_poll": store.last_poll(),
+        "outcomes": store.outcomes(),
+        "queued": int(store.client.llen(QUEUE)),
+        "dead_letters": {
+            "count": len(letters),
+            "latest": [
+                {
+                    "id": d.entry_id,
+                    "account_id": d.account_id,
+                    "kind": d.kind,
+                    "reason": d.reason,
+                    "at": d.at,
+                }
+                for d in letters[-dead_letter_limit:]
+            ],
+        },
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    with runtime() as rt:
+        status = collect_status(build_context(rt.settings, rt.redis.url).store, args.dead_letters)
+    if args.json:
+        print(json.dumps(status, sort_keys=True))
+        return 0
+    print("cursors:")
+    for name, cursor in status["cursors"].items() or {}:
+        print(f"  {name:<14} {cursor['value']}  (lag {cursor['lag_s']:.0f}s)")
+    if not status["cursors"]:
+        print("  (none yet: no poll has finished)")
+    last = status["last_poll"]
+    print(
+        f"last poll: {last.get('finished_at', 'never')} status={last.get('status', '-')} "
+        f"rows={last.get('rows', 0)} enqueued={last.get('enqueued', 0)}"
+    )
+    print("outcomes: " + ", ".join(f"{k}={v}" for k, v in sorted(status["outcomes"].items())))
+    print(f"queued messages: {status['queued']}")
+    dead = status["dead_letters"]
+    print(f"dead letters: {dead['count']}")
+    for letter in dead["latest"]:
+        print(f"  {letter['at']} {letter['account_id']} [{letter['kind']}] {letter['reason']}")
+    return 0

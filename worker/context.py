@@ -1,0 +1,136 @@
+"""The per-process objects a task needs, built once per worker process and reused.
+
+HTTP pools, the Salesforce session and the parsed mapping are expensive to build and safe to
+share between the tasks of one process, so they are created lazily on first use after the
+fork (a pool inherited across ``fork`` would share sockets with the parent) and kept.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from mappings import Mapping, load_default_mapping, load_mapping
+from worker.settings import Settings, load_settings
+from worker.store import SyncStore
+
+if TYPE_CHECKING:
+    from worker.metronome import MetronomeGateway, UpsertEngine
+    from worker.salesforce import ClosedWonSource
+
+
+class NotConfigured(RuntimeError):
+    """A setting the operation needs is missing; the message names it."""
+
+
+@dataclass
+class WorkerContext:
+    settings: Settings
+    store: SyncStore
+    mapping: Mapping
+    _gateway: MetronomeGateway | None = field(default=None, repr=False)
+    _engine: UpsertEngine | None = field(default=None, repr=False)
+    _source: ClosedWonSource | None = field(default=None, repr=False)
+
+    @property
+    def gateway(self) -> MetronomeGateway:
+        if self._gateway is None:
+            from worker.metronome import MetronomeGateway
+
+            if not self.settings.metronome_configured:
+                raise NotConfigured(
+                    "METRONOME_BEARER_TOKEN is not set (run `crmsync demo` to try crmsync "
+                    "without credentials)"
+                )
+            self._gateway = MetronomeGateway.from_settings(self.settings)
+        return self._gateway
+
+    @property
+    def engine(self) -> UpsertEngine:
+        if self._engine is None:
+            from worker.metronome import UpsertEngine
+
+            engine = UpsertEngine(self.gateway, self.store)
+            # Custom field keys must be registered before the first create (unregistered keys
+            # fail with 400). Bootstrap is idempotent; the Redis flag only saves the listKeys
+            # call on every process start, and expires daily to re-check.
+            if not self.store.client.get(self.store.keys.bootstrap_done):
+                engine.bootstrap()
+                self.store.client.set(self.store.keys.bootstrap_done, "1", ex=86_400)
+            self._engine = engine
+        return self._engine
+
+    @property
+    def source(self) -> ClosedWonSource:
+        if self._source is None:
+            self._source = build_source(self.settings, self.mapping)
+        return self._source
+
+    def close(self) -> None:
+        if self._gateway is not None:
+            self._gateway.close()
+        self.store.client.close()
+
+
+def build_source(settings: Settings, mapping: Mapping) -> ClosedWonSource:
+    from worker.salesforce import ClosedWonSource, build_salesforce
+
+    if not settings.salesforce_configured:
+        raise NotConfigured(
+            "no Salesforce login is configured: set SALESFORCE_USERNAME, SALESFORCE_PASSWORD "
+            "and SALESFORCE_SECURITY_TOKEN (or another mode, see README) or run `crmsync demo`"
+        )
+    session = None
+    if settings.salesforce_emulator_url:
+        from worker.sandbox.salesforce.transport import emulator_session
+
+        session = emulator_session(settings.salesforce_emulator_url, settings.salesforce_timeout_s)
+    sf = build_salesforce(settings, session)
+    return ClosedWonSource(
+        sf,
+        mapping.opportunity_fields(),
+        overlap_s=settings.overlap_s,
+        quota_fraction=settings.salesforce_quota_fraction,
+    )
+
+
+def load_configured_mapping(settings: Settings) -> Mapping:
+    if settings.mapping_file is not None:
+        return load_mapping(settings.mapping_file)
+    return load_default_mapping()
+
+
+def build_context(settings: Settings | None = None, redis_url: str | None = None) -> WorkerContext:
+    settings = settings or load_settings()
+    url = redis_url or settings.redis_url or os.environ.get("REDIS_URL")
+    if not url:
+        from worker.redis_server import find_embedded
+
+        url = find_embedded(settings.data_dir)
+    if not url:
+        raise NotConfigured("REDIS_URL is not set and no embedded Redis is running")
+    store = SyncStore.from_url(url, settings.redis_prefix, settings.ledger_max_entries)
+    return WorkerContext(settings=settings, store=store, mapping=load_configured_mapping(settings))
+
+
+_context: WorkerContext | None = None
+_context_pid: int | None = None
+
+
+def get_context() -> WorkerContext:
+    """This process's context (rebuilt after a fork, never shared across one)."""
+    global _context, _context_pid  # noqa: PLW0603 - one context per process is the point
+    if _context is None or _context_pid != os.getpid():
+        _context = build_context()
+        _context_pid = os.getpid()
+    return _context
+
+
+def reset_context() -> None:
+    """Forget the process context (tests and `crmsync demo` re-point the process)."""
+    global _context, _context_pid  # noqa: PLW0603
+    if _context is not None and _context_pid == os.getpid():
+        _context.close()
+    _context = None
+    _context_pid = None

@@ -1,0 +1,299 @@
+"""``crmsync demo``: the product end to end on this machine, in three passes.
+
+The seeded org holds about fifty won accounts over every billing provider, a parent with two
+children (hierarchy roll-up on), one account whose customer was already made by hand in
+Metronome (it must be adopted, not duplicated), and two accounts whose data cannot make a
+valid customer (they must dead-letter while the rest proceeds). Then:
+
+1. first sync: every account becomes exactly one customer;
+2. a poll with no change: the overlap window re-reads every row, and nothing is written;
+3. three deals closed and one account renamed *through simple-salesforce*, as a sales rep's
+   edits would arrive: only those reach Metronome.
+
+Each pass's expectations are checked; the demo exits 0 only if all held.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from metronome import Metronome
+
+from tasks.poll import run_poll
+from worker.progress import wait_for_syncs
+from worker.sandbox.stack import SANDBOX_METRONOME_TOKEN, SandboxStack
+from worker.store import SyncStore
+
+PROVIDERS: list[str | None] = [
+    "aws_marketplace",
+    "azure_marketplace",
+    "gcp_marketplace",
+    "stripe",
+    "netsuite",
+    None,
+]
+STANDALONE_ACCOUNTS = 48
+HANDMADE_ALIAS = "ops@handmade.example"
+
+
+@dataclass
+class PassResult:
+    name: str
+    enqueued: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    dead_lettered: int = 0
+    metronome_calls: int = 0
+    metronome_writes: int = 0
+    seconds: float = 0.0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def provider_fields(provider: str | None, n: int) -> dict[str, Any]:
+    fields: dict[str, Any] = {"Billing_Provider__c": provider}
+    if provider == "aws_marketplace":
+        fields |= {
+            "AWS_Customer_Id__c": f"AWSCUST{n:05d}",
+            "AWS_Product_Code__c": "crmsync_demo",
+            "AWS_Region__c": "us-west-1",
+        }
+    elif provider == "azure_marketplace":
+        fields["Azure_Subscription_Id__c"] = f"00000000-0000-4000-8000-{n:012d}"
+    elif provider == "gcp_marketplace":
+        fields |= {"GCP_Entitlement_Id__c": f"ent-{n:05d}", "GCP_Service_Name__c": "demo.svc"}
+    elif provider == "stripe":
+        fields |= {"Stripe_Customer_Id__c": f"cus_demo{n:05d}"}
+    elif provider == "netsuite":
+        fields["NetSuite_Customer_Id__c"] = f"NS-{n:05d}"
+    return fields
+
+
+def seed(stack: SandboxStack) -> None:
+    sf = stack.salesforce
+    assert sf is not None  # noqa: S101
+
+    def account(name: str, email: str | None, n: int, **extra: Any) -> str:
+        fields = {"Name": name, "Billing_Email__c": email, **provider_fields(PROVIDERS[n % 6], n)}
+        return sf.insert("Account", {**fields, **extra})
+
+    def won(account_id: str, name: str) -> None:
+        sf.insert(
+            "Opportunity",
+            {
+                "AccountId": account_id,
+                "Name": name,
+                "StageName": "Closed Won",
+                "CloseDate": "2026-11-20",
+                "Amount": 12000,
+            },
+        )
+
+    for n in range(STANDALONE_ACCOUNTS):
+        won(account(f"Demo Customer {n:02d}", f"billing+{n:02d}@demo.example", n), "Renewal")
+    parent = account("Enterprise Holdings", "ap@enterprise.example", 0)
+    won(parent, "Enterprise agreement")
+    for region in ("EU", "US"):
+        child = account(f"Enterprise {region}", f"{region.lower()}@enterprise.example", 1)
+        sf.update("Account", child, {"ParentId": parent})
+        if region == "EU":
+            won(child, f"Enterprise {region} expansion")
+    won(account("Handmade Corp", HANDMADE_ALIAS, 3), "First order")
+    # Two records that cannot make a valid customer: an AWS region outside the API's list,
+    # and an ingest alias longer than Metronome's 128 characters.
+    bad_region = account("Bad Region Ltd", "bad-region@demo.example", 0)
+    sf.update("Account", bad_region, {"AWS_Region__c": "mars-north-1"})
+    won(bad_region, "Doomed")
+    won(account("Long Alias Ltd", "x" * 140 + "@demo.example", 5), "Doomed too")
+
+
+def demo_mapping(path: Path) -> Path:
+    """The default mapping with hierarchy roll-up switched on (the demo shows it)."""
+    from importlib.resources import files
+
+    data = yaml.safe_load(files("mappings").joinpath("default.yaml").read_text("utf-8"))
+    data["hierarchy_rollup"]["enabled"] = True
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def make_customer_by_hand(stack: SandboxStack) -> None:
+    assert stack.metronome is not None  # noqa: S101
+    client = Metronome(bearer_token=SANDBOX_METRONOME_TOKEN, base_url=stack.metronome.url)
+    client.v1.customers.create(
+        name="Handmade (entered in the app)", ingest_aliases=[HANDMADE_ALIAS]
+    )
+    client.close()
+
+
+def metronome_counts(stack: SandboxStack) -> tuple[int, int]:
+    """(all /v1 calls, writes) from the emulator's request log."""
+    assert stack.metronome is not None  # noqa: S101
+    calls = writes = 0
+    for key, count in stack.metronome.request_counts().items():
+        method, path = key.split(" ")[:2]
+        if not path.startswith("/v1"):
+            continue
+        calls += count
+        if (
+            method == "POST"
+            and not path.endswith(("/list", "listKeys"))
+            and "getCustomer" not in path
+        ):
+            writes += count
+    return calls, writes
+
+
+def run_pass(stack: SandboxStack, store: SyncStore, name: str, progress: bool) -> PassResult:
+    result = PassResult(name)
+    started = time.monotonic()
+    before = store.outcomes()
+    calls_before, writes_before = metronome_counts(stack)
+    ctx = stack.context()
+    try:
+        summary = run_poll(ctx)
+    finally:
+        ctx.close()
+    result.enqueued = int(summary.get("enqueued", 0))
+    if summary.get("status") != "ok":
+        result.problems.append(f"poll ended {summary.get('status')}")
+    baseline = sum(
+        before.get(k, 0) for k in ("created", "updated", "in_sync", "unchanged", "dead_lettered")
+    )
+    stream = sys.stderr if progress else open("/dev/null", "w")  # noqa: SIM115
+    if not wait_for_syncs(
+        store, baseline, result.enqueued, timeout_s=300, label=name, stream=stream
+    ):
+        result.problems.append("timed out waiting for the worker")
+    after = store.outcomes()
+
+    def delta(key: str) -> int:
+        return after.get(key, 0) - before.get(key, 0)
+
+    result.created = delta("created")
+    result.updated = delta("updated")
+    result.unchanged = delta("unchanged") + delta("in_sync")
+    result.dead_lettered = delta("dead_lettered")
+    calls_after, writes_after = metronome_counts(stack)
+    result.metronome_calls = calls_after - calls_before
+    result.metronome_writes = writes_after - writes_before
+    result.seconds = round(time.monotonic() - started, 2)
+    return result
+
+
+def expect(result: PassResult, **expected: int) -> None:
+    for key, value in expected.items():
+        actual = getattr(result, key)
+        if actual != value:
+            result.problems.append(f"{key} = {actual}, expected {value}")
+
+
+def close_deals_like_a_sales_rep(stack: SandboxStack) -> None:
+    """Pass 3's edits, made through simple-salesforce exactly as a rep's would arrive."""
+    from worker.salesforce import build_sandbox_salesforce
+
+    assert stack.salesforce is not None  # noqa: S101
+    sf = build_sandbox_salesforce(stack.salesforce.url, stack.credentials)
+    for n in range(3):
+        created = sf.Account.create(  # type: ignore[operator]
+            {
+                "Name": f"New Logo {n}",
+                "Billing_Email__c": f"new-logo-{n}@demo.example",
+                **provider_fields(PROVIDERS[n], 900 + n),
+            }
+        )
+        opportunity = sf.Opportunity.create(  # type: ignore[operator]
+            {
+                "AccountId": created["id"],
+                "Name": "Pilot",
+                "StageName": "Prospecting",
+                "CloseDate": "2026-11-30",
+            }
+        )
+        sf.Opportunity.update(opportunity["id"], {"StageName": "Closed Won"})  # type: ignore[operator]
+    renamed = sf.query("SELECT Id FROM Account WHERE Name = 'Demo Customer 07'")["records"][0]
+    sf.Account.update(renamed["Id"], {"Name": "Demo Customer 07 (renamed)"})  # type: ignore[operator]
+
+
+def run_demo(as_json: bool = False, workdir: Path | None = None) -> int:
+    progress = not as_json and sys.stderr.isatty()
+    with tempfile.TemporaryDirectory(prefix="crmsync-demo-") as tmp:
+        base = workdir or Path(tmp)
+        stack = SandboxStack(
+            data_dir=base / "data", mapping_file=demo_mapping(base / "mapping.yaml")
+        )
+        with stack:
+            seed(stack)
+            make_customer_by_hand(stack)
+            stack.start_worker(base / "worker.log", concurrency=2)
+            store = stack.context().store
+            stack.wait_for_worker()
+            first = run_pass(stack, store, "first sync", progress)
+            expect(first, created=49, updated=2, dead_lettered=2)
+            second = run_pass(stack, store, "no change", progress)
+            expect(second, created=0, updated=0, dead_lettered=0, metronome_writes=0)
+            close_deals_like_a_sales_rep(stack)
+            third = run_pass(stack, store, "3 closes + 1 rename", progress)
+            expect(third, created=3, updated=1, dead_lettered=0)
+            passes = [first, second, third]
+            duplicates = _duplicates(stack)
+            if duplicates:
+                third.problems.append(f"duplicate customers for {duplicates}")
+    if as_json:
+        print(json.dumps({"passes": [_public(p) for p in passes], "ok": all(p.ok for p in passes)}))
+    else:
+        _print_table(passes)
+    return 0 if all(p.ok for p in passes) else 1
+
+
+def _duplicates(stack: SandboxStack) -> list[str]:
+    assert stack.metronome is not None  # noqa: S101
+    seen: dict[str, int] = {}
+    for customer in stack.metronome.customers():
+        sfid = (customer.get("custom_fields") or {}).get("sfdc_account_id")
+        if sfid:
+            seen[sfid] = seen.get(sfid, 0) + 1
+    return sorted(k for k, v in seen.items() if v > 1)
+
+
+def _public(result: PassResult) -> dict[str, Any]:
+    data = asdict(result)
+    return {
+        k: data[k]
+        for k in (
+            "name",
+            "created",
+            "updated",
+            "unchanged",
+            "dead_lettered",
+            "metronome_calls",
+            "metronome_writes",
+            "problems",
+        )
+    }
+
+
+def _print_table(passes: list[PassResult]) -> None:
+    header = (
+        f"{'pass':<22}{'created':>8}{'updated':>8}{'unchanged':>10}{'dead':>6}"
+        f"{'calls':>7}{'writes':>7}  result"
+    )
+    print(header)
+    print("-" * len(header))
+    for p in passes:
+        verdict = "ok" if p.ok else "FAILED: " + "; ".join(p.problems)
+        print(
+            f"{p.name:<22}{p.created:>8}{p.updated:>8}{p.unchanged:>10}{p.dead_lettered:>6}"
+            f"{p.metronome_calls:>7}{p.metronome_writes:>7}  {verdict}"
+        )

@@ -1,0 +1,102 @@
+"""Every Redis key crmsync writes, in one place, with why each lives as long as it does.
+
+All keys sit under one configurable prefix (``CRMSYNC_REDIS_PREFIX``, default ``crmsync``), so
+one Redis can serve several crmsync installations and an operator can see or delete exactly
+ours. Nothing here is the source of truth: losing every key costs API calls (re-reads), never
+a duplicate customer, because the guards live in Metronome (DESIGN.md "Correctness never rests
+on Redis alone"). Celery's own keys (queues, results, redbeat) are named by Celery.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: A poll that dies holding the lock frees it after this long. Longer than the longest poll
+#: we expect (100k rows stream in about a minute), shorter than an operator's patience.
+POLL_LOCK_TTL_S = 600
+#: Per-account lock: longer than the task hard time limit (300 s), so a live sync never loses
+#: its lock, but a SIGKILLed one frees it by itself.
+ACCOUNT_LOCK_TTL_S = 330
+#: How long a delivery counter remembers a message: far past the visibility timeout (900 s)
+#: so every redelivery of one message is counted, short enough not to accumulate.
+DELIVERY_COUNT_TTL_S = 86_400
+#: Dead letters are kept longer than the ledger: each one is an unbilled customer until an
+#: operator acts on it.
+DEAD_LETTER_MAX_ENTRIES = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    prefix: str = "crmsync"
+
+    # --- the poll -----------------------------------------------------------------------
+    @property
+    def cursors(self) -> str:
+        """Hash: stream name → ISO SystemModstamp high-water mark. No TTL (it is the bookmark)."""
+        return f"{self.prefix}:cursors"
+
+    @property
+    def poll_lock(self) -> str:
+        """String: the running poll's token; TTL POLL_LOCK_TTL_S."""
+        return f"{self.prefix}:poll:lock"
+
+    @property
+    def poll_fence(self) -> str:
+        """Integer fencing token, bumped by every poll that takes the lock; a poll may write
+        the cursors only while the fence still holds its own token (a late poll cannot
+        overwrite a newer one's cursor)."""
+        return f"{self.prefix}:poll:fence"
+
+    @property
+    def last_poll(self) -> str:
+        """Hash: the last finished poll's summary (for ``crmsync status``). No TTL."""
+        return f"{self.prefix}:poll:last"
+
+    @property
+    def won_opportunities(self) -> str:
+        """Set of opportunity ids seen won: tells a re-opened deal from a never-won one."""
+        return f"{self.prefix}:won-opportunities"
+
+    # --- accounts -----------------------------------------------------------------------
+    def account(self, account_id: str) -> str:
+        """Hash: state_hash (dedupe), customer_id (find cache), synced_at. No TTL: both are
+        verified against Metronome before being trusted for a write."""
+        return f"{self.prefix}:account:{account_id}"
+
+    def account_lock(self, account_id: str) -> str:
+        """String: the syncing task's token; TTL ACCOUNT_LOCK_TTL_S."""
+        return f"{self.prefix}:lock:account:{account_id}"
+
+    def idempotency_generation(self, account_id: str) -> str:
+        """Integer: bumped after a 5xx so the next Idempotency-Key differs (Metronome replays
+        a cached 5xx for the same key). Written before the call it protects. No TTL."""
+        return f"{self.prefix}:idempotency:{account_id}"
+
+    def delivery_count(self, task_id: str, attempt: int) -> str:
+        """Integer: how often one message (task id + retry number) was delivered; a message
+        that keeps killing its worker is dead-lettered instead of looping forever."""
+        return f"{self.prefix}:delivery:{task_id}:{attempt}"
+
+    # --- records ------------------------------------------------------------------------
+    @property
+    def ledger(self) -> str:
+        """Stream: one entry per sync that changed something or needs attention; capped at
+        CRMSYNC_LEDGER_MAX_ENTRIES (approximate MAXLEN)."""
+        return f"{self.prefix}:ledger"
+
+    @property
+    def dead_letters(self) -> str:
+        """Stream: records that could not be synced, with the reason and the snapshot needed
+        to redrive them; capped at DEAD_LETTER_MAX_ENTRIES."""
+        return f"{self.prefix}:dead-letters"
+
+    @property
+    def outcomes(self) -> str:
+        """Hash: outcome → count since the keys were created (for ``status`` and metrics)."""
+        return f"{self.prefix}:outcomes"
+
+    @property
+    def bootstrap_done(self) -> str:
+        """String: set once the custom field keys are registered in Metronome; a hint only
+        (bootstrap itself is idempotent), so it expires daily to re-check."""
+        return f"{self.prefix}:bootstrap-done"

@@ -1,0 +1,173 @@
+"""The whole product on one machine: embedded Redis, both emulators, real worker processes.
+
+Used by ``crmsync demo``, the integration tests, the chaos runner and the benchmarks, so all
+of them exercise the same wiring a deployment uses: the worker is a separate ``crmsync worker``
+process configured only through environment variables, talking real HTTP to the emulators
+with the real clients (metronome-sdk, simple-salesforce).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from worker.app import configure
+from worker.context import WorkerContext, build_context, reset_context
+from worker.redis_server import RedisServer
+from worker.sandbox.metronome import MetronomeEmulator, MetronomeFaults
+from worker.sandbox.salesforce import SalesforceEmulator, SalesforceFaults, SandboxCredentials
+from worker.settings import Settings, load_settings
+
+SANDBOX_METRONOME_TOKEN = "sandbox-metronome-token"  # noqa: S105 - the emulator's demo token
+
+
+@dataclass
+class SandboxStack:
+    data_dir: Path
+    mapping_file: Path | None = None
+    metronome_faults: MetronomeFaults | None = None
+    salesforce_faults: SalesforceFaults | None = None
+    salesforce_session_ttl_s: float | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+    redis: RedisServer | None = None
+    metronome: MetronomeEmulator | None = None
+    salesforce: SalesforceEmulator | None = None
+    credentials: SandboxCredentials = field(default_factory=SandboxCredentials)
+    _workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def start(self) -> SandboxStack:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.redis = RedisServer(self.data_dir / "redis").start()
+        self.metronome = MetronomeEmulator(
+            token=SANDBOX_METRONOME_TOKEN, faults=self.metronome_faults
+        ).start()
+        self.salesforce = SalesforceEmulator(
+            self.credentials,
+            session_ttl_s=self.salesforce_session_ttl_s,
+            faults=self.salesforce_faults,
+        ).start()
+        configure(self.redis_url, self.settings())
+        reset_context()
+        return self
+
+    def stop(self) -> None:
+        self.stop_workers()
+        reset_context()
+        for server in (self.salesforce, self.metronome, self.redis):
+            if server is not None:
+                server.stop()
+
+    def __enter__(self) -> SandboxStack:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def redis_url(self) -> str:
+        assert self.redis is not None  # noqa: S101 - start() first
+        return self.redis.url
+
+    def env(self) -> dict[str, str]:
+        """The worker's whole configuration, as a deployment would give it: variables."""
+        assert self.metronome is not None and self.salesforce is not None  # noqa: S101
+        env = {
+            "REDIS_URL": self.redis_url,
+            "CRMSYNC_DATA_DIR": str(self.data_dir),
+            "METRONOME_BEARER_TOKEN": SANDBOX_METRONOME_TOKEN,
+            "METRONOME_BASE_URL": self.metronome.url,
+            "SALESFORCE_USERNAME": self.credentials.username,
+            "SALESFORCE_PASSWORD": self.credentials.password,
+            "SALESFORCE_SECURITY_TOKEN": self.credentials.security_token,
+            "CRMSYNC_SALESFORCE_EMULATOR_URL": self.salesforce.url,
+        }
+        if self.mapping_file is not None:
+            env["CRMSYNC_MAPPING"] = str(self.mapping_file)
+        env.update(self.extra_env)
+        return env
+
+    def settings(self) -> Settings:
+        with _environment(self.env()):
+            return load_settings()
+
+    def context(self) -> WorkerContext:
+        """An in-process context on the same configuration (for polls run by the caller)."""
+        return build_context(self.settings(), self.redis_url)
+
+    def start_worker(
+        self, log_path: Path, *, concurrency: int = 2, pool: str = "prefork", name: str = "w1"
+    ) -> subprocess.Popen[bytes]:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("CRMSYNC_", "SALESFORCE_", "METRONOME_", "REDIS_", "FLOWER_"))
+        }
+        env.update(self.env())
+        env["PYTHONUNBUFFERED"] = "1"
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(  # noqa: S603 - our own CLI
+                [
+                    sys.executable,
+                    "-m",
+                    "worker.cli",
+                    "worker",
+                    f"--concurrency={concurrency}",
+                    f"--pool={pool}",
+                    f"--hostname={name}@%h",
+                    "--loglevel=INFO",
+                ],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self._workers.append(process)
+        return process
+
+    def wait_for_worker(self, timeout_s: float = 60.0) -> dict[str, object]:
+        """Block until a worker answers crmsync.ping: the round trip is the readiness."""
+        from tasks.health import ping
+
+        answer: dict[str, object] = ping.apply_async().get(timeout=timeout_s)
+        return answer
+
+    def stop_workers(self) -> None:
+        for process in self._workers:
+            if process.poll() is None:
+                process.terminate()
+        for process in self._workers:
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        self._workers.clear()
+
+
+@contextlib.contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Temporarily replace crmsync's variables in os.environ (settings read from there)."""
+    saved = {
+        k: v
+        for k, v in os.environ.items()
+        if k.startswith(("CRMSYNC_", "SALESFORCE_", "METRONOME_", "REDIS_"))
+    }
+    for key in saved:
+        del os.environ[key]
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key in values:
+            os.environ.pop(key, None)
+        os.environ.update(saved)

@@ -1,0 +1,282 @@
+"""Redis state: fenced poll lock and cursors, dedupe hashes, account locks, ledger, dead letters.
+
+Key names and their lifetimes are in :mod:`worker.keys`. Every compare-and-set is a Lua script
+so it is atomic on the server: a lock is released or extended only by its holder, and the
+cursor only moves forward, only for the poll that still holds the newest fencing token.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+import redis
+
+from worker.keys import (
+    ACCOUNT_LOCK_TTL_S,
+    DEAD_LETTER_MAX_ENTRIES,
+    DELIVERY_COUNT_TTL_S,
+    POLL_LOCK_TTL_S,
+    Keys,
+)
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# KEYS: cursors hash, fence key. ARGV: fence token, then field/value pairs.
+# Writes a field only if the fence is still ours and the new value is later than the old one
+# (ISO-8601 UTC strings of one fixed format compare in time order).
+_ADVANCE = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
+local moved = 0
+for i = 2, #ARGV, 2 do
+  local old = redis.call('HGET', KEYS[1], ARGV[i])
+  if (not old) or ARGV[i + 1] > old then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+    moved = moved + 1
+  end
+end
+return moved
+"""
+
+
+_FieldKey = bytes | bytearray | memoryview | str | int | float
+_FieldValue = bytes | bytearray | memoryview | str | int | float
+
+
+class LockBusy(Exception):
+    """Another process holds the lock (a concurrent sync of the same account, or a poll)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PollLease:
+    token: str
+    fence: str
+
+
+@dataclass(frozen=True, slots=True)
+class AccountState:
+    state_hash: str | None
+    customer_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    entry_id: str
+    account_id: str
+    kind: str
+    reason: str
+    task_id: str
+    at: str
+    snapshot: dict[str, Any] | None
+
+
+class SyncStore:
+    def __init__(
+        self, client: redis.Redis, keys: Keys | None = None, ledger_max_entries: int = 100_000
+    ) -> None:
+        self.client = client
+        self.keys = keys or Keys()
+        self.ledger_max_entries = ledger_max_entries
+        self._release = client.register_script(_RELEASE)
+        self._advance = client.register_script(_ADVANCE)
+
+    @classmethod
+    def from_url(
+        cls, url: str, prefix: str = "crmsync", ledger_max_entries: int = 100_000
+    ) -> SyncStore:
+        client = redis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=30,
+            socket_connect_timeout=10,
+            health_check_interval=25,
+            retry_on_timeout=True,
+        )
+        return cls(client, Keys(prefix), ledger_max_entries)
+
+    # --- poll lock and cursors ----------------------------------------------------------
+    def acquire_poll_lock(self, ttl_s: int = POLL_LOCK_TTL_S) -> PollLease | None:
+        token = secrets.token_hex(16)
+        if not self.client.set(self.keys.poll_lock, token, nx=True, ex=ttl_s):
+            return None
+        fence = str(self.client.incr(self.keys.poll_fence))
+        return PollLease(token=token, fence=fence)
+
+    def release_poll_lock(self, lease: PollLease) -> None:
+        self._release(keys=[self.keys.poll_lock], args=[lease.token])
+
+    def cursors(self) -> dict[str, str]:
+        return cast(dict[str, str], self.client.hgetall(self.keys.cursors))
+
+    def advance_cursors(self, lease: PollLease, values: Mapping[str, str]) -> bool:
+        """Move cursors forward; False when a newer poll has taken the fence since."""
+        if not values:
+            return True
+        args: list[str] = [lease.fence]
+        for name, value in values.items():
+            args += [name, value]
+        result = int(self._advance(keys=[self.keys.cursors, self.keys.poll_fence], args=args))
+        return result >= 0
+
+    def record_poll(self, summary: Mapping[str, Any]) -> None:
+        self.client.hset(
+            self.keys.last_poll, mapping={k: json.dumps(v) for k, v in summary.items()}
+        )
+
+    def last_poll(self) -> dict[str, Any]:
+        raw = cast(dict[str, str], self.client.hgetall(self.keys.last_poll))
+        return {k: json.loads(v) for k, v in raw.items()}
+
+    # --- won opportunities (re-open detection) -------------------------------------------
+    def mark_won(self, opportunity_ids: Iterable[str]) -> None:
+        ids = list(opportunity_ids)
+        if ids:
+            self.client.sadd(self.keys.won_opportunities, *ids)
+
+    def forget_won(self, opportunity_ids: Iterable[str]) -> list[str]:
+        """Remove ids from the won set; returns those that were in it (the re-opened ones)."""
+        ids = list(opportunity_ids)
+        if not ids:
+            return []
+        flags = cast(list[int], self.client.smismember(self.keys.won_opportunities, ids))
+        reopened = [i for i, flag in zip(ids, flags, strict=True) if flag]
+        if reopened:
+            self.client.srem(self.keys.won_opportunities, *reopened)
+        return reopened
+
+    # --- accounts ----------------------------------------------------------------------
+    def account_state(self, account_id: str) -> AccountState:
+        raw = cast(
+            list[str | None],
+            self.client.hmget(self.keys.account(account_id), ["state_hash", "customer_id"]),
+        )
+        return AccountState(state_hash=raw[0], customer_id=raw[1])
+
+    def record_sync(self, account_id: str, state_hash: str, customer_id: str) -> None:
+        self.client.hset(
+            self.keys.account(account_id),
+            mapping={
+                "state_hash": state_hash,
+                "customer_id": customer_id,
+                "synced_at": _now_iso(),
+            },
+        )
+
+    def remember_customer(self, account_id: str, customer_id: str) -> None:
+        self.client.hset(self.keys.account(account_id), "customer_id", customer_id)
+
+    def forget_hash(self, account_id: str) -> None:
+        self.client.hdel(self.keys.account(account_id), "state_hash")
+
+    @contextlib.contextmanager
+    def account_lock(self, account_id: str, ttl_s: int = ACCOUNT_LOCK_TTL_S) -> Iterator[None]:
+        key = self.keys.account_lock(account_id)
+        token = secrets.token_hex(16)
+        if not self.client.set(key, token, nx=True, ex=ttl_s):
+            raise LockBusy(f"account {account_id} is being synced by another task")
+        try:
+            yield
+        finally:
+            self._release(keys=[key], args=[token])
+
+    # --- idempotency generations (the IdempotencyGenerations protocol) -------------------
+    def current(self, account_id: str) -> int:
+        value = self.client.get(self.keys.idempotency_generation(account_id))
+        return int(cast(str, value)) if value else 0
+
+    def bump(self, account_id: str) -> int:
+        return int(self.client.incr(self.keys.idempotency_generation(account_id)))
+
+    # --- deliveries --------------------------------------------------------------------
+    def count_delivery(self, task_id: str, attempt: int) -> int:
+        key = self.keys.delivery_count(task_id, attempt)
+        pipe = self.client.pipeline()
+        pipe.incr(key)
+        pipe.expire(key, DELIVERY_COUNT_TTL_S)
+        count, _ = pipe.execute()
+        return int(count)
+
+    # --- ledger, dead letters, outcomes ---------------------------------------------------
+    def append_ledger(self, entry: Mapping[str, Any]) -> str:
+        fields: dict[_FieldKey, _FieldValue] = {k: _field(v) for k, v in entry.items()}
+        fields.setdefault("at", _now_iso())
+        return str(
+            self.client.xadd(
+                self.keys.ledger, fields, maxlen=self.ledger_max_entries, approximate=True
+            )
+        )
+
+    def ledger(self, count: int = 100) -> list[dict[str, str]]:
+        rows = cast(
+            list[tuple[str, dict[str, str]]], self.client.xrevrange(self.keys.ledger, count=count)
+        )
+        return [{"id": entry_id, **fields} for entry_id, fields in rows]
+
+    def dead_letter(
+        self,
+        *,
+        account_id: str,
+        kind: str,
+        reason: str,
+        task_id: str,
+        snapshot: Mapping[str, Any] | None,
+    ) -> str:
+        fields: dict[_FieldKey, _FieldValue] = {
+            "account_id": account_id,
+            "kind": kind,
+            "reason": reason,
+            "task_id": task_id,
+            "at": _now_iso(),
+            "snapshot": json.dumps(snapshot, sort_keys=True, default=str) if snapshot else "",
+        }
+        return str(
+            self.client.xadd(
+                self.keys.dead_letters, fields, maxlen=DEAD_LETTER_MAX_ENTRIES, approximate=True
+            )
+        )
+
+    def dead_letters(self, count: int = 1000) -> list[DeadLetter]:
+        rows = cast(
+            list[tuple[str, dict[str, str]]],
+            self.client.xrange(self.keys.dead_letters, count=count),
+        )
+        return [
+            DeadLetter(
+                entry_id=entry_id,
+                account_id=f.get("account_id", ""),
+                kind=f.get("kind", ""),
+                reason=f.get("reason", ""),
+                task_id=f.get("task_id", ""),
+                at=f.get("at", ""),
+                snapshot=json.loads(f["snapshot"]) if f.get("snapshot") else None,
+            )
+            for entry_id, f in rows
+        ]
+
+    def delete_dead_letter(self, entry_id: str) -> None:
+        self.client.xdel(self.keys.dead_letters, entry_id)
+
+    def count_outcome(self, outcome: str, amount: int = 1) -> None:
+        self.client.hincrby(self.keys.outcomes, outcome, amount)
+
+    def outcomes(self) -> dict[str, int]:
+        raw = cast(dict[str, str], self.client.hgetall(self.keys.outcomes))
+        return {k: int(v) for k, v in raw.items()}
+
+
+def _field(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
