@@ -23,10 +23,14 @@ from worker.salesforce import Cursors, SourceEvent
 
 log = logging.getLogger(__name__)
 
+#: GET /v1/customers accepts at most 100 salesforce_account_ids per call.
+FIND_BATCH = 100
 #: Rows grouped per enqueue round: bounds memory while streaming; 500 is a quarter page.
 CHUNK_ROWS = 500
 
-Enqueue = Callable[[str, dict[str, Any]], None]
+#: Enqueue one sync: (account id, record snapshot, known_absent). ``known_absent`` says the
+#: poll's batched find saw no Metronome customer for the account's owner.
+Enqueue = Callable[[str, dict[str, Any], bool], None]
 
 
 def _cursor_text(value: datetime) -> str:
@@ -67,10 +71,59 @@ def declare_queue() -> None:
         app.amqp.queues[QUEUE].bind(connection.default_channel).declare()
 
 
-def enqueue_sync(account_id: str, record: dict[str, Any]) -> None:
+def enqueue_sync(account_id: str, record: dict[str, Any], known_absent: bool = False) -> None:
     from tasks.sync import sync_account
 
-    sync_account.apply_async(args=[account_id, record], kwargs={"reason": "poll"})
+    sync_account.apply_async(
+        args=[account_id, record], kwargs={"reason": "poll", "known_absent": known_absent}
+    )
+
+
+def find_absent(
+    ctx: WorkerContext, records: dict[str, dict[str, Any]], *, force: bool = False
+) -> set[str]:
+    """Accounts (of ``records``) whose owner has no Metronome customer: one batched list call
+    (GET /v1/customers?salesforce_account_ids=, 100 ids) instead of a find in every sync.
+
+    Only accounts that will really sync are looked up: mapped cleanly, hash changed (unless
+    ``force``), and no customer id cached. A hint, never a guarantee: if a customer appears
+    meanwhile, the sync's create answers 409 on the identity alias and the engine adopts it.
+    On any Metronome error the hint is skipped (the syncs find for themselves), so the poll
+    never depends on it.
+    """
+    from mappings import MappingError
+
+    owners: dict[str, list[str]] = {}
+    for account_id, record in records.items():
+        try:
+            desired = ctx.mapping.map_record(record)
+        except MappingError:
+            continue
+        state = ctx.store.account_state(account_id)
+        if not force and state.state_hash == desired.state_hash():
+            continue
+        owner = desired.salesforce_account_id
+        owner_state = state if owner == account_id else ctx.store.account_state(owner)
+        if not owner_state.customer_id:
+            owners.setdefault(owner, []).append(account_id)
+    absent: set[str] = set()
+    pending = list(owners)
+    try:
+        for start in range(0, len(pending), FIND_BATCH):
+            batch = pending[start : start + FIND_BATCH]
+            found = {
+                c.salesforce_account_id: c.id
+                for c in ctx.gateway.list_customers(salesforce_account_ids=batch)
+                if c.salesforce_account_id
+            }
+            for owner in batch:
+                if owner in found:
+                    ctx.store.remember_customer(owner, found[owner])
+                else:
+                    absent.update(owners[owner])
+    except Exception as exc:  # the hint is optional; the syncs find for themselves
+        log.warning("batched find skipped: %s", exc)
+    return absent
 
 
 def run_poll(ctx: WorkerContext, enqueue: Enqueue = enqueue_sync) -> dict[str, Any]:
@@ -90,8 +143,10 @@ def run_poll(ctx: WorkerContext, enqueue: Enqueue = enqueue_sync) -> dict[str, A
         for chunk in _chunks(reader, CHUNK_ROWS):
             rows += len(chunk)
             store.mark_won(str(row["Id"]) for row in chunk if row.get("Id"))
-            for account_id, record in group_by_account(chunk).items():
-                enqueue(account_id, record)
+            grouped = group_by_account(chunk)
+            absent = find_absent(ctx, grouped)
+            for account_id, record in grouped.items():
+                enqueue(account_id, record, account_id in absent)
                 accounts += 1
         attention = _record_events(ctx, reader.events)
         usage = ctx.source.sf.api_usage.get("api-usage")

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from tasks.poll import Enqueue, _chunks, declare_queue, group_by_account
+from tasks.poll import Enqueue, _chunks, declare_queue, find_absent, group_by_account
 from worker.app import app
 from worker.context import WorkerContext, get_context
 from worker.salesforce.ids import normalize_salesforce_id
@@ -62,11 +62,12 @@ def run_resync(
         assert since is not None  # noqa: S101 - guaranteed by the selector count
         rows = source.records_since(parse_since(since))
 
-    def default_enqueue(account_id: str, record: dict[str, Any]) -> None:
+    def default_enqueue(account_id: str, record: dict[str, Any], known_absent: bool) -> None:
         from tasks.sync import sync_account
 
         sync_account.apply_async(
-            args=[account_id, record], kwargs={"force": force, "reason": "resync"}
+            args=[account_id, record],
+            kwargs={"force": force, "reason": "resync", "known_absent": known_absent},
         )
 
     if enqueue is None:
@@ -74,8 +75,10 @@ def run_resync(
     send = enqueue or default_enqueue
     enqueued: list[str] = []
     for chunk in _chunks(rows, 500):
-        for account_id, record in group_by_account(chunk).items():
-            send(account_id, record)
+        grouped = group_by_account(chunk)
+        absent = find_absent(ctx, grouped, force=force)
+        for account_id, record in grouped.items():
+            send(account_id, record, account_id in absent)
             enqueued.append(account_id)
     found = set(enqueued)
     not_found = [i for i in requested if i not in found]

@@ -80,6 +80,7 @@ def run_sync(
     reason: str = "poll",
     task_id: str = "direct",
     retries: int = 0,
+    known_absent: bool = False,
 ) -> Done | Retry:
     store = ctx.store
     started = time.monotonic()
@@ -152,7 +153,12 @@ def run_sync(
     owner_state = state if owner == account else store.account_state(owner)
     try:
         with store.account_lock(owner):
-            outcome = ctx.engine.sync(desired, cached_customer_id=owner_state.customer_id)
+            # The poll's batched find saw no customer: skip the per-account find (the create's
+            # 409 on the identity alias still guards against one made since).
+            searched = known_absent and not owner_state.customer_id and retries == 0
+            outcome = ctx.engine.sync(
+                desired, cached_customer_id=owner_state.customer_id, searched=searched
+            )
     except LockBusy as exc:
         return Retry(
             backoff(retries, ctx.settings.retry_immediately, LOCK_BUSY_COUNTDOWN_S), str(exc)
@@ -211,8 +217,10 @@ def sync_account(
     self: Task,
     account_id: str,
     record: dict[str, Any],
+    *,
     force: bool = False,
     reason: str = "poll",
+    known_absent: bool = False,
 ) -> dict[str, Any]:
     """Sync one account from the record snapshot the poll (or a re-sync) read.
 
@@ -227,6 +235,7 @@ def sync_account(
         reason=reason,
         task_id=str(self.request.id),
         retries=int(self.request.retries),
+        known_absent=known_absent,
     )
     if isinstance(result, Retry):
         get_context().store.count_outcome("retried")

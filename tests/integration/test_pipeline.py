@@ -194,8 +194,10 @@ def test_a_poll_interrupted_before_the_cursor_moved_loses_and_duplicates_nothing
 
     sent: list[str] = []
 
-    def enqueue_then_crash(account: str, record: dict[str, Any]) -> None:
-        sync_account.apply_async(args=[account, record], kwargs={"reason": "poll"})
+    def enqueue_then_crash(account: str, record: dict[str, Any], known_absent: bool) -> None:
+        sync_account.apply_async(
+            args=[account, record], kwargs={"reason": "poll", "known_absent": known_absent}
+        )
         sent.append(account)
         if account == account_id:
             raise Crash("worker lost between enqueue and cursor write")
