@@ -64,10 +64,15 @@ def snapshot_hash(record: dict[str, Any]) -> str:
     ).hexdigest()
 
 
-def backoff(retries: int, settings_immediate: bool, floor: float = 0.0) -> float:
+def backoff(
+    retries: int, settings_immediate: bool, floor: float = 0.0, visibility_timeout_s: int = 900
+) -> float:
+    """Full-jitter exponential backoff, capped at RETRY_BACKOFF_MAX_S and at a quarter of the
+    visibility timeout: a countdown longer than that is delivered twice (DESIGN.md)."""
     if settings_immediate:
         return 0.0
-    ceiling = min(RETRY_BACKOFF_MAX_S, RETRY_BACKOFF_BASE_S * (2**retries))
+    cap = min(RETRY_BACKOFF_MAX_S, visibility_timeout_s / 4)
+    ceiling = min(cap, RETRY_BACKOFF_BASE_S * (2**retries))
     return max(floor, random.uniform(ceiling / 2, ceiling))  # noqa: S311 - jitter, not crypto
 
 
@@ -105,7 +110,10 @@ def run_sync(
             return dead(
                 "transient_exhausted", f"gave up after {retries} retries: {exc}", account, record
             )
-        return Retry(backoff(retries, ctx.settings.retry_immediately, floor), str(exc))
+        wait = backoff(
+            retries, ctx.settings.retry_immediately, floor, ctx.settings.visibility_timeout_s
+        )
+        return Retry(wait, str(exc))
 
     # 1. The message must be ours: a valid id and a record of that account.
     try:
@@ -160,9 +168,7 @@ def run_sync(
                 desired, cached_customer_id=owner_state.customer_id, searched=searched
             )
     except LockBusy as exc:
-        return Retry(
-            backoff(retries, ctx.settings.retry_immediately, LOCK_BUSY_COUNTDOWN_S), str(exc)
-        )
+        return retry_or_dead(exc, LOCK_BUSY_COUNTDOWN_S)
     except RateLimitedError as exc:
         return retry_or_dead(exc, exc.retry_after_s or 0.0)
     except TransientError as exc:

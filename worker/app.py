@@ -118,7 +118,11 @@ if _initial_url:
 def configure(redis_url: str, settings: Settings) -> Celery:
     """Point the app at ``redis_url`` and install the beat schedule from ``settings``."""
     _drop_connections()
+    transport = {**app.conf.broker_transport_options}
+    transport["visibility_timeout"] = settings.visibility_timeout_s
     app.conf.update(
+        broker_transport_options=transport,
+        result_backend_transport_options={"visibility_timeout": settings.visibility_timeout_s},
         broker_url=redis_url,
         result_backend=redis_url,
         beat_schedule=beat_schedule(settings),

@@ -179,6 +179,17 @@ class Settings(BaseSettings):
         le=50,
         validation_alias=AliasChoices("CRMSYNC_MAX_TASK_RETRIES", "max_task_retries"),
     )
+    visibility_timeout_s: int = Field(
+        default=900,
+        ge=30,
+        le=43_200,
+        validation_alias=AliasChoices("CRMSYNC_VISIBILITY_TIMEOUT_S", "visibility_timeout_s"),
+        description=(
+            "Redis broker visibility timeout: how long before an unacknowledged message (its "
+            "worker was killed) is delivered again. Retry countdowns are capped at a quarter "
+            "of it so no retry is delivered twice."
+        ),
+    )
     retry_immediately: bool = Field(
         default=False,
         validation_alias=AliasChoices("CRMSYNC_RETRY_IMMEDIATELY", "retry_immediately"),
@@ -205,6 +216,40 @@ class Settings(BaseSettings):
         default="auto",
         pattern=r"^(auto|json|console)$",
         validation_alias=AliasChoices("CRMSYNC_LOG_FORMAT", "log_format"),
+    )
+    alert_lag_threshold_s: float = Field(
+        default=900.0,
+        gt=0,
+        validation_alias=AliasChoices("CRMSYNC_ALERT_LAG_THRESHOLD_S", "alert_lag_threshold_s"),
+        description=(
+            "Alert when a cursor is older than this: polls are failing or stopped for quota. "
+            "Must exceed poll interval + overlap, or a healthy sync would alert."
+        ),
+    )
+    alert_check_interval_s: float = Field(
+        default=15.0,
+        ge=0.1,
+        le=3_600,
+        validation_alias=AliasChoices("CRMSYNC_ALERT_CHECK_INTERVAL_S", "alert_check_interval_s"),
+        description="How often a worker looks for new dead letters and cursor lag to alert on.",
+    )
+    metrics_dir: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CRMSYNC_METRICS_DIR", "metrics_dir"),
+        description=(
+            "prometheus-client multiprocess directory for `crmsync worker --metrics-port` "
+            "(unset: a fresh temporary directory). Wiped at start: stale files double-count."
+        ),
+    )
+    beat_lock_timeout_s: float = Field(
+        default=60.0,
+        ge=2,
+        le=3_600,
+        validation_alias=AliasChoices("CRMSYNC_BEAT_LOCK_TIMEOUT_S", "beat_lock_timeout_s"),
+        description=(
+            "How long a dead beat keeps the scheduler lock before a standby takes over; a "
+            "stopped beat releases it at once."
+        ),
     )
 
     @field_validator("metronome_base_url", "salesforce_instance_url")
