@@ -16,6 +16,13 @@ from celery import Celery
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
+PLACEHOLDER_CREDENTIALS = {
+    "METRONOME_BEARER_TOKEN": "placeholder-token",
+    "SALESFORCE_USERNAME": "placeholder@example.test",
+    "SALESFORCE_PASSWORD": "placeholder-password",
+    "SALESFORCE_SECURITY_TOKEN": "placeholder-token",
+}
+
 
 def crmsync_env(extra: Mapping[str, str]) -> dict[str, str]:
     """A clean environment for a crmsync child: no inherited crmsync/Salesforce settings."""
@@ -38,7 +45,12 @@ def worker_process(
     concurrency: int = 1,
     extra_args: tuple[str, ...] = (),
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """`crmsync worker` as a child process; stopped with SIGTERM (a warm shutdown)."""
+    """`crmsync worker` as a child process; stopped with SIGTERM (a warm shutdown).
+
+    The worker refuses to start without credentials; tests that only need the broker give it
+    placeholder ones (nothing here contacts Salesforce or Metronome).
+    """
+    env = {**PLACEHOLDER_CREDENTIALS, **env}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from tests.support.processes import REPO_ROOT, crmsync_env
 
 
@@ -38,3 +40,13 @@ def test_flower_refuses_to_start_without_credentials() -> None:
     result = _crmsync("flower")
     assert result.returncode == 2
     assert "FLOWER_USER" in result.stderr and "--insecure-local" in result.stderr
+
+
+@pytest.mark.parametrize("command", [["poll"], ["worker"], ["resync", "--all"], ["plan", "001"]])
+def test_commands_that_talk_to_the_apis_name_the_missing_settings(command: list[str]) -> None:
+    result = _crmsync(*command)
+    assert result.returncode == 2
+    assert "METRONOME_BEARER_TOKEN" in result.stderr
+    assert "SALESFORCE_USERNAME" in result.stderr
+    assert "crmsync demo" in result.stderr
+    assert "Traceback" not in result.stderr

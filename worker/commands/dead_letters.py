@@ -22,7 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run_list(args: argparse.Namespace) -> int:
-    with runtime() as rt:
+    with runtime(needs_credentials=False) as rt:
         for letter in build_context(rt.settings, rt.redis.url).store.dead_letters(100_000):
             print(
                 f"{letter.entry_id} {letter.at} {letter.account_id} [{letter.kind}] {letter.reason}"

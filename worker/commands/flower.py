@@ -42,6 +42,6 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    with runtime(settings) as rt:
+    with runtime(settings, needs_credentials=False) as rt:  # Flower reads Redis only
         rt.app.start(["flower", f"--address={args.address}", f"--port={args.port}"])
     return 0

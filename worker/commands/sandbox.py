@@ -16,16 +16,26 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (loopback)")
-    parser.add_argument("--metronome-port", type=int, default=8081)
-    parser.add_argument("--salesforce-port", type=int, default=8082)
+    parser.add_argument("--metronome-port", type=int, default=8081, help="Metronome API port")
+    parser.add_argument(
+        "--salesforce-port", type=int, default=8082, help="Salesforce REST/SOAP port"
+    )
     parser.add_argument(
         "--metronome-token", default="sandbox-metronome-token", help="bearer token accepted"
     )
-    parser.add_argument("--salesforce-user", default=_DEFAULTS.username)
-    parser.add_argument("--salesforce-password", default=_DEFAULTS.password)
-    parser.add_argument("--salesforce-token", default=_DEFAULTS.security_token)
-    parser.add_argument("--salesforce-client-id", default=_DEFAULTS.consumer_key)
-    parser.add_argument("--salesforce-client-secret", default=_DEFAULTS.consumer_secret)
+    parser.add_argument("--salesforce-user", default=_DEFAULTS.username, help="username")
+    parser.add_argument("--salesforce-password", default=_DEFAULTS.password, help="password")
+    parser.add_argument(
+        "--salesforce-token", default=_DEFAULTS.security_token, help="security token"
+    )
+    parser.add_argument(
+        "--salesforce-client-id", default=_DEFAULTS.consumer_key, help="OAuth client id"
+    )
+    parser.add_argument(
+        "--salesforce-client-secret",
+        default=_DEFAULTS.consumer_secret,
+        help="OAuth client secret",
+    )
     parser.add_argument(
         "--seed-accounts", type=int, default=0, help="seed the Salesforce org with N accounts"
     )

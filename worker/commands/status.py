@@ -49,7 +49,7 @@ def collect_status(store: SyncStore, dead_letter_limit: int = 20) -> dict[str, A
 
 
 def run(args: argparse.Namespace) -> int:
-    with runtime() as rt:
+    with runtime(needs_credentials=False) as rt:
         status = collect_status(build_context(rt.settings, rt.redis.url).store, args.dead_letters)
     if args.json:
         print(json.dumps(status, sort_keys=True))

@@ -1,0 +1,87 @@
+"""`crmsync sandbox` serves both emulators with the credentials it was given."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+
+import metronome
+import pytest
+from metronome import Metronome
+
+from tests.support.processes import REPO_ROOT, crmsync_env
+from worker.salesforce import build_sandbox_salesforce
+from worker.sandbox.salesforce import SandboxCredentials
+
+pytestmark = pytest.mark.integration
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_sandbox_serves_both_emulators_with_the_given_credentials() -> None:
+    metronome_port, salesforce_port = _free_port(), _free_port()
+    credentials = SandboxCredentials(
+        username="ops@acme.test", password="pw-1", security_token="tok-1"
+    )
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "worker.cli",
+            "sandbox",
+            f"--metronome-port={metronome_port}",
+            f"--salesforce-port={salesforce_port}",
+            "--metronome-token=tok-metronome",
+            f"--salesforce-user={credentials.username}",
+            f"--salesforce-password={credentials.password}",
+            f"--salesforce-token={credentials.security_token}",
+            "--seed-accounts=5",
+        ],
+        cwd=REPO_ROOT,
+        env=crmsync_env({}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        banner = []
+        for line in process.stdout:  # readiness: the banner's last line
+            banner.append(line)
+            if line.startswith("Ctrl-C"):
+                break
+        assert f"http://127.0.0.1:{metronome_port}" in "".join(banner)
+
+        client = Metronome(
+            bearer_token="tok-metronome", base_url=f"http://127.0.0.1:{metronome_port}"
+        )
+        assert list(client.v1.customers.list()) == []
+        wrong = Metronome(bearer_token="nope", base_url=f"http://127.0.0.1:{metronome_port}")
+        with pytest.raises(metronome.AuthenticationError):
+            wrong.v1.customers.list()
+
+        sf = build_sandbox_salesforce(f"http://127.0.0.1:{salesforce_port}", credentials)
+        assert sf.query("SELECT Id FROM Account")["totalSize"] == 5
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+
+
+def test_sandbox_help_shows_the_default_credentials() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "sandbox", "--help"],
+        cwd=REPO_ROOT,
+        env=crmsync_env({}),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for flag in ("--salesforce-user", "--salesforce-password", "--salesforce-token"):
+        assert flag in result.stdout
+    assert "demo@crmsync.local" in result.stdout
