@@ -159,3 +159,9 @@ def test_design_contract_variables_exist() -> None:
         "CRMSYNC_DATA_DIR",
     ):
         assert required in names
+
+
+def test_every_variable_is_documented_in_the_readme() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    undocumented = sorted(name for name in environment_variable_names() if name not in readme)
+    assert not undocumented, f"README.md does not mention {undocumented}"
