@@ -22,22 +22,20 @@ import asyncio
 import hashlib
 import json
 from collections import Counter, OrderedDict
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any
 
-from worker.sandbox.httpserver import HttpServer, Request, Response
+from worker.sandbox.httpserver import Request, Response
 from worker.sandbox.metronome import routes
 from worker.sandbox.metronome.faults import FaultInjector, MetronomeFaults
 from worker.sandbox.metronome.rules import ApiError
 from worker.sandbox.metronome.store import MetronomeStore
+from worker.sandbox.served import ServedEmulator
 
 #: Stored idempotent answers; oldest evicted first (Metronome keeps them >= 24 h; a bound keeps
 #: a long benchmark from growing the emulator without limit).
 IDEMPOTENCY_CACHE_MAX = 200_000
 DROPPED = "DROP"
-_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +50,7 @@ def _json(status: int, payload: Any, headers: list[tuple[str, str]] | None = Non
     return Response(status, body, headers or [])
 
 
-class MetronomeEmulator:
+class MetronomeEmulator(ServedEmulator):
     """An in-process Metronome API on 127.0.0.1 for tests, the demo and the benchmark."""
 
     def __init__(
@@ -62,43 +60,12 @@ class MetronomeEmulator:
         port: int = 0,
         faults: MetronomeFaults | None = None,
     ) -> None:
+        super().__init__(self._handle, host, port)
         self._token = token
-        self._server = HttpServer(self._handle, host=host, port=port)
         self._store = MetronomeStore()
         self._faults = FaultInjector(faults or MetronomeFaults())
         self._idempotent: OrderedDict[str, _Stored] = OrderedDict()
         self._counts: Counter[str] = Counter()
-
-    # -- lifecycle -------------------------------------------------------------------------
-
-    def start(self) -> Self:
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    def wait(self) -> None:
-        self._server.wait()
-
-    @property
-    def url(self) -> str:
-        return self._server.url
-
-    @property
-    def port(self) -> int:
-        return self._server.port
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- inspection and control (thread-safe: run on the server loop) ----------------------
 
@@ -133,11 +100,6 @@ class MetronomeEmulator:
 
     def faults_injected(self) -> dict[str, int]:
         return self._on_loop(lambda: dict(self._faults.injected))
-
-    def _on_loop(self, func: Callable[[], _T]) -> _T:
-        result: list[_T] = []
-        self._server.call_in_loop(lambda: result.append(func()))
-        return result[0]
 
     # -- HTTP ------------------------------------------------------------------------------
 

@@ -9,21 +9,19 @@ processes that only have the URL (``crmsync sandbox``, the benchmark, the chaos 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any
 
-from worker.sandbox.httpserver import HttpServer, Request, Response
+from worker.sandbox.httpserver import Request, Response
 from worker.sandbox.salesforce.app import SalesforceApp, SalesforceFaults
 from worker.sandbox.salesforce.auth import INSTANCE_URL, SandboxCredentials
 from worker.sandbox.salesforce.seed import seed_store
 from worker.sandbox.salesforce.store import RecordStore, StoreError
+from worker.sandbox.served import ServedEmulator
 
-T = TypeVar("T")
 
-
-class SalesforceEmulator:
+class SalesforceEmulator(ServedEmulator):
     def __init__(
         self,
         credentials: SandboxCredentials | None = None,
@@ -43,44 +41,14 @@ class SalesforceEmulator:
             faults=faults,
             store=RecordStore(stages),
         )
-        self._server = HttpServer(self._handle, host=host, port=port)
+        super().__init__(self._handle, host, port)
 
-    # -- lifecycle ------------------------------------------------------------------------
-    def start(self) -> Self:
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.stop()
-
-    def wait(self) -> None:
-        self._server.wait()
-
-    @property
-    def url(self) -> str:
-        return self._server.url
-
-    @property
-    def port(self) -> int:
-        return self._server.port
-
+    # -- lifecycle (start, stop, wait, url, port: ServedEmulator) --------------------------
     @property
     def instance_url(self) -> str:
         """The https instance URL login answers carry (the transport maps it to ``url``)."""
         return INSTANCE_URL
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    # -- data -----------------------------------------------------------------------------
     def seed(self, n_accounts: int, seed: int = 0, won_fraction: float = 1.0) -> None:
         self._on_loop(lambda: seed_store(self._app.store, n_accounts, seed, won_fraction))
 
@@ -168,23 +136,6 @@ class SalesforceEmulator:
         self._on_loop(self._app.reset_counters)
 
     # -- plumbing -------------------------------------------------------------------------
-    def _on_loop(self, func: Callable[[], T]) -> T:
-        outcome: list[Any] = []
-
-        def run() -> None:
-            try:
-                outcome.append((True, func()))
-            except BaseException as exc:  # re-raised on the caller's thread
-                outcome.append((False, exc))
-
-        self._server.call_in_loop(run)
-        if not outcome:
-            raise TimeoutError("the emulator's loop did not run the call")
-        ok, value = outcome[0]
-        if not ok:
-            raise value
-        return value  # type: ignore[no-any-return]
-
     async def _handle(self, request: Request) -> Response:
         if request.path.startswith("/_sandbox/"):
             return self._control(request)
