@@ -18,5 +18,7 @@ COPY mappings ./mappings
 RUN pip install . && useradd --create-home --uid 10001 crmsync
 
 USER crmsync
+# 9808: `crmsync worker --metrics-port 9808` (Prometheus); 5555: `crmsync flower`.
+EXPOSE 9808 5555
 ENTRYPOINT ["crmsync"]
 CMD ["worker"]

@@ -16,7 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from celery import Celery
+from celery.signals import before_task_publish, setup_logging
 
+from worker import metrics
+from worker.logs import configure_logging, scrub
 from worker.redis_server import find_embedded
 from worker.settings import Settings, default_data_dir
 
@@ -35,8 +38,11 @@ VISIBILITY_TIMEOUT_S = 900
 RETRY_BACKOFF_MAX_S = 120
 
 QUEUE = "crmsync"
-#: How long a dead beat keeps the scheduler lock before a standby beat takes over.
+#: How long a dead beat keeps the scheduler lock before a standby beat takes over
+#: (the default of CRMSYNC_BEAT_LOCK_TIMEOUT_S).
 REDBEAT_LOCK_TIMEOUT_S = 60
+#: redbeat, healed after a Redis flush (worker/commands/beat.py says how).
+BEAT_SCHEDULER = "worker.commands.beat:CrmsyncScheduler"
 
 
 def static_config() -> dict[str, Any]:
@@ -110,6 +116,25 @@ def _url_from_environment() -> str | None:
 
 app = Celery("crmsync", include=TASK_MODULES)
 app.conf.update(static_config())
+
+
+def _setup_logging(loglevel: int | str | None = None, **_: Any) -> None:
+    """Celery's own logging setup is replaced by ours (JSON lines; worker/logs.py)."""
+    configure_logging(os.environ.get("CRMSYNC_LOG_FORMAT", "auto"), loglevel or "INFO")
+
+
+def _redact_arguments(headers: dict[str, Any] | None = None, **_: Any) -> None:
+    """Task arguments as events (Flower) and logs show them, with secret-looking values
+    scrubbed: the message body itself is untouched."""
+    if headers is not None:
+        for name in ("argsrepr", "kwargsrepr"):
+            if isinstance(headers.get(name), str):
+                headers[name] = scrub(headers[name])
+
+
+setup_logging.connect(_setup_logging, weak=False)
+before_task_publish.connect(_redact_arguments, weak=False)
+metrics.connect_signals()
 _initial_url = _url_from_environment()
 if _initial_url:
     app.conf.update(broker_url=_initial_url, result_backend=_initial_url)
@@ -128,12 +153,13 @@ def configure(redis_url: str, settings: Settings) -> Celery:
         beat_schedule=beat_schedule(settings),
         # One scheduler even with two beat replicas: redbeat keeps the schedule in Redis
         # behind a lock; a second beat waits on it and takes over when the first stops.
-        beat_scheduler="redbeat.RedBeatScheduler",
+        # Our subclass also re-creates the schedule and lock after Redis lost its data.
+        beat_scheduler=BEAT_SCHEDULER,
         redbeat_redis_url=redis_url,
         redbeat_key_prefix=f"{settings.redis_prefix}:redbeat",
-        redbeat_lock_timeout=REDBEAT_LOCK_TIMEOUT_S,
+        redbeat_lock_timeout=settings.beat_lock_timeout_s,
         # Beat must wake (and renew the lock) well within the lock's timeout.
-        beat_max_loop_interval=REDBEAT_LOCK_TIMEOUT_S / 5,
+        beat_max_loop_interval=settings.beat_lock_timeout_s / 5,
     )
     # Child processes (worker, beat) started from this one find the same server.
     os.environ["REDIS_URL"] = redis_url

@@ -70,3 +70,31 @@ def test_dockerfile_entrypoint_is_the_console_script() -> None:
     assert 'ENTRYPOINT ["crmsync"]' in dockerfile
     for copied in re.findall(r"^COPY (\S+) ", dockerfile, re.M):
         assert (ROOT / copied).exists(), f"Dockerfile copies missing {copied}"
+
+
+@pytest.mark.parametrize("name", ["worker", "beat"])
+def test_health_checks_are_real_check_commands(name: str) -> None:
+    test = _crmsync_services()[name]["healthcheck"]["test"]
+    assert test[:2] == ["CMD", "crmsync"]
+    args = build_parser().parse_args(test[2:])
+    assert args.command == "check"
+    # Every interval on every replica: no Salesforce or Metronome call, no quota spent.
+    assert args.quick
+
+
+def test_flower_health_check_uses_its_open_healthcheck_endpoint() -> None:
+    flower = _crmsync_services()["flower"]
+    port = build_parser().parse_args(flower["command"]).port
+    assert f"127.0.0.1:{port}/healthcheck" in " ".join(flower["healthcheck"]["test"])
+
+
+def test_worker_serves_metrics_from_a_private_multiprocess_directory() -> None:
+    worker = _crmsync_services()["worker"]
+    args = build_parser().parse_args(worker["command"])
+    assert args.metrics_port is not None
+    assert str(args.metrics_port) in [str(p) for p in worker["expose"]]
+    assert "ports" not in worker, "metrics are for the scraper on the compose network only"
+    metrics_dir = worker["environment"]["CRMSYNC_METRICS_DIR"]
+    assert metrics_dir in worker["tmpfs"]
+    exposed = re.search(r"^EXPOSE (.+)$", (ROOT / "Dockerfile").read_text(), re.M)
+    assert exposed is not None and str(args.metrics_port) in exposed.group(1).split()

@@ -1,4 +1,9 @@
-"""``crmsync check``: one line per check, non-zero exit on any failure."""
+"""``crmsync check``: one line per check, non-zero exit on any failure.
+
+Checks run in dependency order (settings, Redis, Salesforce, Metronome, a live worker) and
+each says what it found, so an operator reading a failed health check knows which side is
+broken. Credentials are used, never printed: errors are reported by type and status only.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,12 @@ from dataclasses import dataclass
 
 import redis
 
+from worker.logs import scrub
 from worker.redis_server import find_embedded
 from worker.settings import Settings, SettingsError, load_settings, salesforce_auth_mode
+
+#: The custom field that identifies a customer's Salesforce account (worker/metronome/engine.py).
+IDENTITY_KEY = "sfdc_account_id"
 
 
 @dataclass(frozen=True)
@@ -28,6 +37,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--worker-timeout", type=float, default=10.0, help="seconds to wait for a live worker"
     )
     parser.add_argument("--skip-worker", action="store_true", help="do not require a live worker")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="settings, Redis and worker only: no Salesforce or Metronome call (for frequent "
+        "container health checks, which would otherwise spend API quota every interval)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -71,6 +86,74 @@ def check_redis(settings: Settings) -> tuple[CheckResult, str | None]:
     return CheckResult("redis", ok, detail), url
 
 
+def check_salesforce(settings: Settings) -> CheckResult:
+    """Log in (the configured mode) and read the org's daily API quota (GET /limits)."""
+    from worker.context import build_source, load_configured_mapping
+
+    if not settings.salesforce_configured:
+        return CheckResult("salesforce", False, "no Salesforce login configured (SALESFORCE_*)")
+    try:
+        source = build_source(settings, load_configured_mapping(settings))
+        daily = source.sf.limits()["DailyApiRequests"]
+    except Exception as exc:
+        return CheckResult("salesforce", False, f"login or limits call failed: {_describe(exc)}")
+    used, limit = int(daily["Max"]) - int(daily["Remaining"]), int(daily["Max"])
+    share = used / limit if limit else 0.0
+    ok = share < settings.salesforce_quota_fraction
+    detail = f"logged in; API quota {used}/{limit} used ({share:.0%})"
+    if not ok:
+        detail += f", at or above SALESFORCE_QUOTA_FRACTION {settings.salesforce_quota_fraction}"
+        detail += ": polls are stopping"
+    return CheckResult("salesforce", ok, detail)
+
+
+def check_metronome(settings: Settings) -> CheckResult:
+    """Authenticate (listKeys) and verify the custom field keys syncs write are registered.
+
+    ``sfdc_account_id`` must enforce uniqueness (it is the guard against a second customer for
+    one account); if it is absent the first sync registers it, so that is not a failure. Keys
+    the mapping writes are never registered automatically: a missing one fails every sync.
+    """
+    from worker.context import load_configured_mapping
+    from worker.metronome import MetronomeGateway
+
+    if settings.metronome_bearer_token is None:
+        return CheckResult("metronome", False, "METRONOME_BEARER_TOKEN is not set")
+    try:
+        gateway = MetronomeGateway.from_settings(settings)
+        try:
+            keys = dict(gateway.list_custom_field_keys())
+        finally:
+            gateway.close()
+    except Exception as exc:
+        return CheckResult("metronome", False, f"authenticated call failed: {_describe(exc)}")
+    problems: list[str] = []
+    notes: list[str] = []
+    if IDENTITY_KEY not in keys:
+        notes.append(f"{IDENTITY_KEY} not registered yet (the first sync registers it)")
+    elif not keys[IDENTITY_KEY]:
+        problems.append(f"{IDENTITY_KEY} is registered without enforce_uniqueness")
+    else:
+        notes.append(f"{IDENTITY_KEY} registered, unique")
+    try:
+        wanted = set(load_configured_mapping(settings).custom_fields) - {IDENTITY_KEY}
+    except Exception as exc:
+        problems.append(f"mapping cannot be loaded: {_describe(exc)}")
+        wanted = set()
+    missing = sorted(wanted - set(keys))
+    if missing:
+        problems.append("custom field keys not registered: " + ", ".join(missing))
+    detail = "; ".join(["authenticated", *notes, *problems])
+    return CheckResult("metronome", not problems, detail)
+
+
+def _describe(exc: BaseException) -> str:
+    """An error without its arguments' secrets: the type, and an HTTP status if it has one."""
+    status = getattr(exc, "status_code", None) or getattr(exc, "status", None)
+    text = scrub(str(exc))[:300]
+    return f"{type(exc).__name__}" + (f" (HTTP {status})" if status else "") + f": {text}"
+
+
 def check_worker(url: str, timeout: float) -> CheckResult:
     from worker.app import app
 
@@ -100,6 +183,8 @@ def run(args: argparse.Namespace) -> int:
         redis_result, url = check_redis(settings)
         results.append(redis_result)
         extra: list[Callable[[], CheckResult]] = []
+        if not args.quick:
+            extra += [lambda: check_salesforce(settings), lambda: check_metronome(settings)]
         if url is not None and not args.skip_worker:
             extra.append(lambda: check_worker(url, args.worker_timeout))
         results.extend(check() for check in extra)

@@ -2,6 +2,10 @@
 
 Credentials come from FLOWER_USER / FLOWER_PASSWORD and reach Flower through its own
 ``FLOWER_BASIC_AUTH`` environment option, not the command line, where ``ps`` would show them.
+Flower splits that option on commas, so a password must not contain one (refused here).
+Workers send task events (``worker_send_task_events``) so Flower sees every task; the
+arguments it shows are the publish-time ``argsrepr`` that worker.app scrubs of secrets.
+``/healthcheck`` and ``/metrics`` stay open by Flower's design (for probes and scrapers).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import argparse
 import os
 import sys
 
+from worker.logs import configure_logging
 from worker.runtime import runtime
 from worker.settings import load_settings
 
@@ -28,6 +33,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def run(args: argparse.Namespace) -> int:
     settings = load_settings()
+    if settings.flower_password and "," in settings.flower_password.get_secret_value():
+        print("crmsync flower: FLOWER_PASSWORD must not contain a comma", file=sys.stderr)
+        return 2
     if settings.flower_user and settings.flower_password:
         os.environ["FLOWER_BASIC_AUTH"] = (
             f"{settings.flower_user}:{settings.flower_password.get_secret_value()}"
@@ -42,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    configure_logging(settings.log_format)
     with runtime(settings, needs_credentials=False) as rt:  # Flower reads Redis only
         rt.app.start(["flower", f"--address={args.address}", f"--port={args.port}"])
     return 0

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from worker.app import QUEUE
+from worker.app import BEAT_SCHEDULER, QUEUE
+from worker.commands.worker import add_metrics_arguments, operations
 from worker.runtime import runtime
 
 
@@ -12,16 +13,17 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser = subparsers.add_parser("run", help="worker + beat in one command (single machine)")
     parser.add_argument("--concurrency", type=int, default=None)
     parser.add_argument("--loglevel", default="INFO")
+    add_metrics_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    with runtime() as rt:
+    with runtime() as rt, operations(rt, args):
         rt.app.worker_main(
             [
                 "worker",
                 "--beat",
-                "--scheduler=redbeat.RedBeatScheduler",
+                f"--scheduler={BEAT_SCHEDULER}",
                 f"--loglevel={args.loglevel}",
                 f"--concurrency={args.concurrency or rt.settings.concurrency}",
                 f"--queues={QUEUE}",

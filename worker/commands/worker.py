@@ -1,11 +1,25 @@
-"""``crmsync worker``: a Celery worker consuming crmsync's queue."""
+"""``crmsync worker``: a Celery worker consuming crmsync's queue.
+
+``--metrics-port`` serves Prometheus metrics from this (the main) process. Tasks run in prefork
+children, so counts go through prometheus-client's multiprocess directory, which this command
+creates empty before the pool forks and removes when the worker stops (worker/metrics.py).
+With CRMSYNC_ALERT_WEBHOOK_URL set, this process also watches for dead letters and cursor lag
+(worker/alerts.py).
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
 
+from worker import alerts, metrics
 from worker.app import QUEUE
-from worker.runtime import runtime
+from worker.runtime import Runtime, runtime
+from worker.store import SyncStore
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -18,11 +32,47 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     parser.add_argument("--loglevel", default="INFO")
     parser.add_argument("--hostname", default=None, help="Celery node name (default: celery@host)")
+    add_metrics_arguments(parser)
     parser.set_defaults(func=run)
 
 
+def add_metrics_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--metrics-port", type=int, default=None, help="serve Prometheus /metrics on this port"
+    )
+    parser.add_argument(
+        "--metrics-address",
+        default="127.0.0.1",
+        help="interface for /metrics (0.0.0.0 in a container, for the scraper)",
+    )
+
+
+@contextlib.contextmanager
+def operations(rt: Runtime, args: argparse.Namespace) -> Iterator[None]:
+    """Metrics endpoint and alert watcher around a worker's lifetime (the main process)."""
+
+    def store() -> SyncStore:
+        return SyncStore.from_url(rt.redis.url, rt.settings.redis_prefix)
+
+    created: Path | None = None
+    if args.metrics_port is not None:
+        directory = rt.settings.metrics_dir
+        if directory is None:
+            directory = created = Path(tempfile.mkdtemp(prefix="crmsync-metrics-"))
+        metrics.prepare_directory(directory)
+        metrics.serve(args.metrics_port, args.metrics_address, store, QUEUE)
+    watcher = alerts.start_watcher(rt.settings, store)
+    try:
+        yield
+    finally:
+        if watcher is not None:
+            watcher.stop()
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+
+
 def run(args: argparse.Namespace) -> int:
-    with runtime() as rt:
+    with runtime() as rt, operations(rt, args):
         argv = [
             "worker",
             f"--loglevel={args.loglevel}",

@@ -25,6 +25,7 @@ import metronome
 import stamina
 from pydantic import SecretStr
 
+from worker.metrics import record_metronome_response
 from worker.metronome.errors import (
     ConflictError,
     ConnectionFailedError,
@@ -65,7 +66,7 @@ class MetronomeGateway:
         self._http = httpx.Client(
             timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
             limits=httpx.Limits(max_connections=20, max_keepalive_connections=20),
-            event_hooks={"request": [self._count]},
+            event_hooks={"request": [self._count], "response": [record_metronome_response]},
         )
         self._client = metronome.Metronome(
             bearer_token=secret, base_url=base_url, max_retries=0, http_client=self._http

@@ -14,6 +14,7 @@ import requests
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 from simple_salesforce.api import Salesforce
 
+from worker.metrics import record_salesforce_response
 from worker.settings import SalesforceAuthMode, Settings, salesforce_auth_mode
 
 if TYPE_CHECKING:
@@ -38,7 +39,9 @@ class TimeoutSession(requests.Session):
     ) -> requests.Response:
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self.default_timeout
-        return super().request(method, url, *args, **kwargs)
+        response = super().request(method, url, *args, **kwargs)
+        record_salesforce_response(method, url, response.status_code)  # worker/metrics.py
+        return response
 
 
 def _secret(value: Any) -> str | None:

@@ -1,0 +1,261 @@
+"""Prometheus metrics: what an operator alerts on, counted where it happens.
+
+Celery's prefork pool runs tasks in child processes, each with its own memory: a counter
+incremented in a child is invisible to an HTTP server in the parent. prometheus-client's
+multiprocess mode solves that with one mmap file per process in ``PROMETHEUS_MULTIPROC_DIR``,
+summed at scrape time. The mode is chosen when ``prometheus_client`` is *imported*, so this
+module imports it lazily, and counts nothing unless the directory is configured (only
+``crmsync worker --metrics-port`` sets it, before the pool forks): the CLI's one-shot commands
+pay nothing.
+
+Counters come from Celery's ``task_postrun`` / ``task_retry`` signals (the tasks' return
+values carry the outcome, so the tasks need no metrics code) and from the HTTP clients' hooks
+(``record_metronome_response``, ``record_salesforce_response``). Values that live in Redis
+(cursor lag, dead letters waiting, queue length) are read at scrape time by
+:class:`RedisStateCollector`, so they are right even when no worker did anything lately.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+SYNC_TASK = "crmsync.sync_account"
+POLL_TASK = "crmsync.poll_closed_won"
+
+#: Poll durations: a quiet poll is well under a second, a 100k-row backfill about a minute.
+POLL_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+# Path segments that are record ids, not endpoints: Salesforce 15/18-character ids, query
+# locators (``01gXX...-2000``), UUIDs (Metronome ids), API versions stay as they are.
+_ID_SEGMENT = re.compile(
+    r"^(?:[a-zA-Z0-9]{15}(?:[a-zA-Z0-9]{3})?(?:-\d+)?"
+    r"|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"
+)
+
+
+def enabled() -> bool:
+    """Counting is on in processes started by ``crmsync worker --metrics-port`` (and children)."""
+    return bool(os.environ.get(MULTIPROC_ENV))
+
+
+def endpoint_label(path: str) -> str:
+    """A low-cardinality endpoint name: ids in the path become ``{id}``.
+
+    A label per customer or per query page would create one time series each and exhaust
+    Prometheus's memory; ``/v1/customers/{id}`` is what an operator groups by anyway.
+    """
+    parts = urlsplit(path).path.split("/")
+    out = []
+    for part in parts:
+        has_digit = any(c.isdigit() for c in part)
+        out.append("{id}" if has_digit and _ID_SEGMENT.match(part) else part)
+    return "/".join(out) or "/"
+
+
+@dataclass(frozen=True)
+class _Metrics:
+    syncs: Any
+    dead_letters: Any
+    retries: Any
+    failures: Any
+    polls: Any
+    poll_duration: Any
+    metronome_requests: Any
+    salesforce_requests: Any
+    salesforce_api_used: Any
+    salesforce_api_limit: Any
+
+
+@lru_cache(maxsize=1)
+def _metrics() -> _Metrics:
+    from prometheus_client import Counter, Gauge, Histogram
+
+    return _Metrics(
+        syncs=Counter("crmsync_syncs", "crmsync.sync_account runs by outcome", ["outcome"]),
+        dead_letters=Counter(
+            "crmsync_dead_letters", "Records that could not be synced (new dead letters)"
+        ),
+        retries=Counter("crmsync_task_retries", "Task retries scheduled", ["task"]),
+        failures=Counter(
+            "crmsync_task_failures", "Tasks that raised instead of returning", ["task"]
+        ),
+        polls=Counter("crmsync_polls", "Salesforce polls by status", ["status"]),
+        poll_duration=Histogram(
+            "crmsync_poll_duration_seconds", "Wall time of one poll", buckets=POLL_BUCKETS
+        ),
+        metronome_requests=Counter(
+            "crmsync_metronome_requests",
+            "HTTP requests to Metronome by endpoint and status",
+            ["method", "endpoint", "status"],
+        ),
+        salesforce_requests=Counter(
+            "crmsync_salesforce_requests",
+            "HTTP requests to Salesforce by endpoint and status",
+            ["method", "endpoint", "status"],
+        ),
+        salesforce_api_used=Gauge(
+            "crmsync_salesforce_api_used",
+            "Salesforce daily API requests used, as of the last poll (Sforce-Limit-Info)",
+            multiprocess_mode="mostrecent",
+        ),
+        salesforce_api_limit=Gauge(
+            "crmsync_salesforce_api_limit",
+            "Salesforce daily API request limit, as of the last poll",
+            multiprocess_mode="mostrecent",
+        ),
+    )
+
+
+# --- hooks called by the HTTP clients -------------------------------------------------------
+
+
+def record_metronome_response(response: Any) -> None:
+    """httpx response hook of the Metronome gateway: one count per attempt, retries included."""
+    if enabled():
+        request = response.request
+        _metrics().metronome_requests.labels(
+            request.method, endpoint_label(str(request.url.path)), str(response.status_code)
+        ).inc()
+
+
+def record_salesforce_response(method: str | bytes, url: str | bytes, status: int) -> None:
+    """Called by the Salesforce client's session after each request (logins included)."""
+    if enabled():
+        method_text = method.decode() if isinstance(method, bytes) else method
+        url_text = url.decode() if isinstance(url, bytes) else url
+        _metrics().salesforce_requests.labels(
+            method_text.upper(), endpoint_label(url_text), str(status)
+        ).inc()
+
+
+# --- Celery signal receivers --------------------------------------------------------------
+
+
+def on_task_postrun(
+    sender: Any = None, retval: Any = None, state: str | None = None, **_: Any
+) -> None:
+    if not enabled():
+        return
+    name = getattr(sender, "name", "")
+    metrics = _metrics()
+    if state == "FAILURE":
+        metrics.failures.labels(name).inc()
+        return
+    if not isinstance(retval, dict):
+        return
+    if name == SYNC_TASK and retval.get("outcome"):
+        metrics.syncs.labels(str(retval["outcome"])).inc()
+        if retval["outcome"] == "dead_lettered":
+            metrics.dead_letters.inc()
+    elif name == POLL_TASK and retval.get("status"):
+        metrics.polls.labels(str(retval["status"])).inc()
+        if isinstance(retval.get("duration_s"), int | float):
+            metrics.poll_duration.observe(float(retval["duration_s"]))
+        usage = retval.get("salesforce_api_usage")
+        if isinstance(usage, list | tuple) and len(usage) == 2:
+            metrics.salesforce_api_used.set(float(usage[0]))
+            metrics.salesforce_api_limit.set(float(usage[1]))
+
+
+def on_task_retry(sender: Any = None, **_: Any) -> None:
+    if enabled():
+        _metrics().retries.labels(getattr(sender, "name", "")).inc()
+
+
+def connect_signals() -> None:
+    """Connect the receivers (idempotent: Celery dedupes receivers by identity)."""
+    from celery.signals import task_postrun, task_retry
+
+    task_postrun.connect(on_task_postrun, weak=False)
+    task_retry.connect(on_task_retry, weak=False)
+
+
+# --- state read from Redis at scrape time ---------------------------------------------------
+
+
+class RedisStateCollector:
+    """Cursor lag, dead letters waiting and queue depth, read from Redis on each scrape.
+
+    Cursor lag is "now minus the SystemModstamp high-water mark": it grows when polls fail,
+    stop for quota or beat is down -- and also in a quiet org, which is why the alert uses
+    ``crmsync_sync_lag_seconds`` (worker.alerts.sync_lag). Neither needs a busy worker.
+    """
+
+    def __init__(self, store_factory: Callable[[], Any], queue: str) -> None:
+        self._store_factory = store_factory
+        self._queue = queue
+        self._store: Any = None
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        from worker.alerts import sync_lag
+
+        lag = GaugeMetricFamily(
+            "crmsync_cursor_lag_seconds",
+            "Age of each poll cursor (SystemModstamp)",
+            labels=["cursor"],
+        )
+        waiting = GaugeMetricFamily(
+            "crmsync_dead_letters_pending", "Dead letters waiting for an operator"
+        )
+        behind = GaugeMetricFamily(
+            "crmsync_sync_lag_seconds",
+            "How far behind Salesforce crmsync is (age of the last ok poll; the oldest cursor "
+            "after a poll stopped for quota): the value the lag alert uses",
+        )
+        queued = GaugeMetricFamily("crmsync_queue_length", "Messages waiting in the task queue")
+        up = GaugeMetricFamily("crmsync_redis_up", "1 if Redis answered this scrape")
+        try:
+            if self._store is None:
+                self._store = self._store_factory()
+            store = self._store
+            now = datetime.now(UTC)
+            for name, value in sorted(store.cursors().items()):
+                seen = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+                lag.add_metric([name], max(0.0, (now - seen).total_seconds()))
+            effective = sync_lag(store.cursors(), store.last_poll(), now)
+            if effective is not None:
+                behind.add_metric([], effective[1])
+            waiting.add_metric([], float(store.client.xlen(store.keys.dead_letters)))
+            queued.add_metric([], float(store.client.llen(self._queue)))
+            up.add_metric([], 1.0)
+        except Exception:  # a scrape must answer even while Redis is down
+            up.add_metric([], 0.0)
+            yield up
+            return
+        yield from (lag, behind, waiting, queued, up)
+
+
+# --- the worker's metrics endpoint ----------------------------------------------------------
+
+
+def prepare_directory(path: Path) -> Path:
+    """An empty multiprocess directory: files left by a previous run would be summed in."""
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    os.environ[MULTIPROC_ENV] = str(path)
+    return path
+
+
+def serve(port: int, address: str, store_factory: Callable[[], Any], queue: str) -> Any:
+    """Start the /metrics HTTP server in a daemon thread of this (the worker's main) process."""
+    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    registry.register(RedisStateCollector(store_factory, queue))
+    server, _thread = start_http_server(port, addr=address, registry=registry)
+    return server
