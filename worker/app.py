@@ -41,8 +41,8 @@ QUEUE = "crmsync"
 #: How long a dead beat keeps the scheduler lock before a standby beat takes over
 #: (the default of CRMSYNC_BEAT_LOCK_TIMEOUT_S).
 REDBEAT_LOCK_TIMEOUT_S = 60
-#: redbeat, healed after a Redis flush (worker/commands/beat.py says how).
-BEAT_SCHEDULER = "worker.commands.beat:CrmsyncScheduler"
+#: redbeat, healed after a Redis flush (worker/scheduler.py says how).
+BEAT_SCHEDULER = "worker.scheduler:CrmsyncScheduler"
 
 
 def static_config() -> dict[str, Any]:
@@ -179,3 +179,15 @@ def _drop_connections() -> None:
     amqp = app.__dict__.get("amqp")
     if amqp is not None:
         amqp._producer_pool = None
+
+
+def declare_queue() -> None:
+    """Declare our queue and its binding before publishing.
+
+    kombu's Redis transport routes a message through the ``_kombu.binding.*`` keys; if Redis
+    was flushed or restarted empty, those are gone and a publish is *silently dropped*
+    (kombu only logs "Cannot route message"). Producers cache their declarations, so the
+    publishers (the poll, a re-sync, beat) re-declare explicitly: one cheap command.
+    """
+    with app.connection_for_write() as connection:
+        app.amqp.queues[QUEUE].bind(connection.default_channel).declare()
