@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -176,3 +178,27 @@ def _active_configs(stack: SandboxStack) -> list[Any]:
     return sorted(
         c["id"] for c in stack.metronome.billing_configurations() if not c.get("archived_at")
     )
+
+
+def test_run_is_worker_and_beat_in_one_process(
+    stack: SandboxStack, sf: Salesforce, tmp_path: Path
+) -> None:
+    """`crmsync run` polls on its own schedule and syncs: nobody calls poll here."""
+    account_id = close_deal(sf, "Scheduled By Run")
+    env = crmsync_env({**stack.env(), "CRMSYNC_POLL_INTERVAL_S": "1"})
+    with (tmp_path / "run.log").open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "worker.cli", "run", "--concurrency=1"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 90
+            while not customers_of(stack, account_id) and time.monotonic() < deadline:
+                time.sleep(0.2)  # waiting on an observable condition, bounded
+            assert len(customers_of(stack, account_id)) == 1, (tmp_path / "run.log").read_text()
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
