@@ -1,0 +1,81 @@
+"""The benchmark's org: N won accounts that all map cleanly, closed over the past year.
+
+Clean on purpose: the seed data of ``worker.sandbox.salesforce.seed`` is awkward (broken
+provider ids, 255-character names) so that tests catch bugs; here every account must become a
+customer, or "calls per account" would be diluted by dead letters that make no call.
+
+Back-dated on purpose: a real backfill reads deals won over months, not in the last second.
+Stamped "now", all 10,000 rows would sit inside the poll's look-back overlap (300 s) and the
+re-run would re-read every one of them; that case is measured separately (``full re-read``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from worker.sandbox.salesforce.emulator import SalesforceEmulator
+
+PROVIDERS: tuple[str | None, ...] = (
+    "aws_marketplace",
+    "azure_marketplace",
+    "gcp_marketplace",
+    "stripe",
+    "netsuite",
+    None,
+)
+HISTORY = timedelta(days=365)
+
+
+def provider_fields(provider: str | None, n: int) -> dict[str, Any]:
+    """The Account fields the default mapping needs for ``provider`` (complete and valid)."""
+    if provider == "aws_marketplace":
+        return {
+            "AWS_Customer_Id__c": f"AWSCUST{n:07d}",
+            "AWS_Product_Code__c": "crmsync_bench",
+            "AWS_Region__c": "us-west-1",
+        }
+    if provider == "azure_marketplace":
+        return {"Azure_Subscription_Id__c": f"00000000-0000-4000-8000-{n:012d}"}
+    if provider == "gcp_marketplace":
+        return {"GCP_Entitlement_Id__c": f"ent-{n:07d}", "GCP_Service_Name__c": "bench.svc"}
+    if provider == "stripe":
+        return {"Stripe_Customer_Id__c": f"cus_bench{n:07d}"}
+    if provider == "netsuite":
+        return {"NetSuite_Customer_Id__c": f"NS-{n:07d}"}
+    return {}
+
+
+def account_fields(n: int, prefix: str = "Bench") -> dict[str, Any]:
+    provider = PROVIDERS[n % len(PROVIDERS)]
+    return {
+        "Name": f"{prefix} Customer {n:06d}",
+        "Billing_Email__c": f"billing+{prefix.lower()}{n:06d}@bench.example",
+        "Billing_Provider__c": provider,
+        **provider_fields(provider, n),
+    }
+
+
+def seed_won_accounts(
+    salesforce: SalesforceEmulator, count: int, *, now: datetime | None = None
+) -> list[str]:
+    """``count`` accounts, each with one Closed Won deal, stamped evenly over HISTORY."""
+    end = (now or datetime.now(UTC)) - timedelta(hours=1)
+    step = HISTORY / max(1, count)
+    ids: list[str] = []
+    for n in range(count):
+        stamp = end - HISTORY + step * n
+        account_id = salesforce.insert("Account", account_fields(n), late_commit_at=stamp)
+        salesforce.insert(
+            "Opportunity",
+            {
+                "AccountId": account_id,
+                "Name": "Annual plan",
+                "StageName": "Closed Won",
+                "CloseDate": stamp.date().isoformat(),
+                "Amount": 12_000,
+            },
+            late_commit_at=stamp,
+        )
+        ids.append(account_id)
+    return ids
