@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import requests
+
 from worker.app import QUEUE, app
 from worker.context import WorkerContext, get_context
 from worker.salesforce import Cursors, SourceEvent
@@ -33,6 +35,24 @@ CHUNK_ROWS = 500
 Enqueue = Callable[[str, dict[str, Any], bool], None]
 
 
+class SalesforceUnreadable(RuntimeError):
+    """Salesforce answered the poll's query with something that is not its JSON (cut short,
+    an HTML error page, the wrong shape) or not at all (timeout)."""
+
+
+def _guarded(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Turn a broken answer into one clear error (the bare KeyError 'records' or a
+    JSONDecodeError from requests says nothing to an operator); the cursor stays put."""
+    try:
+        yield from rows
+    except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
+        raise SalesforceUnreadable(
+            "Salesforce answered the poll's query with something unreadable or not at all "
+            f"({type(exc).__name__}: {str(exc)[:200]}); cursors unchanged, the next poll "
+            "reads the same rows again"
+        ) from exc
+
+
 def _cursor_text(value: datetime) -> str:
     """Fixed-width UTC text, so Redis can compare cursors as strings (worker.store)."""
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -42,7 +62,10 @@ def group_by_account(rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]
     """One record per account: the latest row wins (rows arrive in SystemModstamp order)."""
     grouped: dict[str, dict[str, Any]] = {}
     for row in rows:
-        account_id = row.get("AccountId") or (row.get("Account") or {}).get("Id")
+        account = row.get("Account")
+        account_id = row.get("AccountId") or (
+            account.get("Id") if isinstance(account, dict) else None
+        )
         if account_id:
             grouped[str(account_id)] = row
     return grouped
@@ -140,14 +163,28 @@ def run_poll(ctx: WorkerContext, enqueue: Enqueue = enqueue_sync) -> dict[str, A
         cursors = Cursors.from_json(stored or None)
         reader = ctx.source.poll(cursors)
         rows = accounts = 0
-        for chunk in _chunks(reader, CHUNK_ROWS):
-            rows += len(chunk)
-            store.mark_won(str(row["Id"]) for row in chunk if row.get("Id"))
-            grouped = group_by_account(chunk)
-            absent = find_absent(ctx, grouped)
-            for account_id, record in grouped.items():
-                enqueue(account_id, record, account_id in absent)
-                accounts += 1
+        try:
+            for chunk in _chunks(_guarded(reader), CHUNK_ROWS):
+                rows += len(chunk)
+                store.mark_won(str(row["Id"]) for row in chunk if row.get("Id"))
+                grouped = group_by_account(chunk)
+                absent = find_absent(ctx, grouped)
+                for account_id, record in grouped.items():
+                    enqueue(account_id, record, account_id in absent)
+                    accounts += 1
+        except SalesforceUnreadable as exc:
+            log.warning("poll failed: %s", exc)
+            failed: dict[str, Any] = {
+                "status": "failed",
+                "reason": str(exc),
+                "rows": rows,
+                "enqueued": accounts,
+                "finished_at": _cursor_text(datetime.now(UTC)),
+                "duration_s": round(time.monotonic() - started, 3),
+                "cursors": store.cursors(),
+            }
+            store.record_poll(failed)
+            return failed
         attention = _record_events(ctx, reader.events)
         usage = ctx.source.sf.api_usage.get("api-usage")
         summary: dict[str, Any] = {

@@ -47,14 +47,16 @@ def run_resync(
     selectors = sum([bool(account_ids), all_accounts, since is not None])
     if selectors != 1:
         raise ResyncRequestError("choose exactly one of: account ids, all, since")
-    source = ctx.source
     requested: list[str] = []
     rows: Iterator[dict[str, Any]]
     if account_ids:
+        # Validated before anything talks to Salesforce (not even a login), let alone SOQL.
         try:
             requested = [normalize_salesforce_id(i) for i in account_ids]
         except ValueError as exc:
             raise ResyncRequestError(str(exc)) from exc
+    source = ctx.source
+    if account_ids:
         rows = source.records_for_accounts(requested)
     elif all_accounts:
         rows = source.all_records()

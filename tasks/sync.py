@@ -23,7 +23,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from celery import Task
+import redis
+from celery import Task, signals
 from celery.exceptions import SoftTimeLimitExceeded
 
 from mappings import MappingError
@@ -41,6 +42,9 @@ MAX_DELIVERIES = 10
 RETRY_BACKOFF_BASE_S = 2.0
 #: A busy account lock clears when the other sync ends (seconds): retry soon.
 LOCK_BUSY_COUNTDOWN_S = 1.0
+#: Waits for a busy account lock before giving up: each waits at least a second and the lock
+#: is a lease that a dead holder stops renewing, so this bounds only a pathological case.
+MAX_LOCK_WAITS = 400
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,12 +110,32 @@ def run_sync(
         return Done("dead_lettered")
 
     def retry_or_dead(exc: Exception, floor: float = 0.0) -> Done | Retry:
-        if retries >= ctx.settings.max_task_retries:
+        # Retries spent waiting for the account lock are not failures (see lock_busy).
+        failures = retries - store.lock_waits(task_id) if retries else 0
+        if failures >= ctx.settings.max_task_retries:
             return dead(
-                "transient_exhausted", f"gave up after {retries} retries: {exc}", account, record
+                "transient_exhausted", f"gave up after {failures} retries: {exc}", account, record
             )
         wait = backoff(
-            retries, ctx.settings.retry_immediately, floor, ctx.settings.visibility_timeout_s
+            failures, ctx.settings.retry_immediately, floor, ctx.settings.visibility_timeout_s
+        )
+        return Retry(wait, str(exc))
+
+    def lock_busy(exc: LockBusy, owner: str) -> Done | Retry:
+        # Another sync of this account runs, or a killed one's lease has not run out yet:
+        # wait for the lease, do not burn the retry budget (a close must not dead-letter
+        # only because its account was busy).
+        if store.count_lock_wait(task_id) > MAX_LOCK_WAITS:
+            return dead(
+                "lock_busy", f"gave up waiting for the account lock: {exc}", account, record
+            )
+        remaining = store.lock_remaining_s(owner)
+        cap = ctx.settings.visibility_timeout_s / 4
+        jitter = random.uniform(0, LOCK_BUSY_COUNTDOWN_S)  # noqa: S311 - jitter, not crypto
+        wait = (
+            0.0
+            if ctx.settings.retry_immediately
+            else min(cap, max(LOCK_BUSY_COUNTDOWN_S, remaining) + jitter)
         )
         return Retry(wait, str(exc))
 
@@ -168,7 +192,7 @@ def run_sync(
                 desired, cached_customer_id=owner_state.customer_id, searched=searched
             )
     except LockBusy as exc:
-        return retry_or_dead(exc, LOCK_BUSY_COUNTDOWN_S)
+        return lock_busy(exc, owner)
     except RateLimitedError as exc:
         return retry_or_dead(exc, exc.retry_after_s or 0.0)
     except TransientError as exc:
@@ -177,6 +201,15 @@ def run_sync(
         return retry_or_dead(TransientError("soft time limit"))
     except PermanentError as exc:
         return dead("permanent", str(exc), account, record)
+    except redis.RedisError:
+        # Redis restarting (refused, or still loading its AOF: BusyLoadingError) says nothing
+        # about the record: the task retries it (sync_account), never dead-letters it. Found
+        # by the chaos run (seed 2): two closes dead-lettered as "BusyLoadingError".
+        raise
+    except json.JSONDecodeError as exc:
+        # A 200 whose body is cut short or is not JSON (a proxy's error page): the outcome is
+        # unknown, like a dropped connection, so retry; the same Idempotency-Key replays it.
+        return retry_or_dead(TransientError(f"Metronome answered unreadable JSON: {exc}"))
     except Exception as exc:  # a conflict or a bug: never lose the record
         return dead(type(exc).__name__, str(exc), account, record)
 
@@ -211,14 +244,98 @@ def run_sync(
 
 
 def _record_account(record: dict[str, Any]) -> str | None:
-    raw = record.get("AccountId") or (record.get("Account") or {}).get("Id")
+    account = record.get("Account")
+    raw = record.get("AccountId") or (account.get("Id") if isinstance(account, dict) else None)
+    if not isinstance(raw, str):
+        return None  # a number, a list, an object: not a Salesforce id, whatever it holds
     try:
         return normalize_salesforce_id(str(raw)) if raw else None
     except InvalidSalesforceId:
         return None
 
 
-@app.task(name="crmsync.sync_account", bind=True, max_retries=None, acks_late=True)
+def _dead_letter_message(kind: str, reason: str, account_id: Any, body: Any, task_id: str) -> None:
+    """Record a message our task body never handled; never raises (it runs in Celery's own
+    error paths, where a second exception would hide the first)."""
+    try:
+        account = str(account_id)[:40] if isinstance(account_id, str) else "-"
+        store = get_context().store
+        store.dead_letter(
+            account_id=account,
+            kind=kind,
+            reason=reason[:2000],
+            task_id=task_id[:200],
+            snapshot={"raw": repr(body)[:2000]},
+        )
+        store.count_outcome("dead_lettered")
+        log.warning("dead-lettered message %s (%s): %s", task_id[:200], kind, reason[:500])
+    except Exception as exc:  # Redis down: the message is redelivered or rescanned later
+        log.error("could not dead-letter message %s (%s): %s", task_id[:200], kind, exc)
+
+
+class DeadLetterOnFailure(Task):  # type: ignore[misc]
+    """A sync that fails *outside* run_sync's own handling still leaves a dead letter.
+
+    Celery raises a TypeError before our code runs when a message has the wrong arguments
+    (a hand-made ``celery call``, an old producer): by default that is only a FAILURE in the
+    worker log and the message is acked and gone. Here it becomes a dead letter with the
+    reason, so an operator sees it next to the records that could not map.
+    """
+
+    def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        kind = "malformed_message" if isinstance(exc, TypeError) else "task_failed"
+        first = args[0] if isinstance(args, list | tuple) and args else None
+        _dead_letter_message(
+            kind,
+            f"{type(exc).__name__}: {exc}",
+            first,
+            {"args": args, "kwargs": kwargs},
+            str(task_id),
+        )
+
+
+@signals.task_unknown.connect
+def _on_unknown_task(
+    sender: Any = None,
+    message: Any = None,
+    exc: Any = None,
+    name: Any = None,
+    id: Any = None,
+    **_: Any,
+) -> None:
+    """A message naming a task this worker does not have (not ours, or a typo): Celery logs
+    and discards it; we also keep it as a dead letter."""
+    _dead_letter_message(
+        "unknown_task",
+        f"no task named {str(name)[:200]!r} is registered here",
+        None,
+        getattr(message, "body", None),
+        str(id),
+    )
+
+
+@signals.task_rejected.connect
+def _on_rejected_message(
+    sender: Any = None, message: Any = None, exc: Any = None, **_: Any
+) -> None:
+    """A message Celery cannot even read as a task (no task headers, bad protocol)."""
+    headers = getattr(message, "headers", None) or {}
+    _dead_letter_message(
+        "rejected_message",
+        f"not a task message: {exc!r}" if exc is not None else "not a task message",
+        None,
+        getattr(message, "body", None),
+        str(headers.get("id", "-")) if isinstance(headers, dict) else "-",
+    )
+
+
+@app.task(
+    name="crmsync.sync_account",
+    bind=True,
+    max_retries=None,
+    acks_late=True,
+    base=DeadLetterOnFailure,
+)
 def sync_account(
     self: Task,
     account_id: str,
@@ -232,17 +349,30 @@ def sync_account(
 
     Returns the outcome (also what Flower shows and what the metrics count); results are not
     stored in Redis (``task_ignore_result``).
+
+    Redis unreachable mid-sync (a restart, a failover) is retried, not failed: a failed task
+    is acked like a successful one, so its close would be lost until the record changes.
     """
-    result = run_sync(
-        get_context(),
-        account_id,
-        record,
-        force=force,
-        reason=reason,
-        task_id=str(self.request.id),
-        retries=int(self.request.retries),
-        known_absent=known_absent,
-    )
+    try:
+        result = run_sync(
+            get_context(),
+            account_id,
+            record,
+            force=force,
+            reason=reason,
+            task_id=str(self.request.id),
+            retries=int(self.request.retries),
+            known_absent=known_absent,
+        )
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        log.warning("redis unreachable during sync of %s: %s; retrying", account_id, exc)
+        settings = get_context().settings
+        wait = backoff(
+            int(self.request.retries),
+            settings.retry_immediately,
+            visibility_timeout_s=settings.visibility_timeout_s,
+        )
+        raise self.retry(countdown=wait, exc=None) from None
     if isinstance(result, Retry):
         get_context().store.count_outcome("retried")
         raise self.retry(countdown=result.countdown, exc=None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -46,6 +47,22 @@ end
 return moved
 """
 
+
+# KEYS: lock key. ARGV: holder token, lease in ms. Extends the lease only for its holder.
+_EXTEND = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+
+#: The account lock is a *lease*: held for this long and renewed by its holder every third of
+#: it while the sync runs (up to ACCOUNT_LOCK_TTL_S in all). A SIGKILLed or OOM-killed holder
+#: stops renewing, so its account is free again within this time, not after the 330 s a fixed
+#: TTL needs to outlive the task's hard time limit. Without it, the killed task's own
+#: redelivery and every later sync of the account met "lock busy" until they gave up (seen in
+#: the chaos run: four closes dead-lettered as transient_exhausted).
+ACCOUNT_LOCK_LEASE_S = 15.0
+#: The poll lock's lease, renewed the same way (up to POLL_LOCK_TTL_S).
+POLL_LOCK_LEASE_S = 30.0
 
 _FieldKey = bytes | bytearray | memoryview | str | int | float
 _FieldValue = bytes | bytearray | memoryview | str | int | float
@@ -86,6 +103,8 @@ class SyncStore:
         self.keys = keys or Keys()
         self.ledger_max_entries = ledger_max_entries
         self._release = client.register_script(_RELEASE)
+        self._extend = client.register_script(_EXTEND)
+        self._renewers: dict[str, tuple[threading.Event, threading.Thread]] = {}
         self._advance = client.register_script(_ADVANCE)
 
     @classmethod
@@ -103,15 +122,43 @@ class SyncStore:
         return cls(client, Keys(prefix), ledger_max_entries)
 
     # --- poll lock and cursors ----------------------------------------------------------
-    def acquire_poll_lock(self, ttl_s: int = POLL_LOCK_TTL_S) -> PollLease | None:
+    def acquire_poll_lock(
+        self, ttl_s: int = POLL_LOCK_TTL_S, lease_s: float = POLL_LOCK_LEASE_S
+    ) -> PollLease | None:
+        """The poll lock, as a lease renewed while the poll runs (at most ``ttl_s`` in all).
+
+        A poll whose worker is SIGKILLed stops renewing, so the next poll can start within
+        ``lease_s``; a fixed 600 s TTL kept every poll out for ten minutes (chaos run, seed 3:
+        a worker killed mid-poll, every beat poll after it "skipped").
+        """
         token = secrets.token_hex(16)
-        if not self.client.set(self.keys.poll_lock, token, nx=True, ex=ttl_s):
+        lease_ms = max(1, int(min(float(ttl_s), lease_s) * 1000))
+        if not self.client.set(self.keys.poll_lock, token, nx=True, px=lease_ms):
             return None
         fence = str(self.client.incr(self.keys.poll_fence))
+        self._start_renewing(self.keys.poll_lock, token, lease_ms, ttl_s)
         return PollLease(token=token, fence=fence)
 
     def release_poll_lock(self, lease: PollLease) -> None:
+        self._stop_renewing(lease.token)
         self._release(keys=[self.keys.poll_lock], args=[lease.token])
+
+    def _start_renewing(self, key: str, token: str, lease_ms: int, ttl_s: float) -> None:
+        stop = threading.Event()
+        renewer = threading.Thread(
+            target=self._renew,
+            args=(key, token, lease_ms, time.monotonic() + ttl_s, stop),
+            name="lock-lease",
+            daemon=True,
+        )
+        self._renewers[token] = (stop, renewer)
+        renewer.start()
+
+    def _stop_renewing(self, token: str) -> None:
+        stop, renewer = self._renewers.pop(token, (None, None))
+        if stop is not None and renewer is not None:
+            stop.set()
+            renewer.join(timeout=5)
 
     def cursors(self) -> dict[str, str]:
         return cast(dict[str, str], self.client.hgetall(self.keys.cursors))
@@ -177,15 +224,56 @@ class SyncStore:
         self.client.hdel(self.keys.account(account_id), "state_hash")
 
     @contextlib.contextmanager
-    def account_lock(self, account_id: str, ttl_s: int = ACCOUNT_LOCK_TTL_S) -> Iterator[None]:
+    def account_lock(
+        self,
+        account_id: str,
+        ttl_s: int = ACCOUNT_LOCK_TTL_S,
+        lease_s: float = ACCOUNT_LOCK_LEASE_S,
+    ) -> Iterator[None]:
+        """Exclusive per-account lease, renewed in the background while the body runs (at most
+        ``ttl_s`` in all); raises LockBusy when another holder has it."""
         key = self.keys.account_lock(account_id)
         token = secrets.token_hex(16)
-        if not self.client.set(key, token, nx=True, ex=ttl_s):
+        lease_ms = max(1, int(min(float(ttl_s), lease_s) * 1000))
+        if not self.client.set(key, token, nx=True, px=lease_ms):
             raise LockBusy(f"account {account_id} is being synced by another task")
+        self._start_renewing(key, token, lease_ms, ttl_s)
         try:
             yield
         finally:
+            self._stop_renewing(token)
             self._release(keys=[key], args=[token])
+
+    def _renew(
+        self, key: str, token: str, lease_ms: int, deadline: float, stop: threading.Event
+    ) -> None:
+        while not stop.wait(lease_ms / 3000):
+            if time.monotonic() >= deadline:
+                return  # a sync this long is hung: let the lease run out
+            try:
+                if not self._extend(keys=[key], args=[token, lease_ms]):
+                    return  # lost (expired, or Redis flushed): nothing left to renew
+            except redis.RedisError:
+                continue  # Redis restarting: try again at the next tick
+
+    def lock_remaining_s(self, account_id: str) -> float:
+        """Seconds until the account's lock lease runs out (0 when it is free)."""
+        remaining = int(self.client.pttl(self.keys.account_lock(account_id)))
+        return max(0.0, remaining / 1000)
+
+    def count_lock_wait(self, task_id: str) -> int:
+        """How many times this task found its account locked; those retries are waits, not
+        failures, so they do not use up the task's retry budget."""
+        key = f"{self.keys.prefix}:lockwait:{task_id}"
+        pipe = self.client.pipeline()
+        pipe.incr(key)
+        pipe.expire(key, DELIVERY_COUNT_TTL_S)
+        count, _ = pipe.execute()
+        return int(count)
+
+    def lock_waits(self, task_id: str) -> int:
+        value = self.client.get(f"{self.keys.prefix}:lockwait:{task_id}")
+        return int(cast(str, value)) if value else 0
 
     # --- idempotency generations (the IdempotencyGenerations protocol) -------------------
     def current(self, account_id: str) -> int:

@@ -36,8 +36,10 @@ def open_deal(emulator: SalesforceEmulator, account: str, name: str = "deal") ->
     return emulator.insert("Opportunity", fields)
 
 
-def poll(source: ClosedWonSource, cursors: Cursors) -> tuple[list[dict[str, Any]], Any]:
-    reader = source.poll(cursors)
+def poll(
+    source: ClosedWonSource, cursors: Cursors, *, with_events: bool = True
+) -> tuple[list[dict[str, Any]], Any]:
+    reader = source.poll(cursors, with_events=with_events)
     rows = list(reader)
     return rows, reader
 
@@ -313,4 +315,17 @@ def test_a_deal_and_its_account_changed_together_come_out_once(
     assert [(r["Id"], r["Account"]["Name"], r["Amount"]) for r in rows] == [
         (deal, "Both, renamed", 5.0)
     ]
-    assert reader.salesforce_calls == 4  # won, account-changed, re-opened, deleted: one page each
+    assert reader.salesforce_calls == 3  # won-or-account-changed, re-opened, deleted
+
+
+def test_a_quiet_poll_without_the_event_streams_costs_one_query(
+    emulator: SalesforceEmulator, sf: Salesforce
+) -> None:
+    """The event streams run every few minutes, not every poll (the caller decides)."""
+    emulator.seed(30, seed=4)
+    source = ClosedWonSource(sf, MAPPING_FIELDS, overlap_s=0)
+    _, first = poll(source, Cursors())
+    rows, reader = poll(source, first.new_cursors, with_events=False)
+    assert rows == []
+    assert reader.salesforce_calls == 1
+    assert reader.new_cursors == first.new_cursors

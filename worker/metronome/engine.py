@@ -18,6 +18,7 @@ UnresolvableConflictError naming both: aliases are never moved.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -91,8 +92,13 @@ class UpsertEngine:
             if not keys[IDENTITY_FIELD]:
                 log.warning("custom field %s exists without enforce_uniqueness", IDENTITY_FIELD)
             return
+        # A fresh Idempotency-Key per bootstrap: Metronome caches a 5xx under its key for 24 h,
+        # so a fixed key turned one failed first addKey into a day without any create (found
+        # by the chaos run, seed 11). addKey with the same settings is idempotent by itself.
         self._gateway.add_custom_field_key(
-            IDENTITY_FIELD, enforce_uniqueness=True, key=f"crmsync-bootstrap-{IDENTITY_FIELD}"
+            IDENTITY_FIELD,
+            enforce_uniqueness=True,
+            key=f"crmsync-bootstrap-{IDENTITY_FIELD}-{secrets.token_hex(8)}",
         )
 
     def plan(self, desired: DesiredCustomer, actual: CustomerState | None) -> SyncPlan:

@@ -49,6 +49,20 @@ def won_changed_since(fields: str, since: datetime | None) -> str:
     )
 
 
+def won_or_account_changed_since(fields: str, won_since: datetime, account_since: datetime) -> str:
+    """One query for both incremental streams: deals whose own stamp moved, and deals whose
+    *Account* changed (an account edit never bumps the deal's stamp). One query instead of two
+    is what makes a quiet poll cost a single API call."""
+    return format_soql(
+        "SELECT {fields:literal} FROM Opportunity WHERE IsWon = true "  # noqa: S608 -- format_soql quotes
+        "AND (SystemModstamp > {won_since} OR Account.SystemModstamp > {account_since}) "
+        + ORDER_BY_STAMP,
+        fields=fields,
+        won_since=won_since,
+        account_since=account_since,
+    )
+
+
 def won_account_changed_since(fields: str, since: datetime) -> str:
     """Won opportunities whose *Account* changed: an account edit never bumps the deal's stamp."""
     return format_soql(

@@ -1,18 +1,20 @@
 """The closed-won source: what changed in Salesforce since the cursors, page by page.
 
-One poll reads four streams, in this order:
+One poll reads up to three queries, in this order:
 
-1. won opportunities whose own ``SystemModstamp`` passed ``cursors.opportunities - overlap``;
-2. won opportunities whose *Account's* ``SystemModstamp`` passed ``cursors.accounts - overlap``
-   (an account rename does not bump the deal, and would otherwise never reach Metronome);
-3. opportunities changed with ``IsWon = false`` -> ``opportunity_reopened`` events;
-4. deleted accounts from ``queryAll`` -> ``account_deleted`` / ``account_merged`` events.
+1. won opportunities whose own ``SystemModstamp`` passed ``cursors.opportunities - overlap``
+   OR whose *Account's* ``SystemModstamp`` passed ``cursors.accounts - overlap`` (an account
+   rename does not bump the deal, and would otherwise never reach Metronome) -- one query for
+   both, so a quiet poll costs one API call; the first poll reads every won deal;
+2. opportunities changed with ``IsWon = false`` -> ``opportunity_reopened`` events;
+3. deleted accounts from ``queryAll`` -> ``account_deleted`` / ``account_merged`` events.
 
-Streams 1 and 2 yield the same row shape (the mapping's fields with a nested ``Account``);
-a row both streams return in one poll is yielded once. The overlap re-reads rows stamped just
-before the cursor: Salesforce stamps a row when its transaction starts, so a long transaction
-can become visible after a poll has moved past its stamp. Those re-reads are cheap to drop
-downstream (the pipeline's hash dedupe).
+Streams 2 and 3 run only when the caller asks (``with_events``): the poll task runs them
+every few minutes, their cursors keep their place in between, so nothing is missed.
+
+The overlap re-reads rows stamped just before the cursor: Salesforce stamps a row when its
+transaction starts, so a long transaction can become visible after a poll has moved past its
+stamp. Those re-reads are cheap to drop downstream (the pipeline's hash dedupe).
 
 Quota brake: after every page the ``Sforce-Limit-Info`` usage is compared with
 ``quota_fraction`` of the daily limit; at or above it -- or on a 403 ``REQUEST_LIMIT_EXCEEDED``
@@ -77,8 +79,11 @@ class ClosedWonSource:
         # Salesforce honours 200..2,000 (Sforce-Query-Options); clamp rather than fail.
         self.batch_size = max(200, min(2000, batch_size))
 
-    def poll(self, cursors: Cursors) -> PollReader:
-        return PollReader(self, cursors)
+    def poll(self, cursors: Cursors, *, with_events: bool = True) -> PollReader:
+        """One poll from ``cursors``. ``with_events=False`` skips the re-opened and deleted
+        streams (their cursors stay), so a quiet poll costs one query; the caller runs them
+        every few minutes instead of every poll."""
+        return PollReader(self, cursors, with_events=with_events)
 
     # -- manual re-sync -------------------------------------------------------------------
     def records_for_accounts(self, account_ids: Sequence[str]) -> Iterator[Row]:
@@ -211,9 +216,12 @@ def _newest(current: datetime | None, candidate: datetime | None) -> datetime | 
 class PollReader(Iterator[Row]):
     """Iterate the won rows of one poll; the summary attributes are valid once exhausted."""
 
-    def __init__(self, source: ClosedWonSource, cursors: Cursors) -> None:
+    def __init__(
+        self, source: ClosedWonSource, cursors: Cursors, *, with_events: bool = True
+    ) -> None:
         self._source = source
         self._cursors = cursors
+        self._with_events = with_events
         self._calls = [0]
         self._done = False
         self._new_cursors = cursors
@@ -243,33 +251,30 @@ class PollReader(Iterator[Row]):
 
     def _run(self) -> Iterator[Row]:
         source, cursors = self._source, self._cursors
-        seen: set[tuple[Any, ...]] = set()
         newest_opp: datetime | None = None
         newest_acc: datetime | None = None
         account_since = self._since(cursors.accounts)
+        won_since = self._since(cursors.opportunities)
         try:
-            won_since = self._since(cursors.opportunities)
-            won = queries.won_changed_since(source.fields, won_since)
-            for page in source.pages(won, calls=self._calls):
+            if won_since is None or account_since is None:
+                # The first poll: every won deal, by its own stamp (no account stream yet).
+                soql = queries.won_changed_since(source.fields, won_since)
+            else:
+                soql = queries.won_or_account_changed_since(source.fields, won_since, account_since)
+            for page in source.pages(soql, calls=self._calls):
                 for row in page:
-                    if not _after(row, won_since, "SystemModstamp"):
-                        continue
-                    newest_opp = _newest(newest_opp, _stamp(row, "SystemModstamp"))
+                    deal_moved = _after(row, won_since, "SystemModstamp")
+                    account_moved = account_since is not None and _after(
+                        row, account_since, "Account", "SystemModstamp"
+                    )
+                    if not (deal_moved or account_moved):
+                        continue  # inside the second format_soql drops, outside the window
+                    if deal_moved:
+                        newest_opp = _newest(newest_opp, _stamp(row, "SystemModstamp"))
                     newest_acc = _newest(newest_acc, _stamp(row, "Account", "SystemModstamp"))
-                    if _after(row, account_since, "Account", "SystemModstamp"):
-                        seen.add(_row_key(row))  # only these can come back in stream 2
                     yield row
-            if account_since is not None:
-                soql = queries.won_account_changed_since(source.fields, account_since)
-                for page in source.pages(soql, calls=self._calls):
-                    for row in page:
-                        if not _after(row, account_since, "Account", "SystemModstamp"):
-                            continue
-                        newest_acc = _newest(newest_acc, _stamp(row, "Account", "SystemModstamp"))
-                        if _row_key(row) not in seen:
-                            yield row
-            newest_reopened = self._read_reopened()
-            newest_deleted = self._read_deleted()
+            newest_reopened = self._read_reopened() if self._with_events else None
+            newest_deleted = self._read_deleted() if self._with_events else None
         except QuotaReached:
             self.events.clear()
             self.stopped_for_quota = True
@@ -331,8 +336,3 @@ class PollReader(Iterator[Row]):
                     )
                 )
         return newest
-
-
-def _row_key(row: Row) -> tuple[Any, ...]:
-    account = row.get("Account") or {}
-    return (row.get("Id"), row.get("SystemModstamp"), account.get("SystemModstamp"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -35,17 +36,20 @@ class SandboxStack:
     salesforce_faults: SalesforceFaults | None = None
     salesforce_session_ttl_s: float | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: The emulator's bearer token (the security tests set a recognisable one).
+    metronome_token: str = SANDBOX_METRONOME_TOKEN
     redis: RedisServer | None = None
     metronome: MetronomeEmulator | None = None
     salesforce: SalesforceEmulator | None = None
     credentials: SandboxCredentials = field(default_factory=SandboxCredentials)
     _workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    _beats: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def start(self) -> SandboxStack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.redis = RedisServer(self.data_dir / "redis").start()
         self.metronome = MetronomeEmulator(
-            token=SANDBOX_METRONOME_TOKEN, faults=self.metronome_faults
+            token=self.metronome_token, faults=self.metronome_faults
         ).start()
         self.salesforce = SalesforceEmulator(
             self.credentials,
@@ -57,6 +61,7 @@ class SandboxStack:
         return self
 
     def stop(self) -> None:
+        self.stop_beats()
         self.stop_workers()
         reset_context()
         for server in (self.salesforce, self.metronome, self.redis):
@@ -85,7 +90,7 @@ class SandboxStack:
         env = {
             "REDIS_URL": self.redis_url,
             "CRMSYNC_DATA_DIR": str(self.data_dir),
-            "METRONOME_BEARER_TOKEN": SANDBOX_METRONOME_TOKEN,
+            "METRONOME_BEARER_TOKEN": self.metronome_token,
             "METRONOME_BASE_URL": self.metronome.url,
             "SALESFORCE_USERNAME": self.credentials.username,
             "SALESFORCE_PASSWORD": self.credentials.password,
@@ -105,9 +110,7 @@ class SandboxStack:
         """An in-process context on the same configuration (for polls run by the caller)."""
         return build_context(self.settings(), self.redis_url)
 
-    def start_worker(
-        self, log_path: Path, *, concurrency: int = 2, pool: str = "prefork", name: str = "w1"
-    ) -> subprocess.Popen[bytes]:
+    def _process_env(self) -> dict[str, str]:
         env = {
             k: v
             for k, v in os.environ.items()
@@ -115,24 +118,74 @@ class SandboxStack:
         }
         env.update(self.env())
         env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def _spawn(self, argv: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+        # A session of its own: kill_process() can then SIGKILL the prefork children with
+        # their parent, as a container runtime or the OOM killer takes a whole worker down.
         with log_path.open("ab") as log:
-            process = subprocess.Popen(  # noqa: S603 - our own CLI
-                [
-                    sys.executable,
-                    "-m",
-                    "worker.cli",
-                    "worker",
-                    f"--concurrency={concurrency}",
-                    f"--pool={pool}",
-                    f"--hostname={name}@%h",
-                    "--loglevel=INFO",
-                ],
-                env=env,
+            return subprocess.Popen(  # noqa: S603 - our own CLI
+                [sys.executable, "-m", "worker.cli", *argv],
+                env=self._process_env(),
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
+
+    def start_worker(
+        self,
+        log_path: Path,
+        *,
+        concurrency: int = 2,
+        pool: str = "prefork",
+        name: str = "w1",
+        extra_args: tuple[str, ...] = (),
+    ) -> subprocess.Popen[bytes]:
+        process = self._spawn(
+            [
+                "worker",
+                f"--concurrency={concurrency}",
+                f"--pool={pool}",
+                f"--hostname={name}@%h",
+                "--loglevel=INFO",
+                *extra_args,
+            ],
+            log_path,
+        )
         self._workers.append(process)
         return process
+
+    def start_beat(
+        self, log_path: Path, *, extra_args: tuple[str, ...] = ()
+    ) -> subprocess.Popen[bytes]:
+        """``crmsync beat`` as its own process (poll interval from CRMSYNC_POLL_INTERVAL_S)."""
+        process = self._spawn(["beat", "--loglevel=INFO", *extra_args], log_path)
+        self._beats.append(process)
+        return process
+
+    @property
+    def workers(self) -> list[subprocess.Popen[bytes]]:
+        return list(self._workers)
+
+    def kill_process(self, process: subprocess.Popen[bytes]) -> None:
+        """SIGKILL the process and everything in its session (a crash: no warm shutdown, no
+        ack, no restore of its unacked messages; they come back only after the visibility
+        timeout)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=30)
+        if process in self._workers:
+            self._workers.remove(process)
+        if process in self._beats:
+            self._beats.remove(process)
+
+    def restart_redis(self) -> None:
+        """Stop Redis and start it again on the same port and data directory (AOF kept): the
+        clients see their connections reset, as in a failover or a redeploy."""
+        assert self.redis is not None  # noqa: S101 - start() first
+        port, data_dir = self.redis.port, self.redis.data_dir
+        self.redis.stop()
+        self.redis = RedisServer(data_dir, port=port).start()
 
     def wait_for_worker(self, timeout_s: float = 60.0) -> dict[str, object]:
         """Block until a worker answers crmsync.ping: the round trip is the readiness."""
@@ -140,6 +193,18 @@ class SandboxStack:
 
         answer: dict[str, object] = ping.apply_async().get(timeout=timeout_s)
         return answer
+
+    def stop_beats(self) -> None:
+        for process in self._beats:
+            if process.poll() is None:
+                process.terminate()
+        for process in self._beats:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        self._beats.clear()
 
     def stop_workers(self) -> None:
         for process in self._workers:

@@ -1,0 +1,388 @@
+"""``make chaos``: the whole system on one machine while the network, the API, Redis and the
+workers fail; then a verdict on duplicates, lost closes and drift.
+
+What runs: embedded redis-server, the Salesforce emulator seeded with N awkward accounts, the
+Metronome emulator injecting 5xx / 429 / commit-then-drop / latency, ``--workers`` real
+``crmsync worker`` processes and one ``crmsync beat`` polling every couple of seconds. During
+the run (schedule in :mod:`bench.chaos_scenario`, from ``--seed``) workers are SIGKILLed and
+respawned, Redis is restarted with its data and later FLUSHALLed, the Salesforce sessions are
+expired, and deals are closed and accounts renamed. Then it waits for convergence (queue and
+unacked set empty, then a final poll and empty again) and judges (:mod:`bench.chaos_verify`).
+
+stderr: the configuration, the schedule and each event as it happens (JSON lines, so a failing
+run can be replayed exactly). stdout: one JSON object. Exit 1 on any duplicate, missing or
+drifted customer, or an unexpected dead letter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from bench.chaos_broker import pending, redelivered_keys, retrying
+from bench.chaos_liveness import Liveness, Probed
+from bench.chaos_scenario import (
+    CLOSE_EXISTING,
+    CLOSE_NEW,
+    EXPIRE_SESSION,
+    KILL,
+    REDIS_FLUSH,
+    REDIS_RESTART,
+    RENAME,
+    RESPAWN,
+    ChaosConfig,
+    Event,
+    schedule,
+)
+from bench.chaos_verify import dead_letter_reasons, expected_state, judge
+from tasks.poll import run_poll
+from worker.demo import PROVIDERS, provider_fields
+from worker.sandbox.metronome import MetronomeFaults
+from worker.sandbox.stack import SandboxStack
+
+
+def say(what: str, **data: Any) -> None:
+    print(json.dumps({"chaos": what, **data}, default=str), file=sys.stderr, flush=True)
+
+
+@dataclass
+class Run:
+    """Mutable state of one run: the stack, the clock, and what was done to it."""
+
+    config: ChaosConfig
+    stack: SandboxStack
+    base: Path
+    started: float = field(default_factory=time.monotonic)
+    rng: random.Random = field(default_factory=random.Random)
+    unwon_opportunities: list[str] = field(default_factory=list)
+    won_accounts: list[str] = field(default_factory=list)
+    dead_letters: dict[str, tuple[str, str, str]] = field(default_factory=dict)
+    redelivered: set[str] = field(default_factory=set)
+    done: dict[str, int] = field(default_factory=dict)
+    spawned: int = 0
+    liveness: Liveness | None = None
+
+    def now(self) -> float:
+        return time.monotonic() - self.started
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.stack.redis_url, decode_responses=True, socket_timeout=5)
+
+
+def start(config: ChaosConfig, base: Path) -> Run:
+    faults = MetronomeFaults(
+        server_error_rate=config.server_error_rate,
+        too_many_requests_rate=config.too_many_requests_rate,
+        commit_then_drop_rate=config.commit_then_drop_rate,
+        latency_s=config.latency_s,
+        seed=config.seed,
+    )
+    stack = SandboxStack(
+        data_dir=base / "data",
+        metronome_faults=faults,
+        extra_env={
+            "CRMSYNC_VISIBILITY_TIMEOUT_S": str(config.visibility_timeout_s),
+            "CRMSYNC_POLL_INTERVAL_S": str(config.poll_interval_s),
+            "CRMSYNC_OVERLAP_S": str(config.overlap_s),
+            "CRMSYNC_CONCURRENCY": "1",
+        },
+    ).start()
+    run = Run(config, stack, base, rng=random.Random(config.seed + 1))
+    run.liveness = Liveness(restart=lambda worker: restart_hung(run, worker))
+    assert stack.salesforce is not None  # noqa: S101
+    # ``accounts`` is the number of *won* accounts (the issue's N); the rest stay open, for
+    # the deals closed during the run.
+    stack.salesforce.seed(seeded(config), config.seed, config.won_fraction)
+    _index_opportunities(run)
+    for n in range(config.workers):
+        spawn_worker(run, n)
+    stack.wait_for_worker(timeout_s=120)
+    return run
+
+
+def seeded(config: ChaosConfig) -> int:
+    return round(config.accounts / config.won_fraction)
+
+
+def _index_opportunities(run: Run) -> None:
+    sf = run.stack.salesforce
+    assert sf is not None  # noqa: S101
+    won: set[str] = set()
+    open_by_account: dict[str, str] = {}
+    for opportunity_id in sf.ids("Opportunity"):
+        row = sf.get("Opportunity", opportunity_id)
+        if row.get("StageName") == "Closed Won":
+            won.add(str(row["AccountId"]))
+        elif row.get("StageName") != "Closed Lost":
+            open_by_account.setdefault(str(row["AccountId"]), opportunity_id)
+    run.won_accounts = sorted(won)
+    run.unwon_opportunities = [o for a, o in sorted(open_by_account.items()) if a not in won]
+
+
+def spawn_worker(run: Run, number: int) -> None:
+    run.spawned += 1
+    name = f"chaos{run.spawned}"
+    process = run.stack.start_worker(run.base / f"worker-{number}.log", concurrency=1, name=name)
+    if run.liveness is not None:
+        run.liveness.track(process, name)
+
+
+def restart_hung(run: Run, worker: Probed) -> None:
+    """What an orchestrator does with a worker that fails its liveness probe."""
+    say("liveness_restart", worker=worker.name, pid=worker.process.pid, at_s=round(run.now(), 1))
+    run.stack.kill_process(worker.process)
+    spawn_worker(run, 200 + run.spawned)
+
+
+def pause(run: Run, seconds: float) -> None:
+    """Let time pass on the runner's clock while the liveness probe keeps running."""
+    end = time.monotonic() + seconds
+    while True:
+        if run.liveness is not None:
+            run.liveness.tick()
+        left = end - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(left, 0.5))  # the runner's clock, not a test synchronisation
+
+
+def apply(run: Run, event: Event) -> dict[str, Any]:
+    """Do one scheduled thing; returns what was done (printed, so a run can be replayed)."""
+    stack, sf = run.stack, run.stack.salesforce
+    assert sf is not None  # noqa: S101
+    if event.kind == KILL:
+        victims = [p for p in stack.workers if p.poll() is None]
+        victim = victims[run.rng.randrange(len(victims))]
+        stack.kill_process(victim)
+        if run.liveness is not None:
+            run.liveness.forget(victim)
+        return {"pid": victim.pid}
+    if event.kind == RESPAWN:
+        spawn_worker(run, 100 + event.index)
+        return {}
+    if event.kind == REDIS_RESTART:
+        stack.restart_redis()
+        return {"port": stack.redis.port if stack.redis else None}
+    if event.kind == REDIS_FLUSH:
+        _snapshot_dead_letters(run)
+        run.redelivered |= retrying(lambda: _redeliveries(run))
+        retrying(lambda: run.client().flushall())
+        return {}
+    if event.kind == EXPIRE_SESSION:
+        sf.expire_sessions()
+        return {}
+    if event.kind == CLOSE_NEW:
+        n = 10_000 + event.index
+        account = sf.insert(
+            "Account",
+            {
+                "Name": f"Chaos Close {run.config.seed}-{event.index}",
+                "Billing_Email__c": f"chaos-{event.index}@close.example",
+                **provider_fields(PROVIDERS[event.index % len(PROVIDERS)], n),
+            },
+        )
+        sf.insert(
+            "Opportunity",
+            {
+                "AccountId": account,
+                "Name": "Chaos deal",
+                "StageName": "Closed Won",
+                "CloseDate": "2026-11-24",
+                "Amount": 1000,
+            },
+        )
+        return {"account_id": account}
+    if event.kind == CLOSE_EXISTING and run.unwon_opportunities:
+        opportunity = run.unwon_opportunities.pop(run.rng.randrange(len(run.unwon_opportunities)))
+        sf.update("Opportunity", opportunity, {"StageName": "Closed Won"})
+        return {"opportunity_id": opportunity}
+    if event.kind == RENAME and run.won_accounts:
+        account = run.won_accounts[run.rng.randrange(len(run.won_accounts))]
+        name = str(sf.get("Account", account)["Name"])
+        sf.update("Account", account, {"Name": f"{name[:200]} (renamed {event.index})"})
+        return {"account_id": account}
+    return {"skipped": True}
+
+
+def _snapshot_dead_letters(run: Run) -> None:
+    """Dead letters die with FLUSHALL; keep them so the verdict sees every one."""
+    ctx = run.stack.context()
+    try:
+        for letter in retrying(lambda: ctx.store.dead_letters(count=1_000_000)):
+            run.dead_letters[letter.entry_id] = (letter.account_id, letter.kind, letter.reason)
+    finally:
+        ctx.close()
+
+
+def wait_quiet(run: Run, deadline: float, quiet_checks: int = 3) -> bool:
+    """True once nothing is queued or reserved for ``quiet_checks`` seconds in a row."""
+    quiet = 0
+    while run.now() < deadline:
+        busy = retrying(lambda: pending(run.client()))
+        quiet = quiet + 1 if busy == 0 else 0
+        if quiet >= quiet_checks:
+            return True
+        pause(run, 1.0)
+    return False
+
+
+def final_poll(run: Run, deadline: float) -> dict[str, Any]:
+    """One poll in this process once beat is stopped: what a late close would still need."""
+    while run.now() < deadline:
+        summary = retrying(lambda: _poll_once(run))
+        if summary.get("status") == "ok":
+            return summary
+        pause(run, 1.0)
+    return {"status": "timed_out"}
+
+
+def _poll_once(run: Run) -> dict[str, Any]:
+    ctx = run.stack.context()
+    try:
+        return run_poll(ctx)
+    finally:
+        ctx.close()
+
+
+def verdict(run: Run) -> dict[str, Any]:
+    stack = run.stack
+    assert stack.metronome is not None  # noqa: S101
+    _snapshot_dead_letters(run)
+    ctx = stack.context()
+    try:
+        expected = expected_state(ctx.source.all_records(), ctx.mapping.map_record)
+    finally:
+        ctx.close()
+    letters = list(run.dead_letters.values())
+    result = judge(
+        expected, stack.metronome.customers(), stack.metronome.billing_configurations(), letters
+    )
+    lettered = {account for account, _kind, _reason in letters}
+    unreported = sorted(set(expected.unmappable) - lettered)
+    distinct = {(a, k, r) for a, k, r in letters}
+    redeliveries = len(run.redelivered | retrying(lambda: _redeliveries(run)))
+    calls = sum(
+        n for key, n in stack.metronome.request_counts().items() if key.split(" ")[1][:3] == "/v1"
+    )
+    return {
+        "accounts": len(expected.desired) + len(expected.unmappable),
+        "seeded_accounts": seeded(run.config),
+        "customers": len(stack.metronome.customers()),
+        "duplicates": result.duplicates,
+        "missing": result.missing,
+        "drifted": result.drifted,
+        "unattributed": result.unattributed,
+        "dead_lettered": len(lettered),
+        "dead_letter_reasons": dead_letter_reasons({(a, k, "") for a, k, _ in distinct}),
+        "dead_letters_unexpected": len(result.unexpected_dead_letters),
+        "unmappable_not_dead_lettered": len(unreported),
+        "metronome_calls": calls,
+        "redelivered_messages": redeliveries,
+        "liveness_restarts": len(run.liveness.restarts) if run.liveness else 0,
+        "faults_injected": {**stack.metronome.faults_injected(), **run.done},
+        "examples": {
+            **result.examples,
+            **(
+                {"unexpected_dead_letters": result.unexpected_dead_letters[:5]}
+                if result.unexpected_dead_letters
+                else {}
+            ),
+            **({"unmappable_not_dead_lettered": unreported[:5]} if unreported else {}),
+        },
+        "ok": result.ok and not unreported,
+    }
+
+
+def _redeliveries(run: Run) -> set[str]:
+    """Messages delivered more than once (the killed workers' ones, above all): evidence that
+    the broker gave them back, rather than a later poll re-reading the account."""
+    return redelivered_keys(run.client(), run.stack.settings().redis_prefix)
+
+
+def run_chaos(config: ChaosConfig, workdir: Path | None = None) -> dict[str, Any]:
+    """Run the scenario; returns the summary (``ok`` says whether every check held)."""
+    say("config", **config.public())
+    events = schedule(config)
+    say("schedule", events=[e.public() for e in events])
+    with tempfile.TemporaryDirectory(prefix="crmsync-chaos-") as tmp:
+        base = workdir or Path(tmp)
+        base.mkdir(parents=True, exist_ok=True)
+        booting = time.monotonic()
+        run = start(config, base)
+        say("started", seconds=round(time.monotonic() - booting, 1))
+        try:
+            run.stack.start_beat(base / "beat.log")
+            run.started = time.monotonic()
+            for event in events:
+                wait = event.at - run.now()
+                if wait > 0:
+                    pause(run, wait)
+                detail = apply(run, event)
+                run.done[event.kind] = run.done.get(event.kind, 0) + 1
+                say("event", **event.public(), done_at_s=round(run.now(), 3), **detail)
+            deadline = run.now() + config.timeout_s
+            converged = wait_quiet(run, deadline)
+            run.stack.stop_beats()
+            summary_poll = final_poll(run, deadline)
+            converged = converged and wait_quiet(run, deadline)
+            say(
+                "final_poll",
+                enqueued=summary_poll.get("enqueued"),
+                status=summary_poll.get("status"),
+            )
+            result = verdict(run)
+            result["converged"] = converged
+            result["ok"] = bool(result["ok"] and converged)
+            result["seed"] = config.seed
+            result["seconds"] = round(run.now(), 1)
+            result["logs"] = str(base) if workdir else None
+            return result
+        finally:
+            stopping = time.monotonic()
+            run.stack.stop()
+            say("stopped", seconds=round(time.monotonic() - stopping, 1))
+
+
+def _flag(text: str) -> bool:
+    return text.strip().lower() in ("1", "true", "yes", "on")
+
+
+def parse_args(argv: list[str] | None) -> tuple[ChaosConfig, Path | None]:
+    defaults = ChaosConfig()
+    parser = argparse.ArgumentParser(prog="python -m bench.chaos", description=__doc__)
+    parser.add_argument("--short", action="store_true", help="the make-test size (~100 accounts)")
+    parser.add_argument("--workdir", type=Path, default=None, help="keep logs here")
+    for name, value in defaults.public().items():
+        kind: Any = _flag if isinstance(value, bool) else type(value)
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None)
+    args = parser.parse_args(argv)
+    config = defaults.short() if args.short else defaults
+    overrides = {
+        name: getattr(args, name) for name in defaults.public() if getattr(args, name) is not None
+    }
+    config = replace(config, **overrides)
+    if args.short and "respawn_after_s" not in overrides:
+        config = replace(config, respawn_after_s=float(config.visibility_timeout_s) + 1.0)
+    if "respawn_after_restart" in overrides:
+        config = replace(config, respawn_after_restart=overrides["respawn_after_restart"])
+    return config, args.workdir
+
+
+def main(argv: list[str] | None = None) -> int:
+    config, workdir = parse_args(argv)
+    result = run_chaos(config, workdir)
+    print(json.dumps(result, sort_keys=False))
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""The chaos scenario's settings and its schedule of failures, derived from one seed.
+
+Pure (no I/O): the same ``ChaosConfig`` gives the same schedule, byte for byte, so a failing
+run is replayed with ``--seed`` and the printed schedule says exactly what was done when.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+#: Event kinds, in the order a reader meets them in the issue.
+KILL = "kill_worker"
+RESPAWN = "respawn_worker"
+REDIS_RESTART = "restart_redis"
+REDIS_FLUSH = "flushall"
+EXPIRE_SESSION = "expire_salesforce_sessions"
+CLOSE_NEW = "close_new_account"
+CLOSE_EXISTING = "close_existing_account"
+RENAME = "rename_account"
+
+
+@dataclass(frozen=True, slots=True)
+class ChaosConfig:
+    accounts: int = 1000
+    seed: int = 1
+    workers: int = 4
+    #: Share of seeded accounts with a won deal; the rest can be closed during the run.
+    won_fraction: float = 0.9
+    server_error_rate: float = 0.20
+    too_many_requests_rate: float = 0.10
+    commit_then_drop_rate: float = 0.05
+    latency_s: float = 0.005
+    kills: int = 2
+    redis_restarts: int = 1
+    flushes: int = 1
+    session_expiries: int = 1
+    new_closes: int = 40
+    existing_closes: int = 20
+    renames: int = 10
+    #: Failures and closes happen between 2 s and this many seconds after the first poll.
+    window_s: float = 40.0
+    #: An orchestrator restarts a killed worker this long after the kill.
+    respawn_after_s: float = 2.0
+    #: Count the respawn delay from the later of the kill and the last Redis restart (the
+    #: short run): a starting worker sweeps the unacked set at once, so the messages orphaned
+    #: by both come back then, not at kombu's next periodic sweep (about 100 s).
+    respawn_after_restart: bool = False
+    visibility_timeout_s: int = 30
+    poll_interval_s: float = 2.0
+    #: Small on purpose: a long look-back would re-enqueue a killed worker's account on the
+    #: next poll and hide whether the broker really redelivers the lost message.
+    overlap_s: float = 1.0
+    timeout_s: float = 900.0
+
+    def public(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def short(self) -> ChaosConfig:
+        """The ``make test`` version: same fault kinds, ~100 accounts, one kill.
+
+        The replacement worker starts after the visibility timeout: its start-up sweep restores
+        the killed worker's message at once, instead of kombu's periodic sweep (about 100 s).
+        """
+        return replace(
+            self,
+            accounts=100,
+            kills=1,
+            new_closes=8,
+            existing_closes=4,
+            renames=3,
+            window_s=12.0,
+            respawn_after_s=float(self.visibility_timeout_s) + 1.0,
+            respawn_after_restart=True,
+            timeout_s=240.0,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    at: float
+    kind: str
+    index: int = 0
+
+    def public(self) -> dict[str, Any]:
+        return {"at_s": round(self.at, 3), "kind": self.kind, "index": self.index}
+
+
+def schedule(config: ChaosConfig) -> list[Event]:
+    """Every failure and every sales edit of the run, at seeded times within the window.
+
+    Infrastructure failures are kept at least 3 s apart, so each one's effect (a restart takes
+    about a second) is separate and attributable in the log.
+    """
+    rng = random.Random(config.seed)  # a reproducible schedule, not a secret
+    lo, hi = 2.0, max(3.0, config.window_s)
+    events: list[Event] = []
+    infra = (
+        [KILL] * config.kills
+        + [REDIS_RESTART] * config.redis_restarts
+        + [REDIS_FLUSH] * config.flushes
+        + [EXPIRE_SESSION] * config.session_expiries
+    )
+    rng.shuffle(infra)
+    taken: list[float] = []
+    kills: list[tuple[float, int]] = []
+    restarts: list[float] = []
+    for number, kind in enumerate(infra):
+        at = _spaced(rng, lo, hi, taken)
+        taken.append(at)
+        events.append(Event(at, kind, number))
+        if kind == KILL:
+            kills.append((at, number))
+        elif kind == REDIS_RESTART:
+            restarts.append(at)
+    for at, number in kills:
+        start = max([at, *restarts]) if config.respawn_after_restart else at
+        events.append(Event(start + config.respawn_after_s, RESPAWN, number))
+    for kind, count in (
+        (CLOSE_NEW, config.new_closes),
+        (CLOSE_EXISTING, config.existing_closes),
+        (RENAME, config.renames),
+    ):
+        events.extend(Event(rng.uniform(lo, hi), kind, n) for n in range(count))
+    return sorted(events, key=lambda e: (e.at, e.kind, e.index))
+
+
+def _spaced(rng: random.Random, lo: float, hi: float, taken: list[float]) -> float:
+    for _ in range(50):
+        at = rng.uniform(lo, hi)
+        if all(abs(at - t) >= 3.0 for t in taken):
+            return at
+    return rng.uniform(lo, hi)

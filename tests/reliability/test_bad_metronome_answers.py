@@ -1,0 +1,197 @@
+"""Metronome answers that are truncated, not JSON, of the wrong shape, or absurdly slow.
+
+The real MetronomeGateway (metronome-sdk over httpx) talks to a proxy that lets the request
+reach the real emulator, so a create *commits*, and then spoils the answer. Each test shows
+the error the caller gets and that, once the network behaves again, the account ends as
+exactly one customer: nothing lost, nothing duplicated.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import fakeredis
+import pytest
+
+from mappings import load_default_mapping
+from tasks.sync import Done, Retry, run_sync
+from tests.reliability.misbehaving import SPOILERS, SpoilingProxy
+from worker.context import WorkerContext
+from worker.keys import Keys
+from worker.metronome import MetronomeGateway
+from worker.metronome.errors import ConnectionFailedError, ServerError
+from worker.sandbox.metronome import MetronomeEmulator
+from worker.settings import load_settings
+from worker.store import SyncStore
+
+TOKEN = "bad-answers-token"
+ACCOUNT = "001000000000009AAA"
+
+
+def record() -> dict[str, Any]:
+    return {
+        "Id": "006000000000009AAA",
+        "AccountId": ACCOUNT,
+        "SystemModstamp": "2026-11-20T10:00:00.000+0000",
+        "Account": {
+            "Id": ACCOUNT,
+            "Name": "Spoiled Answers Ltd",
+            "Billing_Email__c": "ops@spoiled.example",
+            "Billing_Provider__c": "stripe",
+            "Stripe_Customer_Id__c": "cus_spoiled0001",
+            "Stripe_Collection_Method__c": "send_invoice",
+            "Parent": None,
+        },
+    }
+
+
+@pytest.fixture
+def emulator() -> Iterator[MetronomeEmulator]:
+    with MetronomeEmulator(token=TOKEN) as running:
+        yield running
+
+
+def make_context(url: str, *, timeout_s: float = 5.0, attempts: int = 5) -> WorkerContext:
+    settings = load_settings(
+        metronome_bearer_token=TOKEN,
+        metronome_base_url=url,
+        metronome_timeout_s=timeout_s,
+        metronome_max_attempts=attempts,
+        retry_immediately=True,
+        max_task_retries=3,
+    )
+    store = SyncStore(fakeredis.FakeRedis(decode_responses=True), Keys("bad"))
+    return WorkerContext(settings=settings, store=store, mapping=load_default_mapping())
+
+
+def sync_until_done(ctx: WorkerContext, attempts: int = 6) -> tuple[Done, list[Retry]]:
+    """Run the sync as Celery would: again after each Retry, with the retry number."""
+    retries: list[Retry] = []
+    for attempt in range(attempts):
+        result = run_sync(ctx, ACCOUNT, record(), task_id="t-bad", retries=attempt)
+        if isinstance(result, Done):
+            return result, retries
+        retries.append(result)
+    raise AssertionError(f"still retrying after {attempts} attempts: {retries}")
+
+
+def customers_of(emulator: MetronomeEmulator) -> list[dict[str, Any]]:
+    return [
+        c
+        for c in emulator.customers()
+        if (c.get("custom_fields") or {}).get("sfdc_account_id") == ACCOUNT
+    ]
+
+
+@pytest.mark.parametrize("kind", ["truncated", "html_with_json_type", "empty_body"])
+def test_an_unreadable_answer_to_a_committed_create_is_retried_and_makes_one_customer(
+    emulator: MetronomeEmulator, kind: str
+) -> None:
+    proxy = SpoilingProxy(emulator.url, spoil=SPOILERS[kind]).start()
+    ctx = make_context(proxy.url)
+    try:
+        done, retries = sync_until_done(ctx)
+    finally:
+        ctx.close()
+        proxy.stop()
+    assert proxy.spoiled == 1, proxy.seen
+    assert "POST /v1/customers 200" in proxy.seen  # the create really committed upstream
+    assert [r.reason for r in retries] and "unreadable JSON" in retries[0].reason
+    assert done.outcome == "created"
+    assert len(customers_of(emulator)) == 1
+
+
+@pytest.mark.parametrize("kind", ["html_page", "wrong_shape"])
+def test_a_wrong_shape_answer_dead_letters_with_the_reason_and_a_redrive_makes_one_customer(
+    emulator: MetronomeEmulator, kind: str
+) -> None:
+    """A 200 whose JSON (or text) is not the documented shape: the sync stops with a dead
+    letter that names the problem and keeps the snapshot; replaying it (``dead-letters
+    redrive``) converges to one customer, never two, although the first create committed."""
+    proxy = SpoilingProxy(emulator.url, spoil=SPOILERS[kind]).start()
+    ctx = make_context(proxy.url)
+    try:
+        first = run_sync(ctx, ACCOUNT, record(), task_id="t-shape")
+        [letter] = ctx.store.dead_letters()
+        redriven = run_sync(ctx, ACCOUNT, record(), task_id="t-redrive", force=True)
+    finally:
+        ctx.close()
+        proxy.stop()
+    assert first == Done("dead_lettered")
+    assert letter.kind in ("AttributeError", "TypeError")
+    assert "attribute" in letter.reason or "iterable" in letter.reason
+    assert letter.snapshot is not None and letter.snapshot["AccountId"] == ACCOUNT
+    assert isinstance(redriven, Done) and redriven.outcome in ("updated", "in_sync", "created")
+    assert len(customers_of(emulator)) == 1
+
+
+def test_an_absurdly_slow_answer_times_out_as_unknown_and_is_adopted_not_duplicated(
+    emulator: MetronomeEmulator,
+) -> None:
+    # Slower than the client's timeout on both attempts inside the gateway, then normal: the
+    # create committed upstream each time, the task retries, and the key replays it.
+    proxy = SpoilingProxy(emulator.url, delay_s=1.5, times=2).start()
+    ctx = make_context(proxy.url, timeout_s=0.5, attempts=2)
+    started = time.monotonic()
+    try:
+        done, retries = sync_until_done(ctx)
+    finally:
+        ctx.close()
+        proxy.stop()
+    assert proxy.spoiled == 2
+    # Both timed-out creates committed upstream; the engine re-read (or the task retried and
+    # the key replayed) and adopted the customer instead of creating a second one.
+    assert time.monotonic() - started < 30  # bounded by the client timeout, not the server
+    assert done.outcome in ("created", "updated", "in_sync"), (done, retries)
+    assert len(customers_of(emulator)) == 1
+
+
+@pytest.mark.parametrize(
+    ("kind", "call"),
+    [
+        ("truncated", "list"),
+        ("html_with_json_type", "retrieve"),
+    ],
+)
+def test_the_gateway_surfaces_unreadable_reads_as_json_errors(
+    emulator: MetronomeEmulator, kind: str, call: str
+) -> None:
+    path = "/v1/customers" if call == "list" else "/v1/customers/c-1"
+    proxy = SpoilingProxy(emulator.url, method="GET", path=path, spoil=SPOILERS[kind]).start()
+    gateway = MetronomeGateway(TOKEN, proxy.url, timeout_s=5, retry_immediately=True)
+    try:
+        with pytest.raises(json.JSONDecodeError):
+            if call == "list":
+                gateway.list_customers(ingest_alias="x")
+            else:
+                gateway.retrieve_customer("c-1")
+    finally:
+        gateway.close()
+        proxy.stop()
+
+
+def test_a_5xx_html_page_is_a_server_error_and_a_timeout_a_connection_failure() -> None:
+    from worker.sandbox.httpserver import HttpServer, Request, Response
+
+    async def handler(request: Request) -> Response:
+        if request.path.endswith("slow"):
+            import asyncio
+
+            await asyncio.sleep(2)
+        return Response(502, b"<html>Bad Gateway</html>", [("content-type", "text/html")])
+
+    server = HttpServer(handler).start()
+    gateway = MetronomeGateway(
+        TOKEN, server.url, timeout_s=0.3, max_attempts=1, retry_immediately=True
+    )
+    try:
+        with pytest.raises(ServerError, match="502"):
+            gateway.retrieve_customer("c-1")
+        with pytest.raises(ConnectionFailedError, match="no answer"):
+            gateway.retrieve_customer("slow")
+    finally:
+        gateway.close()
+        server.stop()
