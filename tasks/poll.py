@@ -161,7 +161,8 @@ def run_poll(ctx: WorkerContext, enqueue: Enqueue = enqueue_sync) -> dict[str, A
             declare_queue()
         stored: dict[str, str | None] = dict(store.cursors())
         cursors = Cursors.from_json(stored or None)
-        reader = ctx.source.poll(cursors)
+        with_events = store.events_due(ctx.settings.events_interval_s)
+        reader = ctx.source.poll(cursors, with_events=with_events)
         rows = accounts = 0
         try:
             for chunk in _chunks(_guarded(reader), CHUNK_ROWS):

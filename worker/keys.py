@@ -100,3 +100,15 @@ class Keys:
         """String: set once the custom field keys are registered in Metronome; a hint only
         (bootstrap itself is idempotent), so it expires daily to re-check."""
         return f"{self.prefix}:bootstrap-done"
+
+    @property
+    def events_check(self) -> str:
+        """String with a TTL of CRMSYNC_EVENTS_INTERVAL_S: while it exists, polls skip the
+        re-opened-deal and deleted-account queries (their cursors keep their place), so a quiet
+        poll costs one Salesforce call."""
+        return f"{self.prefix}:events-check"
+
+    def lock_wait_count(self, task_id: str) -> str:
+        """Integer: how often one sync waited on a busy account lock (24 h TTL). Waiting is not
+        failing, so it has its own cap instead of using up the retry budget."""
+        return f"{self.prefix}:lockwait:{task_id}"

@@ -170,6 +170,16 @@ class Settings(BaseSettings):
         le=86_400,
         validation_alias=AliasChoices("CRMSYNC_OVERLAP_S", "overlap_s"),
     )
+    events_interval_s: float = Field(
+        default=300.0,
+        ge=0,
+        le=86_400,
+        validation_alias=AliasChoices("CRMSYNC_EVENTS_INTERVAL_S", "events_interval_s"),
+        description=(
+            "How often a poll also reads re-opened deals and deleted/merged accounts (0: every "
+            "poll). In between, a quiet poll costs one Salesforce query."
+        ),
+    )
     concurrency: int = Field(
         default=4, ge=1, le=64, validation_alias=AliasChoices("CRMSYNC_CONCURRENCY", "concurrency")
     )

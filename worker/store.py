@@ -173,6 +173,13 @@ class SyncStore:
         result = int(self._advance(keys=[self.keys.cursors, self.keys.poll_fence], args=args))
         return result >= 0
 
+    def events_due(self, interval_s: float) -> bool:
+        """True at most once per ``interval_s`` (always when it is 0): time to read the
+        re-opened-deal and deleted-account streams."""
+        if interval_s <= 0:
+            return True
+        return bool(self.client.set(self.keys.events_check, "1", nx=True, ex=int(interval_s)))
+
     def record_poll(self, summary: Mapping[str, Any]) -> None:
         self.client.hset(
             self.keys.last_poll, mapping={k: json.dumps(v) for k, v in summary.items()}
@@ -264,7 +271,7 @@ class SyncStore:
     def count_lock_wait(self, task_id: str) -> int:
         """How many times this task found its account locked; those retries are waits, not
         failures, so they do not use up the task's retry budget."""
-        key = f"{self.keys.prefix}:lockwait:{task_id}"
+        key = self.keys.lock_wait_count(task_id)
         pipe = self.client.pipeline()
         pipe.incr(key)
         pipe.expire(key, DELIVERY_COUNT_TTL_S)

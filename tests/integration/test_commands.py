@@ -25,7 +25,9 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxStack]:
     base = tmp_path_factory.mktemp("commands")
-    with SandboxStack(data_dir=base / "data") as running:
+    # Every poll reads the event streams here (the re-opened/merged test polls twice at once).
+    events_every_poll = {"CRMSYNC_EVENTS_INTERVAL_S": "0"}
+    with SandboxStack(data_dir=base / "data", extra_env=events_every_poll) as running:
         running.start_worker(base / "worker.log", concurrency=2)
         running.wait_for_worker()
         yield running

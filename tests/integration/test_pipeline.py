@@ -239,6 +239,16 @@ def test_flushall_then_full_resync_creates_nothing_and_duplicates_nothing(
         assert len(customers_of(stack, account_id)) == 1
 
 
+def test_a_quiet_poll_costs_one_salesforce_query(stack: SandboxStack) -> None:
+    """Between the event checks (CRMSYNC_EVENTS_INTERVAL_S), a poll is one SOQL query."""
+    poll_and_wait(stack)
+    assert stack.salesforce is not None
+    before = stack.salesforce.api_calls()
+    summary = poll_and_wait(stack)
+    assert summary["salesforce_calls"] == 1
+    assert stack.salesforce.api_calls() - before == 1
+
+
 def test_worker_log_has_no_traceback(stack: SandboxStack, tmp_path: Path) -> None:
     """Run last in this module: everything above ended without an unhandled error."""
     log = Path(stack.data_dir).parent / "worker.log"
