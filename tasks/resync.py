@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from tasks.poll import Enqueue, _chunks, declare_queue, find_absent, group_by_account
-from worker.app import app
+from tasks.poll import Enqueue, _chunks, find_absent, group_by_account, send_sync
+from worker.app import app, declare_queue
 from worker.context import WorkerContext, get_context
 from worker.salesforce.ids import normalize_salesforce_id
 
@@ -65,12 +65,7 @@ def run_resync(
         rows = source.records_since(parse_since(since))
 
     def default_enqueue(account_id: str, record: dict[str, Any], known_absent: bool) -> None:
-        from tasks.sync import sync_account
-
-        sync_account.apply_async(
-            args=[account_id, record],
-            kwargs={"force": force, "reason": "resync", "known_absent": known_absent},
-        )
+        send_sync(account_id, record, force=force, reason="resync", known_absent=known_absent)
 
     if enqueue is None:
         declare_queue()
