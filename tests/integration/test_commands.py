@@ -15,8 +15,8 @@ from simple_salesforce.api import Salesforce
 
 from tests.integration.test_pipeline import close_deal, customers_of, poll_and_wait
 from tests.support.processes import REPO_ROOT, crmsync_env
+from tests.support.stack import salesforce_client, stack_with_worker
 from worker.progress import terminal_total, wait_for_syncs
-from worker.salesforce import build_sandbox_salesforce
 from worker.sandbox.stack import SandboxStack
 
 pytestmark = pytest.mark.integration
@@ -27,16 +27,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxStack]:
     base = tmp_path_factory.mktemp("commands")
     # Every poll reads the event streams here (the re-opened/merged test polls twice at once).
     events_every_poll = {"CRMSYNC_EVENTS_INTERVAL_S": "0"}
-    with SandboxStack(data_dir=base / "data", extra_env=events_every_poll) as running:
-        running.start_worker(base / "worker.log", concurrency=2)
-        running.wait_for_worker()
+    with stack_with_worker(base, extra_env=events_every_poll) as running:
         yield running
 
 
 @pytest.fixture(scope="module")
 def sf(stack: SandboxStack) -> Salesforce:
-    assert stack.salesforce is not None
-    return build_sandbox_salesforce(stack.salesforce.url, stack.credentials)
+    return salesforce_client(stack)
 
 
 def cli(stack: SandboxStack, *args: str) -> subprocess.CompletedProcess[str]:

@@ -17,8 +17,8 @@ from simple_salesforce.api import Salesforce
 from tasks.poll import run_poll
 from tasks.resync import run_resync
 from tasks.sync import sync_account
+from tests.support.stack import salesforce_client, stack_with_worker
 from worker.progress import terminal_total, wait_for_syncs
-from worker.salesforce import build_sandbox_salesforce
 from worker.sandbox.stack import SANDBOX_METRONOME_TOKEN, SandboxStack
 
 pytestmark = pytest.mark.integration
@@ -27,16 +27,13 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxStack]:
     base = tmp_path_factory.mktemp("pipeline")
-    with SandboxStack(data_dir=base / "data") as running:
-        running.start_worker(base / "worker.log", concurrency=2)
-        running.wait_for_worker()
+    with stack_with_worker(base) as running:
         yield running
 
 
 @pytest.fixture(scope="module")
 def sf(stack: SandboxStack) -> Salesforce:
-    assert stack.salesforce is not None
-    return build_sandbox_salesforce(stack.salesforce.url, stack.credentials)
+    return salesforce_client(stack)
 
 
 @pytest.fixture(scope="module")

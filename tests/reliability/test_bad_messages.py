@@ -17,6 +17,7 @@ import pytest
 import redis
 
 from tasks.sync import MAX_DELIVERIES, sync_account
+from tests.support.stack import stack_with_worker
 from worker.app import QUEUE, app
 from worker.progress import terminal_total, wait_for_syncs
 from worker.sandbox.stack import SandboxStack
@@ -37,9 +38,7 @@ def record(account: str = ACCOUNT, email: str = "ap@queue.example") -> dict[str,
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxStack]:
     base = tmp_path_factory.mktemp("messages")
-    with SandboxStack(data_dir=base / "data") as running:
-        running.start_worker(base / "worker.log", concurrency=1)
-        running.wait_for_worker()
+    with stack_with_worker(base, concurrency=1) as running:
         yield running
 
 

@@ -28,6 +28,8 @@ def run(args: argparse.Namespace) -> int:
                 f"--concurrency={args.concurrency or rt.settings.concurrency}",
                 f"--queues={QUEUE}",
                 "--task-events",
+                "--without-gossip",  # see worker.py
+                "--without-mingle",
             ]
         )
     return 0

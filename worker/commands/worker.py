@@ -80,6 +80,12 @@ def run(args: argparse.Namespace) -> int:
             f"--pool={args.pool}",
             f"--queues={QUEUE}",
             "--task-events",
+            # Gossip and mingle make every worker consume the others' broadcasts over Redis
+            # pub/sub; we use neither, and a pub/sub connection was seen hanging a worker in
+            # recv() after a Redis restart (chaos run). Remote control (Flower, inspect ping)
+            # and task events are unaffected.
+            "--without-gossip",
+            "--without-mingle",
         ]
         if args.hostname:
             argv.append(f"--hostname={args.hostname}")
