@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.sandbox.stack import SandboxStack
+from worker.settings import child_environment
 
 
 def poll_peak_rss(base: Path, won_accounts: int, progress: Any) -> dict[str, Any]:
@@ -32,12 +33,7 @@ def poll_peak_rss(base: Path, won_accounts: int, progress: Any) -> dict[str, Any
         started = time.monotonic()
         stack.salesforce.seed(won_accounts, seed=8, won_fraction=1.0)
         progress(f"seeded {won_accounts} won accounts in {time.monotonic() - started:.1f}s")
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("CRMSYNC_", "SALESFORCE_", "METRONOME_", "REDIS_"))
-        }
-        env.update(stack.env())
+        env = child_environment(stack.env())
         with (base / "poll-100k.log").open("wb") as log:
             process = subprocess.Popen(
                 [sys.executable, "-m", "worker.cli", "poll"],

@@ -28,6 +28,7 @@ from worker.progress import terminal_total, wait_for_syncs
 from worker.salesforce import build_sandbox_salesforce
 from worker.sandbox.metronome import MetronomeEmulator
 from worker.sandbox.stack import SANDBOX_METRONOME_TOKEN, SandboxStack
+from worker.settings import child_environment
 
 BACKFILL_ACCOUNTS = int(os.environ.get("BENCH_ACCOUNTS", "10000"))
 POLL_ROWS = int(os.environ.get("BENCH_POLL_ROWS", "100000"))
@@ -146,12 +147,7 @@ def run_stack_phases(base: Path) -> dict[str, Any]:
 
 def latency_phase(stack: SandboxStack, base: Path) -> dict[str, Any]:
     assert stack.salesforce is not None and stack.metronome is not None  # noqa: S101
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("CRMSYNC_", "SALESFORCE_", "METRONOME_", "REDIS_"))
-    }
-    env.update(stack.env())
+    env = child_environment(stack.env())
     beat = latency.start_beat(env, base / "beat.log")
     try:
         sf = build_sandbox_salesforce(stack.salesforce.url, stack.credentials)

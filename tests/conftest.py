@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from worker.redis_server import RedisServer
+from worker.settings import SETTINGS_PREFIXES
 
 
 @pytest.fixture(autouse=True)
@@ -16,7 +17,7 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     import os
 
     for key in list(os.environ):
-        if key.startswith(("CRMSYNC_", "SALESFORCE_", "METRONOME_", "REDIS_", "FLOWER_")):
+        if key.startswith(SETTINGS_PREFIXES):
             monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("CRMSYNC_DATA_DIR", str(tmp_path / "crmsync-data"))
     monkeypatch.chdir(tmp_path)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,19 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Prefixes of every variable crmsync reads (Flower's credentials included). A child process
+#: started for one configuration (a test's stack, a benchmark, the demo's worker) must not
+#: inherit another's: real credentials in the caller's environment would mix into it.
+SETTINGS_PREFIXES = ("CRMSYNC_", "SALESFORCE_", "METRONOME_", "REDIS_", "FLOWER_")
+
+
+def child_environment(configuration: Mapping[str, str]) -> dict[str, str]:
+    """This process's environment without crmsync's variables, plus ``configuration``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(SETTINGS_PREFIXES)}
+    env.update(configuration)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
 
 
 class SettingsError(Exception):

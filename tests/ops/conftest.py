@@ -4,8 +4,6 @@ slow part) and each creates the accounts it polls."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from tests.ops.support import Receiver, free_port
-from tests.support.processes import REPO_ROOT, crmsync_env
 from worker.demo import demo_mapping
 from worker.sandbox.stack import SandboxStack
 
@@ -44,31 +41,10 @@ def ops(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpsStack]:
     stack.start()
     port = free_port()
     log_path = base / "worker.log"
-    with log_path.open("wb") as log:
-        worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "worker.cli",
-                "worker",
-                "--concurrency=2",
-                "--hostname=ops@%h",
-                f"--metrics-port={port}",
-            ],
-            cwd=REPO_ROOT,
-            env=crmsync_env(stack.env()),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    stack.start_worker(log_path, concurrency=2, name="ops", extra_args=(f"--metrics-port={port}",))
     try:
         stack.wait_for_worker(timeout_s=90)
         yield OpsStack(stack, receiver, port, log_path, base)
     finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait(timeout=10)
         stack.stop()
         receiver.close()

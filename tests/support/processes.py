@@ -6,13 +6,14 @@ Readiness is established by asking (PING, crmsync.ping), never by sleeping.
 from __future__ import annotations
 
 import contextlib
-import os
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from celery import Celery
+
+from worker.settings import child_environment
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,14 +27,7 @@ PLACEHOLDER_CREDENTIALS = {
 
 def crmsync_env(extra: Mapping[str, str]) -> dict[str, str]:
     """A clean environment for a crmsync child: no inherited crmsync/Salesforce settings."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("CRMSYNC_", "SALESFORCE_", "METRONOME_", "REDIS_", "FLOWER_"))
-    }
-    env.update(extra)
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    return env
+    return child_environment(extra)
 
 
 @contextlib.contextmanager

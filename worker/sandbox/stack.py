@@ -23,7 +23,7 @@ from worker.context import WorkerContext, build_context, reset_context
 from worker.redis_server import RedisServer
 from worker.sandbox.metronome import MetronomeEmulator, MetronomeFaults
 from worker.sandbox.salesforce import SalesforceEmulator, SalesforceFaults, SandboxCredentials
-from worker.settings import Settings, load_settings
+from worker.settings import SETTINGS_PREFIXES, Settings, child_environment, load_settings
 
 SANDBOX_METRONOME_TOKEN = "sandbox-metronome-token"  # noqa: S105 - the emulator's demo token
 
@@ -110,23 +110,13 @@ class SandboxStack:
         """An in-process context on the same configuration (for polls run by the caller)."""
         return build_context(self.settings(), self.redis_url)
 
-    def _process_env(self) -> dict[str, str]:
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("CRMSYNC_", "SALESFORCE_", "METRONOME_", "REDIS_", "FLOWER_"))
-        }
-        env.update(self.env())
-        env["PYTHONUNBUFFERED"] = "1"
-        return env
-
     def _spawn(self, argv: list[str], log_path: Path) -> subprocess.Popen[bytes]:
         # A session of its own: kill_process() can then SIGKILL the prefork children with
         # their parent, as a container runtime or the OOM killer takes a whole worker down.
         with log_path.open("ab") as log:
             return subprocess.Popen(  # noqa: S603 - our own CLI
                 [sys.executable, "-m", "worker.cli", *argv],
-                env=self._process_env(),
+                env=child_environment(self.env()),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -222,11 +212,7 @@ class SandboxStack:
 @contextlib.contextmanager
 def _environment(values: Mapping[str, str]) -> Iterator[None]:
     """Temporarily replace crmsync's variables in os.environ (settings read from there)."""
-    saved = {
-        k: v
-        for k, v in os.environ.items()
-        if k.startswith(("CRMSYNC_", "SALESFORCE_", "METRONOME_", "REDIS_"))
-    }
+    saved = {k: v for k, v in os.environ.items() if k.startswith(SETTINGS_PREFIXES)}
     for key in saved:
         del os.environ[key]
     os.environ.update(values)
