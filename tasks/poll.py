@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import requests
 
+from tasks.publish import EnqueueChunk, batch_publisher
 from worker.app import app, declare_queue
 from worker.context import WorkerContext, get_context
 from worker.salesforce import Cursors, SourceEvent
@@ -29,10 +30,6 @@ log = logging.getLogger(__name__)
 FIND_BATCH = 100
 #: Rows grouped per enqueue round: bounds memory while streaming; 500 is a quarter page.
 CHUNK_ROWS = 500
-
-#: Enqueue one sync: (account id, record snapshot, known_absent). ``known_absent`` says the
-#: poll's batched find saw no Metronome customer for the account's owner.
-Enqueue = Callable[[str, dict[str, Any], bool], None]
 
 
 class SalesforceUnreadable(RuntimeError):
@@ -82,27 +79,6 @@ def _chunks(rows: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str
         yield chunk
 
 
-def send_sync(account_id: str, record: dict[str, Any], **kwargs: Any) -> None:
-    """Publish one ``crmsync.sync_account``.
-
-    ``argsrepr`` names the account and the opportunity instead of the whole snapshot: it is
-    what Flower and the logs show, and formatting (then scrubbing) a full record for every
-    message cost the poll a third of its CPU per enqueue.
-    """
-    from tasks.sync import sync_account
-
-    sync_account.apply_async(
-        args=[account_id, record],
-        kwargs=kwargs,
-        argsrepr=f"[{account_id!r}, <Opportunity {str(record.get('Id'))[:18]!r}>]",
-        kwargsrepr=repr(kwargs),
-    )
-
-
-def enqueue_sync(account_id: str, record: dict[str, Any], known_absent: bool = False) -> None:
-    send_sync(account_id, record, reason="poll", known_absent=known_absent)
-
-
 def find_absent(
     ctx: WorkerContext, records: dict[str, dict[str, Any]], *, force: bool = False
 ) -> set[str]:
@@ -117,18 +93,20 @@ def find_absent(
     """
     from mappings import MappingError
 
-    owners: dict[str, list[str]] = {}
+    mapped: dict[str, tuple[str, str]] = {}  # account -> (owner, state hash)
     for account_id, record in records.items():
         try:
             desired = ctx.mapping.map_record(record)
         except MappingError:
             continue
-        state = ctx.store.account_state(account_id)
-        if not force and state.state_hash == desired.state_hash():
+        mapped[account_id] = (desired.salesforce_account_id, desired.state_hash())
+    # One round trip for the chunk's states (and their owners'), not one per account.
+    states = ctx.store.account_states([*mapped, *(owner for owner, _hash in mapped.values())])
+    owners: dict[str, list[str]] = {}
+    for account_id, (owner, state_hash) in mapped.items():
+        if not force and states[account_id].state_hash == state_hash:
             continue
-        owner = desired.salesforce_account_id
-        owner_state = state if owner == account_id else ctx.store.account_state(owner)
-        if not owner_state.customer_id:
+        if not states[owner].customer_id:
             owners.setdefault(owner, []).append(account_id)
     absent: set[str] = set()
     pending = list(owners)
@@ -150,7 +128,11 @@ def find_absent(
     return absent
 
 
-def run_poll(ctx: WorkerContext, enqueue: Enqueue = enqueue_sync) -> dict[str, Any]:
+def run_poll(ctx: WorkerContext, enqueue: EnqueueChunk | None = None) -> dict[str, Any]:
+    """Read what changed, publish its syncs chunk by chunk, then move the cursors.
+
+    ``enqueue`` publishes one chunk's syncs; the default sends ``crmsync.sync_batch``
+    messages (tasks.publish). Tests pass their own to watch or interrupt a poll."""
     store = ctx.store
     started = time.monotonic()
     lease = store.acquire_poll_lock()
@@ -158,8 +140,9 @@ def run_poll(ctx: WorkerContext, enqueue: Enqueue = enqueue_sync) -> dict[str, A
         log.info("poll skipped: another poll holds the lock")
         return {"status": "skipped", "reason": "another poll is running"}
     try:
-        if enqueue is enqueue_sync:
+        if enqueue is None:
             declare_queue()
+            enqueue = batch_publisher(reason="poll")
         stored: dict[str, str | None] = dict(store.cursors())
         cursors = Cursors.from_json(stored or None)
         with_events = store.events_due(ctx.settings.events_interval_s)
@@ -171,9 +154,8 @@ def run_poll(ctx: WorkerContext, enqueue: Enqueue = enqueue_sync) -> dict[str, A
                 store.mark_won(str(row["Id"]) for row in chunk if row.get("Id"))
                 grouped = group_by_account(chunk)
                 absent = find_absent(ctx, grouped)
-                for account_id, record in grouped.items():
-                    enqueue(account_id, record, account_id in absent)
-                    accounts += 1
+                enqueue([(a, record, a in absent) for a, record in grouped.items()])
+                accounts += len(grouped)
         except SalesforceUnreadable as exc:
             log.warning("poll failed: %s", exc)
             failed: dict[str, Any] = {

@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from tasks.poll import Enqueue, _chunks, find_absent, group_by_account, send_sync
+from tasks.poll import _chunks, find_absent, group_by_account
+from tasks.publish import EnqueueChunk, batch_publisher
 from worker.app import app, declare_queue
 from worker.context import WorkerContext, get_context
 from worker.salesforce.ids import normalize_salesforce_id
@@ -42,7 +43,7 @@ def run_resync(
     all_accounts: bool = False,
     since: str | None = None,
     force: bool = True,
-    enqueue: Enqueue | None = None,
+    enqueue: EnqueueChunk | None = None,
 ) -> dict[str, Any]:
     selectors = sum([bool(account_ids), all_accounts, since is not None])
     if selectors != 1:
@@ -64,19 +65,15 @@ def run_resync(
         assert since is not None  # noqa: S101 - guaranteed by the selector count
         rows = source.records_since(parse_since(since))
 
-    def default_enqueue(account_id: str, record: dict[str, Any], known_absent: bool) -> None:
-        send_sync(account_id, record, force=force, reason="resync", known_absent=known_absent)
-
     if enqueue is None:
         declare_queue()
-    send = enqueue or default_enqueue
+        enqueue = batch_publisher(force=force, reason="resync")
     enqueued: list[str] = []
     for chunk in _chunks(rows, 500):
         grouped = group_by_account(chunk)
         absent = find_absent(ctx, grouped, force=force)
-        for account_id, record in grouped.items():
-            send(account_id, record, account_id in absent)
-            enqueued.append(account_id)
+        enqueue([(a, record, a in absent) for a, record in grouped.items()])
+        enqueued.extend(grouped)
     found = set(enqueued)
     not_found = [i for i in requested if i not in found]
     if not_found:

@@ -32,7 +32,7 @@ from worker.app import RETRY_BACKOFF_MAX_S, app
 from worker.context import WorkerContext, get_context
 from worker.metronome.errors import PermanentError, RateLimitedError, TransientError
 from worker.salesforce.ids import InvalidSalesforceId, normalize_salesforce_id
-from worker.store import LockBusy
+from worker.store import AccountState, LockBusy
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,9 @@ class Retry:
 
     countdown: float
     reason: str
+    #: False when the sync only waited (the account lock was busy): waits do not use up the
+    #: retry budget.
+    failure: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +93,15 @@ def run_sync(
     task_id: str = "direct",
     retries: int = 0,
     known_absent: bool = False,
+    state: AccountState | None = None,
+    delivery_counted: bool = False,
 ) -> Done | Retry:
+    """One account's sync, every outcome a value: Done, or Retry with its countdown.
+
+    ``state`` is the account's Redis state when the caller read it already (a batch reads
+    all of its accounts' in one round trip); ``delivery_counted`` says the caller counted
+    this delivery itself (a batch counts the batch's).
+    """
     store = ctx.store
     started = time.monotonic()
 
@@ -137,7 +148,7 @@ def run_sync(
             if ctx.settings.retry_immediately
             else min(cap, max(LOCK_BUSY_COUNTDOWN_S, remaining) + jitter)
         )
-        return Retry(wait, str(exc))
+        return Retry(wait, str(exc), failure=False)
 
     # 1. The message must be ours: a valid id and a record of that account.
     try:
@@ -153,7 +164,7 @@ def run_sync(
         )
 
     # 2. Poison messages: count deliveries of this exact attempt.
-    deliveries = store.count_delivery(task_id, retries)
+    deliveries = 1 if delivery_counted else store.count_delivery(task_id, retries)
     if deliveries > MAX_DELIVERIES:
         return dead(
             "redelivered",
@@ -175,21 +186,46 @@ def run_sync(
 
     # 4. Dedupe.
     state_hash = desired.state_hash()
-    state = store.account_state(account)
+    if state is None:
+        state = store.account_state(account)
     if not force and state.state_hash == state_hash:
         store.count_outcome("unchanged")
         return Done("unchanged", state.customer_id)
 
     # 5. Converge under the owner's lock (the customer owner differs under roll-up).
     owner = desired.salesforce_account_id
-    owner_state = state if owner == account else store.account_state(owner)
     try:
-        with store.account_lock(owner):
+        with store.account_lock(owner) as held:
             # The poll's batched find saw no customer: skip the per-account find (the create's
-            # 409 on the identity alias still guards against one made since).
-            searched = known_absent and not owner_state.customer_id and retries == 0
+            # 409 on the identity alias still guards against one made since). The customer id
+            # is the one read under the lock, never an earlier read.
+            searched = known_absent and not held.customer_id and retries == 0
             outcome = ctx.engine.sync(
-                desired, cached_customer_id=owner_state.customer_id, searched=searched
+                desired,
+                cached_customer_id=held.customer_id,
+                searched=searched,
+                generation=held.generation,
+            )
+            # 6. Record, and release the lock in the same round trip.
+            result = "created" if outcome.created else ("updated" if outcome.changes else "in_sync")
+            store.finish_sync(
+                account,
+                state_hash=state_hash,
+                customer_id=outcome.customer_id,
+                owner_account_id=owner,
+                outcome=result,
+                ledger_entry={
+                    "account_id": account,
+                    "owner_account_id": owner,
+                    "customer_id": outcome.customer_id,
+                    "outcome": result,
+                    "changes": list(outcome.changes),
+                    "calls": outcome.calls,
+                    "reason": reason,
+                    "task_id": task_id,
+                    "duration_ms": round((time.monotonic() - started) * 1000, 1),
+                },
+                release=held,
             )
     except LockBusy as exc:
         return lock_busy(exc, owner)
@@ -213,26 +249,6 @@ def run_sync(
     except Exception as exc:  # a conflict or a bug: never lose the record
         return dead(type(exc).__name__, str(exc), account, record)
 
-    # 6. Record.
-    store.record_sync(account, state_hash, outcome.customer_id)
-    if owner != account:
-        store.remember_customer(owner, outcome.customer_id)
-    store.client.hdel(store.keys.account(account), "dead_hash")
-    result = "created" if outcome.created else ("updated" if outcome.changes else "in_sync")
-    store.count_outcome(result)
-    store.append_ledger(
-        {
-            "account_id": account,
-            "owner_account_id": owner,
-            "customer_id": outcome.customer_id,
-            "outcome": result,
-            "changes": list(outcome.changes),
-            "calls": outcome.calls,
-            "reason": reason,
-            "task_id": task_id,
-            "duration_ms": round((time.monotonic() - started) * 1000, 1),
-        }
-    )
     log.info(
         "synced account %s: %s (%d calls)",
         account,

@@ -23,7 +23,7 @@ from worker.logs import configure_logging, scrub
 from worker.redis_server import find_embedded
 from worker.settings import Settings, default_data_dir
 
-TASK_MODULES = ["tasks.health", "tasks.poll", "tasks.sync", "tasks.resync"]
+TASK_MODULES = ["tasks.health", "tasks.poll", "tasks.sync", "tasks.batch", "tasks.resync"]
 
 #: Hard limit for any task: a sync touches one account and a poll streams pages, both far
 #: shorter than this; a hung HTTP call is cut off by the clients' own timeouts well before.

@@ -240,7 +240,9 @@ def run_demo(as_json: bool = False, workdir: Path | None = None) -> int:
             store = stack.context().store
             stack.wait_for_worker()
             first = run_pass(stack, store, "first sync", progress)
-            expect(first, created=49, updated=2, dead_lettered=2)
+            # The roll-up parent and its child with a won deal share one customer: the
+            # first of the two creates it, the second finds it in sync.
+            expect(first, created=49, updated=1, unchanged=1, dead_lettered=2)
             second = run_pass(stack, store, "no change", progress)
             expect(second, created=0, updated=0, dead_lettered=0, metronome_writes=0)
             close_deals_like_a_sales_rep(stack)

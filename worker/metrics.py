@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 SYNC_TASK = "crmsync.sync_account"
+BATCH_TASK = "crmsync.sync_batch"
 POLL_TASK = "crmsync.poll_closed_won"
 
 #: Poll durations: a quiet poll is well under a second, a 100k-row backfill about a minute.
@@ -157,6 +158,12 @@ def on_task_postrun(
         metrics.syncs.labels(str(retval["outcome"])).inc()
         if retval["outcome"] == "dead_lettered":
             metrics.dead_letters.inc()
+    elif name == BATCH_TASK and isinstance(retval.get("outcomes"), dict):
+        for outcome, count in retval["outcomes"].items():
+            if isinstance(count, int) and count > 0 and outcome != "retried":
+                metrics.syncs.labels(str(outcome)).inc(count)
+                if outcome == "dead_lettered":
+                    metrics.dead_letters.inc(count)
     elif name == POLL_TASK and retval.get("status"):
         metrics.polls.labels(str(retval["status"])).inc()
         if isinstance(retval.get("duration_s"), int | float):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import secrets
 import threading
 import time
@@ -78,6 +79,17 @@ class PollLease:
     fence: str
 
 
+@dataclass(slots=True)
+class HeldLock:
+    """An account lock this process holds, and what was read when it was taken."""
+
+    key: str
+    token: str
+    generation: int
+    customer_id: str | None = None
+    released: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class AccountState:
     state_hash: str | None
@@ -95,6 +107,71 @@ class DeadLetter:
     snapshot: dict[str, Any] | None
 
 
+@dataclass(slots=True)
+class _Lease:
+    key: str
+    lease_ms: int
+    deadline: float
+    renew_at: float
+
+
+class LeaseKeeper:
+    """Renews every lease this process holds, from one background thread.
+
+    A thread per lock (started and joined around every sync) cost more CPU than the sync's own
+    Redis calls once syncs ran in batches; one long-lived thread that sleeps until the next
+    lease is a third gone does the same job. A lease is renewed only while its holder still
+    holds it (the Lua script compares tokens), and never past its deadline: a sync that hangs
+    that long lets its lease run out.
+    """
+
+    def __init__(self, extend: Any) -> None:
+        self._extend = extend
+        self._leases: dict[str, _Lease] = {}
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def hold(self, key: str, token: str, lease_ms: int, ttl_s: float) -> None:
+        now = time.monotonic()
+        with self._wake:
+            self._leases[token] = _Lease(key, lease_ms, now + ttl_s, now + lease_ms / 3000)
+            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+                # First lease, or a forked child (which inherits no threads).
+                self._pid = os.getpid()
+                self._thread = threading.Thread(target=self._run, name="lock-leases", daemon=True)
+                self._thread.start()
+            self._wake.notify()
+
+    def drop(self, token: str) -> None:
+        with self._wake:
+            self._leases.pop(token, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                now = time.monotonic()
+                due = [(t, lease) for t, lease in self._leases.items() if lease.renew_at <= now]
+                if not due:
+                    next_at = min((lease.renew_at for lease in self._leases.values()), default=0)
+                    self._wake.wait(timeout=max(0.01, next_at - now) if next_at else 60.0)
+                    continue
+                for _token, lease in due:
+                    lease.renew_at = now + lease.lease_ms / 3000
+            for token, lease in due:
+                self._renew(token, lease, now)
+
+    def _renew(self, token: str, lease: _Lease, now: float) -> None:
+        if now >= lease.deadline:
+            self.drop(token)  # a holder this slow is hung: let the lease run out
+            return
+        try:
+            if not self._extend(keys=[lease.key], args=[token, lease.lease_ms]):
+                self.drop(token)  # lost (expired, or Redis flushed): nothing left to renew
+        except redis.RedisError:
+            pass  # Redis restarting: try again at the next tick
+
+
 class SyncStore:
     def __init__(
         self, client: redis.Redis, keys: Keys | None = None, ledger_max_entries: int = 100_000
@@ -104,7 +181,7 @@ class SyncStore:
         self.ledger_max_entries = ledger_max_entries
         self._release = client.register_script(_RELEASE)
         self._extend = client.register_script(_EXTEND)
-        self._renewers: dict[str, tuple[threading.Event, threading.Thread]] = {}
+        self._leases = LeaseKeeper(self._extend)
         self._advance = client.register_script(_ADVANCE)
 
     @classmethod
@@ -144,21 +221,10 @@ class SyncStore:
         self._release(keys=[self.keys.poll_lock], args=[lease.token])
 
     def _start_renewing(self, key: str, token: str, lease_ms: int, ttl_s: float) -> None:
-        stop = threading.Event()
-        renewer = threading.Thread(
-            target=self._renew,
-            args=(key, token, lease_ms, time.monotonic() + ttl_s, stop),
-            name="lock-lease",
-            daemon=True,
-        )
-        self._renewers[token] = (stop, renewer)
-        renewer.start()
+        self._leases.hold(key, token, lease_ms, ttl_s)
 
     def _stop_renewing(self, token: str) -> None:
-        stop, renewer = self._renewers.pop(token, (None, None))
-        if stop is not None and renewer is not None:
-            stop.set()
-            renewer.join(timeout=5)
+        self._leases.drop(token)
 
     def cursors(self) -> dict[str, str]:
         return cast(dict[str, str], self.client.hgetall(self.keys.cursors))
@@ -214,6 +280,55 @@ class SyncStore:
         )
         return AccountState(state_hash=raw[0], customer_id=raw[1])
 
+    def account_states(self, account_ids: Iterable[str]) -> dict[str, AccountState]:
+        """Many accounts' states in one round trip (a poll chunk, a sync batch)."""
+        ids = list(dict.fromkeys(account_ids))
+        if not ids:
+            return {}
+        pipe = self.client.pipeline(transaction=False)
+        for account_id in ids:
+            pipe.hmget(self.keys.account(account_id), ["state_hash", "customer_id"])
+        rows = cast(list[list[str | None]], pipe.execute())
+        return {
+            account_id: AccountState(state_hash=row[0], customer_id=row[1])
+            for account_id, row in zip(ids, rows, strict=True)
+        }
+
+    def finish_sync(
+        self,
+        account_id: str,
+        *,
+        state_hash: str,
+        customer_id: str,
+        owner_account_id: str,
+        outcome: str,
+        ledger_entry: Mapping[str, Any],
+        release: HeldLock | None = None,
+    ) -> None:
+        """Everything a converged sync records, in one round trip: the dedupe hash and customer
+        id (and the roll-up owner's), the bad-record marker cleared, the outcome counted, the
+        ledger entry, and (``release``) the account lock. One MULTI, so a reader never sees
+        the hash without its ledger line, and the lock is free only once all of it is written."""
+        key = self.keys.account(account_id)
+        fields: dict[_FieldKey, _FieldValue] = {k: _field(v) for k, v in ledger_entry.items()}
+        fields.setdefault("at", _now_iso())
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(
+            key,
+            mapping={"state_hash": state_hash, "customer_id": customer_id, "synced_at": _now_iso()},
+        )
+        pipe.hdel(key, "dead_hash")
+        if owner_account_id != account_id:
+            pipe.hset(self.keys.account(owner_account_id), "customer_id", customer_id)
+        pipe.hincrby(self.keys.outcomes, outcome, 1)
+        pipe.xadd(self.keys.ledger, fields, maxlen=self.ledger_max_entries, approximate=True)
+        if release is not None:
+            self._stop_renewing(release.token)
+            self._release(keys=[release.key], args=[release.token], client=pipe)
+        pipe.execute()
+        if release is not None:
+            release.released = True
+
     def record_sync(self, account_id: str, state_hash: str, customer_id: str) -> None:
         self.client.hset(
             self.keys.account(account_id),
@@ -236,32 +351,40 @@ class SyncStore:
         account_id: str,
         ttl_s: int = ACCOUNT_LOCK_TTL_S,
         lease_s: float = ACCOUNT_LOCK_LEASE_S,
-    ) -> Iterator[None]:
+    ) -> Iterator[HeldLock]:
         """Exclusive per-account lease, renewed in the background while the body runs (at most
-        ``ttl_s`` in all); raises LockBusy when another holder has it."""
+        ``ttl_s`` in all); raises LockBusy when another holder has it.
+
+        The same round trip reads the account's idempotency generation and customer id: under
+        the lock neither can change behind us (a state read before it may be stale: another
+        account of the same roll-up owner may have created the customer since), and
+        ``finish_sync`` can
+        release the lock in its own round trip: a sync costs two Redis round trips for lock,
+        generation, record and release, not five.
+        """
         key = self.keys.account_lock(account_id)
         token = secrets.token_hex(16)
         lease_ms = max(1, int(min(float(ttl_s), lease_s) * 1000))
-        if not self.client.set(key, token, nx=True, px=lease_ms):
+        pipe = self.client.pipeline(transaction=False)
+        pipe.set(key, token, nx=True, px=lease_ms)
+        pipe.get(self.keys.idempotency_generation(account_id))
+        pipe.hget(self.keys.account(account_id), "customer_id")
+        acquired, generation, customer_id = pipe.execute()
+        if not acquired:
             raise LockBusy(f"account {account_id} is being synced by another task")
+        held = HeldLock(
+            key=key,
+            token=token,
+            generation=int(generation) if generation else 0,
+            customer_id=customer_id or None,
+        )
         self._start_renewing(key, token, lease_ms, ttl_s)
         try:
-            yield
+            yield held
         finally:
             self._stop_renewing(token)
-            self._release(keys=[key], args=[token])
-
-    def _renew(
-        self, key: str, token: str, lease_ms: int, deadline: float, stop: threading.Event
-    ) -> None:
-        while not stop.wait(lease_ms / 3000):
-            if time.monotonic() >= deadline:
-                return  # a sync this long is hung: let the lease run out
-            try:
-                if not self._extend(keys=[key], args=[token, lease_ms]):
-                    return  # lost (expired, or Redis flushed): nothing left to renew
-            except redis.RedisError:
-                continue  # Redis restarting: try again at the next tick
+            if not held.released:
+                self._release(keys=[key], args=[token])
 
     def lock_remaining_s(self, account_id: str) -> float:
         """Seconds until the account's lock lease runs out (0 when it is free)."""

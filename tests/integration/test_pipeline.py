@@ -6,7 +6,7 @@ Each test works on accounts of its own, so they share one stack (and one worker)
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from metronome import Metronome
 from simple_salesforce.api import Salesforce
 
 from tasks.poll import run_poll
+from tasks.publish import SyncItem
 from tasks.resync import run_resync
 from tasks.sync import sync_account
 from tests.support.stack import salesforce_client, stack_with_worker
@@ -191,13 +192,14 @@ def test_a_poll_interrupted_before_the_cursor_moved_loses_and_duplicates_nothing
 
     sent: list[str] = []
 
-    def enqueue_then_crash(account: str, record: dict[str, Any], known_absent: bool) -> None:
-        sync_account.apply_async(
-            args=[account, record], kwargs={"reason": "poll", "known_absent": known_absent}
-        )
-        sent.append(account)
-        if account == account_id:
-            raise Crash("worker lost between enqueue and cursor write")
+    def enqueue_then_crash(items: Sequence[SyncItem]) -> None:
+        for account, record, known_absent in items:
+            sync_account.apply_async(
+                args=[account, record], kwargs={"reason": "poll", "known_absent": known_absent}
+            )
+            sent.append(account)
+            if account == account_id:
+                raise Crash("worker lost between enqueue and cursor write")
 
     try:
         with pytest.raises(Crash):

@@ -104,7 +104,7 @@ def test_flower_lists_our_worker_and_sync_tasks_and_starts_a_resync(
         synced = wait_until(
             lambda: [
                 t
-                for t in tasks_named(flower, "crmsync.sync_account")
+                for t in tasks_named(flower, "crmsync.sync_batch")
                 if account in str(t.get("args")) and t.get("state") == "SUCCESS"
             ],
             60,

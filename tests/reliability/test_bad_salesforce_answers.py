@@ -42,7 +42,7 @@ def poll_through(proxy: SpoilingProxy, store: SyncStore) -> tuple[dict[str, obje
     ctx = WorkerContext(settings=settings, store=store, mapping=load_default_mapping())
     sent: list[str] = []
     try:
-        summary = run_poll(ctx, enqueue=lambda account, _record, _absent: sent.append(account))
+        summary = run_poll(ctx, enqueue=lambda items: sent.extend(item[0] for item in items))
     finally:
         ctx.close()
     return summary, sent

@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import fakeredis
 import pytest
@@ -119,9 +120,13 @@ def test_waiting_for_a_busy_account_does_not_use_up_the_retry_budget() -> None:
 
 
 class LoadingStore(SyncStore):
-    """Redis answering "LOADING" (restarted, replaying its AOF) when the engine needs it."""
+    """Redis answering "LOADING" (restarted, replaying its AOF) when the sync records what it
+    did (or when the engine reads the idempotency generation again)."""
 
     def current(self, account_id: str) -> int:
+        raise redis.BusyLoadingError("Redis is loading the dataset in memory")
+
+    def finish_sync(self, account_id: str, **_: Any) -> None:
         raise redis.BusyLoadingError("Redis is loading the dataset in memory")
 
 

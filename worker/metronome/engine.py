@@ -148,9 +148,12 @@ class UpsertEngine:
         cached_customer_id: str | None = None,
         known: CustomerState | None = None,
         searched: bool = False,
+        generation: int | None = None,
     ) -> SyncOutcome:
         """Converge one account. ``known`` skips the find; so does ``searched=True`` (the
-        caller ran ``find_many`` and ``known`` is its answer, None meaning "no customer")."""
+        caller ran ``find_many`` and ``known`` is its answer, None meaning "no customer").
+        ``generation`` is the idempotency generation when the caller has just read it under
+        the account lock (later rounds read it again: a 5xx bumps it)."""
         start = self._gateway.calls
         account = desired.salesforce_account_id
         if known is not None or searched:
@@ -164,7 +167,7 @@ class UpsertEngine:
             actual = self._with_billing(desired, actual)
             plan = plan_sync(desired, actual)
             try:
-                self._apply(plan, desired, progress)
+                self._apply(plan, desired, progress, generation if round_number == 1 else None)
             except TransientError as exc:
                 last_error = exc
                 if isinstance(exc, ServerError):
@@ -192,9 +195,16 @@ class UpsertEngine:
 
     # -- apply -----------------------------------------------------------------------------
 
-    def _apply(self, plan: SyncPlan, desired: DesiredCustomer, progress: _Progress) -> None:
+    def _apply(
+        self,
+        plan: SyncPlan,
+        desired: DesiredCustomer,
+        progress: _Progress,
+        generation: int | None = None,
+    ) -> None:
         account = desired.salesforce_account_id
-        generation = self._generations.current(account)
+        if generation is None:
+            generation = self._generations.current(account)
         state_hash = desired.state_hash()
         customer_id = plan.customer_id
         for step in plan.steps:

@@ -1,0 +1,192 @@
+"""``crmsync.sync_batch``: many accounts' syncs in one Celery message.
+
+Each account still goes through :func:`tasks.sync.run_sync` (same order of steps, same lock,
+same dead letters, same ledger line); the batch only shares what is per *message*: the
+delivery count, one read of every account's Redis state, Celery's receive/events/ack.
+
+What must not be shared leaves the batch as its own ``crmsync.sync_account`` message:
+
+- an account whose sync must run again later (a 429, a 5xx, a busy lock) is re-published
+  alone with its countdown, so one slow account never holds back the other 49 nor makes them
+  run twice;
+- a batch delivered a second time (its worker was killed mid-batch, or lost its connection)
+  is split into single messages at once: if one record kills workers, only its own message
+  reaches MAX_DELIVERIES and dead-letters, the others sync (the accounts the first delivery
+  finished are dedupe hits, free);
+- a batch that has run for BATCH_TIME_BUDGET_S hands its unstarted accounts to a new batch,
+  far inside the soft time limit even when Metronome is slow.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
+
+from tasks.publish import SyncItem, send_batch, send_sync
+from tasks.sync import Done, Retry, _dead_letter_message, backoff, run_sync
+from worker.app import app
+from worker.context import WorkerContext, get_context
+from worker.salesforce.ids import InvalidSalesforceId, normalize_salesforce_id
+
+log = logging.getLogger(__name__)
+
+#: Seconds a batch may run before handing the rest on: a quarter of the 240 s soft limit.
+BATCH_TIME_BUDGET_S = 60.0
+
+
+@dataclass(slots=True)
+class BatchResult:
+    outcomes: Counter[str] = field(default_factory=Counter)
+    #: Accounts to run again alone: (item, countdown, counts as a failed attempt).
+    retries: list[tuple[SyncItem, float, bool]] = field(default_factory=list)
+    #: Accounts not started (time budget spent): they go on in a new batch.
+    unstarted: list[SyncItem] = field(default_factory=list)
+    calls: int = 0
+
+
+def parse_items(raw: Any) -> tuple[list[SyncItem], list[Any]]:
+    """The well-formed items of a batch message, and the rest (to dead-letter)."""
+    good: list[SyncItem] = []
+    bad: list[Any] = []
+    for item in raw if isinstance(raw, list) else [raw]:
+        if (
+            isinstance(item, list | tuple)
+            and len(item) == 3
+            and isinstance(item[0], str)
+            and isinstance(item[1], dict)
+            and isinstance(item[2], bool)
+        ):
+            good.append((item[0], item[1], item[2]))
+        else:
+            bad.append(item)
+    return good, bad
+
+
+def run_batch(
+    ctx: WorkerContext,
+    items: Sequence[SyncItem],
+    *,
+    force: bool = False,
+    reason: str = "poll",
+    task_id: str = "direct",
+    budget_s: float = BATCH_TIME_BUDGET_S,
+) -> BatchResult:
+    """Sync ``items`` one after another; never raises for one account's trouble.
+
+    Redis errors do propagate (the task retries the whole batch; finished accounts are
+    dedupe hits then), as does SoftTimeLimitExceeded outside an account's Metronome calls.
+    """
+    result = BatchResult()
+    deadline = time.monotonic() + budget_s
+    ids = []
+    for account_id, _record, _absent in items:
+        try:
+            ids.append(normalize_salesforce_id(account_id))
+        except InvalidSalesforceId:
+            continue  # run_sync dead-letters it with the reason
+    states = ctx.store.account_states(ids)
+    for index, item in enumerate(items):
+        if index and time.monotonic() >= deadline:
+            result.unstarted = list(items[index:])
+            break
+        account_id, record, known_absent = item
+        try:
+            state = states.get(normalize_salesforce_id(account_id))
+        except InvalidSalesforceId:
+            state = None
+        outcome = run_sync(
+            ctx,
+            account_id,
+            record,
+            force=force,
+            reason=reason,
+            task_id=f"{task_id}#{index}",
+            known_absent=known_absent,
+            state=state,
+            delivery_counted=True,
+        )
+        if isinstance(outcome, Retry):
+            result.retries.append((item, outcome.countdown, outcome.failure))
+            result.outcomes["retried"] += 1
+        else:
+            assert isinstance(outcome, Done)  # noqa: S101 - run_sync returns one of the two
+            result.outcomes[outcome.outcome] += 1
+            result.calls += outcome.calls
+    return result
+
+
+def _split(items: Sequence[SyncItem], *, force: bool, reason: str) -> None:
+    for account_id, record, known_absent in items:
+        send_sync(account_id, record, force=force, reason=reason, known_absent=known_absent)
+
+
+@app.task(name="crmsync.sync_batch", bind=True, max_retries=None, acks_late=True)
+def sync_batch(
+    self: Task, items: Any, *, force: bool = False, reason: str = "poll"
+) -> dict[str, Any]:
+    """Sync the accounts of one poll (or re-sync) batch; returns the outcome counts."""
+    ctx = get_context()
+    task_id = str(self.request.id)
+    good, bad = parse_items(items)
+    for raw in bad:
+        _dead_letter_message(
+            "malformed_message",
+            "batch item is not [account id, record, known_absent]",
+            raw[0] if isinstance(raw, list | tuple) and raw else None,
+            raw,
+            task_id,
+        )
+    try:
+        deliveries = ctx.store.count_delivery(task_id, int(self.request.retries))
+        if deliveries > 1:
+            # Redelivered: the last delivery died mid-batch. Split it so that a record that
+            # kills its worker is isolated (and dead-letters alone after MAX_DELIVERIES).
+            log.warning(
+                "batch %s delivered %d times: split into %d syncs", task_id, deliveries, len(good)
+            )
+            _split(good, force=force, reason=reason)
+            return {"split": len(good), "outcomes": {"dead_lettered": len(bad)}}
+        result = run_batch(ctx, good, force=force, reason=reason, task_id=task_id)
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        log.warning("redis unreachable during batch %s: %s; retrying", task_id, exc)
+        wait = backoff(
+            int(self.request.retries),
+            ctx.settings.retry_immediately,
+            visibility_timeout_s=ctx.settings.visibility_timeout_s,
+        )
+        raise self.retry(countdown=wait, exc=None) from None
+    except SoftTimeLimitExceeded:
+        # Outside an account's Metronome calls (those turn it into that account's retry):
+        # the batch as a whole retries; what it finished is a dedupe hit next time.
+        raise self.retry(countdown=0, exc=None) from None
+    for (account_id, record, _absent), countdown, failure in result.retries:
+        # Alone now, with its countdown; the poll's "no customer" hint may be stale by then.
+        send_sync(
+            account_id,
+            record,
+            countdown=countdown,
+            retries=1 if failure else 0,
+            force=force,
+            reason=reason,
+        )
+    if result.retries:
+        ctx.store.count_outcome("retried", len(result.retries))
+    if result.unstarted:
+        send_batch(result.unstarted, force=force, reason=reason)
+    outcomes = dict(result.outcomes)
+    if bad:
+        outcomes["dead_lettered"] = outcomes.get("dead_lettered", 0) + len(bad)
+    return {
+        "outcomes": outcomes,
+        "calls": result.calls,
+        "retried": len(result.retries),
+        "handed_on": len(result.unstarted),
+    }
