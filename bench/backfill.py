@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -19,8 +18,8 @@ from pathlib import Path
 
 from bench import ceiling
 from bench.data import seed_won_accounts
-from bench.procstat import children, cpu_seconds, tree_usage
-from bench.run import WORKER_PROCESSES, progress, timed_pass
+from bench.procstat import children
+from bench.run import WORKER_PROCESSES, backfill_phase, progress
 from worker.sandbox.stack import SandboxStack
 
 
@@ -69,31 +68,24 @@ def main(argv: list[str] | None = None) -> int:
                             stderr=subprocess.DEVNULL,
                         )
                     )
-            assert stack.redis is not None and stack.redis.process is not None  # noqa: S101
-            redis_pid = stack.redis.process.pid
-            before = tree_usage(worker.pid)
-            redis0, bench0 = cpu_seconds(redis_pid, include_reaped=False), os.times()
-            result = timed_pass(stack, "backfill")
-            after = tree_usage(worker.pid)
-            redis1, bench1 = cpu_seconds(redis_pid, include_reaped=False), os.times()
+            phases = backfill_phase(stack, worker.pid)
             for spy in spies:
                 spy.send_signal(2)
                 spy.wait(timeout=60)
+    result = phases["backfill"]
     accounts = max(1, result["outcomes"].get("created", 0))
-    rps = result["metronome_calls"] / result["seconds"]
+    per_1000 = 1000 / accounts
     summary = {
         "ceiling_create_rps": round(create.rps, 1),
         "backfill_accounts": accounts,
         "backfill_accounts_per_s": round(accounts / result["seconds"], 1),
         "backfill_metronome_calls_per_account": round(result["metronome_calls"] / accounts, 3),
-        "backfill_ratio_to_ceiling": round(rps / create.rps, 3),
-        "worker_cpu_s_per_1000_accounts": round((after.cpu_s - before.cpu_s) / accounts * 1000, 2),
-        # Where else the two cores went: the benchmark process (both emulators on threads,
-        # and the poll) and redis-server.
-        "bench_process_cpu_s_per_1000_accounts": round(
-            (bench1.user + bench1.system - bench0.user - bench0.system) / accounts * 1000, 2
+        "backfill_ratio_to_ceiling": round(
+            result["metronome_calls"] / result["seconds"] / create.rps, 3
         ),
-        "redis_cpu_s_per_1000_accounts": round((redis1 - redis0) / accounts * 1000, 2),
+        "worker_cpu_s_per_1000_accounts": round(phases["worker_cpu_s"] * per_1000, 2),
+        "bench_process_cpu_s_per_1000_accounts": round(phases["bench_process_cpu_s"] * per_1000, 2),
+        "redis_cpu_s_per_1000_accounts": round(phases["redis_cpu_s"] * per_1000, 2),
     }
     print(json.dumps(summary))
     return 0

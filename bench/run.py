@@ -22,7 +22,7 @@ from typing import Any
 
 from bench import ceiling, latency, memory
 from bench.data import seed_won_accounts
-from bench.procstat import tree_usage
+from bench.procstat import cpu_seconds, tree_usage
 from tasks.poll import run_poll
 from worker.progress import terminal_total, wait_for_syncs
 from worker.salesforce import build_sandbox_salesforce
@@ -110,6 +110,25 @@ def naive_pass(stack: SandboxStack, target: MetronomeEmulator) -> dict[str, Any]
     return report
 
 
+def backfill_phase(stack: SandboxStack, worker_pid: int) -> dict[str, Any]:
+    """The backfill pass, and the CPU every process spent on it: the worker tree, this
+    process (both emulators on threads, and the poll) and redis-server."""
+    assert stack.redis is not None and stack.redis.process is not None  # noqa: S101
+    redis_pid = stack.redis.process.pid
+    before = tree_usage(worker_pid)
+    redis0, own0 = cpu_seconds(redis_pid, include_reaped=False), os.times()
+    backfill = timed_pass(stack, "backfill")
+    after = tree_usage(worker_pid)
+    redis1, own1 = cpu_seconds(redis_pid, include_reaped=False), os.times()
+    return {
+        "backfill": backfill,
+        "worker_cpu_s": after.cpu_s - before.cpu_s,
+        "worker_peak_rss_mb": after.peak_rss_mb,
+        "bench_process_cpu_s": own1.user + own1.system - own0.user - own0.system,
+        "redis_cpu_s": redis1 - redis0,
+    }
+
+
 def run_stack_phases(base: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     stack = SandboxStack(
@@ -126,11 +145,7 @@ def run_stack_phases(base: Path) -> dict[str, Any]:
         progress(f"seeded {BACKFILL_ACCOUNTS} won accounts in {time.monotonic() - started:.1f}s")
         worker = stack.start_worker(base / "worker.log", concurrency=WORKER_PROCESSES, name="bench")
         stack.wait_for_worker()
-        before = tree_usage(worker.pid)
-        out["backfill"] = timed_pass(stack, "backfill")
-        after = tree_usage(worker.pid)
-        out["worker_cpu_s"] = after.cpu_s - before.cpu_s
-        out["worker_peak_rss_mb"] = after.peak_rss_mb
+        out.update(backfill_phase(stack, worker.pid))
         out["rerun"] = timed_pass(stack, "re-run")
         # Worst case for the re-run: every row read again (cursor lost, or all rows inside
         # the look-back overlap). The hash dedupe must still make it free for Metronome.
@@ -209,6 +224,10 @@ def figures(
         "poll_100k_s": round(poll["seconds"], 1),
         "worker_peak_rss_mb": round(max(phases["worker_peak_rss_mb"].values()), 1),
         "worker_cpu_s_per_1000_accounts": round(phases["worker_cpu_s"] / accounts * 1000, 2),
+        "bench_process_cpu_s_per_1000_accounts": round(
+            phases["bench_process_cpu_s"] / accounts * 1000, 2
+        ),
+        "redis_cpu_s_per_1000_accounts": round(phases["redis_cpu_s"] / accounts * 1000, 2),
     }
 
 

@@ -77,8 +77,15 @@ def split_batches(items: Sequence[SyncItem], *, size: int = BATCH_SIZE) -> list[
     items: throughput for a backfill, parallelism for a handful of closes."""
     if not items:
         return []
-    per_batch = max(1, min(size, math.ceil(len(items) / MIN_BATCHES)))
-    return [list(items[i : i + per_batch]) for i in range(0, len(items), per_batch)]
+    count = max(math.ceil(len(items) / size), min(len(items), MIN_BATCHES))
+    per_batch, extra = divmod(len(items), count)
+    batches: list[list[SyncItem]] = []
+    start = 0
+    for index in range(count):  # sizes differ by one at most
+        end = start + per_batch + (1 if index < extra else 0)
+        batches.append(list(items[start:end]))
+        start = end
+    return batches
 
 
 def batch_publisher(*, force: bool = False, reason: str = "poll") -> EnqueueChunk:
