@@ -14,7 +14,10 @@ What must not be shared leaves the batch as its own ``crmsync.sync_account`` mes
   reaches MAX_DELIVERIES and dead-letters, the others sync (the accounts the first delivery
   finished are dedupe hits, free);
 - a batch that has run for BATCH_TIME_BUDGET_S hands its unstarted accounts to a new batch,
-  far inside the soft time limit even when Metronome is slow.
+  far inside the soft time limit even when Metronome is slow (and at once if the soft limit
+  strikes anyway);
+- a record that makes our code raise something unexpected (a bug) is dead-lettered with the
+  error, as a failed single-account task would be, and the batch goes on.
 """
 
 from __future__ import annotations
@@ -31,7 +34,14 @@ from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
 from tasks.publish import SyncItem, send_batch, send_sync
-from tasks.sync import Done, Retry, _dead_letter_message, backoff, run_sync
+from tasks.sync import (
+    DeadLetterOnFailure,
+    Done,
+    Retry,
+    backoff,
+    dead_letter_message,
+    run_sync,
+)
 from worker.app import app
 from worker.context import WorkerContext, get_context
 from worker.salesforce.ids import InvalidSalesforceId, normalize_salesforce_id
@@ -102,20 +112,38 @@ def run_batch(
             state = states.get(normalize_salesforce_id(account_id))
         except InvalidSalesforceId:
             state = None
-        outcome = run_sync(
-            ctx,
-            account_id,
-            record,
-            force=force,
-            reason=reason,
-            task_id=f"{task_id}#{index}",
-            known_absent=known_absent,
-            state=state,
-            delivery_counted=True,
-        )
+        try:
+            outcome = run_sync(
+                ctx,
+                account_id,
+                record,
+                force=force,
+                reason=reason,
+                task_id=f"{task_id}#{index}",
+                known_absent=known_absent,
+                state=state,
+                delivery_counted=True,
+            )
+        except (redis.RedisError, SoftTimeLimitExceeded):
+            raise  # the whole batch retries (see the task)
+        except Exception as exc:  # a bug for this record: never take the batch down with it
+            log.exception("sync of %s failed in batch %s", account_id, task_id)
+            ctx.store.dead_letter(
+                account_id=account_id[:40],
+                kind="task_failed",
+                reason=f"{type(exc).__name__}: {exc}"[:2000],
+                task_id=f"{task_id}#{index}",
+                snapshot=record,  # the record itself, so `crmsync dead-letters redrive` works
+            )
+            ctx.store.count_outcome("dead_lettered")
+            result.outcomes["dead_lettered"] += 1
+            continue
         if isinstance(outcome, Retry):
             result.retries.append((item, outcome.countdown, outcome.failure))
             result.outcomes["retried"] += 1
+            if outcome.out_of_time:
+                result.unstarted = list(items[index + 1 :])
+                break
         else:
             assert isinstance(outcome, Done)  # noqa: S101 - run_sync returns one of the two
             result.outcomes[outcome.outcome] += 1
@@ -128,7 +156,13 @@ def _split(items: Sequence[SyncItem], *, force: bool, reason: str) -> None:
         send_sync(account_id, record, force=force, reason=reason, known_absent=known_absent)
 
 
-@app.task(name="crmsync.sync_batch", bind=True, max_retries=None, acks_late=True)
+@app.task(
+    name="crmsync.sync_batch",
+    bind=True,
+    max_retries=None,
+    acks_late=True,
+    base=DeadLetterOnFailure,
+)
 def sync_batch(
     self: Task, items: Any, *, force: bool = False, reason: str = "poll"
 ) -> dict[str, Any]:
@@ -137,7 +171,7 @@ def sync_batch(
     task_id = str(self.request.id)
     good, bad = parse_items(items)
     for raw in bad:
-        _dead_letter_message(
+        dead_letter_message(
             "malformed_message",
             "batch item is not [account id, record, known_absent]",
             raw[0] if isinstance(raw, list | tuple) and raw else None,

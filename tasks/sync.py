@@ -20,7 +20,7 @@ import json
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import redis
@@ -56,6 +56,8 @@ class Retry:
     #: False when the sync only waited (the account lock was busy): waits do not use up the
     #: retry budget.
     failure: bool = True
+    #: The task's soft time limit struck during this sync.
+    out_of_time: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +236,9 @@ def run_sync(
     except TransientError as exc:
         return retry_or_dead(exc)
     except SoftTimeLimitExceeded:
-        return retry_or_dead(TransientError("soft time limit"))
+        late = retry_or_dead(TransientError("soft time limit"))
+        # A batch must stop here and hand its other accounts on: the hard limit is near.
+        return replace(late, out_of_time=True) if isinstance(late, Retry) else late
     except PermanentError as exc:
         return dead("permanent", str(exc), account, record)
     except redis.RedisError:
@@ -270,7 +274,7 @@ def _record_account(record: dict[str, Any]) -> str | None:
         return None
 
 
-def _dead_letter_message(kind: str, reason: str, account_id: Any, body: Any, task_id: str) -> None:
+def dead_letter_message(kind: str, reason: str, account_id: Any, body: Any, task_id: str) -> None:
     """Record a message our task body never handled; never raises (it runs in Celery's own
     error paths, where a second exception would hide the first)."""
     try:
@@ -301,7 +305,7 @@ class DeadLetterOnFailure(Task):  # type: ignore[misc]
     def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         kind = "malformed_message" if isinstance(exc, TypeError) else "task_failed"
         first = args[0] if isinstance(args, list | tuple) and args else None
-        _dead_letter_message(
+        dead_letter_message(
             kind,
             f"{type(exc).__name__}: {exc}",
             first,
@@ -321,7 +325,7 @@ def _on_unknown_task(
 ) -> None:
     """A message naming a task this worker does not have (not ours, or a typo): Celery logs
     and discards it; we also keep it as a dead letter."""
-    _dead_letter_message(
+    dead_letter_message(
         "unknown_task",
         f"no task named {str(name)[:200]!r} is registered here",
         None,
@@ -336,7 +340,7 @@ def _on_rejected_message(
 ) -> None:
     """A message Celery cannot even read as a task (no task headers, bad protocol)."""
     headers = getattr(message, "headers", None) or {}
-    _dead_letter_message(
+    dead_letter_message(
         "rejected_message",
         f"not a task message: {exc!r}" if exc is not None else "not a task message",
         None,

@@ -263,3 +263,29 @@ def test_unknown_customer_is_404(http: httpx.Client) -> None:
     answer = http.get("/v1/customers/00000000-0000-0000-0000-000000000000")
     assert answer.status_code == 404
     assert "not found" in answer.json()["message"]
+
+
+@pytest.mark.usefixtures("keys")
+def test_a_unique_value_is_free_again_once_changed_or_deleted(http: httpx.Client) -> None:
+    def set_values(customer: str, value: str) -> httpx.Response:
+        return http.post(
+            "/v1/customFields/setValues",
+            json={
+                "entity": "customer",
+                "entity_id": customer,
+                "custom_fields": {"sfdc_account_id": value},
+            },
+        )
+
+    first = create(http, custom_fields={"sfdc_account_id": "001U"}).json()["data"]["id"]
+    assert set_values(first, "001U").status_code == 200  # its own value: no conflict
+    assert set_values(first, "001V").status_code == 200
+    # 001U is free now, 001V is taken.
+    second = create(http, custom_fields={"sfdc_account_id": "001U"}).json()["data"]["id"]
+    assert (set_values(second, "001V").json().get("conflicting_id")) == first
+    http.post(
+        "/v1/customFields/deleteValues",
+        json={"entity": "customer", "entity_id": first, "keys": ["sfdc_account_id"]},
+    )
+    assert set_values(second, "001V").status_code == 200
+    assert create(http, custom_fields={"sfdc_account_id": "001U"}).status_code == 200

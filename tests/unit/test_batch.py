@@ -7,12 +7,14 @@ from typing import Any
 
 import fakeredis
 import pytest
+from celery.exceptions import SoftTimeLimitExceeded
 
 from mappings import load_default_mapping
 from tasks.batch import parse_items, run_batch
 from tasks.publish import BATCH_SIZE, MIN_BATCHES, SyncItem, split_batches
 from worker.context import WorkerContext
 from worker.keys import Keys
+from worker.metronome import UpsertEngine
 from worker.salesforce.ids import normalize_salesforce_id
 from worker.sandbox.metronome import MetronomeEmulator
 from worker.settings import load_settings
@@ -95,3 +97,42 @@ def test_a_busy_account_is_returned_for_a_retry_that_is_not_a_failure(
         result = run_batch(ctx, items, task_id="busy")
     assert result.outcomes == {"created": 2, "retried": 1}
     assert [(i, failure) for i, _countdown, failure in result.retries] == [(items[1], False)]
+
+
+class ExplodingMapping:
+    """The real mapping, except that one account's record makes it raise a bug's error."""
+
+    def __init__(self, account: str) -> None:
+        self.real = load_default_mapping()
+        self.account = account
+
+    def map_record(self, record: dict[str, Any]) -> Any:
+        if record.get("AccountId") == self.account:
+            raise RuntimeError("a bug that only this record triggers")
+        return self.real.map_record(record)
+
+
+def test_a_bug_for_one_record_dead_letters_it_and_the_batch_goes_on(ctx: WorkerContext) -> None:
+    items = [item(n) for n in range(1, 4)]
+    ctx.mapping = ExplodingMapping(items[1][0])  # type: ignore[assignment]
+    result = run_batch(ctx, items, task_id="bug")
+    assert result.outcomes == {"created": 2, "dead_lettered": 1}
+    [letter] = ctx.store.dead_letters()
+    assert letter.account_id == items[1][0] and letter.kind == "task_failed"
+    assert "a bug that only this record triggers" in letter.reason
+
+
+class OutOfTimeEngine(UpsertEngine):
+    """Celery's soft time limit strikes during the first account's Metronome calls."""
+
+    def sync(self, desired: Any, **kwargs: Any) -> Any:
+        raise SoftTimeLimitExceeded()
+
+
+def test_the_soft_time_limit_stops_the_batch_and_hands_the_rest_on(ctx: WorkerContext) -> None:
+    items = [item(n) for n in range(1, 4)]
+    ctx._engine = OutOfTimeEngine(ctx.gateway, ctx.store)
+    result = run_batch(ctx, items, task_id="late")
+    assert [i for i, _countdown, _failure in result.retries] == items[:1]
+    assert result.unstarted == items[1:]
+    assert ctx.store.dead_letters() == []
