@@ -21,17 +21,18 @@ import logging
 import random
 import time
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 import redis
 from celery import Task, signals
 from celery.exceptions import SoftTimeLimitExceeded
 
 from mappings import MappingError
-from worker.app import RETRY_BACKOFF_MAX_S, app
+from worker.app import RETRY_BACKOFF_MAX_S, app, declare_queue
 from worker.context import WorkerContext, get_context
 from worker.metronome.errors import PermanentError, RateLimitedError, TransientError
 from worker.salesforce.ids import InvalidSalesforceId, normalize_salesforce_id
+from worker.salesforce.stamps import is_superseded, snapshot_stamp
 from worker.store import AccountState, LockBusy
 
 log = logging.getLogger(__name__)
@@ -196,8 +197,21 @@ def run_sync(
 
     # 5. Converge under the owner's lock (the customer owner differs under roll-up).
     owner = desired.salesforce_account_id
+    stamp = snapshot_stamp(record)
     try:
-        with store.account_lock(owner) as held:
+        with store.account_lock(owner, stamp_of=account) as held:
+            if is_superseded(stamp, held.applied_stamp):
+                # A newer snapshot of this account was applied while this one waited (in a
+                # batch, a retry's countdown, a redelivery): applying it would undo that.
+                store.count_outcome("unchanged")
+                log.info(
+                    "skipped account %s: snapshot %s is older than the one applied (%s)",
+                    account,
+                    stamp,
+                    held.applied_stamp,
+                    extra={"account_id": account, "task_id": task_id},
+                )
+                return Done("unchanged", held.customer_id)
             # The poll's batched find saw no customer: skip the per-account find (the create's
             # 409 on the identity alias still guards against one made since). The customer id
             # is the one read under the lock, never an earlier read.
@@ -228,6 +242,7 @@ def run_sync(
                     "duration_ms": round((time.monotonic() - started) * 1000, 1),
                 },
                 release=held,
+                snapshot_stamp=stamp,
             )
     except LockBusy as exc:
         return lock_busy(exc, owner)
@@ -349,13 +364,32 @@ def _on_rejected_message(
     )
 
 
-@app.task(
-    name="crmsync.sync_account",
-    bind=True,
-    max_retries=None,
-    acks_late=True,
-    base=DeadLetterOnFailure,
-)
+#: What both sync tasks (one account, a batch) are: acked late (a killed worker's message is
+#: redelivered), never capped by Celery's own retry count (run_sync keeps the budget), and a
+#: failure outside run_sync's handling becomes a dead letter.
+SYNC_TASK_OPTIONS: dict[str, Any] = {
+    "bind": True,
+    "max_retries": None,
+    "acks_late": True,
+    "base": DeadLetterOnFailure,
+}
+
+
+def retry_while_redis_is_away(task: Task, what: str, exc: Exception) -> Exception:
+    """The retry to raise when Redis is unreachable mid-sync (a restart, a failover): a
+    failed task is acked like a successful one, so its close would be lost until the record
+    changes; a retry waits for Redis instead."""
+    log.warning("redis unreachable during %s: %s; retrying", what, exc)
+    settings = get_context().settings
+    wait = backoff(
+        int(task.request.retries),
+        settings.retry_immediately,
+        visibility_timeout_s=settings.visibility_timeout_s,
+    )
+    return cast(Exception, task.retry(countdown=wait, exc=None))
+
+
+@app.task(name="crmsync.sync_account", **SYNC_TASK_OPTIONS)
 def sync_account(
     self: Task,
     account_id: str,
@@ -370,8 +404,7 @@ def sync_account(
     Returns the outcome (also what Flower shows and what the metrics count); results are not
     stored in Redis (``task_ignore_result``).
 
-    Redis unreachable mid-sync (a restart, a failover) is retried, not failed: a failed task
-    is acked like a successful one, so its close would be lost until the record changes.
+    Redis unreachable mid-sync is retried, not failed (retry_while_redis_is_away).
     """
     try:
         result = run_sync(
@@ -385,15 +418,9 @@ def sync_account(
             known_absent=known_absent,
         )
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        log.warning("redis unreachable during sync of %s: %s; retrying", account_id, exc)
-        settings = get_context().settings
-        wait = backoff(
-            int(self.request.retries),
-            settings.retry_immediately,
-            visibility_timeout_s=settings.visibility_timeout_s,
-        )
-        raise self.retry(countdown=wait, exc=None) from None
+        raise retry_while_redis_is_away(self, f"sync of {account_id}", exc) from None
     if isinstance(result, Retry):
         get_context().store.count_outcome("retried")
+        declare_queue()  # a retry is a publish: see tasks.batch (routing keys lost → dropped)
         raise self.retry(countdown=result.countdown, exc=None)
     return {"outcome": result.outcome, "customer_id": result.customer_id, "calls": result.calls}

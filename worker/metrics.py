@@ -82,7 +82,9 @@ def _metrics() -> _Metrics:
     from prometheus_client import Counter, Gauge, Histogram
 
     return _Metrics(
-        syncs=Counter("crmsync_syncs", "crmsync.sync_account runs by outcome", ["outcome"]),
+        syncs=Counter(
+            "crmsync_syncs", "account syncs by outcome (single and batched)", ["outcome"]
+        ),
         dead_letters=Counter(
             "crmsync_dead_letters", "Records that could not be synced (new dead letters)"
         ),

@@ -87,6 +87,9 @@ class HeldLock:
     token: str
     generation: int
     customer_id: str | None = None
+    #: SystemModstamp of the snapshot last applied to the synced account (worker.salesforce.
+    #: stamps): an older snapshot must not overwrite it.
+    applied_stamp: str | None = None
     released: bool = False
 
 
@@ -304,6 +307,7 @@ class SyncStore:
         outcome: str,
         ledger_entry: Mapping[str, Any],
         release: HeldLock | None = None,
+        snapshot_stamp: str | None = None,
     ) -> None:
         """Everything a converged sync records, in one round trip: the dedupe hash and customer
         id (and the roll-up owner's), the bad-record marker cleared, the outcome counted, the
@@ -313,10 +317,14 @@ class SyncStore:
         fields: dict[_FieldKey, _FieldValue] = {k: _field(v) for k, v in ledger_entry.items()}
         fields.setdefault("at", _now_iso())
         pipe = self.client.pipeline(transaction=True)
-        pipe.hset(
-            key,
-            mapping={"state_hash": state_hash, "customer_id": customer_id, "synced_at": _now_iso()},
-        )
+        applied: dict[_FieldKey, _FieldValue] = {
+            "state_hash": state_hash,
+            "customer_id": customer_id,
+            "synced_at": _now_iso(),
+        }
+        if snapshot_stamp is not None:
+            applied["snapshot_stamp"] = snapshot_stamp
+        pipe.hset(key, mapping=applied)
         pipe.hdel(key, "dead_hash")
         if owner_account_id != account_id:
             pipe.hset(self.keys.account(owner_account_id), "customer_id", customer_id)
@@ -351,14 +359,17 @@ class SyncStore:
         account_id: str,
         ttl_s: int = ACCOUNT_LOCK_TTL_S,
         lease_s: float = ACCOUNT_LOCK_LEASE_S,
+        *,
+        stamp_of: str | None = None,
     ) -> Iterator[HeldLock]:
         """Exclusive per-account lease, renewed in the background while the body runs (at most
         ``ttl_s`` in all); raises LockBusy when another holder has it.
 
         The same round trip reads the account's idempotency generation and customer id: under
         the lock neither can change behind us (a state read before it may be stale: another
-        account of the same roll-up owner may have created the customer since), and
-        ``finish_sync`` can
+        account of the same roll-up owner may have created the customer since), and the stamp
+        of the snapshot last applied to ``stamp_of`` (the synced account; its syncs all take
+        this lock), and ``finish_sync`` can
         release the lock in its own round trip: a sync costs two Redis round trips for lock,
         generation, record and release, not five.
         """
@@ -369,7 +380,8 @@ class SyncStore:
         pipe.set(key, token, nx=True, px=lease_ms)
         pipe.get(self.keys.idempotency_generation(account_id))
         pipe.hget(self.keys.account(account_id), "customer_id")
-        acquired, generation, customer_id = pipe.execute()
+        pipe.hget(self.keys.account(stamp_of or account_id), "snapshot_stamp")
+        acquired, generation, customer_id, applied_stamp = pipe.execute()
         if not acquired:
             raise LockBusy(f"account {account_id} is being synced by another task")
         held = HeldLock(
@@ -377,6 +389,7 @@ class SyncStore:
             token=token,
             generation=int(generation) if generation else 0,
             customer_id=customer_id or None,
+            applied_stamp=applied_stamp or None,
         )
         self._start_renewing(key, token, lease_ms, ttl_s)
         try:

@@ -136,3 +136,28 @@ def test_transient_failures_retry_then_dead_letter(
     [letter] = ctx.store.dead_letters()
     assert letter.kind == "transient_exhausted"
     assert emulator.customers() == []
+
+
+def test_an_older_snapshot_that_finishes_last_does_not_undo_a_newer_one(
+    ctx: WorkerContext, emulator: MetronomeEmulator
+) -> None:
+    """Chaos run, seed 32: a rename was undone by an older snapshot that finished later."""
+
+    def snapshot(name: str, account_stamp: str) -> dict[str, Any]:
+        return record(Name=name, SystemModstamp=account_stamp)
+
+    renamed = run_sync(ctx, ACCOUNT, snapshot("Renamed", "2026-11-21T09:00:00.000+0000"))
+    assert isinstance(renamed, Done) and renamed.outcome == "created"
+    calls = emulator.total_requests()
+    older = run_sync(ctx, ACCOUNT, snapshot("Old name", "2026-11-20T12:00:00.000+0000"))
+    assert isinstance(older, Done) and older.outcome == "unchanged"
+    assert emulator.total_requests() == calls  # not even a read
+    assert [c["name"] for c in emulator.customers()] == ["Renamed"]
+    # Forced (a redrive of an old dead letter) changes nothing either: newer data won.
+    forced = run_sync(
+        ctx, ACCOUNT, snapshot("Old name", "2026-11-20T12:00:00.000+0000"), force=True
+    )
+    assert isinstance(forced, Done) and forced.outcome == "unchanged"
+    newer = run_sync(ctx, ACCOUNT, snapshot("Renamed again", "2026-11-22T09:00:00.000+0000"))
+    assert isinstance(newer, Done) and newer.outcome == "updated"
+    assert [c["name"] for c in emulator.customers()] == ["Renamed again"]
