@@ -22,7 +22,7 @@ from tests.reliability.misbehaving import SPOILERS, SpoilingProxy
 from worker.context import WorkerContext
 from worker.keys import Keys
 from worker.metronome import MetronomeGateway
-from worker.metronome.errors import ConnectionFailedError, ServerError
+from worker.metronome.errors import ConnectionFailedError, ServerError, UnexpectedAnswerError
 from worker.sandbox.metronome import MetronomeEmulator
 from worker.settings import load_settings
 from worker.store import SyncStore
@@ -105,27 +105,43 @@ def test_an_unreadable_answer_to_a_committed_create_is_retried_and_makes_one_cus
 
 
 @pytest.mark.parametrize("kind", ["html_page", "wrong_shape"])
-def test_a_wrong_shape_answer_dead_letters_with_the_reason_and_a_redrive_makes_one_customer(
+def test_a_wrong_shape_answer_to_a_committed_create_is_reread_and_makes_one_customer(
     emulator: MetronomeEmulator, kind: str
 ) -> None:
-    """A 200 whose JSON (or text) is not the documented shape: the sync stops with a dead
-    letter that names the problem and keeps the snapshot; replaying it (``dead-letters
-    redrive``) converges to one customer, never two, although the first create committed."""
+    """A 200 whose JSON (or text) is not the documented shape: the outcome is unknown, like a
+    dropped connection, so the engine re-reads and adopts the customer the create did make.
+
+    Before, the engine crashed on the answer (an AttributeError or TypeError) and the record
+    was dead-lettered under that name, waiting for an operator's redrive."""
     proxy = SpoilingProxy(emulator.url, spoil=SPOILERS[kind]).start()
     ctx = make_context(proxy.url)
     try:
-        first = run_sync(ctx, ACCOUNT, record(), task_id="t-shape")
-        [letter] = ctx.store.dead_letters()
-        redriven = run_sync(ctx, ACCOUNT, record(), task_id="t-redrive", force=True)
+        done, retries = sync_until_done(ctx)
+        letters = ctx.store.dead_letters()
     finally:
         ctx.close()
         proxy.stop()
-    assert first == Done("dead_lettered")
-    assert letter.kind in ("AttributeError", "TypeError")
-    assert "attribute" in letter.reason or "iterable" in letter.reason
-    assert letter.snapshot is not None and letter.snapshot["AccountId"] == ACCOUNT
-    assert isinstance(redriven, Done) and redriven.outcome in ("updated", "in_sync", "created")
+    assert proxy.spoiled == 1, proxy.seen
+    assert "POST /v1/customers 200" in proxy.seen  # the create really committed upstream
+    assert letters == []
+    assert done.outcome in ("created", "updated", "in_sync"), (done, retries)
     assert len(customers_of(emulator)) == 1
+
+
+@pytest.mark.parametrize("kind", ["html_page", "wrong_shape"])
+def test_a_read_that_keeps_answering_the_wrong_shape_says_so(
+    emulator: MetronomeEmulator, kind: str
+) -> None:
+    proxy = SpoilingProxy(
+        emulator.url, method="GET", path="/v1/customers*", spoil=SPOILERS[kind], times=100
+    ).start()
+    gateway = MetronomeGateway(TOKEN, proxy.url, timeout_s=5, retry_immediately=True)
+    try:
+        with pytest.raises(UnexpectedAnswerError, match="answered 200 with an unexpected body"):
+            gateway.list_customers(ingest_alias="x")
+    finally:
+        gateway.close()
+        proxy.stop()
 
 
 def test_an_absurdly_slow_answer_times_out_as_unknown_and_is_adopted_not_duplicated(
@@ -195,3 +211,17 @@ def test_a_5xx_html_page_is_a_server_error_and_a_timeout_a_connection_failure() 
     finally:
         gateway.close()
         server.stop()
+
+
+def test_calling_the_sdk_wrongly_stays_a_bug_not_an_unexpected_answer(
+    emulator: MetronomeEmulator,
+) -> None:
+    gateway = MetronomeGateway(TOKEN, emulator.url, timeout_s=5, retry_immediately=True)
+    client: Any = gateway._client
+    try:
+        with pytest.raises(TypeError, match="no_such_argument"):
+            gateway._call("create", lambda: client.v1.customers.create(no_such_argument=1))
+        with pytest.raises(AttributeError):
+            gateway._call("create", lambda: client.v1.customers.no_such_endpoint)
+    finally:
+        gateway.close()

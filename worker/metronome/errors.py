@@ -55,6 +55,12 @@ class ConnectionFailedError(TransientError):
     """No answer (connect error, timeout, dropped connection) or a 408: outcome unknown."""
 
 
+class UnexpectedAnswerError(TransientError):
+    """A 200 whose body is not the documented shape (a proxy's page, a truncated or changed
+    answer): the call's outcome is unknown, as after a dropped connection, so the engine
+    re-reads instead of crashing; if it keeps happening the sync dead-letters with this."""
+
+
 class ConflictError(MetronomeError):
     """A 409; ``conflicting_id`` is the customer that holds the alias or value, if named."""
 

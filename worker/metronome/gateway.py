@@ -16,8 +16,10 @@ One pooled ``httpx.Client`` per gateway; create one gateway per worker process.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import httpx
@@ -33,6 +35,7 @@ from worker.metronome.errors import (
     PermanentError,
     RateLimitedError,
     ServerError,
+    UnexpectedAnswerError,
 )
 from worker.metronome.state import BillingConfigurationState, CustomerState
 
@@ -109,7 +112,7 @@ class MetronomeGateway:
             if exc.status in (400, 404):
                 return None
             raise
-        return _customer(answer.data)
+        return _read("retrieve", lambda: _customer(answer.data))
 
     def list_customers(
         self,
@@ -135,8 +138,8 @@ class MetronomeGateway:
                 return self._client.v1.customers.list(**q)
 
             page = self._call("list", fetch)
-            found.extend(_customer(item) for item in page.data)
-            cursor = page.next_page
+            found.extend(_read("list", partial(_page_customers, page)))
+            cursor = _read("list", partial(_cursor, page))
             if not cursor:
                 return found
 
@@ -147,7 +150,7 @@ class MetronomeGateway:
             lambda: self._client.v1.customers.create(**cast(Any, body), extra_headers=_key(key)),
             post=True,
         )
-        return answer.data.id
+        return _read("create", lambda: _text(answer.data.id))
 
     def set_name(self, customer_id: str, name: str, *, key: str) -> None:
         self._call(
@@ -192,12 +195,8 @@ class MetronomeGateway:
                 return self._client.v1.custom_fields.list_keys(entities=[CUSTOM_FIELD_ENTITY], **e)
 
             page = self._call("listKeys", fetch_keys)
-            found.extend(
-                (item.key, item.enforce_uniqueness)
-                for item in page.data
-                if item.entity == CUSTOM_FIELD_ENTITY
-            )
-            cursor = page.next_page
+            found.extend(_read("listKeys", partial(_page_keys, page)))
+            cursor = _read("listKeys", partial(_cursor, page))
             if not cursor:
                 return found
 
@@ -237,15 +236,18 @@ class MetronomeGateway:
                 customer_id=customer_id, include_archived=include_archived
             ),
         )
-        return tuple(
-            BillingConfigurationState(
-                id=item.id,
-                billing_provider=item.billing_provider,
-                delivery_method=item.delivery_method,
-                configuration=dict(item.configuration),
-                archived=item.archived_at is not None,
-            )
-            for item in answer.data
+        return _read(
+            "getBillingConfigurations",
+            lambda: tuple(
+                BillingConfigurationState(
+                    id=_text(item.id),
+                    billing_provider=_text(item.billing_provider),
+                    delivery_method=_text(item.delivery_method),
+                    configuration=dict(item.configuration),
+                    archived=item.archived_at is not None,
+                )
+                for item in answer.data
+            ),
         )
 
     def set_billing_configurations(
@@ -324,6 +326,27 @@ def _translated(operation: str, send: Callable[[], _T]) -> _T:
         ) from exc
     except metronome.APIStatusError as exc:
         raise _from_status(operation, exc) from exc
+    except (AttributeError, TypeError) as exc:
+        if not _raised_inside_sdk(exc):
+            raise  # our own call is wrong: a bug, not an answer
+        # The SDK choked while turning a 200 into its model (a paged list given an HTML page).
+        raise UnexpectedAnswerError(
+            f"Metronome {operation} answered 200 with an unexpected body "
+            f"({type(exc).__name__}: {str(exc)[:200]}); outcome unknown, the sync re-reads"
+        ) from exc
+
+
+_SDK_DIR = os.path.dirname(metronome.__file__)
+
+
+def _raised_inside_sdk(exc: BaseException) -> bool:
+    """True when the innermost frame of ``exc`` is the SDK's own code: it failed on what it
+    was given back. A TypeError from calling the SDK with wrong arguments is raised in the
+    caller's frame, before any SDK code runs."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_code.co_filename.startswith(_SDK_DIR)
 
 
 def _from_status(operation: str, exc: metronome.APIStatusError) -> MetronomeError:
@@ -358,11 +381,53 @@ def _retry_after(headers: httpx.Headers) -> float | None:
     return None
 
 
+def _read(operation: str, read: Callable[[], _T]) -> _T:
+    """Take an answer apart; a body of the wrong shape becomes an UnexpectedAnswerError.
+
+    The SDK builds its models without validating them, so a 200 carrying something else (an
+    HTML page served as JSON, a truncated object) surfaced as an AttributeError or TypeError
+    deep in the engine and was dead-lettered under that name. Only the reading is guarded, not
+    the call: a TypeError from calling the SDK wrongly is our bug and must stay one.
+    """
+    try:
+        return read()
+    except (AttributeError, TypeError, KeyError, ValueError) as exc:
+        raise UnexpectedAnswerError(
+            f"Metronome {operation} answered 200 with an unexpected body "
+            f"({type(exc).__name__}: {str(exc)[:200]}); outcome unknown, the sync re-reads"
+        ) from exc
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise TypeError(f"expected a non-empty string, got {type(value).__name__}")
+    return value
+
+
+def _cursor(page: Any) -> str | None:
+    cursor = page.next_page
+    if cursor is not None and not isinstance(cursor, str):
+        raise TypeError(f"next_page is a {type(cursor).__name__}, not a string")
+    return cursor or None
+
+
+def _page_customers(page: Any) -> list[CustomerState]:
+    return [_customer(item) for item in page.data]
+
+
+def _page_keys(page: Any) -> list[tuple[str, bool]]:
+    return [
+        (_text(item.key), bool(item.enforce_uniqueness))
+        for item in page.data
+        if item.entity == CUSTOM_FIELD_ENTITY
+    ]
+
+
 def _customer(item: Any) -> CustomerState:
     config = getattr(item, "customer_config", None)
     return CustomerState(
-        id=item.id,
-        name=item.name,
+        id=_text(item.id),
+        name=_text(item.name),
         ingest_aliases=tuple(item.ingest_aliases or ()),
         custom_fields=dict(item.custom_fields or {}),
         salesforce_account_id=getattr(config, "salesforce_account_id", None),
