@@ -8,6 +8,7 @@ made any call, so there is never a half-built customer in Metronome.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
 from mappings.desired import REQUIRED_CONFIGURATION_KEYS
@@ -68,6 +69,20 @@ _ENUM_KEYS: dict[str, frozenset[str]] = {
 }
 
 Problem = tuple[str, str]
+
+
+#: C0 and C1 control characters (tab and newline included): never part of a display name.
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def clean_name(name: str) -> str:
+    """A display name without control characters, each replaced by a space.
+
+    A NUL, an escape sequence or a newline pasted into a Salesforce account name would reach
+    invoices and dashboards as-is (or be refused); nothing else about the name changes, so
+    names without control characters keep their exact text and state hash.
+    """
+    return _CONTROL_CHARACTERS.sub(" ", name)
 
 
 def truncate_name(name: str) -> str:

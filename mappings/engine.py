@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from mappings.constraints import (
     alias_problems,
+    clean_name,
     configuration_problems,
     custom_field_problems,
     truncate_name,
@@ -136,7 +137,10 @@ def map_record(mapping: Mapping, record: dict[str, Any]) -> DesiredCustomer:
 def _name(mapping: Mapping, record: dict[str, Any], evaluator: _Evaluator) -> str | None:
     value: Scalar = evaluator.run("name", None, mapping.name.evaluate, record)
     text = to_text(value)
-    if text is None or not text.strip():
+    if text is None:
+        return None
+    text = clean_name(text)
+    if not text.strip():
         return None
     return truncate_name(text)
 

@@ -117,6 +117,17 @@ def test_name_is_truncated_to_what_metronome_stores() -> None:
     assert desired.name == "N" * 160
 
 
+def test_control_characters_in_a_name_become_spaces_and_nothing_else_changes() -> None:
+    desired = DEFAULT.map_record(widgets_record(Name="Tab\tNew\nline\x00nul\x1b[31m\x85"))
+    assert desired.name == "Tab New line nul [31m "
+    kept = "  Acme  Inc. — Zürich 🚀 "
+    assert DEFAULT.map_record(widgets_record(Name=kept)).name == kept  # same text, same hash
+
+
+def test_a_name_of_control_characters_only_is_no_name() -> None:
+    assert set(problems_of(widgets_record(Name="\x00\x07\n"))) == {"name"}
+
+
 def test_an_object_where_a_field_was_expected_is_a_problem_not_a_crash() -> None:
     problems = problems_of(widgets_record(Billing_Email__c={"nested": True}))
     assert set(problems) == {"ingest_aliases[0]"}
