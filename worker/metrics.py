@@ -98,7 +98,7 @@ def _metrics() -> _Metrics:
         ),
         metronome_requests=Counter(
             "crmsync_metronome_requests",
-            "HTTP requests to Metronome by endpoint and status",
+            "HTTP requests to Metronome by endpoint and status (no_answer: none came)",
             ["method", "endpoint", "status"],
         ),
         salesforce_requests=Counter(
@@ -128,6 +128,16 @@ def record_metronome_response(response: Any) -> None:
         request = response.request
         _metrics().metronome_requests.labels(
             request.method, endpoint_label(str(request.url.path)), str(response.status_code)
+        ).inc()
+
+
+def record_metronome_no_answer(request: Any) -> None:
+    """Called by the Metronome gateway's transport when a request got no answer (refused,
+    timed out, dropped): counted under status ``no_answer``, where a response hook never
+    fires, so an outage shows on the same per-endpoint series as its 5xx."""
+    if enabled():
+        _metrics().metronome_requests.labels(
+            request.method, endpoint_label(str(request.url.path)), "no_answer"
         ).inc()
 
 

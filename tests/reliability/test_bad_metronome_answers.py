@@ -9,8 +9,10 @@ exactly one customer: nothing lost, nothing duplicated.
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import fakeredis
@@ -225,3 +227,27 @@ def test_calling_the_sdk_wrongly_stays_a_bug_not_an_unexpected_answer(
             gateway._call("create", lambda: client.v1.customers.no_such_endpoint)
     finally:
         gateway.close()
+
+
+def test_a_request_that_gets_no_answer_is_counted_per_endpoint(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from prometheus_client import REGISTRY
+
+    from worker.metrics import MULTIPROC_ENV
+
+    monkeypatch.setenv(MULTIPROC_ENV, str(tmp_path))  # counting on, as in a worker
+    with socket.socket() as closed:  # a loopback port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    gateway = MetronomeGateway(
+        TOKEN, f"http://127.0.0.1:{port}", timeout_s=1, max_attempts=1, retry_immediately=True
+    )
+    labels = {"method": "GET", "endpoint": "/v1/customers/{id}", "status": "no_answer"}
+    before = REGISTRY.get_sample_value("crmsync_metronome_requests_total", labels) or 0.0
+    try:
+        with pytest.raises(ConnectionFailedError):
+            gateway.retrieve_customer("6a5c4b3d-1e2f-4a5b-8c7d-9e0f1a2b3c4d")
+    finally:
+        gateway.close()
+    assert REGISTRY.get_sample_value("crmsync_metronome_requests_total", labels) == before + 1

@@ -27,7 +27,7 @@ import metronome
 import stamina
 from pydantic import SecretStr
 
-from worker.metrics import record_metronome_response
+from worker.metrics import record_metronome_no_answer, record_metronome_response
 from worker.metronome.errors import (
     ConflictError,
     ConnectionFailedError,
@@ -49,6 +49,18 @@ RETRY_AFTER_CAP_S = 30.0
 CUSTOM_FIELD_ENTITY: Literal["customer"] = "customer"
 
 
+class _CountingTransport(httpx.HTTPTransport):
+    """Counts the requests that got no answer at all in the per-endpoint metric (a response
+    hook never sees them), then lets the error through unchanged."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            return super().handle_request(request)
+        except httpx.TransportError:
+            record_metronome_no_answer(request)
+            raise
+
+
 class MetronomeGateway:
     """Typed Metronome calls returning our state values and raising our errors."""
 
@@ -68,7 +80,9 @@ class MetronomeGateway:
         self._retry_immediately = retry_immediately
         self._http = httpx.Client(
             timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
-            limits=httpx.Limits(max_connections=20, max_keepalive_connections=20),
+            transport=_CountingTransport(
+                limits=httpx.Limits(max_connections=20, max_keepalive_connections=20)
+            ),
             event_hooks={"request": [self._count], "response": [record_metronome_response]},
         )
         self._client = metronome.Metronome(
