@@ -314,8 +314,6 @@ class SyncStore:
         ledger entry, and (``release``) the account lock. One MULTI, so a reader never sees
         the hash without its ledger line, and the lock is free only once all of it is written."""
         key = self.keys.account(account_id)
-        fields: dict[_FieldKey, _FieldValue] = {k: _field(v) for k, v in ledger_entry.items()}
-        fields.setdefault("at", _now_iso())
         pipe = self.client.pipeline(transaction=True)
         applied: dict[_FieldKey, _FieldValue] = {
             "state_hash": state_hash,
@@ -329,23 +327,18 @@ class SyncStore:
         if owner_account_id != account_id:
             pipe.hset(self.keys.account(owner_account_id), "customer_id", customer_id)
         pipe.hincrby(self.keys.outcomes, outcome, 1)
-        pipe.xadd(self.keys.ledger, fields, maxlen=self.ledger_max_entries, approximate=True)
+        pipe.xadd(
+            self.keys.ledger,
+            _ledger_fields(ledger_entry),
+            maxlen=self.ledger_max_entries,
+            approximate=True,
+        )
         if release is not None:
             self._stop_renewing(release.token)
             self._release(keys=[release.key], args=[release.token], client=pipe)
         pipe.execute()
         if release is not None:
             release.released = True
-
-    def record_sync(self, account_id: str, state_hash: str, customer_id: str) -> None:
-        self.client.hset(
-            self.keys.account(account_id),
-            mapping={
-                "state_hash": state_hash,
-                "customer_id": customer_id,
-                "synced_at": _now_iso(),
-            },
-        )
 
     def remember_customer(self, account_id: str, customer_id: str) -> None:
         self.client.hset(self.keys.account(account_id), "customer_id", customer_id)
@@ -415,7 +408,7 @@ class SyncStore:
         return int(count)
 
     def lock_waits(self, task_id: str) -> int:
-        value = self.client.get(f"{self.keys.prefix}:lockwait:{task_id}")
+        value = self.client.get(self.keys.lock_wait_count(task_id))
         return int(cast(str, value)) if value else 0
 
     # --- idempotency generations (the IdempotencyGenerations protocol) -------------------
@@ -437,11 +430,12 @@ class SyncStore:
 
     # --- ledger, dead letters, outcomes ---------------------------------------------------
     def append_ledger(self, entry: Mapping[str, Any]) -> str:
-        fields: dict[_FieldKey, _FieldValue] = {k: _field(v) for k, v in entry.items()}
-        fields.setdefault("at", _now_iso())
         return str(
             self.client.xadd(
-                self.keys.ledger, fields, maxlen=self.ledger_max_entries, approximate=True
+                self.keys.ledger,
+                _ledger_fields(entry),
+                maxlen=self.ledger_max_entries,
+                approximate=True,
             )
         )
 
@@ -501,6 +495,13 @@ class SyncStore:
     def outcomes(self) -> dict[str, int]:
         raw = cast(dict[str, str], self.client.hgetall(self.keys.outcomes))
         return {k: int(v) for k, v in raw.items()}
+
+
+def _ledger_fields(entry: Mapping[str, Any]) -> dict[_FieldKey, _FieldValue]:
+    """A ledger entry as stream fields: text as is, anything else as JSON; stamped ``at``."""
+    fields: dict[_FieldKey, _FieldValue] = {k: _field(v) for k, v in entry.items()}
+    fields.setdefault("at", _now_iso())
+    return fields
 
 
 def _field(value: Any) -> str:

@@ -62,7 +62,14 @@ def test_account_lock_is_exclusive_and_released(store: SyncStore) -> None:
 
 def test_account_state_round_trip(store: SyncStore) -> None:
     assert store.account_state("001A").state_hash is None
-    store.record_sync("001A", "h1", "cust-1")
+    store.finish_sync(
+        "001A",
+        state_hash="h1",
+        customer_id="cust-1",
+        owner_account_id="001A",
+        outcome="created",
+        ledger_entry={"account_id": "001A"},
+    )
     state = store.account_state("001A")
     assert (state.state_hash, state.customer_id) == ("h1", "cust-1")
     store.forget_hash("001A")
