@@ -344,10 +344,7 @@ def _translated(operation: str, send: Callable[[], _T]) -> _T:
         if not _raised_inside_sdk(exc):
             raise  # our own call is wrong: a bug, not an answer
         # The SDK choked while turning a 200 into its model (a paged list given an HTML page).
-        raise UnexpectedAnswerError(
-            f"Metronome {operation} answered 200 with an unexpected body "
-            f"({type(exc).__name__}: {str(exc)[:200]}); outcome unknown, the sync re-reads"
-        ) from exc
+        raise _unexpected_answer(operation, exc) from exc
 
 
 _SDK_DIR = os.path.dirname(metronome.__file__)
@@ -406,10 +403,14 @@ def _read(operation: str, read: Callable[[], _T]) -> _T:
     try:
         return read()
     except (AttributeError, TypeError, KeyError, ValueError) as exc:
-        raise UnexpectedAnswerError(
-            f"Metronome {operation} answered 200 with an unexpected body "
-            f"({type(exc).__name__}: {str(exc)[:200]}); outcome unknown, the sync re-reads"
-        ) from exc
+        raise _unexpected_answer(operation, exc) from exc
+
+
+def _unexpected_answer(operation: str, exc: Exception) -> UnexpectedAnswerError:
+    return UnexpectedAnswerError(
+        f"Metronome {operation} answered 200 with an unexpected body "
+        f"({type(exc).__name__}: {str(exc)[:200]}); outcome unknown, the sync re-reads"
+    )
 
 
 def _text(value: Any) -> str:
