@@ -14,36 +14,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from worker.demo import PROVIDERS, provider_fields
 from worker.sandbox.salesforce.emulator import SalesforceEmulator
 
-PROVIDERS: tuple[str | None, ...] = (
-    "aws_marketplace",
-    "azure_marketplace",
-    "gcp_marketplace",
-    "stripe",
-    "netsuite",
-    None,
-)
 HISTORY = timedelta(days=365)
-
-
-def provider_fields(provider: str | None, n: int) -> dict[str, Any]:
-    """The Account fields the default mapping needs for ``provider`` (complete and valid)."""
-    if provider == "aws_marketplace":
-        return {
-            "AWS_Customer_Id__c": f"AWSCUST{n:07d}",
-            "AWS_Product_Code__c": "crmsync_bench",
-            "AWS_Region__c": "us-west-1",
-        }
-    if provider == "azure_marketplace":
-        return {"Azure_Subscription_Id__c": f"00000000-0000-4000-8000-{n:012d}"}
-    if provider == "gcp_marketplace":
-        return {"GCP_Entitlement_Id__c": f"ent-{n:07d}", "GCP_Service_Name__c": "bench.svc"}
-    if provider == "stripe":
-        return {"Stripe_Customer_Id__c": f"cus_bench{n:07d}"}
-    if provider == "netsuite":
-        return {"NetSuite_Customer_Id__c": f"NS-{n:07d}"}
-    return {}
 
 
 def account_fields(n: int, prefix: str = "Bench") -> dict[str, Any]:
@@ -51,8 +25,7 @@ def account_fields(n: int, prefix: str = "Bench") -> dict[str, Any]:
     return {
         "Name": f"{prefix} Customer {n:06d}",
         "Billing_Email__c": f"billing+{prefix.lower()}{n:06d}@bench.example",
-        "Billing_Provider__c": provider,
-        **provider_fields(provider, n),
+        **provider_fields(provider, n, tag="bench"),
     }
 
 

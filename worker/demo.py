@@ -31,14 +31,16 @@ from worker.progress import wait_for_syncs
 from worker.sandbox.stack import SANDBOX_METRONOME_TOKEN, SandboxStack
 from worker.store import SyncStore
 
-PROVIDERS: list[str | None] = [
+#: Every billing provider the default mapping knows, and none (the demo's and the benchmark's
+#: seeded accounts cycle through them).
+PROVIDERS: tuple[str | None, ...] = (
     "aws_marketplace",
     "azure_marketplace",
     "gcp_marketplace",
     "stripe",
     "netsuite",
     None,
-]
+)
 STANDALONE_ACCOUNTS = 48
 HANDMADE_ALIAS = "ops@handmade.example"
 
@@ -61,22 +63,24 @@ class PassResult:
         return not self.problems
 
 
-def provider_fields(provider: str | None, n: int) -> dict[str, Any]:
+def provider_fields(provider: str | None, n: int, tag: str = "demo") -> dict[str, Any]:
+    """The Account fields the default mapping needs for ``provider`` (complete and valid),
+    unique per ``n``; ``tag`` marks whose seed made them (the demo's, the benchmark's)."""
     fields: dict[str, Any] = {"Billing_Provider__c": provider}
     if provider == "aws_marketplace":
         fields |= {
-            "AWS_Customer_Id__c": f"AWSCUST{n:05d}",
-            "AWS_Product_Code__c": "crmsync_demo",
+            "AWS_Customer_Id__c": f"AWSCUST{n:07d}",
+            "AWS_Product_Code__c": f"crmsync_{tag}",
             "AWS_Region__c": "us-west-1",
         }
     elif provider == "azure_marketplace":
         fields["Azure_Subscription_Id__c"] = f"00000000-0000-4000-8000-{n:012d}"
     elif provider == "gcp_marketplace":
-        fields |= {"GCP_Entitlement_Id__c": f"ent-{n:05d}", "GCP_Service_Name__c": "demo.svc"}
+        fields |= {"GCP_Entitlement_Id__c": f"ent-{n:07d}", "GCP_Service_Name__c": f"{tag}.svc"}
     elif provider == "stripe":
-        fields |= {"Stripe_Customer_Id__c": f"cus_demo{n:05d}"}
+        fields |= {"Stripe_Customer_Id__c": f"cus_{tag}{n:07d}"}
     elif provider == "netsuite":
-        fields["NetSuite_Customer_Id__c"] = f"NS-{n:05d}"
+        fields["NetSuite_Customer_Id__c"] = f"NS-{n:07d}"
     return fields
 
 
