@@ -52,13 +52,10 @@ class Customer:
     archived_at: str | None = None
 
     def detail(self) -> dict[str, Any]:
-        """The CustomerDetail shape of GET /v1/customers and GET /v1/customers/{id}."""
+        """The CustomerDetail shape of GET /v1/customers and GET /v1/customers/{id}: the
+        Customer shape and more."""
         return {
-            "id": self.id,
-            "external_id": self.id,
-            "name": self.name,
-            "ingest_aliases": list(self.ingest_aliases),
-            "custom_fields": dict(self.custom_fields),
+            **self.summary(),
             "customer_config": {"salesforce_account_id": self.salesforce_account_id},
             "created_at": self.created_at,
             "updated_at": self.updated_at,
