@@ -96,22 +96,15 @@ def run_batch(
     """
     result = BatchResult()
     deadline = time.monotonic() + budget_s
-    ids = []
-    for account_id, _record, _absent in items:
-        try:
-            ids.append(normalize_salesforce_id(account_id))
-        except InvalidSalesforceId:
-            continue  # run_sync dead-letters it with the reason
-    states = ctx.store.account_states(ids)
+    ids = [_normalized(account_id) for account_id, _record, _absent in items]
+    states = ctx.store.account_states(i for i in ids if i is not None)
     for index, item in enumerate(items):
         if index and time.monotonic() >= deadline:
             result.unstarted = list(items[index:])
             break
         account_id, record, known_absent = item
-        try:
-            state = states.get(normalize_salesforce_id(account_id))
-        except InvalidSalesforceId:
-            state = None
+        normalized = ids[index]
+        state = states.get(normalized) if normalized is not None else None
         try:
             outcome = run_sync(
                 ctx,
@@ -149,6 +142,14 @@ def run_batch(
             result.outcomes[outcome.outcome] += 1
             result.calls += outcome.calls
     return result
+
+
+def _normalized(account_id: str) -> str | None:
+    """The 18-character id, or None for one run_sync will dead-letter with the reason."""
+    try:
+        return normalize_salesforce_id(account_id)
+    except InvalidSalesforceId:
+        return None
 
 
 def _split(items: Sequence[SyncItem], *, force: bool, reason: str) -> None:
