@@ -20,6 +20,7 @@ from tests.ops.support import wait_until
 from tests.support.processes import REPO_ROOT, crmsync_env
 from worker.app import QUEUE
 from worker.redis_server import RedisServer
+from worker.sandbox.stack import stop_processes
 
 pytestmark = pytest.mark.integration
 
@@ -76,17 +77,7 @@ def beat(url: str, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     try:
         yield process
     finally:
-        stop(process)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_processes([process], grace_s=20)
 
 
 @pytest.fixture
@@ -109,7 +100,7 @@ def test_two_beats_send_one_stream_of_polls_and_the_standby_takes_over(
             window = collector.snapshot()[start:]
             assert len(set(window)) == 1, f"two beats sent polls: {window}"
             holder = window[0]
-            stop(first)
+            stop_processes([first], grace_s=20)
             # The standby takes over: polls keep coming, now from another process.
             wait_until(lambda: collector.snapshot()[-1] != holder, 30)
             taken = len(collector.snapshot())

@@ -16,6 +16,7 @@ from tests.ops.conftest import OpsStack
 from tests.ops.support import free_port, wait_until
 from tests.support.processes import REPO_ROOT, crmsync_env
 from worker.progress import terminal_total
+from worker.sandbox.stack import stop_processes
 
 pytestmark = pytest.mark.integration
 
@@ -40,12 +41,7 @@ def flower(ops: OpsStack) -> Iterator[str]:
         wait_until(lambda: httpx.get(f"{url}/healthcheck", timeout=5).status_code == 200, 60)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_processes([process], grace_s=20)
     assert AUTH[1] not in log_path.read_text(errors="replace")
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from celery import Celery
 
+from worker.sandbox.stack import stop_processes
 from worker.settings import child_environment
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -65,12 +66,7 @@ def worker_process(
         try:
             yield process
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+            stop_processes([process], grace_s=30)
 
 
 def wait_for_worker(app: Celery, timeout: float = 60.0) -> dict[str, object]:

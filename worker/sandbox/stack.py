@@ -185,28 +185,26 @@ class SandboxStack:
         return answer
 
     def stop_beats(self) -> None:
-        for process in self._beats:
-            if process.poll() is None:
-                process.terminate()
-        for process in self._beats:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+        stop_processes(self._beats, grace_s=30)
         self._beats.clear()
 
     def stop_workers(self) -> None:
-        for process in self._workers:
-            if process.poll() is None:
-                process.terminate()
-        for process in self._workers:
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+        stop_processes(self._workers, grace_s=60)
         self._workers.clear()
+
+
+def stop_processes(processes: list[subprocess.Popen[bytes]], *, grace_s: float) -> None:
+    """SIGTERM all (a worker finishes its running tasks: warm shutdown), then wait up to
+    ``grace_s`` for each and SIGKILL what is still running."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
 
 
 @contextlib.contextmanager
