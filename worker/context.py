@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from mappings import Mapping, load_default_mapping, load_mapping
+from worker.contract_state import ContractStore
 from worker.settings import Settings, load_settings
 from worker.store import SyncStore
 
 if TYPE_CHECKING:
     from worker.metronome import MetronomeGateway, UpsertEngine
+    from worker.metronome.contracts import ContractEngine
     from worker.salesforce import ClosedWonSource
 
 
@@ -31,6 +33,8 @@ class WorkerContext:
     mapping: Mapping
     _gateway: MetronomeGateway | None = field(default=None, repr=False)
     _engine: UpsertEngine | None = field(default=None, repr=False)
+    _contracts: ContractEngine | None = field(default=None, repr=False)
+    _contract_store: ContractStore | None = field(default=None, repr=False)
     _source: ClosedWonSource | None = field(default=None, repr=False)
 
     @property
@@ -60,6 +64,28 @@ class WorkerContext:
                 self.store.client.set(self.store.keys.bootstrap_done, "1", ex=86_400)
             self._engine = engine
         return self._engine
+
+    @property
+    def contracts(self) -> ContractEngine:
+        """The contract engine; registers the contract custom field keys on first use (the
+        Redis flag, like the customer one, only saves a listKeys call per process start)."""
+        if self._contracts is None:
+            from worker.metronome.contracts import ContractEngine
+
+            engine = ContractEngine(self.gateway, self.store)
+            rule = self.mapping.contract
+            flag = self.store.keys.bootstrap_done + ":contract"
+            if rule is not None and not self.store.client.get(flag):
+                engine.bootstrap(rule.custom_field_keys())
+                self.store.client.set(flag, "1", ex=86_400)
+            self._contracts = engine
+        return self._contracts
+
+    @property
+    def contract_store(self) -> ContractStore:
+        if self._contract_store is None:
+            self._contract_store = ContractStore(self.store.client, self.store.keys)
+        return self._contract_store
 
     @property
     def source(self) -> ClosedWonSource:

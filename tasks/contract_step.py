@@ -1,0 +1,249 @@
+"""The contract step of a sync: each won opportunity of the record → its contract, once.
+
+Runs after the customer step (the contract needs the customer, and the customer must hold the
+billing configuration first), in two halves:
+
+- :func:`plan_contracts` (before the lock, Redis reads only): map every won opportunity the
+  record carries; a deal whose contract is known with the same desired state costs nothing;
+  one whose contract is known but whose deal changed since is "needs attention" (once per
+  changed state), never an edit; a deal that cannot be mapped dead-letters (once per bad
+  state); the rest are *pending*.
+- :func:`ensure_contracts` (under the account lock): create each pending contract through the
+  contract engine, or adopt the one that exists. A deal the API refuses dead-letters alone;
+  a transient failure propagates, so the sync retries (the customer is recorded by then, so
+  the retry is only the contracts).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from mappings import DesiredCustomer, MappingError
+from mappings.contract_engine import opportunity_id, won_opportunity_rows
+from mappings.desired_contract import DesiredContract
+from worker.context import WorkerContext
+from worker.metronome.contracts import ContractConflictError, ContractInputError
+from worker.metronome.state import BillingConfigurationState, canonical_json
+
+log = logging.getLogger(__name__)
+
+#: Dead-letter kind of a deal whose contract cannot be made (the customer synced).
+CONTRACT_KIND = "contract"
+
+
+@dataclass(slots=True)
+class ContractPlan:
+    pending: list[DesiredContract] = field(default_factory=list)
+    #: Contract exists and the deal changed since: (desired, fields that differ).
+    changed: list[tuple[DesiredContract, list[str]]] = field(default_factory=list)
+    #: Deals that cannot be mapped, not dead-lettered before: (opportunity id, error, hash).
+    bad: list[tuple[str, MappingError, str]] = field(default_factory=list)
+    unchanged: int = 0
+
+
+@dataclass(slots=True)
+class ContractResults:
+    created: list[str] = field(default_factory=list)
+    adopted: list[str] = field(default_factory=list)
+    dead_lettered: int = 0
+    calls: int = 0
+
+
+def plan_contracts(
+    ctx: WorkerContext, record: dict[str, Any], customer: DesiredCustomer, *, force: bool
+) -> ContractPlan:
+    plan = ContractPlan()
+    if ctx.mapping.contract is None:
+        return plan
+    mapped: list[DesiredContract] = []
+    failures: list[tuple[str, MappingError, str]] = []
+    for row in won_opportunity_rows(record):
+        try:
+            desired = ctx.mapping.map_contract(row, customer)
+        except MappingError as exc:
+            identity = opportunity_id(row) or exc.record_id
+            failures.append((identity, exc, _bad_hash(exc)))
+            continue
+        if desired is not None:
+            mapped.append(desired)
+    states = ctx.contract_store.states(
+        [d.salesforce_opportunity_id for d in mapped] + [f[0] for f in failures]
+    )
+    for desired in mapped:
+        state = states[desired.salesforce_opportunity_id]
+        if state.contract_id is None:
+            plan.pending.append(desired)
+        elif state.contract_hash == desired.state_hash() and not force:
+            plan.unchanged += 1
+        elif state.contract_hash == desired.state_hash():
+            plan.pending.append(desired)  # a re-sync re-checks the contract exists
+        elif state.attention_hash != desired.state_hash():
+            plan.changed.append((desired, desired.differences(state.contract or {})))
+        else:
+            plan.unchanged += 1
+    for identity, failure, bad_hash in failures:
+        if force or states[identity].dead_hash != bad_hash:
+            plan.bad.append((identity, failure, bad_hash))
+    return plan
+
+
+def report_contract_problems(
+    ctx: WorkerContext,
+    plan: ContractPlan,
+    *,
+    account: str,
+    record: dict[str, Any],
+    task_id: str,
+    reason: str,
+) -> int:
+    """Dead letters for unmappable deals, "needs attention" for changed ones; no API call.
+    Returns how many dead letters were written."""
+    store = ctx.store
+    for identity, error, bad_hash in plan.bad:
+        _dead_letter(
+            ctx, account, opportunity=identity, why=str(error), record=record, task_id=task_id
+        )
+        ctx.contract_store.mark_dead(identity, bad_hash)
+    for desired, differences in plan.changed:
+        opportunity = desired.salesforce_opportunity_id
+        store.append_ledger(
+            {
+                "outcome": "needs_attention",
+                "event": "contract_opportunity_changed",
+                "record_id": opportunity,
+                "account_id": account,
+                "differs": differences,
+                "reason": reason,
+                "task_id": task_id,
+                "what_to_do": "the deal changed after its contract was made; crmsync never "
+                "edits a contract: change it in Metronome if the change is meant",
+            }
+        )
+        store.count_outcome("needs_attention")
+        ctx.contract_store.mark_attention(opportunity, desired.state_hash())
+        log.warning(
+            "opportunity %s changed after its contract was made (%s): needs attention",
+            opportunity,
+            ", ".join(differences),
+            extra={"account_id": account, "task_id": task_id},
+        )
+    return len(plan.bad)
+
+
+def ensure_contracts(
+    ctx: WorkerContext,
+    pending: Sequence[DesiredContract],
+    *,
+    customer: DesiredCustomer,
+    customer_id: str,
+    account: str,
+    record: dict[str, Any],
+    task_id: str,
+    reason: str,
+) -> ContractResults:
+    """Create or adopt each pending contract; see the module docstring."""
+    results = ContractResults()
+    if not pending:
+        return results
+    engine = ctx.contracts
+    gateway = ctx.gateway
+    start = gateway.calls
+    loaded: list[tuple[BillingConfigurationState, ...]] = []
+
+    def billing() -> tuple[BillingConfigurationState, ...]:
+        if not loaded:  # one read per sync, whatever the number of deals
+            loaded.append(gateway.get_billing_configurations(customer_id))
+        return loaded[0]
+
+    preferred = [
+        (c.billing_provider, c.delivery_method, canonical_json(c.configuration))
+        for c in customer.billing_provider_configurations
+    ]
+    for desired in pending:
+        opportunity = desired.salesforce_opportunity_id
+        try:
+            outcome = engine.ensure(desired, customer_id, billing, preferred=preferred)
+        except (ContractInputError, ContractConflictError) as exc:
+            _dead_letter(
+                ctx, account, opportunity=opportunity, why=str(exc), record=record, task_id=task_id
+            )
+            ctx.contract_store.mark_dead(opportunity, desired.state_hash())
+            results.dead_lettered += 1
+            continue
+        ctx.contract_store.record_contract(
+            opportunity,
+            contract_id=outcome.contract_id,
+            customer_id=customer_id,
+            contract_hash=desired.state_hash(),
+            canonical=desired.canonical(),
+        )
+        result = "contract_created" if outcome.created else "contract_adopted"
+        (results.created if outcome.created else results.adopted).append(outcome.contract_id)
+        ctx.store.count_outcome(result)
+        ctx.store.append_ledger(
+            {
+                "account_id": account,
+                "opportunity_id": opportunity,
+                "customer_id": customer_id,
+                "contract_id": outcome.contract_id,
+                "outcome": result,
+                "calls": outcome.calls,
+                "reason": reason,
+                "task_id": task_id,
+            }
+        )
+        if outcome.archived:
+            ctx.store.append_ledger(
+                {
+                    "outcome": "needs_attention",
+                    "event": "contract_archived",
+                    "record_id": opportunity,
+                    "account_id": account,
+                    "contract_id": outcome.contract_id,
+                    "what_to_do": "the deal's contract was archived in Metronome; crmsync "
+                    "never re-creates it: make a new contract by hand if it is still won",
+                }
+            )
+            ctx.store.count_outcome("needs_attention")
+        log.info(
+            "%s contract %s for opportunity %s",
+            "created" if outcome.created else "adopted",
+            outcome.contract_id,
+            opportunity,
+            extra={"account_id": account, "customer_id": customer_id, "task_id": task_id},
+        )
+    results.calls = gateway.calls - start
+    return results
+
+
+def _dead_letter(
+    ctx: WorkerContext,
+    account: str,
+    *,
+    opportunity: str,
+    why: str,
+    record: dict[str, Any],
+    task_id: str,
+) -> None:
+    ctx.store.dead_letter(
+        account_id=account,
+        kind=CONTRACT_KIND,
+        reason=f"opportunity {opportunity}: {why}",
+        task_id=task_id,
+        snapshot=record,
+    )
+    ctx.store.count_outcome("dead_lettered")
+    log.warning(
+        "dead-lettered the contract of opportunity %s: %s",
+        opportunity,
+        why,
+        extra={"account_id": account, "task_id": task_id},
+    )
+
+
+def _bad_hash(exc: MappingError) -> str:
+    return hashlib.sha256(str(exc).encode("utf-8")).hexdigest()
