@@ -74,7 +74,7 @@ class WorkerContext:
 
             engine = ContractEngine(self.gateway, self.store)
             rule = self.mapping.contract
-            flag = self.store.keys.bootstrap_done + ":contract"
+            flag = self.store.keys.contract_bootstrap_done
             if rule is not None and not self.store.client.get(flag):
                 engine.bootstrap(rule.custom_field_keys())
                 self.store.client.set(flag, "1", ex=86_400)

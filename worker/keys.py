@@ -110,6 +110,12 @@ class Keys:
         return f"{self.prefix}:bootstrap-done"
 
     @property
+    def contract_bootstrap_done(self) -> str:
+        """String: the contract custom field keys are registered (entity ``contract``); a hint
+        like bootstrap_done, expiring daily."""
+        return f"{self.prefix}:bootstrap-done:contract"
+
+    @property
     def events_check(self) -> str:
         """String with a TTL of CRMSYNC_EVENTS_INTERVAL_S: while it exists, polls skip the
         re-opened-deal and deleted-account queries (their cursors keep their place), so a quiet
