@@ -214,4 +214,4 @@ def test_an_account_row_has_no_opportunity_and_gets_no_contract() -> None:
 
     record = record_from_account(widgets_record()["Account"])
     assert won_opportunity_rows(record) == []
-    assert WIDGETS_ACCOUNT_ID == record["Id"]
+    assert record["Id"] == WIDGETS_ACCOUNT_ID
