@@ -220,6 +220,43 @@ def ensure_contracts(
     return results
 
 
+def describe_contracts(
+    ctx: WorkerContext, record: dict[str, Any], customer: DesiredCustomer, customer_id: str | None
+) -> list[str]:
+    """What the contract step would do for ``record`` (``crmsync plan``); reads only: Redis,
+    and the customer's contract list when the customer exists."""
+    plan = plan_contracts(ctx, record, customer, force=True)
+    existing = []
+    lines: list[str] = []
+    for identity, error, _ in plan.bad:
+        lines.append(f"opportunity {identity}: no contract, dead-letter: {error}")
+    for desired, differences in plan.changed:
+        lines.append(
+            f"opportunity {desired.salesforce_opportunity_id}: contract exists; the deal changed "
+            f"since ({', '.join(differences)}): needs attention, never edited"
+        )
+    if plan.pending and customer_id is not None:
+        existing = [(d, ctx.contracts.find(d, customer_id)) for d in plan.pending]
+    else:
+        existing = [(d, None) for d in plan.pending]
+    for desired, found in existing:
+        opportunity = desired.salesforce_opportunity_id
+        if found is not None:
+            state = "archived" if found.archived else "exists"
+            lines.append(f"opportunity {opportunity}: contract {found.id} {state}; no call")
+            continue
+        end = desired.ending_before or "evergreen"
+        billing = desired.billing_provider or "no billing provider"
+        commits = sum(c.amount_cents for c in desired.commits)
+        lines.append(
+            f"opportunity {opportunity}: contracts/create {desired.pricing}="
+            f"{desired.pricing_value} from {desired.starting_at} to {end}, {billing}"
+            + (f", commits {commits} cents" if desired.commits else "")
+            + f" (uniqueness_key {desired.uniqueness_key})"
+        )
+    return lines
+
+
 def _dead_letter(
     ctx: WorkerContext,
     account: str,

@@ -147,6 +147,27 @@ def check_metronome(settings: Settings) -> CheckResult:
     return CheckResult("metronome", not problems, detail)
 
 
+def check_contracts(settings: Settings) -> CheckResult:
+    """Every rate card, package and product the mapping's contracts name exists in Metronome
+    (worker/commands/check_contracts.py); skipped without a contract block."""
+    from worker.commands.check_contracts import check_contract_catalog
+    from worker.context import build_source, load_configured_mapping
+    from worker.metronome import MetronomeGateway
+
+    try:
+        mapping = load_configured_mapping(settings)
+        if mapping.contract is None:
+            return CheckResult("contracts", True, "the mapping has no contract block")
+        gateway = MetronomeGateway.from_settings(settings)
+        try:
+            ok, detail = check_contract_catalog(mapping, build_source(settings, mapping), gateway)
+        finally:
+            gateway.close()
+    except Exception as exc:
+        return CheckResult("contracts", False, f"catalog check failed: {_describe(exc)}")
+    return CheckResult("contracts", ok, detail)
+
+
 def _describe(exc: BaseException) -> str:
     """An error without its arguments' secrets: the type, and an HTTP status if it has one."""
     status = getattr(exc, "status_code", None) or getattr(exc, "status", None)
@@ -184,7 +205,11 @@ def run(args: argparse.Namespace) -> int:
         results.append(redis_result)
         extra: list[Callable[[], CheckResult]] = []
         if not args.quick:
-            extra += [lambda: check_salesforce(settings), lambda: check_metronome(settings)]
+            extra += [
+                lambda: check_salesforce(settings),
+                lambda: check_metronome(settings),
+                lambda: check_contracts(settings),
+            ]
         if url is not None and not args.skip_worker:
             extra.append(lambda: check_worker(url, args.worker_timeout))
         results.extend(check() for check in extra)

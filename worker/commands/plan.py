@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from mappings import MappingError
+from tasks.contract_step import describe_contracts
 from tasks.poll import group_by_account
 from worker.context import build_context
 from worker.runtime import runtime
@@ -38,8 +39,12 @@ def run(args: argparse.Namespace) -> int:
             found = ctx.engine.find_many(
                 [desired], {desired.salesforce_account_id: cached} if cached else {}
             )
-            plan = ctx.engine.plan(desired, found.get(desired.salesforce_account_id))
+            actual = found.get(desired.salesforce_account_id)
+            plan = ctx.engine.plan(desired, actual)
             print(f"{account_id}:")
             for line in plan.describe():
+                print(f"  {line}")
+            customer_id = actual.id if actual is not None else None
+            for line in describe_contracts(ctx, matches[0], desired, customer_id):
                 print(f"  {line}")
         return status

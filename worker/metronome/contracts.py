@@ -42,7 +42,6 @@ from worker.metronome.gateway import MetronomeGateway
 from worker.metronome.idempotency import IdempotencyGenerations, idempotency_key
 from worker.metronome.state import (
     BillingConfigurationState,
-    CatalogEntry,
     ContractState,
     ProductState,
     canonical_json,
@@ -281,14 +280,3 @@ def choose_billing_configuration(
         f"the customer has {len(candidates)} {what} billing provider configurations and none "
         "matches the mapping exactly; archive the stale one in Metronome"
     )
-
-
-def catalog_problems(
-    desired_aliases: Sequence[str],
-    rate_cards: Sequence[CatalogEntry],
-    kind: str = "rate card",
-) -> list[str]:
-    """Aliases the mapping can produce that no catalog entry carries (for ``crmsync check``)."""
-    known = {alias for entry in rate_cards for alias in entry.aliases}
-    known |= {entry.id for entry in rate_cards}
-    return [f"{kind} {alias!r} does not exist" for alias in desired_aliases if alias not in known]
