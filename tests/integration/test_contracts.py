@@ -1,0 +1,251 @@
+"""Won deals become Metronome contracts, exactly once: real Redis, a real `crmsync worker`,
+both emulators over HTTP, simple-salesforce and metronome-sdk. Nothing of ours is mocked.
+
+Each test works on accounts of its own, so they share one stack (and one worker).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from simple_salesforce.api import Salesforce
+
+from tasks.poll import run_poll
+from tasks.resync import run_resync
+from tests.support.stack import salesforce_client, stack_with_worker
+from worker.progress import terminal_total, wait_for_syncs
+from worker.sandbox.metronome.faults import MetronomeFaults
+from worker.sandbox.stack import SandboxStack
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxStack]:
+    base = tmp_path_factory.mktemp("contracts")
+    with stack_with_worker(base) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def sf(stack: SandboxStack) -> Salesforce:
+    return salesforce_client(stack)
+
+
+def new_account(sf: Salesforce, name: str) -> str:
+    created = sf.Account.create(  # type: ignore[operator]
+        {
+            "Name": name,
+            "Billing_Email__c": f"{name.lower().replace(' ', '-')}@example.test",
+            "Billing_Provider__c": "aws_marketplace",
+            "AWS_Customer_Id__c": "ABC123ABC12",
+            "AWS_Product_Code__c": "my_product",
+            "AWS_Region__c": "us-west-1",
+        }
+    )
+    account_id: str = sf.Account.get(created["id"])["Id"]  # type: ignore[operator]
+    return account_id
+
+
+def win(sf: Salesforce, account_id: str, name: str, **terms: Any) -> str:
+    """Open a deal, then close it won with its contract terms, as a rep would."""
+    opportunity = sf.Opportunity.create(  # type: ignore[operator]
+        {
+            "AccountId": account_id,
+            "Name": name,
+            "StageName": "Negotiation/Review",
+            "CloseDate": "2026-11-30",
+        }
+    )
+    sf.Opportunity.update(  # type: ignore[operator]
+        opportunity["id"],
+        {"StageName": "Closed Won", "Metronome_Rate_Card__c": "standard", **terms},
+    )
+    opportunity_id: str = sf.Opportunity.get(opportunity["id"])["Id"]  # type: ignore[operator]
+    return opportunity_id
+
+
+def poll_and_wait(stack: SandboxStack) -> dict[str, Any]:
+    ctx = stack.context()
+    try:
+        baseline = terminal_total(ctx.store)
+        summary = run_poll(ctx)
+        assert summary["status"] == "ok", summary
+        assert wait_for_syncs(ctx.store, baseline, summary["enqueued"], timeout_s=120)
+        return summary
+    finally:
+        ctx.close()
+
+
+def customer_of(stack: SandboxStack, account_id: str) -> dict[str, Any]:
+    assert stack.metronome is not None
+    [customer] = [
+        c
+        for c in stack.metronome.customers()
+        if (c.get("custom_fields") or {}).get("sfdc_account_id") == account_id
+    ]
+    return customer
+
+
+def contracts_of(stack: SandboxStack, opportunity_id: str) -> list[dict[str, Any]]:
+    assert stack.metronome is not None
+    return [
+        c
+        for c in stack.metronome.contracts()
+        if (c.get("custom_fields") or {}).get("sfdc_opportunity_id") == opportunity_id
+    ]
+
+
+def contract_creates(stack: SandboxStack) -> int:
+    """Contract creates the emulator answered, whatever the status."""
+    assert stack.metronome is not None
+    return sum(
+        count
+        for key, count in stack.metronome.request_counts().items()
+        if key.startswith("POST /v1/contracts/create ")
+    )
+
+
+def test_a_won_deal_becomes_one_contract_on_its_customer(
+    stack: SandboxStack, sf: Salesforce
+) -> None:
+    account_id = new_account(sf, "Contract Co")
+    opportunity_id = win(sf, account_id, "Contract Co deal", Contract_Term_Months__c=12)
+    poll_and_wait(stack)
+    customer = customer_of(stack, account_id)
+    [contract] = contracts_of(stack, opportunity_id)
+    assert contract["customer_id"] == customer["id"]
+    assert contract["uniqueness_key"] == f"crmsync:sfdc-opportunity:{opportunity_id}"
+    assert contract["starting_at"].startswith("2026-11-30T00:00:00")
+    assert contract["ending_before"].startswith("2027-11-30T00:00:00")
+    # It bills through the customer's AWS configuration, referenced by its id.
+    assert stack.metronome is not None
+    [aws] = [
+        c for c in stack.metronome.billing_configurations() if c["customer_id"] == customer["id"]
+    ]
+    reference = contract["billing_provider_configuration"]
+    assert reference == {"billing_provider_configuration_id": aws["id"]}
+
+    # The next poll re-reads the deal (overlap window): no contract call at all.
+    before = contract_creates(stack)
+    poll_and_wait(stack)
+    assert contract_creates(stack) == before
+    assert len(contracts_of(stack, opportunity_id)) == 1
+
+
+def test_two_deals_won_on_one_account_in_one_interval_are_two_contracts(
+    stack: SandboxStack, sf: Salesforce
+) -> None:
+    account_id = new_account(sf, "Twice Won")
+    first = win(sf, account_id, "Twice Won first")
+    second = win(sf, account_id, "Twice Won second", Contract_Term_Months__c=24)
+    poll_and_wait(stack)
+    assert len(contracts_of(stack, first)) == 1
+    assert len(contracts_of(stack, second)) == 1
+
+
+def test_an_unknown_rate_card_dead_letters_the_deal_and_the_customer_still_syncs(
+    stack: SandboxStack, sf: Salesforce
+) -> None:
+    account_id = new_account(sf, "Unknown Card")
+    opportunity_id = win(sf, account_id, "Unknown Card deal", Metronome_Rate_Card__c="nope")
+    poll_and_wait(stack)
+    customer_of(stack, account_id)  # exists
+    assert contracts_of(stack, opportunity_id) == []
+    ctx = stack.context()
+    try:
+        letters = [d for d in ctx.store.dead_letters() if d.account_id == account_id]
+    finally:
+        ctx.close()
+    [letter] = letters
+    assert letter.kind == "contract"
+    assert opportunity_id in letter.reason and "nope" in letter.reason
+
+
+def test_a_resync_after_redis_forgot_everything_adopts_the_contract(
+    stack: SandboxStack, sf: Salesforce
+) -> None:
+    account_id = new_account(sf, "Forgetful")
+    opportunity_id = win(sf, account_id, "Forgetful deal")
+    poll_and_wait(stack)
+    [made] = contracts_of(stack, opportunity_id)
+    ctx = stack.context()
+    try:
+        keys = list(ctx.store.client.scan_iter(f"{ctx.store.keys.prefix}:*"))
+        ctx.store.client.delete(*keys)  # every crmsync key: dedupe, ids, contract state
+        baseline = terminal_total(ctx.store)
+        enqueued = run_resync(ctx, account_ids=[account_id])
+        assert wait_for_syncs(ctx.store, baseline, enqueued, timeout_s=120)
+        outcomes = ctx.store.outcomes()
+    finally:
+        ctx.close()
+    assert contracts_of(stack, opportunity_id) == [made]
+    assert outcomes.get("contract_adopted") == 1
+
+
+def test_a_deal_changed_after_its_contract_needs_attention_and_is_never_edited(
+    stack: SandboxStack, sf: Salesforce
+) -> None:
+    account_id = new_account(sf, "Changed Mind")
+    opportunity_id = win(sf, account_id, "Changed Mind deal", Contract_Term_Months__c=12)
+    poll_and_wait(stack)
+    [before] = contracts_of(stack, opportunity_id)
+    sf.Opportunity.update(opportunity_id, {"Contract_Term_Months__c": 36})  # type: ignore[operator]
+    poll_and_wait(stack)
+    poll_and_wait(stack)  # reported once, not on every poll
+    assert contracts_of(stack, opportunity_id) == [before]
+    ctx = stack.context()
+    try:
+        flagged = [
+            e
+            for e in ctx.store.ledger(500)
+            if e.get("event") == "contract_opportunity_changed"
+            and e.get("record_id") == opportunity_id
+        ]
+    finally:
+        ctx.close()
+    [entry] = flagged
+    assert "ending_before" in entry["differs"]
+
+
+def test_a_create_whose_answer_was_lost_makes_one_contract(
+    stack: SandboxStack, sf: Salesforce
+) -> None:
+    assert stack.metronome is not None
+    account_id = new_account(sf, "Dropped Answer")
+    poll_and_wait(stack)  # the customer first, so the fault hits the contract create
+    opportunity_id = win(sf, account_id, "Dropped Answer deal")
+    stack.metronome.set_faults(MetronomeFaults(commit_then_drop_rate=1.0, seed=3))
+    try:
+        ctx = stack.context()
+        try:
+            baseline = terminal_total(ctx.store)
+            summary = run_poll(ctx)
+            # Every create commits and loses its answer until the faults are lifted: the sync
+            # retries; lift them once the first create has been made.
+            wait_for_first = 0
+            while contracts_of(stack, opportunity_id) == [] and wait_for_first < 10_000:
+                wait_for_first += 1
+                ctx.store.client.ping()
+        finally:
+            ctx.close()
+    finally:
+        stack.metronome.set_faults(MetronomeFaults())
+    ctx = stack.context()
+    try:
+        assert wait_for_syncs(ctx.store, baseline, summary["enqueued"], timeout_s=120)
+    finally:
+        ctx.close()
+    assert len(contracts_of(stack, opportunity_id)) == 1
+
+
+def test_the_contract_bodies_sent_validate_against_the_official_spec(stack: SandboxStack) -> None:
+    del stack
+    pytest.skip("replaced once the emulator's request log lands")
+
+
+def _unused(path: Path) -> None:  # pragma: no cover
+    del path
