@@ -1,6 +1,7 @@
-"""The Metronome emulator: the store and routes behind bearer auth, faults and idempotency.
+"""The Metronome emulator: the stores and routes behind bearer auth, faults and idempotency.
 
-The order of checks on a ``/v1`` request is the order the failures they model happen in:
+The order of checks on an API request (``/v1``, ``/v2``) is the order the failures they
+model happen in:
 
 1. bearer auth (401 otherwise);
 2. rate limit / injected 429 -- refused before any work, so never cached under a key;
@@ -12,8 +13,11 @@ The order of checks on a ``/v1`` request is the order the failures they model ha
    the connection is aborted without an answer, and a retry with the same key gets the
    stored answer.
 
+The catalog (rate cards, products, packages) is seeded on start and on every reset:
+:func:`~worker.sandbox.metronome.catalog.default_catalog` unless one is passed.
+
 ``/_sandbox/`` serves inspection and control (no auth, no faults): customers, billing
-configurations, request counts per "METHOD /template STATUS", faults, reset.
+configurations, contracts, request counts per "METHOD /template STATUS", faults, reset.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from typing import Any
 
 from worker.sandbox.httpserver import Request, Response
 from worker.sandbox.metronome import routes
+from worker.sandbox.metronome.catalog import Catalog, default_catalog
+from worker.sandbox.metronome.contracts import ContractStore
 from worker.sandbox.metronome.faults import FaultInjector, MetronomeFaults
 from worker.sandbox.metronome.rules import ApiError
 from worker.sandbox.metronome.store import MetronomeStore
@@ -59,10 +65,12 @@ class MetronomeEmulator(ServedEmulator):
         host: str = "127.0.0.1",
         port: int = 0,
         faults: MetronomeFaults | None = None,
+        catalog: Catalog | None = None,
     ) -> None:
         super().__init__(self._handle, host, port)
         self._token = token
-        self._store = MetronomeStore()
+        self._seed_catalog = catalog if catalog is not None else default_catalog()
+        self._backend = _backend(self._seed_catalog)
         self._faults = FaultInjector(faults or MetronomeFaults())
         self._idempotent: OrderedDict[str, _Stored] = OrderedDict()
         self._counts: Counter[str] = Counter()
@@ -73,15 +81,22 @@ class MetronomeEmulator(ServedEmulator):
         injector = FaultInjector(faults)
         self._on_loop(lambda: setattr(self, "_faults", injector))
 
-    def reset(self) -> None:
-        """Forget all customers, keys, configurations, stored answers, counts and faults."""
-        self._on_loop(self._clear)
+    def reset(self, catalog: Catalog | None = None) -> None:
+        """Forget all customers, keys, configurations, contracts, stored answers, counts and
+        faults; seed ``catalog``, else the one the emulator started with."""
+        self._on_loop(lambda: self._clear(catalog))
 
-    def _clear(self) -> None:
-        self._store = MetronomeStore()
+    def _clear(self, catalog: Catalog | None = None) -> None:
+        self._backend = _backend(catalog if catalog is not None else self._seed_catalog)
         self._idempotent.clear()
         self._counts.clear()
         self._faults = FaultInjector(MetronomeFaults())
+
+    @property
+    def catalog(self) -> Catalog:
+        """The rate cards, products and packages served now (immutable: safe to read from
+        any thread), e.g. ``emulator.catalog.product_named("Prepaid commit").id``."""
+        return self._backend.contracts.catalog
 
     def customers(self) -> list[dict[str, Any]]:
         return self._on_loop(lambda: [c.detail() for c in self._store.customers.values()])
@@ -92,6 +107,10 @@ class MetronomeEmulator(ServedEmulator):
     def custom_field_keys(self) -> list[dict[str, Any]]:
         return self._on_loop(lambda: [asdict(k) for k in self._store.keys.values()])
 
+    def contracts(self) -> list[dict[str, Any]]:
+        """Every contract, archived ones included, in the ContractV2 shape, oldest first."""
+        return self._on_loop(self._contract_list)
+
     def request_counts(self) -> dict[str, int]:
         return self._on_loop(lambda: dict(self._counts))
 
@@ -101,6 +120,14 @@ class MetronomeEmulator(ServedEmulator):
     def faults_injected(self) -> dict[str, int]:
         return self._on_loop(lambda: dict(self._faults.injected))
 
+    @property
+    def _store(self) -> MetronomeStore:
+        return self._backend.customers
+
+    def _contract_list(self) -> list[dict[str, Any]]:
+        book = self._backend.contracts
+        return [book.v2(c) for c in book.contracts.values()]
+
     # -- HTTP ------------------------------------------------------------------------------
 
     async def _handle(self, request: Request) -> Response:
@@ -108,13 +135,13 @@ class MetronomeEmulator(ServedEmulator):
             return self._sandbox(request)
         found = routes.match(request.method, request.path)
         template = found[0].template if found else request.path
-        response = await self._v1(request, found)
+        response = await self._api(request, found, template)
         status = DROPPED if response.drop_connection else str(response.status)
         self._counts[f"{request.method} {template} {status}"] += 1
         return response
 
-    async def _v1(
-        self, request: Request, found: tuple[routes.Route, dict[str, str]] | None
+    async def _api(
+        self, request: Request, found: tuple[routes.Route, dict[str, str]] | None, template: str
     ) -> Response:
         if request.headers.get("authorization", "") != f"Bearer {self._token}":
             return _json(401, {"message": "Unauthorized"})
@@ -154,9 +181,10 @@ class MetronomeEmulator(ServedEmulator):
             return _json(400, {"message": "request body must be a JSON object"})
         query = {name: values[-1] for name, values in request.query.items()}
         try:
-            return _json(200, route.handler(self._store, params, body, query))
+            answer = route.handler(self._backend, params, body, query)
         except ApiError as exc:
             return _json(exc.status, exc.body())
+        return _json(200, answer)
 
     def _remember(self, key: str, stored: _Stored) -> None:
         self._idempotent[key] = stored
@@ -169,6 +197,8 @@ class MetronomeEmulator(ServedEmulator):
             return _json(200, {"data": [c.detail() for c in self._store.customers.values()]})
         if method == "GET" and path == "/_sandbox/billing-configurations":
             return _json(200, {"data": [c.detail() for c in self._store.billing]})
+        if method == "GET" and path == "/_sandbox/contracts":
+            return _json(200, {"data": self._contract_list()})
         if method == "GET" and path == "/_sandbox/requests":
             return _json(
                 200,
@@ -189,3 +219,8 @@ class MetronomeEmulator(ServedEmulator):
             self._faults = FaultInjector(faults)
             return _json(200, {"faults": asdict(faults)})
         return _json(404, {"message": f"no sandbox route for {method} {path}"})
+
+
+def _backend(catalog: Catalog) -> routes.Backend:
+    customers = MetronomeStore()
+    return routes.Backend(customers, ContractStore(customers, catalog))
