@@ -13,6 +13,8 @@ model happen in:
    the connection is aborted without an answer, and a retry with the same key gets the
    stored answer.
 
+Faults (2, 4, 6) apply to the routes ``MetronomeFaults.routes`` names, or to all of them.
+
 The catalog (rate cards, products, packages) is seeded on start and on every reset:
 :func:`~worker.sandbox.metronome.catalog.default_catalog` unless one is passed.
 
@@ -146,7 +148,8 @@ class MetronomeEmulator(ServedEmulator):
         if request.headers.get("authorization", "") != f"Bearer {self._token}":
             return _json(401, {"message": "Unauthorized"})
         faults = self._faults
-        throttle = faults.throttle()
+        faulty = faults.faults.applies_to(f"{request.method} {template}")
+        throttle = faults.throttle() if faulty else None
         if throttle is not None:
             return _json(429, {"message": "Too many requests"}, throttle.headers())
         if found is None:
@@ -160,15 +163,20 @@ class MetronomeEmulator(ServedEmulator):
             if stored.fingerprint != fingerprint:
                 return _json(409, {"message": "Idempotency-Key was used with another request"})
             return Response(stored.status, stored.body)
-        if (delay := faults.latency()) > 0:
+        if faulty and (delay := faults.latency()) > 0:
             await asyncio.sleep(delay)
-        if faults.server_error():
+        if faulty and faults.server_error():
             response = _json(500, {"message": "Internal server error (injected)"})
         else:
             response = self._dispatch(route, params, request)
         if key is not None:
             self._remember(key, _Stored(fingerprint, response.status, response.body))
-        if request.method == "POST" and response.status < 400 and faults.commit_then_drop():
+        if (
+            faulty
+            and request.method == "POST"
+            and response.status < 400
+            and faults.commit_then_drop()
+        ):
             return Response(response.status, drop_connection=True)
         return response
 
