@@ -17,6 +17,7 @@ from worker.sandbox.metronome.catalog import Alias, Catalog, Product, RateCard, 
 from worker.sandbox.metronome.contracts import UNIQUENESS_KEY_USED
 
 from .conftest import TOKEN
+from .spec import SPEC_NAME, assert_requests_match_spec, load_spec, reference_dir
 
 START = "2026-01-01T00:00:00Z"
 END = "2027-01-01T00:00:00Z"
@@ -35,6 +36,19 @@ def stripe_config(**extra: str) -> Any:
         },
         **extra,
     }
+
+
+@pytest.fixture(autouse=True)
+def accepted_means_allowed(emulator: MetronomeEmulator) -> Iterator[None]:
+    """After every test here: each contract and list body the emulator accepted is one the
+    spec's request schema allows (the emulator is never more lenient than the spec)."""
+    yield
+    if not (reference_dir() / SPEC_NAME).is_file():
+        return  # test_contract.py reports the missing spec
+    spec = load_spec()
+    for route in (CREATE, "POST /v2/contracts/list", "POST /v1/contracts/archive"):
+        method, template = route.split(" ")
+        assert_requests_match_spec(spec, method, template, emulator.accepted_bodies(route))
 
 
 @pytest.fixture
@@ -722,3 +736,26 @@ def test_contract_create_is_rate_limited_like_any_route(
     assert caught.value.response.headers["X-Metronome-Rate-Limit-Type"] == "client"
     client.v2.contracts.list(customer_id=customer)  # not limited: another route
     assert emulator.faults_injected() == {"too_many_requests": 1}
+
+
+def test_sandbox_endpoints_show_contracts_and_accepted_bodies(
+    client: metronome.Metronome, emulator: MetronomeEmulator, customer: str
+) -> None:
+    contract_id = create(client, customer, uniqueness_key="crmsync:006A")
+    refused(client, customer, 409, uniqueness_key="crmsync:006A")
+    shown = httpx.get(f"{emulator.url}/_sandbox/contracts").json()["data"]
+    assert [c["id"] for c in shown] == [contract_id] and shown == emulator.contracts()
+    accepted = httpx.get(
+        f"{emulator.url}/_sandbox/accepted-bodies", params={"route": CREATE}
+    ).json()
+    assert accepted["data"] == emulator.accepted_bodies(CREATE)
+    assert accepted["data"] == [
+        {
+            "customer_id": customer,
+            "starting_at": START,
+            "rate_card_alias": "standard",
+            "uniqueness_key": "crmsync:006A",
+        }
+    ]  # the refused second create is not an accepted body
+    faults = httpx.post(f"{emulator.url}/_sandbox/faults", json={"routes": [CREATE]}).json()
+    assert faults["faults"]["routes"] == [CREATE]

@@ -15,11 +15,16 @@ model happen in:
 
 Faults (2, 4, 6) apply to the routes ``MetronomeFaults.routes`` names, or to all of them.
 
+Every request body a route accepted (answered below 400, dropped answers included) is kept,
+per "METHOD /template", so a test can check what a client really sent -- e.g. validate each
+contract create against the spec's ``CreateContractPayload`` (:meth:`accepted_bodies`).
+
 The catalog (rate cards, products, packages) is seeded on start and on every reset:
 :func:`~worker.sandbox.metronome.catalog.default_catalog` unless one is passed.
 
 ``/_sandbox/`` serves inspection and control (no auth, no faults): customers, billing
-configurations, contracts, request counts per "METHOD /template STATUS", faults, reset.
+configurations, contracts, accepted request bodies, request counts per
+"METHOD /template STATUS", faults, reset.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -43,6 +48,9 @@ from worker.sandbox.served import ServedEmulator
 #: Stored idempotent answers; oldest evicted first (Metronome keeps them >= 24 h; a bound keeps
 #: a long benchmark from growing the emulator without limit).
 IDEMPOTENCY_CACHE_MAX = 200_000
+#: Accepted request bodies kept per route, newest last: plenty for any test, and bounded so
+#: a 100k-account benchmark does not keep every customer create it sent.
+ACCEPTED_BODIES_MAX = 5_000
 DROPPED = "DROP"
 
 
@@ -76,6 +84,8 @@ class MetronomeEmulator(ServedEmulator):
         self._faults = FaultInjector(faults or MetronomeFaults())
         self._idempotent: OrderedDict[str, _Stored] = OrderedDict()
         self._counts: Counter[str] = Counter()
+        #: Raw bodies (parsed only when asked for: the benchmark's hot path pays a deque append).
+        self._accepted: dict[str, deque[bytes]] = {}
 
     # -- inspection and control (thread-safe: run on the server loop) ----------------------
 
@@ -84,14 +94,15 @@ class MetronomeEmulator(ServedEmulator):
         self._on_loop(lambda: setattr(self, "_faults", injector))
 
     def reset(self, catalog: Catalog | None = None) -> None:
-        """Forget all customers, keys, configurations, contracts, stored answers, counts and
-        faults; seed ``catalog``, else the one the emulator started with."""
+        """Forget all customers, keys, configurations, contracts, stored answers, accepted
+        bodies, counts and faults; seed ``catalog``, else the one the emulator started with."""
         self._on_loop(lambda: self._clear(catalog))
 
     def _clear(self, catalog: Catalog | None = None) -> None:
         self._backend = _backend(catalog if catalog is not None else self._seed_catalog)
         self._idempotent.clear()
         self._counts.clear()
+        self._accepted.clear()
         self._faults = FaultInjector(MetronomeFaults())
 
     @property
@@ -113,6 +124,13 @@ class MetronomeEmulator(ServedEmulator):
         """Every contract, archived ones included, in the ContractV2 shape, oldest first."""
         return self._on_loop(self._contract_list)
 
+    def accepted_bodies(self, route: str) -> list[dict[str, Any]]:
+        """The JSON bodies the POST ``route`` ("METHOD /template", e.g.
+        "POST /v1/contracts/create") accepted, oldest first, at most the last
+        ACCEPTED_BODIES_MAX. An idempotent replay is not accepted again; a dropped answer's
+        body is (its write happened)."""
+        return self._on_loop(lambda: self._accepted_bodies(route))
+
     def request_counts(self) -> dict[str, int]:
         return self._on_loop(lambda: dict(self._counts))
 
@@ -125,6 +143,9 @@ class MetronomeEmulator(ServedEmulator):
     @property
     def _store(self) -> MetronomeStore:
         return self._backend.customers
+
+    def _accepted_bodies(self, route: str) -> list[dict[str, Any]]:
+        return [json.loads(raw) if raw.strip() else {} for raw in self._accepted.get(route, ())]
 
     def _contract_list(self) -> list[dict[str, Any]]:
         book = self._backend.contracts
@@ -192,6 +213,11 @@ class MetronomeEmulator(ServedEmulator):
             answer = route.handler(self._backend, params, body, query)
         except ApiError as exc:
             return _json(exc.status, exc.body())
+        if route.method == "POST":
+            accepted = self._accepted.setdefault(
+                f"{route.method} {route.template}", deque(maxlen=ACCEPTED_BODIES_MAX)
+            )
+            accepted.append(request.body)
         return _json(200, answer)
 
     def _remember(self, key: str, stored: _Stored) -> None:
@@ -207,6 +233,9 @@ class MetronomeEmulator(ServedEmulator):
             return _json(200, {"data": [c.detail() for c in self._store.billing]})
         if method == "GET" and path == "/_sandbox/contracts":
             return _json(200, {"data": self._contract_list()})
+        if method == "GET" and path == "/_sandbox/accepted-bodies":
+            route = request.query_value("route") or ""
+            return _json(200, {"route": route, "data": self._accepted_bodies(route)})
         if method == "GET" and path == "/_sandbox/requests":
             return _json(
                 200,
