@@ -694,8 +694,14 @@ def test_commit_then_drop_stores_the_contract_and_a_keyed_retry_finds_it(
     terms = {"uniqueness_key": "crmsync:006A", "extra_headers": key}
     with pytest.raises(metronome.APIConnectionError):
         create(client, customer, **terms)
-    [stored] = emulator.contracts()
+    [stored] = emulator.contracts(with_request=True)
     assert (stored["customer_id"], stored["uniqueness_key"]) == (customer, "crmsync:006A")
+    assert stored["request"] == {
+        "customer_id": customer,
+        "starting_at": START,
+        "rate_card_alias": "standard",
+        "uniqueness_key": "crmsync:006A",
+    }
     emulator.set_faults(MetronomeFaults())
     assert create(client, customer, **terms) == stored["id"]  # the stored answer, replayed
     assert refused(client, customer, 409, uniqueness_key="crmsync:006A") == UNIQUENESS_KEY_USED

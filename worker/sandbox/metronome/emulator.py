@@ -30,6 +30,7 @@ configurations, contracts, accepted request bodies, request counts per
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import json
 from collections import Counter, OrderedDict, deque
@@ -120,9 +121,10 @@ class MetronomeEmulator(ServedEmulator):
     def custom_field_keys(self) -> list[dict[str, Any]]:
         return self._on_loop(lambda: [asdict(k) for k in self._store.keys.values()])
 
-    def contracts(self) -> list[dict[str, Any]]:
-        """Every contract, archived ones included, in the ContractV2 shape, oldest first."""
-        return self._on_loop(self._contract_list)
+    def contracts(self, *, with_request: bool = False) -> list[dict[str, Any]]:
+        """Every contract, archived ones included, in the ContractV2 shape, oldest first;
+        ``with_request`` adds ``"request"``: the create body it was made from, as sent."""
+        return self._on_loop(lambda: self._contract_list(with_request))
 
     def accepted_bodies(self, route: str) -> list[dict[str, Any]]:
         """The JSON bodies the POST ``route`` ("METHOD /template", e.g.
@@ -147,9 +149,13 @@ class MetronomeEmulator(ServedEmulator):
     def _accepted_bodies(self, route: str) -> list[dict[str, Any]]:
         return [json.loads(raw) if raw.strip() else {} for raw in self._accepted.get(route, ())]
 
-    def _contract_list(self) -> list[dict[str, Any]]:
+    def _contract_list(self, with_request: bool = False) -> list[dict[str, Any]]:
         book = self._backend.contracts
-        return [book.v2(c) for c in book.contracts.values()]
+        shown = [book.v2(c) for c in book.contracts.values()]
+        if with_request:
+            for contract, given in zip(shown, book.contracts.values(), strict=True):
+                contract["request"] = copy.deepcopy(given.given)
+        return shown
 
     # -- HTTP ------------------------------------------------------------------------------
 
