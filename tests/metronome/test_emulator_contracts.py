@@ -12,11 +12,12 @@ import httpx
 import metronome
 import pytest
 
-from worker.sandbox.metronome import MetronomeEmulator
+from worker.sandbox.metronome import MetronomeEmulator, MetronomeFaults
 from worker.sandbox.metronome.catalog import Alias, Catalog, Product, RateCard, seed_id
 from worker.sandbox.metronome.contracts import UNIQUENESS_KEY_USED
 
 from .conftest import TOKEN
+from .spec import SPEC_NAME, assert_requests_match_spec, load_spec, reference_dir
 
 START = "2026-01-01T00:00:00Z"
 END = "2027-01-01T00:00:00Z"
@@ -35,6 +36,19 @@ def stripe_config(**extra: str) -> Any:
         },
         **extra,
     }
+
+
+@pytest.fixture(autouse=True)
+def accepted_means_allowed(emulator: MetronomeEmulator) -> Iterator[None]:
+    """After every test here: each contract and list body the emulator accepted is one the
+    spec's request schema allows (the emulator is never more lenient than the spec)."""
+    yield
+    if not (reference_dir() / SPEC_NAME).is_file():
+        return  # test_contract.py reports the missing spec
+    spec = load_spec()
+    for route in (CREATE, "POST /v2/contracts/list", "POST /v1/contracts/archive"):
+        method, template = route.split(" ")
+        assert_requests_match_spec(spec, method, template, emulator.accepted_bodies(route))
 
 
 @pytest.fixture
@@ -667,3 +681,87 @@ def test_archived_contracts_are_listed_only_on_request(
     other = client.v1.customers.create(name="Other").data.id
     with pytest.raises(metronome.NotFoundError):
         client.v1.contracts.archive(customer_id=other, contract_id=kept, void_invoices=False)
+
+
+# -- faults, idempotency, inspection --------------------------------------------------------------
+
+
+def test_commit_then_drop_stores_the_contract_and_a_keyed_retry_finds_it(
+    client: metronome.Metronome, emulator: MetronomeEmulator, customer: str
+) -> None:
+    emulator.set_faults(MetronomeFaults(commit_then_drop_rate=1.0, routes=(CREATE,)))
+    key = {"Idempotency-Key": "contract-006A-1"}
+    terms = {"uniqueness_key": "crmsync:006A", "extra_headers": key}
+    with pytest.raises(metronome.APIConnectionError):
+        create(client, customer, **terms)
+    [stored] = emulator.contracts(with_request=True)
+    assert (stored["customer_id"], stored["uniqueness_key"]) == (customer, "crmsync:006A")
+    assert stored["request"] == {
+        "customer_id": customer,
+        "starting_at": START,
+        "rate_card_alias": "standard",
+        "uniqueness_key": "crmsync:006A",
+    }
+    emulator.set_faults(MetronomeFaults())
+    assert create(client, customer, **terms) == stored["id"]  # the stored answer, replayed
+    assert refused(client, customer, 409, uniqueness_key="crmsync:006A") == UNIQUENESS_KEY_USED
+    assert len(emulator.contracts()) == 1
+    assert emulator.request_counts()[f"{CREATE} DROP"] == 1
+
+
+def test_faults_limited_to_contract_create_leave_customers_alone(
+    client: metronome.Metronome, emulator: MetronomeEmulator
+) -> None:
+    emulator.set_faults(MetronomeFaults(server_error_rate=1.0, latency_s=0.01, routes=(CREATE,)))
+    customer_id = client.v1.customers.create(name="Acme").data.id  # no fault here
+    key = {"Idempotency-Key": "contract-500"}
+    with pytest.raises(metronome.InternalServerError):
+        create(client, customer_id, extra_headers=key)
+    assert emulator.contracts() == []
+    emulator.set_faults(MetronomeFaults())
+    with pytest.raises(metronome.InternalServerError):  # the 5xx is cached under its key
+        create(client, customer_id, extra_headers=key)
+    assert emulator.contracts() == []
+    create(client, customer_id, extra_headers={"Idempotency-Key": "contract-500-2"})
+    with pytest.raises(metronome.ConflictError, match="Idempotency-Key"):
+        create(client, customer_id, name="other body", extra_headers=key)
+    assert emulator.request_counts() == {
+        "POST /v1/customers 200": 1,
+        f"{CREATE} 500": 2,
+        f"{CREATE} 200": 1,
+        f"{CREATE} 409": 1,
+    }
+
+
+def test_contract_create_is_rate_limited_like_any_route(
+    client: metronome.Metronome, emulator: MetronomeEmulator, customer: str
+) -> None:
+    emulator.set_faults(MetronomeFaults(too_many_requests_rate=1.0, routes=(CREATE,)))
+    with pytest.raises(metronome.RateLimitError) as caught:
+        create(client, customer)
+    assert caught.value.response.headers["X-Metronome-Rate-Limit-Type"] == "client"
+    client.v2.contracts.list(customer_id=customer)  # not limited: another route
+    assert emulator.faults_injected() == {"too_many_requests": 1}
+
+
+def test_sandbox_endpoints_show_contracts_and_accepted_bodies(
+    client: metronome.Metronome, emulator: MetronomeEmulator, customer: str
+) -> None:
+    contract_id = create(client, customer, uniqueness_key="crmsync:006A")
+    refused(client, customer, 409, uniqueness_key="crmsync:006A")
+    shown = httpx.get(f"{emulator.url}/_sandbox/contracts").json()["data"]
+    assert [c["id"] for c in shown] == [contract_id] and shown == emulator.contracts()
+    accepted = httpx.get(
+        f"{emulator.url}/_sandbox/accepted-bodies", params={"route": CREATE}
+    ).json()
+    assert accepted["data"] == emulator.accepted_bodies(CREATE)
+    assert accepted["data"] == [
+        {
+            "customer_id": customer,
+            "starting_at": START,
+            "rate_card_alias": "standard",
+            "uniqueness_key": "crmsync:006A",
+        }
+    ]  # the refused second create is not an accepted body
+    faults = httpx.post(f"{emulator.url}/_sandbox/faults", json={"routes": [CREATE]}).json()
+    assert faults["faults"]["routes"] == [CREATE]

@@ -13,19 +13,27 @@ model happen in:
    the connection is aborted without an answer, and a retry with the same key gets the
    stored answer.
 
+Faults (2, 4, 6) apply to the routes ``MetronomeFaults.routes`` names, or to all of them.
+
+Every request body a route accepted (answered below 400, dropped answers included) is kept,
+per "METHOD /template", so a test can check what a client really sent -- e.g. validate each
+contract create against the spec's ``CreateContractPayload`` (:meth:`accepted_bodies`).
+
 The catalog (rate cards, products, packages) is seeded on start and on every reset:
 :func:`~worker.sandbox.metronome.catalog.default_catalog` unless one is passed.
 
 ``/_sandbox/`` serves inspection and control (no auth, no faults): customers, billing
-configurations, contracts, request counts per "METHOD /template STATUS", faults, reset.
+configurations, contracts, accepted request bodies, request counts per
+"METHOD /template STATUS", faults, reset.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import json
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -41,6 +49,9 @@ from worker.sandbox.served import ServedEmulator
 #: Stored idempotent answers; oldest evicted first (Metronome keeps them >= 24 h; a bound keeps
 #: a long benchmark from growing the emulator without limit).
 IDEMPOTENCY_CACHE_MAX = 200_000
+#: Accepted request bodies kept per route, newest last: plenty for any test, and bounded so
+#: a 100k-account benchmark does not keep every customer create it sent.
+ACCEPTED_BODIES_MAX = 5_000
 DROPPED = "DROP"
 
 
@@ -74,6 +85,8 @@ class MetronomeEmulator(ServedEmulator):
         self._faults = FaultInjector(faults or MetronomeFaults())
         self._idempotent: OrderedDict[str, _Stored] = OrderedDict()
         self._counts: Counter[str] = Counter()
+        #: Raw bodies (parsed only when asked for: the benchmark's hot path pays a deque append).
+        self._accepted: dict[str, deque[bytes]] = {}
 
     # -- inspection and control (thread-safe: run on the server loop) ----------------------
 
@@ -82,14 +95,15 @@ class MetronomeEmulator(ServedEmulator):
         self._on_loop(lambda: setattr(self, "_faults", injector))
 
     def reset(self, catalog: Catalog | None = None) -> None:
-        """Forget all customers, keys, configurations, contracts, stored answers, counts and
-        faults; seed ``catalog``, else the one the emulator started with."""
+        """Forget all customers, keys, configurations, contracts, stored answers, accepted
+        bodies, counts and faults; seed ``catalog``, else the one the emulator started with."""
         self._on_loop(lambda: self._clear(catalog))
 
     def _clear(self, catalog: Catalog | None = None) -> None:
         self._backend = _backend(catalog if catalog is not None else self._seed_catalog)
         self._idempotent.clear()
         self._counts.clear()
+        self._accepted.clear()
         self._faults = FaultInjector(MetronomeFaults())
 
     @property
@@ -107,9 +121,17 @@ class MetronomeEmulator(ServedEmulator):
     def custom_field_keys(self) -> list[dict[str, Any]]:
         return self._on_loop(lambda: [asdict(k) for k in self._store.keys.values()])
 
-    def contracts(self) -> list[dict[str, Any]]:
-        """Every contract, archived ones included, in the ContractV2 shape, oldest first."""
-        return self._on_loop(self._contract_list)
+    def contracts(self, *, with_request: bool = False) -> list[dict[str, Any]]:
+        """Every contract, archived ones included, in the ContractV2 shape, oldest first;
+        ``with_request`` adds ``"request"``: the create body it was made from, as sent."""
+        return self._on_loop(lambda: self._contract_list(with_request))
+
+    def accepted_bodies(self, route: str) -> list[dict[str, Any]]:
+        """The JSON bodies the POST ``route`` ("METHOD /template", e.g.
+        "POST /v1/contracts/create") accepted, oldest first, at most the last
+        ACCEPTED_BODIES_MAX. An idempotent replay is not accepted again; a dropped answer's
+        body is (its write happened)."""
+        return self._on_loop(lambda: self._accepted_bodies(route))
 
     def request_counts(self) -> dict[str, int]:
         return self._on_loop(lambda: dict(self._counts))
@@ -124,9 +146,16 @@ class MetronomeEmulator(ServedEmulator):
     def _store(self) -> MetronomeStore:
         return self._backend.customers
 
-    def _contract_list(self) -> list[dict[str, Any]]:
+    def _accepted_bodies(self, route: str) -> list[dict[str, Any]]:
+        return [json.loads(raw) if raw.strip() else {} for raw in self._accepted.get(route, ())]
+
+    def _contract_list(self, with_request: bool = False) -> list[dict[str, Any]]:
         book = self._backend.contracts
-        return [book.v2(c) for c in book.contracts.values()]
+        shown = [book.v2(c) for c in book.contracts.values()]
+        if with_request:
+            for contract, given in zip(shown, book.contracts.values(), strict=True):
+                contract["request"] = copy.deepcopy(given.given)
+        return shown
 
     # -- HTTP ------------------------------------------------------------------------------
 
@@ -146,7 +175,8 @@ class MetronomeEmulator(ServedEmulator):
         if request.headers.get("authorization", "") != f"Bearer {self._token}":
             return _json(401, {"message": "Unauthorized"})
         faults = self._faults
-        throttle = faults.throttle()
+        faulty = faults.faults.applies_to(f"{request.method} {template}")
+        throttle = faults.throttle() if faulty else None
         if throttle is not None:
             return _json(429, {"message": "Too many requests"}, throttle.headers())
         if found is None:
@@ -160,15 +190,20 @@ class MetronomeEmulator(ServedEmulator):
             if stored.fingerprint != fingerprint:
                 return _json(409, {"message": "Idempotency-Key was used with another request"})
             return Response(stored.status, stored.body)
-        if (delay := faults.latency()) > 0:
+        if faulty and (delay := faults.latency()) > 0:
             await asyncio.sleep(delay)
-        if faults.server_error():
+        if faulty and faults.server_error():
             response = _json(500, {"message": "Internal server error (injected)"})
         else:
             response = self._dispatch(route, params, request)
         if key is not None:
             self._remember(key, _Stored(fingerprint, response.status, response.body))
-        if request.method == "POST" and response.status < 400 and faults.commit_then_drop():
+        if (
+            faulty
+            and request.method == "POST"
+            and response.status < 400
+            and faults.commit_then_drop()
+        ):
             return Response(response.status, drop_connection=True)
         return response
 
@@ -184,6 +219,11 @@ class MetronomeEmulator(ServedEmulator):
             answer = route.handler(self._backend, params, body, query)
         except ApiError as exc:
             return _json(exc.status, exc.body())
+        if route.method == "POST":
+            accepted = self._accepted.setdefault(
+                f"{route.method} {route.template}", deque(maxlen=ACCEPTED_BODIES_MAX)
+            )
+            accepted.append(request.body)
         return _json(200, answer)
 
     def _remember(self, key: str, stored: _Stored) -> None:
@@ -199,6 +239,9 @@ class MetronomeEmulator(ServedEmulator):
             return _json(200, {"data": [c.detail() for c in self._store.billing]})
         if method == "GET" and path == "/_sandbox/contracts":
             return _json(200, {"data": self._contract_list()})
+        if method == "GET" and path == "/_sandbox/accepted-bodies":
+            route = request.query_value("route") or ""
+            return _json(200, {"route": route, "data": self._accepted_bodies(route)})
         if method == "GET" and path == "/_sandbox/requests":
             return _json(
                 200,
