@@ -284,9 +284,14 @@ def run_sync(
                 },
                 release=None if contracts.pending else held,
                 snapshot_stamp=stamp,
+                count=not contracts.pending,
             )
-            # 7. Contracts, under the same lock, on the customer just converged.
+            # 7. Contracts, under the same lock, on the customer just converged. The outcome
+            # is counted after them: a waiter (`poll --wait`, the demo) must not see the sync
+            # finished while its contracts are still being made.
             made = contract_step(outcome.customer_id)
+            if contracts.pending:
+                store.count_outcome(result)
     except LockBusy as exc:
         return lock_busy(exc, owner)
     except RateLimitedError as exc:
