@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +26,11 @@ from mappings import DesiredCustomer, MappingError
 from mappings.contract_engine import opportunity_id, won_opportunity_rows
 from mappings.desired_contract import DesiredContract
 from worker.context import WorkerContext
-from worker.metronome.contracts import ContractConflictError, ContractInputError
+from worker.metronome.contracts import (
+    ContractConflictError,
+    ContractInputError,
+    ContractOutcome,
+)
 from worker.metronome.state import BillingConfigurationState, canonical_json
 
 log = logging.getLogger(__name__)
@@ -38,6 +42,8 @@ CONTRACT_KIND = "contract"
 @dataclass(slots=True)
 class ContractPlan:
     pending: list[DesiredContract] = field(default_factory=list)
+    #: Pending deals whose contract Redis knows (a re-sync): looked up, created only if gone.
+    verify: set[str] = field(default_factory=set)
     #: Contract exists and the deal changed since: (desired, fields that differ).
     changed: list[tuple[DesiredContract, list[str]]] = field(default_factory=list)
     #: Deals that cannot be mapped, not dead-lettered before: (opportunity id, error, hash).
@@ -76,11 +82,18 @@ def plan_contracts(
     for desired in mapped:
         state = states[desired.salesforce_opportunity_id]
         if state.contract_id is None:
-            plan.pending.append(desired)
+            if state.dead_hash == desired.state_hash() and not force:
+                plan.unchanged += 1  # refused as it stands: dead-lettered once, not per poll
+            else:
+                plan.pending.append(desired)
         elif state.contract_hash == desired.state_hash() and not force:
             plan.unchanged += 1
         elif state.contract_hash == desired.state_hash():
-            plan.pending.append(desired)  # a re-sync re-checks the contract exists
+            # A re-sync looks the contract up (one list call) instead of re-sending the create:
+            # the same Idempotency-Key would only replay the first answer, and a contract a
+            # person archived since would go unnoticed.
+            plan.pending.append(desired)
+            plan.verify.add(desired.salesforce_opportunity_id)
         elif state.attention_hash != desired.state_hash():
             plan.changed.append((desired, desired.differences(state.contract or {})))
         else:
@@ -138,6 +151,7 @@ def ensure_contracts(
     ctx: WorkerContext,
     pending: Sequence[DesiredContract],
     *,
+    verify: Set[str] = frozenset(),
     customer: DesiredCustomer,
     customer_id: str,
     account: str,
@@ -166,7 +180,12 @@ def ensure_contracts(
     for desired in pending:
         opportunity = desired.salesforce_opportunity_id
         try:
-            outcome = engine.ensure(desired, customer_id, billing, preferred=preferred)
+            found = engine.find(desired, customer_id) if opportunity in verify else None
+            outcome = (
+                ContractOutcome(found.id, False, found.archived, 1)
+                if found is not None
+                else engine.ensure(desired, customer_id, billing, preferred=preferred)
+            )
         except (ContractInputError, ContractConflictError) as exc:
             _dead_letter(
                 ctx, account, opportunity=opportunity, why=str(exc), record=record, task_id=task_id
@@ -181,7 +200,11 @@ def ensure_contracts(
             contract_hash=desired.state_hash(),
             canonical=desired.canonical(),
         )
-        result = "contract_created" if outcome.created else "contract_adopted"
+        result = (
+            "contract_created"
+            if outcome.created
+            else ("contract_exists" if found is not None else "contract_adopted")
+        )
         (results.created if outcome.created else results.adopted).append(outcome.contract_id)
         ctx.store.count_outcome(result)
         ctx.store.append_ledger(
@@ -273,7 +296,9 @@ def _dead_letter(
         task_id=task_id,
         snapshot=record,
     )
-    ctx.store.count_outcome("dead_lettered")
+    # Its own outcome: the account's sync still ends with one outcome of its own, which is
+    # what waiters (`poll --wait`, the demo) count.
+    ctx.store.count_outcome("contract_dead_lettered")
     log.warning(
         "dead-lettered the contract of opportunity %s: %s",
         opportunity,

@@ -172,6 +172,7 @@ def run_sync(
         return ensure_contracts(
             ctx,
             contracts.pending,
+            verify=contracts.verify,
             customer=desired,
             customer_id=customer_id,
             account=account,

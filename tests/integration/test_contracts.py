@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from metronome import Metronome
 from simple_salesforce.api import Salesforce
 
 from tasks.poll import run_poll
@@ -18,7 +19,7 @@ from tests.metronome.spec import assert_requests_match_spec, load_spec
 from tests.support.stack import salesforce_client, stack_with_worker
 from worker.progress import terminal_total, wait_for_syncs
 from worker.sandbox.metronome.faults import MetronomeFaults
-from worker.sandbox.stack import SandboxStack
+from worker.sandbox.stack import SANDBOX_METRONOME_TOKEN, SandboxStack
 
 pytestmark = pytest.mark.integration
 
@@ -152,6 +153,7 @@ def test_an_unknown_rate_card_dead_letters_the_deal_and_the_customer_still_syncs
     account_id = new_account(sf, "Unknown Card")
     opportunity_id = win(sf, account_id, "Unknown Card deal", Metronome_Rate_Card__c="nope")
     poll_and_wait(stack)
+    poll_and_wait(stack)  # re-read (overlap window): dead-lettered once, not once per poll
     customer_of(stack, account_id)  # exists
     assert contracts_of(stack, opportunity_id) == []
     ctx = stack.context()
@@ -264,3 +266,35 @@ def test_every_contract_body_sent_validates_against_the_official_spec(
     bodies = stack.metronome.accepted_bodies("POST /v1/contracts/create")
     assert bodies, "the tests above made contracts"
     assert_requests_match_spec(load_spec(), "POST", "/v1/contracts/create", bodies)
+
+
+def test_a_contract_archived_by_a_person_is_reported_by_a_resync_and_never_remade(
+    stack: SandboxStack, sf: Salesforce
+) -> None:
+    assert stack.metronome is not None
+    account_id = new_account(sf, "Archived By Hand")
+    opportunity_id = win(sf, account_id, "Archived By Hand deal")
+    poll_and_wait(stack)
+    [contract] = contracts_of(stack, opportunity_id)
+    client = Metronome(bearer_token=SANDBOX_METRONOME_TOKEN, base_url=stack.metronome.url)
+    try:
+        client.v1.contracts.archive(
+            contract_id=contract["id"], customer_id=contract["customer_id"], void_invoices=False
+        )
+    finally:
+        client.close()
+    ctx = stack.context()
+    try:
+        baseline = terminal_total(ctx.store)
+        enqueued = run_resync(ctx, account_ids=[account_id])["enqueued"]
+        assert wait_for_syncs(ctx.store, baseline, enqueued, timeout_s=120)
+        flagged = [
+            e
+            for e in ctx.store.ledger(500)
+            if e.get("event") == "contract_archived" and e.get("record_id") == opportunity_id
+        ]
+    finally:
+        ctx.close()
+    assert len(flagged) == 1
+    [still] = contracts_of(stack, opportunity_id)
+    assert still["id"] == contract["id"] and still["archived_at"]
