@@ -18,7 +18,8 @@ from mappings.contract import ContractRule
 from mappings.desired import DeliveryMethod, DesiredCustomer
 from mappings.desired_contract import DesiredContract
 from mappings.expressions import MAX_RELATIONSHIP_HOPS, Cond, Expr, path_segments
-from mappings.ids import check_id_alias_format
+from mappings.hierarchy import find_top_account
+from mappings.ids import check_id_alias_format, to_18
 
 Provider = Literal["aws_marketplace", "azure_marketplace", "gcp_marketplace", "stripe", "netsuite"]
 
@@ -196,8 +197,25 @@ class Mapping(_Strict):
         if self.contract is None:
             return None
         return contract_engine.map_contract(
-            self.contract, opportunity, customer.salesforce_account_id
+            self.contract, self._as_owner(opportunity, customer), customer.salesforce_account_id
         )
+
+    def _as_owner(self, opportunity: dict[str, Any], customer: DesiredCustomer) -> dict[str, Any]:
+        """Under roll-up the contract goes on the top parent's customer, so its ``Account.``
+        fields (the billing provider above all) are read from that parent, as the customer's
+        are; the Opportunity's own fields stay the deal's."""
+        account = opportunity.get("Account")
+        if not self.hierarchy_rollup.enabled or not isinstance(account, dict):
+            return opportunity
+        child = account.get("Id") or opportunity.get("AccountId")
+        try:
+            child_id = to_18(str(child))
+        except ValueError:
+            return opportunity
+        found = find_top_account(account, child_id, self.hierarchy_rollup.max_depth)
+        if isinstance(found, list) or found[2] == 0:
+            return opportunity
+        return {**opportunity, "Account": found[0]}
 
 
 def record_from_account(account: dict[str, Any]) -> dict[str, Any]:
