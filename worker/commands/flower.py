@@ -51,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     configure_logging(settings.log_format)
-    with runtime(settings, needs_credentials=False) as rt:  # Flower reads Redis only
+    # Flower reads Redis only: a running crmsync's, never one started for it.
+    with runtime(settings, needs_credentials=False, needs_mapping=False) as rt:
         rt.app.start(["flower", f"--address={args.address}", f"--port={args.port}"])
     return 0
