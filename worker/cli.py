@@ -76,12 +76,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     # command name, so it is taken out wherever it stands.
     debug = "--debug" in words
     words = [word for word in words if word != "--debug"]
-    args = build_parser().parse_args(words)
+    try:
+        args = build_parser().parse_args(words)
+    except SystemExit:  # --help, --version, a usage error: argparse printed and exits
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            return _stdout_closed()
+        raise
     debug = debug or _log_level() == "DEBUG"
-    # Library warnings (and retries, at INFO) go through our handler, not as bare lines;
-    # worker, beat and run reconfigure it at their own level when Celery starts.
+    # Log lines go through our handler, never as bare lines. A command's own output (and
+    # its one-line error) says what happened, so only errors are logged besides it, unless
+    # debugging; worker, beat and run reconfigure the level when Celery starts.
     configure_logging(
-        os.environ.get("CRMSYNC_LOG_FORMAT", "auto"), logging.DEBUG if debug else logging.WARNING
+        os.environ.get("CRMSYNC_LOG_FORMAT", "auto"), logging.DEBUG if debug else logging.ERROR
     )
     try:
         code = int(args.func(args))

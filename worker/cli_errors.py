@@ -32,8 +32,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from mappings.errors import MappingFileError
 from worker.logs import redacted_url, scrub
-from worker.settings import Settings, SettingsError, salesforce_auth_mode, salesforce_mode_variables
+from worker.settings import (
+    SalesforceAuthMode,
+    Settings,
+    SettingsError,
+    salesforce_auth_mode,
+    salesforce_mode_variables,
+)
 
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
@@ -83,13 +90,14 @@ def causes(exc: BaseException) -> Iterator[BaseException]:
 
 
 def _ours(exc: BaseException, settings: Settings | None) -> Failure | None:
-    from mappings import MappingFileError
     from tasks.resync import ResyncRequestError
     from worker.context import NotConfigured
     from worker.redis_server import EmbeddedRedisError, NoCrmsyncRunning
     from worker.salesforce.ids import InvalidSalesforceId
 
-    if isinstance(exc, SettingsError | NotConfigured | MappingFileError):
+    if isinstance(exc, MappingFileError):
+        return Failure(mapping_problems(exc), EXIT_CONFIG)
+    if isinstance(exc, SettingsError | NotConfigured):
         return Failure(str(exc), EXIT_CONFIG)
     if isinstance(exc, UsageError):
         return Failure(f"crmsync: {exc}", EXIT_CONFIG)
@@ -110,6 +118,14 @@ def _ours(exc: BaseException, settings: Settings | None) -> Failure | None:
             EXIT_FAILED,
         )
     return None
+
+
+def mapping_problems(exc: MappingFileError) -> str:
+    """One line per problem, each naming the file, the line and the key."""
+    return "\n".join(
+        f"crmsync: invalid mapping {exc.source}:{line or '?'}: key {key or '<top>'}: {message}"
+        for key, line, message in exc.problems
+    )
 
 
 # -- Redis -----------------------------------------------------------------------------------
@@ -191,6 +207,12 @@ def _salesforce(exc: BaseException, settings: Settings | None) -> Failure | None
             EXIT_FAILED,
         )
     if isinstance(exc, SalesforceExpiredSession):
+        if settings is not None and _mode(settings) is SalesforceAuthMode.SESSION:
+            return Failure(
+                "crmsync: the pre-issued Salesforce session (SALESFORCE_SESSION_ID) expired or "
+                "was revoked and cannot be renewed: issue a new one, or configure a login mode",
+                EXIT_CONFIG,
+            )
         return Failure(
             "crmsync: Salesforce refused the session (INVALID_SESSION_ID) and logging in "
             f"again did not help {_login_settings(settings)}; run `crmsync check`",
@@ -241,14 +263,16 @@ def _salesforce_network(exc: BaseException, settings: Settings | None) -> Failur
     )
 
 
-def _login_settings(settings: Settings | None) -> str:
-    if settings is None:
-        return "with the SALESFORCE_* settings"
+def _mode(settings: Settings) -> SalesforceAuthMode | None:
     try:
-        mode = salesforce_auth_mode(settings)
+        return salesforce_auth_mode(settings)
     except ValueError:
-        mode = None
-    if mode is None:
+        return None
+
+
+def _login_settings(settings: Settings | None) -> str:
+    mode = _mode(settings) if settings is not None else None
+    if settings is None or mode is None:
         return "with the SALESFORCE_* settings"
     user = f" as {settings.salesforce_username}" if settings.salesforce_username else ""
     return f"for the {mode.value} login{user} ({', '.join(salesforce_mode_variables(mode))})"

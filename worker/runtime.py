@@ -19,7 +19,6 @@ Failures are raised, not printed: ``worker.cli`` turns them into one line and an
 from __future__ import annotations
 
 import contextlib
-import logging
 import sys
 import time
 from collections.abc import Iterator
@@ -35,8 +34,6 @@ from worker.logs import redacted_url
 from worker.redis_server import EmbeddedRedis, redis_for
 from worker.settings import Settings, load_settings
 from worker.store import SyncStore
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -89,7 +86,8 @@ def runtime(
     """Settings → credentials → mapping → Redis → configured Celery app.
 
     ``start_embedded`` is for services only (see the module docstring); the embedded server is
-    stopped on exit only by the process that started it.
+    stopped on exit only by the process that started it. Redis must answer a PING, within
+    ``wait_for_redis_s`` (0: at once).
     """
     settings = settings or load_settings()
     if needs_credentials:
@@ -100,8 +98,8 @@ def runtime(
     try:
         if start_embedded and not settings.redis_url:
             _say_where_the_data_lives(redis_handle)
-        if wait_for_redis_s > 0:
-            wait_for_redis(redis_handle.url, wait_for_redis_s)
+        # One PING first (cheap): a command fails on Redis before it logs in anywhere.
+        wait_for_redis(redis_handle.url, wait_for_redis_s)
         app = configure(redis_handle.url, settings)
         yield Runtime(settings=settings, redis=redis_handle, app=app, mapping=mapping)
     finally:
@@ -119,7 +117,7 @@ def service_runtime(
         needs_credentials=needs_credentials,
         needs_mapping=True,
         start_embedded=True,
-        wait_for_redis_s=max(settings.redis_wait_s, 0.001),
+        wait_for_redis_s=settings.redis_wait_s,
     )
 
 
@@ -157,11 +155,12 @@ def wait_for_redis(url: str, wait_s: float) -> None:
         except (redis.ConnectionError, redis.TimeoutError):
             if time.monotonic() >= deadline:
                 raise
-            if not logged:
-                log.warning(
-                    "waiting up to %.0fs for Redis at %s (CRMSYNC_REDIS_WAIT_S)",
-                    wait_s,
-                    redacted_url(url),
+            if not logged:  # printed: Celery has not set up logging yet
+                print(
+                    f"crmsync: waiting up to {wait_s:.0f}s for Redis at {redacted_url(url)} "
+                    "(CRMSYNC_REDIS_WAIT_S)",
+                    file=sys.stderr,
+                    flush=True,
                 )
                 logged = True
         finally:

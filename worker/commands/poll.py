@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from tasks.poll import run_poll
 from worker.context import build_context
@@ -38,4 +39,13 @@ def run(args: argparse.Namespace) -> int:
         if timed_out:
             print("timed out waiting for the workers (is `crmsync worker` running?)")
             return 1
-        return 0 if summary.get("status") in ("ok", "skipped") else 1
+        status = summary.get("status")
+        if status == "stopped_for_quota":
+            print(
+                "crmsync: the poll stopped at SALESFORCE_QUOTA_FRACTION of the org's daily API "
+                "quota; cursors unchanged, polls resume when usage falls (rolling 24 h)",
+                file=sys.stderr,
+            )
+        elif status not in ("ok", "skipped"):
+            print(f"crmsync: the poll {status}: {summary.get('reason', '')}", file=sys.stderr)
+        return 0 if status in ("ok", "skipped") else 1
