@@ -89,6 +89,9 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
+        # Absolute: redis-server changes into --dir before it opens --logfile, so a relative
+        # CRMSYNC_DATA_DIR (".crmsync-data") would name a log file inside itself.
+        self.data_dir = self.data_dir.resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if not self.port:
             self.port = _free_port()
