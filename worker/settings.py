@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env",
         env_file_encoding="utf-8",
+        # An empty variable is an unset one: compose passes `${VAR:-}` through as "", which
+        # would otherwise be a present (empty) password or Path("."), i.e. a login mode.
+        env_ignore_empty=True,
         extra="ignore",
         populate_by_name=True,
         frozen=True,

@@ -244,3 +244,19 @@ def test_each_problem_is_a_line_of_its_own(monkeypatch: pytest.MonkeyPatch) -> N
     assert str(caught.value).splitlines() == [
         f"crmsync: configuration: {p}" for p in caught.value.problems
     ]
+
+
+def test_an_empty_variable_is_an_unset_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Compose passes `${VAR:-}` as an empty string for every login mode's variables."""
+    _set(monkeypatch, SOAP)
+    for name in (
+        "SALESFORCE_PRIVATE_KEY_FILE",
+        "SALESFORCE_CONSUMER_KEY",
+        "SALESFORCE_SESSION_ID",
+        "METRONOME_BEARER_TOKEN_FILE",
+        "REDIS_URL",
+    ):
+        monkeypatch.setenv(name, "")
+    settings = load_settings()
+    assert salesforce_auth_mode(settings) is SalesforceAuthMode.SOAP_PASSWORD
+    assert settings.salesforce_private_key_file is None and settings.redis_url is None
