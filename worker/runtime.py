@@ -19,6 +19,7 @@ Failures are raised, not printed: ``worker.cli`` turns them into one line and an
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -94,6 +95,8 @@ def runtime(
         require_credentials(settings)
     # MappingFileError names the file, line and key; raised before Redis or Celery start.
     mapping = load_configured_mapping(settings) if needs_mapping else None
+    if start_embedded:
+        _exit_cleanly_on_sigterm()
     redis_handle = redis_for(settings.redis_url, settings.data_dir, start=start_embedded)
     try:
         if start_embedded and not settings.redis_url:
@@ -119,6 +122,17 @@ def service_runtime(
         start_embedded=True,
         wait_for_redis_s=settings.redis_wait_s,
     )
+
+
+def _exit_cleanly_on_sigterm() -> None:
+    """SIGTERM (docker stop, systemd, a test) before Celery installs its own handler would
+    kill this process outright and orphan the embedded redis-server it started; as an exit
+    instead, the ``finally`` below stops it. Celery replaces this handler once it runs."""
+
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
 
 
 def _say_where_the_data_lives(handle: EmbeddedRedis) -> None:

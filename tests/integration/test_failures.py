@@ -354,3 +354,27 @@ def _wait_for_port(port: int, timeout_s: float = 20.0) -> None:
                 return
         time.sleep(0.05)  # polling a condition (the port accepts), bounded
     raise AssertionError(f"redis-server did not listen on {port}")
+
+
+def test_a_service_says_where_the_embedded_data_lives(stack: SandboxStack, tmp_path: Path) -> None:
+    """beat without REDIS_URL starts the embedded server and says where its state is kept
+    (kept between runs: no surprise when the next worker runs what this beat queued)."""
+    env = {k: v for k, v in stack.env().items() if k != "REDIS_URL"}
+    env["CRMSYNC_DATA_DIR"] = str(tmp_path / "data")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "worker.cli", "beat"],
+        cwd=REPO_ROOT,
+        env=crmsync_env(env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        first = process.stderr.readline()  # readiness: the announcement is the first line
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+    assert first.startswith("crmsync: started the embedded Redis at redis://127.0.0.1:")
+    assert f"data in {tmp_path / 'data'}" in first
+    assert not (tmp_path / "data" / "redis.json").exists(), "the owner stops it on exit"
