@@ -17,6 +17,8 @@ from worker.settings import Settings, load_settings
 from worker.store import SyncStore
 
 if TYPE_CHECKING:
+    from simple_salesforce.api import Salesforce
+
     from worker.metronome import MetronomeGateway, UpsertEngine
     from worker.metronome.contracts import ContractEngine
     from worker.salesforce import ClosedWonSource
@@ -100,7 +102,19 @@ class WorkerContext:
 
 
 def build_source(settings: Settings, mapping: Mapping) -> ClosedWonSource:
-    from worker.salesforce import ClosedWonSource, build_salesforce
+    from worker.salesforce import ClosedWonSource
+
+    return ClosedWonSource(
+        salesforce_client(settings),
+        mapping.opportunity_fields(),
+        overlap_s=settings.overlap_s,
+        quota_fraction=settings.salesforce_quota_fraction,
+    )
+
+
+def salesforce_client(settings: Settings) -> Salesforce:
+    """A logged-in client for the configured org (or the loopback emulator it names)."""
+    from worker.salesforce import build_salesforce
 
     if not settings.salesforce_configured:
         raise NotConfigured(
@@ -112,13 +126,7 @@ def build_source(settings: Settings, mapping: Mapping) -> ClosedWonSource:
         from worker.sandbox.salesforce.transport import emulator_session
 
         session = emulator_session(settings.salesforce_emulator_url, settings.salesforce_timeout_s)
-    sf = build_salesforce(settings, session)
-    return ClosedWonSource(
-        sf,
-        mapping.opportunity_fields(),
-        overlap_s=settings.overlap_s,
-        quota_fraction=settings.salesforce_quota_fraction,
-    )
+    return build_salesforce(settings, session)
 
 
 def load_configured_mapping(settings: Settings) -> Mapping:

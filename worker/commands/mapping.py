@@ -24,6 +24,7 @@ from mappings import (
     record_from_account,
 )
 from mappings.contract_engine import won_opportunity_rows
+from worker.cli_errors import mapping_problems
 
 #: Exit codes: 0 fine, 1 the record cannot be mapped, 2 the mapping or the input is invalid.
 EXIT_RECORD_INVALID = 1
@@ -60,7 +61,7 @@ def run_check(args: argparse.Namespace) -> int:
     try:
         mapping = _load(args.file)
     except MappingFileError as exc:
-        print(str(exc), file=sys.stderr)
+        print(mapping_problems(exc), file=sys.stderr)
         return EXIT_INPUT_INVALID
     report = {
         "ok": True,
@@ -96,7 +97,7 @@ def run_preview(args: argparse.Namespace) -> int:
     try:
         mapping = _load(args.file)
     except MappingFileError as exc:
-        print(str(exc), file=sys.stderr)
+        print(mapping_problems(exc), file=sys.stderr)
         return EXIT_INPUT_INVALID
     try:
         text = sys.stdin.read() if args.record == "-" else Path(args.record).read_text("utf-8")

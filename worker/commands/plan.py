@@ -10,6 +10,7 @@ from tasks.contract_step import describe_contracts
 from tasks.poll import group_by_account
 from worker.context import build_context
 from worker.runtime import runtime
+from worker.salesforce.ids import normalize_salesforce_id
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -19,6 +20,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
+    for account_id in args.account_ids:
+        normalize_salesforce_id(account_id)  # a malformed id stops here, before any login
     with runtime() as rt:
         ctx = build_context(rt.settings, rt.redis.url)
         records = group_by_account(ctx.source.records_for_accounts(args.account_ids))

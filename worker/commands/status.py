@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from worker.app import QUEUE
-from worker.context import build_context
 from worker.runtime import runtime
 from worker.store import SyncStore
 
@@ -49,8 +48,9 @@ def collect_status(store: SyncStore, dead_letter_limit: int = 20) -> dict[str, A
 
 
 def run(args: argparse.Namespace) -> int:
-    with runtime(needs_credentials=False) as rt:
-        status = collect_status(build_context(rt.settings, rt.redis.url).store, args.dead_letters)
+    # Read-only: joins a running crmsync's Redis, never starts one, needs no mapping.
+    with runtime(needs_credentials=False, needs_mapping=False) as rt:
+        status = collect_status(rt.store(), args.dead_letters)
     if args.json:
         print(json.dumps(status, sort_keys=True))
         return 0
