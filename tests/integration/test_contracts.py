@@ -13,10 +13,9 @@ import pytest
 from metronome import Metronome
 from simple_salesforce.api import Salesforce
 
-from tasks.poll import run_poll
 from tasks.resync import run_resync
 from tests.metronome.spec import assert_requests_match_spec, load_spec
-from tests.support.stack import salesforce_client, stack_with_worker
+from tests.support.stack import held_by, poll_and_wait, salesforce_client, stack_with_worker
 from worker.progress import terminal_total, wait_for_syncs
 from worker.sandbox.metronome.faults import MetronomeFaults
 from worker.sandbox.stack import SANDBOX_METRONOME_TOKEN, SandboxStack
@@ -69,35 +68,15 @@ def win(sf: Salesforce, account_id: str, name: str, **terms: Any) -> str:
     return opportunity_id
 
 
-def poll_and_wait(stack: SandboxStack) -> dict[str, Any]:
-    ctx = stack.context()
-    try:
-        baseline = terminal_total(ctx.store)
-        summary = run_poll(ctx)
-        assert summary["status"] == "ok", summary
-        assert wait_for_syncs(ctx.store, baseline, summary["enqueued"], timeout_s=120)
-        return summary
-    finally:
-        ctx.close()
-
-
 def customer_of(stack: SandboxStack, account_id: str) -> dict[str, Any]:
     assert stack.metronome is not None
-    [customer] = [
-        c
-        for c in stack.metronome.customers()
-        if (c.get("custom_fields") or {}).get("sfdc_account_id") == account_id
-    ]
+    [customer] = held_by(stack.metronome.customers(), "sfdc_account_id", account_id)
     return customer
 
 
 def contracts_of(stack: SandboxStack, opportunity_id: str) -> list[dict[str, Any]]:
     assert stack.metronome is not None
-    return [
-        c
-        for c in stack.metronome.contracts()
-        if (c.get("custom_fields") or {}).get("sfdc_opportunity_id") == opportunity_id
-    ]
+    return held_by(stack.metronome.contracts(), "sfdc_opportunity_id", opportunity_id)
 
 
 def contract_creates(stack: SandboxStack) -> int:

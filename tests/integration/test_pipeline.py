@@ -18,7 +18,7 @@ from tasks.poll import run_poll
 from tasks.publish import SyncItem
 from tasks.resync import run_resync
 from tasks.sync import sync_account
-from tests.support.stack import salesforce_client, stack_with_worker
+from tests.support.stack import held_by, poll_and_wait, salesforce_client, stack_with_worker
 from worker.progress import terminal_total, wait_for_syncs
 from worker.sandbox.stack import SANDBOX_METRONOME_TOKEN, SandboxStack
 
@@ -71,25 +71,9 @@ def close_deal(sf: Salesforce, name: str, **account: Any) -> str:
     return account_id
 
 
-def poll_and_wait(stack: SandboxStack) -> dict[str, Any]:
-    ctx = stack.context()
-    try:
-        baseline = terminal_total(ctx.store)
-        summary = run_poll(ctx)
-        assert summary["status"] == "ok", summary
-        assert wait_for_syncs(ctx.store, baseline, summary["enqueued"], timeout_s=120)
-        return summary
-    finally:
-        ctx.close()
-
-
 def customers_of(stack: SandboxStack, account_id: str) -> list[dict[str, Any]]:
     assert stack.metronome is not None
-    return [
-        c
-        for c in stack.metronome.customers()
-        if (c.get("custom_fields") or {}).get("sfdc_account_id") == account_id
-    ]
+    return held_by(stack.metronome.customers(), "sfdc_account_id", account_id)
 
 
 def creates(stack: SandboxStack) -> int:

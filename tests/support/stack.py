@@ -28,3 +28,24 @@ def salesforce_client(stack: SandboxStack) -> Salesforce:
     """simple-salesforce logged in to the stack's emulator, as a sales rep's tool would be."""
     assert stack.salesforce is not None
     return build_sandbox_salesforce(stack.salesforce.url, stack.credentials)
+
+
+def poll_and_wait(stack: SandboxStack) -> dict[str, Any]:
+    """One poll in this process, then wait until the worker finished every sync it enqueued."""
+    from tasks.poll import run_poll
+    from worker.progress import terminal_total, wait_for_syncs
+
+    ctx = stack.context()
+    try:
+        baseline = terminal_total(ctx.store)
+        summary = run_poll(ctx)
+        assert summary["status"] == "ok", summary
+        assert wait_for_syncs(ctx.store, baseline, summary["enqueued"], timeout_s=120)
+        return summary
+    finally:
+        ctx.close()
+
+
+def held_by(items: list[dict[str, Any]], field: str, value: str) -> list[dict[str, Any]]:
+    """The emulator's customers or contracts whose custom field ``field`` is ``value``."""
+    return [i for i in items if (i.get("custom_fields") or {}).get(field) == value]
