@@ -42,7 +42,12 @@ from tasks.contract_step import (
 )
 from worker.app import RETRY_BACKOFF_MAX_S, app, declare_queue
 from worker.context import WorkerContext, get_context
-from worker.metronome.errors import PermanentError, RateLimitedError, TransientError
+from worker.metronome.errors import (
+    PermanentError,
+    RateLimitedError,
+    TransientError,
+    UnresolvableConflictError,
+)
 from worker.salesforce.ids import InvalidSalesforceId, normalize_salesforce_id
 from worker.salesforce.stamps import is_superseded, snapshot_stamp
 from worker.store import AccountState, LockBusy
@@ -124,7 +129,12 @@ def run_sync(
     def dead(kind: str, why: str, account: str, snapshot: Any) -> Done:
         snapshot_dict = snapshot if isinstance(snapshot, dict) else {"raw": repr(snapshot)[:2000]}
         store.dead_letter(
-            account_id=account, kind=kind, reason=why, task_id=task_id, snapshot=snapshot_dict
+            account_id=account,
+            kind=kind,
+            reason=why,
+            task_id=task_id,
+            snapshot=snapshot_dict,
+            trigger=reason,
         )
         store.count_outcome("dead_lettered")
         log.warning(
@@ -303,6 +313,18 @@ def run_sync(
         late = retry_or_dead(TransientError("soft time limit"))
         # A batch must stop here and hand its other accounts on: the hard limit is near.
         return replace(late, out_of_time=True) if isinstance(late, Retry) else late
+    except UnresolvableConflictError as exc:
+        # An operator must choose between two customers: that is "needs attention" (with what
+        # to do), and the record waits as a dead letter for the redrive after the fix.
+        store.attention.record(
+            "customer_conflict",
+            record_id=account,
+            account_id=account,
+            details={"customer_ids": list(exc.customer_ids), "conflict": str(exc)},
+            task_id=task_id,
+            trigger=reason,
+        )
+        return dead("permanent", str(exc), account, record)
     except PermanentError as exc:
         return dead("permanent", str(exc), account, record)
     except redis.RedisError:
