@@ -146,6 +146,13 @@ def run_sync(
         )
         return Done("dead_lettered")
 
+    def refused(why: str) -> Done:
+        # Metronome refuses this snapshot as it stands: retrying it on every poll that re-reads
+        # it (the overlap window) would only repeat the refusal. A change, a re-sync or a
+        # redrive (force) sends it again.
+        store.client.hset(store.keys.account(account), "dead_hash", snapshot_hash(record))
+        return dead("permanent", why, account, record)
+
     def retry_or_dead(exc: Exception, floor: float = 0.0) -> Done | Retry:
         # Retries spent waiting for the account lock are not failures (see lock_busy).
         failures = retries - store.lock_waits(task_id) if retries else 0
@@ -232,10 +239,14 @@ def run_sync(
         ctx, contracts, account=account, record=record, task_id=task_id, reason=reason
     )
 
-    # 4. Dedupe: the customer as last synced and no contract to make → zero API calls.
+    # 4. Dedupe: the customer as last synced and no contract to make → zero API calls; a
+    # snapshot Metronome refused (dead-lettered) is not sent again until it changes.
     state_hash = desired.state_hash()
     if state is None:
         state = store.account_state(account)
+    if not force and state.dead_hash is not None and state.dead_hash == snapshot_hash(record):
+        store.count_outcome("unchanged")
+        return Done("unchanged", state.customer_id)
     customer_unchanged = not force and state.state_hash == state_hash
     if customer_unchanged and not contracts.pending:
         store.count_outcome("unchanged")
@@ -324,9 +335,9 @@ def run_sync(
             task_id=task_id,
             trigger=reason,
         )
-        return dead("permanent", str(exc), account, record)
+        return refused(str(exc))
     except PermanentError as exc:
-        return dead("permanent", str(exc), account, record)
+        return refused(str(exc))
     except redis.RedisError:
         # Redis restarting (refused, or still loading its AOF: BusyLoadingError) says nothing
         # about the record: the task retries it (sync_account), never dead-letters it. Found

@@ -70,6 +70,8 @@ ACCOUNT_LOCK_LEASE_S = 15.0
 #: The poll lock's lease, renewed the same way (up to POLL_LOCK_TTL_S).
 POLL_LOCK_LEASE_S = 30.0
 
+_STATE_FIELDS = ("state_hash", "customer_id", "dead_hash")
+
 _FieldKey = bytes | bytearray | memoryview | str | int | float
 _FieldValue = bytes | bytearray | memoryview | str | int | float
 
@@ -102,6 +104,9 @@ class HeldLock:
 class AccountState:
     state_hash: str | None
     customer_id: str | None
+    #: Hash of the snapshot last dead-lettered as refused (mapping or Metronome): the same
+    #: snapshot read again (the poll's overlap) is not sent again until it changes.
+    dead_hash: str | None = None
 
 
 __all__ = ["AccountState", "DeadLetter", "HeldLock", "LockBusy", "PollLease", "SyncStore"]
@@ -279,9 +284,9 @@ class SyncStore:
     def account_state(self, account_id: str) -> AccountState:
         raw = cast(
             list[str | None],
-            self.client.hmget(self.keys.account(account_id), ["state_hash", "customer_id"]),
+            self.client.hmget(self.keys.account(account_id), list(_STATE_FIELDS)),
         )
-        return AccountState(state_hash=raw[0], customer_id=raw[1])
+        return AccountState(*raw)
 
     def account_states(self, account_ids: Iterable[str]) -> dict[str, AccountState]:
         """Many accounts' states in one round trip (a poll chunk, a sync batch)."""
@@ -290,12 +295,9 @@ class SyncStore:
             return {}
         pipe = self.client.pipeline(transaction=False)
         for account_id in ids:
-            pipe.hmget(self.keys.account(account_id), ["state_hash", "customer_id"])
+            pipe.hmget(self.keys.account(account_id), list(_STATE_FIELDS))
         rows = cast(list[list[str | None]], pipe.execute())
-        return {
-            account_id: AccountState(state_hash=row[0], customer_id=row[1])
-            for account_id, row in zip(ids, rows, strict=True)
-        }
+        return {account_id: AccountState(*row) for account_id, row in zip(ids, rows, strict=True)}
 
     def finish_sync(
         self,

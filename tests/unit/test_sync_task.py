@@ -183,3 +183,25 @@ def test_an_older_snapshot_that_finishes_last_does_not_undo_a_newer_one(
     newer = run_sync(ctx, ACCOUNT, snapshot("Renamed again", "2026-11-22T09:00:00.000+0000"))
     assert isinstance(newer, Done) and newer.outcome == "updated"
     assert [c["name"] for c in emulator.customers()] == ["Renamed again"]
+
+
+def test_a_refused_snapshot_is_not_resent_until_it_changes_or_is_forced(
+    ctx: WorkerContext, emulator: MetronomeEmulator
+) -> None:
+    """Two accounts with one billing email: the second is a customer conflict (needs attention
+    and a dead letter); the poll's overlap re-reading the same snapshot sends nothing again."""
+    first = run_sync(ctx, ACCOUNT, record())
+    assert isinstance(first, Done) and first.outcome == "created"
+    other = "001000000000009AAA"
+    twin = record()
+    twin.update(Id="006000000000009AAA", AccountId=other)
+    twin["Account"] = {**twin["Account"], "Id": other, "Name": "Twin"}
+    assert run_sync(ctx, other, twin) == Done("dead_lettered")
+    calls = emulator.total_requests()
+    assert run_sync(ctx, other, twin) == Done("unchanged")  # the overlap: nothing sent
+    assert emulator.total_requests() == calls
+    assert run_sync(ctx, other, twin, force=True) == Done("dead_lettered")  # a redrive: sent
+    [letter] = ctx.store.dead_letters()
+    assert (letter.account_id, letter.kind, letter.count) == (other, "permanent", 2)
+    [item] = ctx.store.attention.items()
+    assert (item.event, item.record_id, item.count) == ("customer_conflict", other, 2)

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(history.as_dict(), sort_keys=True))
     else:
-        print_history(history)
+        print_history(history, since=args.since)
     return 0
 
 
@@ -71,7 +71,7 @@ def _ask_salesforce(rt: Runtime, history: History, cursor_text: str | None) -> N
     history.explanation = found.lines
 
 
-def print_history(history: History) -> None:
+def print_history(history: History, *, since: str | None = None) -> None:
     print(f"{history.kind} {history.record_id}: {history.verdict}")
     for line in history.explanation:
         print(f"  why: {line}")
@@ -96,7 +96,7 @@ def print_history(history: History) -> None:
     for parked in history.parked:
         print(f"  parked since {parked.since}: {parked.reason}; retrying at {parked.retry_at}")
     if not history.timeline:
-        print("no ledger entries" + (" in that window" if history.timeline == [] else ""))
+        print("no ledger entries" + (f" since {since}" if since else ""))
         return
     print(f"{'when':<20}  {'trigger':<8} {'outcome':<20} {'calls':>5}  task / detail")
     for event in history.timeline:

@@ -59,7 +59,10 @@ def explain_account(
         listed = ", ".join(f"{stage} x{n}" for stage, n in stages.most_common())
         return Explanation(
             "not_won",
-            [f"not won: {len(deals)} opportunities, none won ({listed}); crmsync syncs won deals"],
+            [
+                f"not won: {_count(len(deals), 'opportunity', 'opportunities')}, none won "
+                f"({listed}); crmsync syncs won deals"
+            ],
             {"stages": dict(stages)},
         )
     records = list(source.records_for_accounts([account_id]))
@@ -157,3 +160,7 @@ def _rows(
 
 def _first(rows: Iterator[dict[str, Any]]) -> dict[str, Any] | None:
     return next(rows, None)
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
