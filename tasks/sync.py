@@ -296,6 +296,7 @@ def run_sync(
                 ledger_entry={
                     "account_id": account,
                     "owner_account_id": owner,
+                    "opportunity_id": str(record.get("Id") or ""),  # the deal's history too
                     "customer_id": outcome.customer_id,
                     "outcome": result,
                     "changes": list(outcome.changes),

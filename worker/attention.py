@@ -43,8 +43,9 @@ WHAT_TO_DO: dict[str, str] = {
     "contract_archived": "the deal's contract was archived in Metronome; crmsync never "
     "re-creates it: make a new contract by hand if it is still won",
     "customer_conflict": "another customer holds an alias or the Salesforce link this account "
-    "needs; crmsync never moves them: decide which customer is right, fix the other in "
-    "Metronome, then `crmsync dead-letters redrive`",
+    "needs; crmsync never moves them: decide which customer is right and fix the record in "
+    "Salesforce (the next poll syncs it) or the other customer in Metronome (then `crmsync "
+    "resync` the account)",
 }
 
 # KEYS: items, open, sequence. ARGV: dedupe key, now (ISO), the item as JSON.

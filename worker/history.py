@@ -197,6 +197,9 @@ def _opportunity_verdict(store: SyncStore, history: History, entries: list[dict[
         return
     open_letters = [d for d in history.dead_letters if d.open]
     _unsynced_verdict(history, entries, open_letters, "contract")
+    # A deal whose customer synced may still be one the mapping makes no contract of: only
+    # Salesforce and the mapping can say ("filtered by the mapping").
+    history.needs_explaining = not open_letters and not history.parked
 
 
 def _unsynced_verdict(
@@ -206,8 +209,9 @@ def _unsynced_verdict(
         newest = open_letters[-1]
         times = f"{newest.count} times since {newest.first_at}" if newest.count > 1 else "once"
         history.verdict = (
-            f"no {what}: dead-lettered [{newest.kind}] {times}: {newest.reason}; fix it, then "
-            f"`crmsync dead-letters redrive {newest.entry_id}`"
+            f"no {what}: dead-lettered [{newest.kind}] {times}: {newest.reason}; fixed in "
+            "Salesforce, the next poll retries it; fixed elsewhere, `crmsync resync` it (or "
+            f"`crmsync dead-letters redrive {newest.entry_id}` re-sends the stored record)"
         )
     elif history.parked:
         parked = history.parked[0]
@@ -301,7 +305,7 @@ def _detail(outcome: str, entry: dict[str, str]) -> str:
     if outcome == "dead_lettered":
         on = f" opportunity {entry['opportunity_id']}" if entry.get("opportunity_id") else ""
         return f"[{entry.get('kind')}]{on} {entry.get('why', '')}"
-    if outcome.startswith("contract_"):
+    if outcome.startswith("contract_"):  # customer syncs name the deal too: not these
         return f"opportunity {entry.get('opportunity_id')}: contract {entry.get('contract_id')}"
     changes = _plain(entry.get("changes", ""))
     owner = entry.get("owner_account_id")

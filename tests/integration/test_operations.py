@@ -250,3 +250,19 @@ def test_read_only_commands_refuse_a_malformed_id_and_need_a_running_crmsync(
         )
         assert result.returncode == 1 and "no crmsync running here" in result.stderr
     assert not (stack.data_dir / "nothing-here").exists()  # and started no Redis there
+
+
+def test_history_of_a_deal_the_mapping_makes_no_contract_of(
+    stack: SandboxStack, sf: Salesforce
+) -> None:
+    """The default mapping makes a contract only of deals naming a rate card: a won deal
+    without one has its customer, no contract, and history says the mapping filtered it."""
+    account = close_deal(sf, "No Rate Card Co")
+    poll_and_wait(stack)
+    deal = opportunity_of(sf, account)
+    history = cli_json(stack, "history", deal, "--json")
+    assert history["kind"] == "opportunity" and history["account_id"] == account
+    assert history["verdict"].startswith("no contract")
+    assert history["finding"] == "not_selected"
+    assert "filtered by the mapping" in history["explanation"][0]
+    assert [e["outcome"] for e in history["timeline"]] == ["created"]  # its customer's sync
