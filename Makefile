@@ -17,7 +17,7 @@ STAMP := $(VENV)/.installed-stamp
 LOCK_FLAGS := --quiet --universal --python-version 3.11 --generate-hashes \
 	--custom-compile-command "make lock"
 
-.PHONY: demo test lint audit chaos bench lock clean
+.PHONY: demo test lint audit chaos bench lock clean rules
 
 $(UV): requirements-uv.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,8 +45,20 @@ demo: $(STAMP)
 	$(BIN)/crmsync demo
 
 # pytest exits 5 when it collects no test, so an empty run fails here instead of passing.
-test: $(STAMP)
+test: $(STAMP) rules
 	$(BIN)/python -m pytest
+
+# The Prometheus alert rules (deploy/prometheus): promtool checks them and runs their unit
+# tests. promtool comes from Debian's `prometheus` package (.ci/run installs it); without it
+# this says so and the rest of `make test` still runs (tests/deploy skip those checks, saying
+# so too).
+rules:
+	@if command -v promtool >/dev/null 2>&1; then \
+		cd deploy/prometheus && promtool check rules crmsync-rules.yml \
+		&& promtool test rules crmsync-rules.test.yml; \
+	else \
+		echo "alert rules NOT checked: promtool is not installed (apt-get install prometheus)"; \
+	fi
 
 # ruff's bandit rules ("S") are the security linter. The dependency audit (pip-audit) asks
 # a vulnerability database about every installed package: it runs in `make lint` when

@@ -217,10 +217,13 @@ def apply(run: Run, event: Event) -> dict[str, Any]:
 
 
 def _snapshot_dead_letters(run: Run) -> None:
-    """Dead letters die with FLUSHALL; keep them so the verdict sees every one."""
+    """Dead letters die with FLUSHALL; keep them so the verdict sees every one. Every attempt
+    (the dead-letter stream), not only the open groups: a dead letter a later sync resolved
+    still happened, and the verdict must judge it."""
     ctx = run.stack.context()
+    book = ctx.store.dead_letter_book
     try:
-        for letter in retrying(lambda: ctx.store.dead_letters(count=1_000_000)):
+        for letter in retrying(lambda: book.occurrences_since(count=1_000_000)):
             run.dead_letters[letter.entry_id] = (letter.account_id, letter.kind, letter.reason)
     finally:
         ctx.close()

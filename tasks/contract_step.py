@@ -26,6 +26,7 @@ from mappings import DesiredCustomer, MappingError
 from mappings.contract_engine import opportunity_id, won_opportunity_rows
 from mappings.desired_contract import DesiredContract
 from worker.context import WorkerContext
+from worker.dead_letters import CONTRACT_KIND as DEAD_LETTER_CONTRACT_KIND
 from worker.metronome.contracts import (
     ContractConflictError,
     ContractInputError,
@@ -35,8 +36,9 @@ from worker.metronome.state import BillingConfigurationState, canonical_json
 
 log = logging.getLogger(__name__)
 
-#: Dead-letter kind of a deal whose contract cannot be made (the customer synced).
-CONTRACT_KIND = "contract"
+#: Dead-letter kind of a deal whose contract cannot be made (the customer synced); its
+#: dead letters are grouped by opportunity.
+CONTRACT_KIND = DEAD_LETTER_CONTRACT_KIND
 
 
 @dataclass(slots=True)
@@ -118,25 +120,25 @@ def report_contract_problems(
     store = ctx.store
     for identity, error, bad_hash in plan.bad:
         _dead_letter(
-            ctx, account, opportunity=identity, why=str(error), record=record, task_id=task_id
+            ctx,
+            account,
+            opportunity=identity,
+            why=str(error),
+            record=record,
+            task_id=task_id,
+            trigger=reason,
         )
         ctx.contract_store.mark_dead(identity, bad_hash)
     for desired, differences in plan.changed:
         opportunity = desired.salesforce_opportunity_id
-        store.append_ledger(
-            {
-                "outcome": "needs_attention",
-                "event": "contract_opportunity_changed",
-                "record_id": opportunity,
-                "account_id": account,
-                "differs": differences,
-                "reason": reason,
-                "task_id": task_id,
-                "what_to_do": "the deal changed after its contract was made; crmsync never "
-                "edits a contract: change it in Metronome if the change is meant",
-            }
+        store.attention.record(
+            "contract_opportunity_changed",
+            record_id=opportunity,
+            account_id=account,
+            details={"differs": differences},
+            task_id=task_id,
+            trigger=reason,
         )
-        store.count_outcome("needs_attention")
         ctx.contract_store.mark_attention(opportunity, desired.state_hash())
         log.warning(
             "opportunity %s changed after its contract was made (%s): needs attention",
@@ -188,7 +190,13 @@ def ensure_contracts(
             )
         except (ContractInputError, ContractConflictError) as exc:
             _dead_letter(
-                ctx, account, opportunity=opportunity, why=str(exc), record=record, task_id=task_id
+                ctx,
+                account,
+                opportunity=opportunity,
+                why=str(exc),
+                record=record,
+                task_id=task_id,
+                trigger=reason,
             )
             ctx.contract_store.mark_dead(opportunity, desired.state_hash())
             results.dead_lettered += 1
@@ -206,6 +214,10 @@ def ensure_contracts(
             else ("contract_exists" if found is not None else "contract_adopted")
         )
         (results.created if outcome.created else results.adopted).append(outcome.contract_id)
+        # The deal has its contract: a dead letter it had (a bad rate card fixed since) is done.
+        ctx.store.dead_letter_book.resolve(
+            account, opportunity_id=opportunity, by=task_id, how=result
+        )
         ctx.store.count_outcome(result)
         ctx.store.append_ledger(
             {
@@ -220,18 +232,14 @@ def ensure_contracts(
             }
         )
         if outcome.archived:
-            ctx.store.append_ledger(
-                {
-                    "outcome": "needs_attention",
-                    "event": "contract_archived",
-                    "record_id": opportunity,
-                    "account_id": account,
-                    "contract_id": outcome.contract_id,
-                    "what_to_do": "the deal's contract was archived in Metronome; crmsync "
-                    "never re-creates it: make a new contract by hand if it is still won",
-                }
+            ctx.store.attention.record(
+                "contract_archived",
+                record_id=opportunity,
+                account_id=account,
+                details={"contract_id": outcome.contract_id, "customer_id": customer_id},
+                task_id=task_id,
+                trigger=reason,
             )
-            ctx.store.count_outcome("needs_attention")
         log.info(
             "%s contract %s for opportunity %s",
             "created" if outcome.created else "adopted",
@@ -288,6 +296,7 @@ def _dead_letter(
     why: str,
     record: dict[str, Any],
     task_id: str,
+    trigger: str = "",
 ) -> None:
     ctx.store.dead_letter(
         account_id=account,
@@ -295,6 +304,8 @@ def _dead_letter(
         reason=f"opportunity {opportunity}: {why}",
         task_id=task_id,
         snapshot=record,
+        opportunity_id=opportunity,
+        trigger=trigger,
     )
     # Its own outcome: the account's sync still ends with one outcome of its own, which is
     # what waiters (`poll --wait`, the demo) count.

@@ -227,7 +227,8 @@ def vars_of(cursors: Cursors) -> dict[str, datetime | None]:
 
 
 def _record_events(ctx: WorkerContext, events: list[SourceEvent]) -> int:
-    """Re-opened deals (that we knew as won) and deleted/merged accounts → ledger, never act."""
+    """Re-opened deals (that we knew as won) and deleted/merged accounts → "needs attention"
+    items (worker.attention, each with its ledger entry), never acted on."""
     store = ctx.store
     reopened_candidates = [e for e in events if e.kind == "opportunity_reopened"]
     reopened = set(store.forget_won(e.record_id for e in reopened_candidates))
@@ -235,18 +236,17 @@ def _record_events(ctx: WorkerContext, events: list[SourceEvent]) -> int:
     for event in events:
         if event.kind == "opportunity_reopened" and event.record_id not in reopened:
             continue
-        store.append_ledger(
-            {
-                "outcome": "needs_attention",
-                "event": event.kind,
-                "record_id": event.record_id,
-                "account_id": event.account_id or "",
+        store.attention.record(
+            event.kind,
+            record_id=event.record_id,
+            account_id=event.account_id or "",
+            details={
                 "master_record_id": event.master_record_id or "",
                 "stage_name": event.stage_name or "",
                 "system_modstamp": _cursor_text(event.system_modstamp),
-            }
+            },
+            trigger="poll",
         )
-        store.count_outcome("needs_attention")
         count += 1
     return count
 

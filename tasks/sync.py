@@ -42,7 +42,12 @@ from tasks.contract_step import (
 )
 from worker.app import RETRY_BACKOFF_MAX_S, app, declare_queue
 from worker.context import WorkerContext, get_context
-from worker.metronome.errors import PermanentError, RateLimitedError, TransientError
+from worker.metronome.errors import (
+    PermanentError,
+    RateLimitedError,
+    TransientError,
+    UnresolvableConflictError,
+)
 from worker.salesforce.ids import InvalidSalesforceId, normalize_salesforce_id
 from worker.salesforce.stamps import is_superseded, snapshot_stamp
 from worker.store import AccountState, LockBusy
@@ -124,7 +129,12 @@ def run_sync(
     def dead(kind: str, why: str, account: str, snapshot: Any) -> Done:
         snapshot_dict = snapshot if isinstance(snapshot, dict) else {"raw": repr(snapshot)[:2000]}
         store.dead_letter(
-            account_id=account, kind=kind, reason=why, task_id=task_id, snapshot=snapshot_dict
+            account_id=account,
+            kind=kind,
+            reason=why,
+            task_id=task_id,
+            snapshot=snapshot_dict,
+            trigger=reason,
         )
         store.count_outcome("dead_lettered")
         log.warning(
@@ -135,6 +145,13 @@ def run_sync(
             extra={"account_id": account, "task_id": task_id},
         )
         return Done("dead_lettered")
+
+    def refused(why: str) -> Done:
+        # Metronome refuses this snapshot as it stands: retrying it on every poll that re-reads
+        # it (the overlap window) would only repeat the refusal. A change, a re-sync or a
+        # redrive (force) sends it again.
+        store.client.hset(store.keys.account(account), "dead_hash", snapshot_hash(record))
+        return dead("permanent", why, account, record)
 
     def retry_or_dead(exc: Exception, floor: float = 0.0) -> Done | Retry:
         # Retries spent waiting for the account lock are not failures (see lock_busy).
@@ -222,10 +239,14 @@ def run_sync(
         ctx, contracts, account=account, record=record, task_id=task_id, reason=reason
     )
 
-    # 4. Dedupe: the customer as last synced and no contract to make → zero API calls.
+    # 4. Dedupe: the customer as last synced and no contract to make → zero API calls; a
+    # snapshot Metronome refused (dead-lettered) is not sent again until it changes.
     state_hash = desired.state_hash()
     if state is None:
         state = store.account_state(account)
+    if not force and state.dead_hash is not None and state.dead_hash == snapshot_hash(record):
+        store.count_outcome("unchanged")
+        return Done("unchanged", state.customer_id)
     customer_unchanged = not force and state.state_hash == state_hash
     if customer_unchanged and not contracts.pending:
         store.count_outcome("unchanged")
@@ -275,6 +296,7 @@ def run_sync(
                 ledger_entry={
                     "account_id": account,
                     "owner_account_id": owner,
+                    "opportunity_id": str(record.get("Id") or ""),  # the deal's history too
                     "customer_id": outcome.customer_id,
                     "outcome": result,
                     "changes": list(outcome.changes),
@@ -303,8 +325,20 @@ def run_sync(
         late = retry_or_dead(TransientError("soft time limit"))
         # A batch must stop here and hand its other accounts on: the hard limit is near.
         return replace(late, out_of_time=True) if isinstance(late, Retry) else late
+    except UnresolvableConflictError as exc:
+        # An operator must choose between two customers: that is "needs attention" (with what
+        # to do), and the record waits as a dead letter for the redrive after the fix.
+        store.attention.record(
+            "customer_conflict",
+            record_id=account,
+            account_id=account,
+            details={"customer_ids": list(exc.customer_ids), "conflict": str(exc)},
+            task_id=task_id,
+            trigger=reason,
+        )
+        return refused(str(exc))
     except PermanentError as exc:
-        return dead("permanent", str(exc), account, record)
+        return refused(str(exc))
     except redis.RedisError:
         # Redis restarting (refused, or still loading its AOF: BusyLoadingError) says nothing
         # about the record: the task retries it (sync_account), never dead-letters it. Found

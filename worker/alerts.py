@@ -1,8 +1,11 @@
 """A loud signal when a customer could not be synced: JSON POSTs to CRMSYNC_ALERT_WEBHOOK_URL.
 
-Two events are sent:
+Three events are sent:
 
-* ``dead_letter`` -- one per new dead-letter entry (an unbilled customer until someone acts);
+* ``dead_letter`` -- one per new dead-letter group (an unbilled customer until someone acts;
+  a record failing again into its open group is counted there, not alerted again);
+* ``needs_attention`` -- one per new "needs attention" item (worker.attention: a re-opened
+  deal, a merged account, a changed or archived contract, a customer conflict);
 * ``cursor_lag`` -- when crmsync is further behind Salesforce than
   CRMSYNC_ALERT_LAG_THRESHOLD_S (polls failing, stopped for quota, or no beat; see
   :func:`sync_lag`), once per episode, repeated hourly while it lasts, and
@@ -122,17 +125,33 @@ class WebhookSender:
 
 
 def dead_letter_alert(entry_id: str, fields: Mapping[str, str]) -> dict[str, Any]:
-    """The webhook body for one dead-letter stream entry (no snapshot: it may be large)."""
+    """The webhook body for the stream entry that opened a dead-letter group (no snapshot: it
+    may be large). ``entry_id`` is the group's id, what `dead-letters redrive` takes."""
     return {
         "service": "crmsync",
         "event": "dead_letter",
-        "entry_id": entry_id,
+        "entry_id": fields.get("group") or entry_id,
         "account_id": fields.get("account_id", ""),
         "kind": fields.get("kind", ""),
         "reason": fields.get("reason", "")[:2000],
         "task_id": fields.get("task_id", ""),
         "at": fields.get("at", ""),
         "action": "fix the record or mapping, then `crmsync dead-letters redrive`",
+    }
+
+
+def attention_alert(item: Any) -> dict[str, Any]:
+    """The webhook body for one new "needs attention" item (worker.attention.AttentionItem)."""
+    return {
+        "service": "crmsync",
+        "event": "needs_attention",
+        "item_id": item.id,
+        "kind": item.event,
+        "record_id": item.record_id,
+        "account_id": item.account_id,
+        "details": item.details,
+        "at": item.first_at,
+        "action": f"{item.what_to_do}; then `crmsync attention ack {item.id}`",
     }
 
 
@@ -176,11 +195,12 @@ class AlertWatcher:
     lag_threshold_s: float
     interval_s: float = 15.0
     _last_id: str = ""
+    _last_attention: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
     def _claim(self, name: str, ttl_s: int) -> bool:
-        key = f"{self.store.keys.prefix}:alerted:{name}"
+        key = self.store.keys.alerted(name)
         return bool(self.store.client.set(key, "1", nx=True, ex=ttl_s))
 
     def check_dead_letters(self) -> int:
@@ -192,14 +212,29 @@ class AlertWatcher:
         sent = 0
         for entry_id, fields in entries:
             self._last_id = entry_id
+            if fields.get("opened", "1") != "1":
+                continue  # one more attempt of an open group: counted there, not re-alerted
             if self._claim(f"dead-letter:{entry_id}", CLAIM_TTL_S):
                 self.sender.send(dead_letter_alert(entry_id, fields))
                 sent += 1
         return sent
 
+    def check_attention(self, now: datetime | None = None) -> int:
+        """One alert per open item first seen within the look-back (claimed per item id)."""
+        cutoff = (now or datetime.now(UTC)).timestamp() - LOOKBACK_S
+        sent = 0
+        for item in self.store.attention.open_items_after(self._last_attention):
+            self._last_attention = max(self._last_attention, int(item.id))
+            if item.first_at and _parse(item.first_at).timestamp() < cutoff:
+                continue
+            if self._claim(f"attention:{item.id}", CLAIM_TTL_S):
+                self.sender.send(attention_alert(item))
+                sent += 1
+        return sent
+
     def check_lag(self, now: datetime | None = None) -> bool:
         worst = sync_lag(self.store.cursors(), self.store.last_poll(), now or datetime.now(UTC))
-        key = f"{self.store.keys.prefix}:alerted:cursor-lag"
+        key = self.store.keys.alerted("cursor-lag")
         if worst is None or worst[1] <= self.lag_threshold_s:
             if self.store.client.delete(key):
                 self.sender.send({"service": "crmsync", "event": "cursor_lag_resolved"})
@@ -221,6 +256,7 @@ class AlertWatcher:
 
     def check_once(self) -> None:
         self.check_dead_letters()
+        self.check_attention()
         self.check_lag()
 
     def start(self) -> AlertWatcher:

@@ -39,6 +39,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "worker.commands.mapping",
     "worker.commands.flower",
     "worker.commands.dead_letters",
+    "worker.commands.history",
+    "worker.commands.attention",
 )
 
 

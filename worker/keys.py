@@ -23,6 +23,15 @@ DELIVERY_COUNT_TTL_S = 86_400
 #: Dead letters are kept longer than the ledger: each one is an unbilled customer until an
 #: operator acts on it.
 DEAD_LETTER_MAX_ENTRIES = 100_000
+#: Ledger entry ids kept per account or opportunity in its history index: a few years of a
+#: busy account's syncs. Older ids are dropped with the stream's own trimming in mind (an id
+#: whose entry the stream has trimmed is skipped when read).
+LEDGER_INDEX_MAX_PER_ID = 1_000
+#: Resolved dead-letter groups and acknowledged attention items kept for audit; past this the
+#: oldest are deleted (open ones never are: each is something an operator has not seen to).
+CLOSED_ITEMS_KEPT = 10_000
+#: Dead-letter groups remembered per account or opportunity (its history's dead letters).
+DEAD_LETTER_GROUPS_PER_ID = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,9 +103,79 @@ class Keys:
 
     @property
     def dead_letters(self) -> str:
-        """Stream: records that could not be synced, with the reason and the snapshot needed
-        to redrive them; capped at DEAD_LETTER_MAX_ENTRIES."""
+        """Stream: every time a record could not be synced (one entry per attempt, with its
+        group id and whether it opened the group; the snapshot lives with the group); capped
+        at DEAD_LETTER_MAX_ENTRIES. What the alert watcher and ``--wait`` reports read."""
         return f"{self.prefix}:dead-letters"
+
+    def ledger_index(self, record_id: str) -> str:
+        """Sorted set: the ledger entry ids that concern one account or opportunity (scored by
+        their stream time), written in the same script as the entry, so ``crmsync history``
+        reads an account's entries without scanning the stream. Capped at
+        LEDGER_INDEX_MAX_PER_ID; no TTL (a missing index only means a scan of the stream)."""
+        return f"{self.prefix}:ledger:of:{record_id}"
+
+    # --- dead letters, grouped (worker/dead_letters.py) ---------------------------------
+    @property
+    def dead_letter_groups(self) -> str:
+        """Hash: group id → JSON of one dead-letter group (what to fix: an account or an
+        opportunity and a kind, with count, first/last seen, latest reason, resolution).
+        Open groups are kept until resolved; resolved ones up to CLOSED_ITEMS_KEPT."""
+        return f"{self.prefix}:dead-letter-groups"
+
+    @property
+    def dead_letter_snapshots(self) -> str:
+        """Hash: group id → the latest record snapshot (JSON), what ``redrive`` re-sends; apart
+        from the group so listing groups never loads every record."""
+        return f"{self.prefix}:dead-letter-groups:snapshots"
+
+    @property
+    def dead_letters_open(self) -> str:
+        """Hash: "subject|kind" → id of its open group: at most one open group per thing to
+        fix. Its length is the number of dead letters waiting (status, metrics)."""
+        return f"{self.prefix}:dead-letter-groups:open"
+
+    @property
+    def dead_letters_resolved(self) -> str:
+        """Sorted set: resolved group ids by resolution time (trims the oldest past
+        CLOSED_ITEMS_KEPT)."""
+        return f"{self.prefix}:dead-letter-groups:resolved"
+
+    @property
+    def dead_letter_sequence(self) -> str:
+        """Integer: the last group id handed out (short ids an operator can type)."""
+        return f"{self.prefix}:dead-letter-groups:seq"
+
+    def dead_letters_of(self, record_id: str) -> str:
+        """Sorted set: group ids of one account or opportunity by first time seen (what its
+        history shows, and what a successful sync resolves). Capped at
+        DEAD_LETTER_GROUPS_PER_ID; no TTL."""
+        return f"{self.prefix}:dead-letter-groups:of:{record_id}"
+
+    # --- needs attention (worker/attention.py) -------------------------------------------
+    @property
+    def attention_items(self) -> str:
+        """Hash: item id → JSON of one "needs attention" item (a re-opened deal, a merged
+        account, a changed or archived contract, an alias conflict) with what to do and, once
+        acknowledged, by whom and when. Open items are kept until acknowledged; acknowledged
+        ones up to CLOSED_ITEMS_KEPT, for audit."""
+        return f"{self.prefix}:attention:items"
+
+    @property
+    def attention_open(self) -> str:
+        """Hash: "event|record id" → id of its open item: the same situation seen again bumps
+        the item's count instead of opening a second one."""
+        return f"{self.prefix}:attention:open"
+
+    @property
+    def attention_acked(self) -> str:
+        """Sorted set: acknowledged item ids by acknowledgement time (trims the oldest)."""
+        return f"{self.prefix}:attention:acked"
+
+    @property
+    def attention_sequence(self) -> str:
+        """Integer: the last item id handed out."""
+        return f"{self.prefix}:attention:seq"
 
     @property
     def outcomes(self) -> str:
@@ -121,6 +200,11 @@ class Keys:
         re-opened-deal and deleted-account queries (their cursors keep their place), so a quiet
         poll costs one Salesforce call."""
         return f"{self.prefix}:events-check"
+
+    def alerted(self, name: str) -> str:
+        """String claimed with SET NX by the worker that sends one alert (worker.alerts), so
+        several watchers send it once; TTL from worker.alerts (CLAIM_TTL_S, LAG_REPEAT_S)."""
+        return f"{self.prefix}:alerted:{name}"
 
     def lock_wait_count(self, task_id: str) -> str:
         """Integer: how often one sync waited on a busy account lock (24 h TTL). Waiting is not

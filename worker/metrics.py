@@ -203,7 +203,8 @@ def connect_signals() -> None:
 
 
 class RedisStateCollector:
-    """Cursor lag, dead letters waiting and queue depth, read from Redis on each scrape.
+    """Cursor lag, dead letters waiting, open attention items and queue depth, read from Redis
+    on each scrape.
 
     Cursor lag is "now minus the SystemModstamp high-water mark": it grows when polls fail,
     stop for quota or beat is down -- and also in a quiet org, which is why the alert uses
@@ -226,7 +227,13 @@ class RedisStateCollector:
             labels=["cursor"],
         )
         waiting = GaugeMetricFamily(
-            "crmsync_dead_letters_pending", "Dead letters waiting for an operator"
+            "crmsync_dead_letters_pending",
+            "Open dead letters (one per account or deal and kind) waiting for an operator",
+        )
+        attention = GaugeMetricFamily(
+            "crmsync_attention_open",
+            "Open 'needs attention' items (crmsync attention) by event",
+            labels=["event"],
         )
         behind = GaugeMetricFamily(
             "crmsync_sync_lag_seconds",
@@ -246,14 +253,16 @@ class RedisStateCollector:
             effective = sync_lag(store.cursors(), store.last_poll(), now)
             if effective is not None:
                 behind.add_metric([], effective[1])
-            waiting.add_metric([], float(store.client.xlen(store.keys.dead_letters)))
+            waiting.add_metric([], float(store.dead_letter_book.open_count()))
+            for event, count in sorted(store.attention.open_by_event().items()):
+                attention.add_metric([event], float(count))
             queued.add_metric([], float(store.client.llen(self._queue)))
             up.add_metric([], 1.0)
         except Exception:  # a scrape must answer even while Redis is down
             up.add_metric([], 0.0)
             yield up
             return
-        yield from (lag, behind, waiting, queued, up)
+        yield from (lag, behind, waiting, attention, queued, up)
 
 
 # --- the worker's metrics endpoint ----------------------------------------------------------

@@ -62,20 +62,19 @@ def bar(label: str, done: int, total: int, width: int = 30) -> str:
 class SyncWatch:
     """What the syncs a command enqueued came to: outcome counts and their dead letters.
 
-    Taken from the outcome counters and the dead-letter stream, before and after, so it
-    needs nothing from the tasks; syncs other processes finish meanwhile (a beat's poll) are
-    counted too, which the report's ``outcomes`` says by being totals over the wait.
+    Taken from the outcome counters and the dead-letter stream (one entry per attempt, so a
+    record that dead-letters again into its open group is reported too), before and after, so
+    it needs nothing from the tasks; syncs other processes finish meanwhile (a beat's poll)
+    are counted too, which the report's ``outcomes`` says by being totals over the wait.
     """
 
     store: SyncStore
     outcomes_before: dict[str, int]
-    dead_before: set[str]
+    dead_before: str  # the newest dead-letter attempt's stream id at the start
 
     @classmethod
     def start(cls, store: SyncStore) -> SyncWatch:
-        return cls(
-            store, store.outcomes(), {d.entry_id for d in store.dead_letters(DEAD_LETTER_SCAN)}
-        )
+        return cls(store, store.outcomes(), store.dead_letter_book.last_occurrence_id())
 
     @property
     def baseline(self) -> int:
@@ -92,9 +91,11 @@ class SyncWatch:
         }
         wanted = set(account_ids) if account_ids is not None else None
         dead = [
-            {"account_id": d.account_id, "kind": d.kind, "reason": d.reason}
-            for d in self.store.dead_letters(DEAD_LETTER_SCAN)
-            if d.entry_id not in self.dead_before and (wanted is None or d.account_id in wanted)
+            {"account_id": d.account_id, "kind": d.kind, "reason": d.reason, "group": d.group_id}
+            for d in self.store.dead_letter_book.occurrences_since(
+                self.dead_before, DEAD_LETTER_SCAN
+            )
+            if wanted is None or d.account_id in wanted
         ]
         return {"outcomes": outcomes, "dead_letters": dead}
 

@@ -1,8 +1,11 @@
 """Redis state: fenced poll lock and cursors, dedupe hashes, account locks, ledger, dead letters.
 
-Key names and their lifetimes are in :mod:`worker.keys`. Every compare-and-set is a Lua script
-so it is atomic on the server: a lock is released or extended only by its holder, and the
-cursor only moves forward, only for the poll that still holds the newest fencing token.
+Key names and their lifetimes are in :mod:`worker.keys`. The ledger's index
+(:mod:`worker.ledger`), grouped dead letters (:mod:`worker.dead_letters`) and "needs attention"
+items (:mod:`worker.attention`) are modules of their own; the store holds one of each.
+Every compare-and-set is a Lua script so it is atomic on the server: a lock is released or
+extended only by its holder, and the cursor only moves forward, only for the poll that still
+holds the newest fencing token.
 """
 
 from __future__ import annotations
@@ -19,13 +22,15 @@ from typing import Any, cast
 
 import redis
 
+from worker.attention import AttentionBook
+from worker.dead_letters import DeadLetter, DeadLetterBook
 from worker.keys import (
     ACCOUNT_LOCK_TTL_S,
-    DEAD_LETTER_MAX_ENTRIES,
     DELIVERY_COUNT_TTL_S,
     POLL_LOCK_TTL_S,
     Keys,
 )
+from worker.ledger import Ledger
 
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -65,6 +70,8 @@ ACCOUNT_LOCK_LEASE_S = 15.0
 #: The poll lock's lease, renewed the same way (up to POLL_LOCK_TTL_S).
 POLL_LOCK_LEASE_S = 30.0
 
+_STATE_FIELDS = ("state_hash", "customer_id", "dead_hash")
+
 _FieldKey = bytes | bytearray | memoryview | str | int | float
 _FieldValue = bytes | bytearray | memoryview | str | int | float
 
@@ -97,17 +104,12 @@ class HeldLock:
 class AccountState:
     state_hash: str | None
     customer_id: str | None
+    #: Hash of the snapshot last dead-lettered as refused (mapping or Metronome): the same
+    #: snapshot read again (the poll's overlap) is not sent again until it changes.
+    dead_hash: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    entry_id: str
-    account_id: str
-    kind: str
-    reason: str
-    task_id: str
-    at: str
-    snapshot: dict[str, Any] | None
+__all__ = ["AccountState", "DeadLetter", "HeldLock", "LockBusy", "PollLease", "SyncStore"]
 
 
 @dataclass(slots=True)
@@ -186,6 +188,9 @@ class SyncStore:
         self._extend = client.register_script(_EXTEND)
         self._leases = LeaseKeeper(self._extend)
         self._advance = client.register_script(_ADVANCE)
+        self.ledger_log = Ledger(client, self.keys, ledger_max_entries)
+        self.dead_letter_book = DeadLetterBook(client, self.keys, self.ledger_log)
+        self.attention = AttentionBook(client, self.keys, self.ledger_log)
 
     @classmethod
     def from_url(
@@ -279,9 +284,9 @@ class SyncStore:
     def account_state(self, account_id: str) -> AccountState:
         raw = cast(
             list[str | None],
-            self.client.hmget(self.keys.account(account_id), ["state_hash", "customer_id"]),
+            self.client.hmget(self.keys.account(account_id), list(_STATE_FIELDS)),
         )
-        return AccountState(state_hash=raw[0], customer_id=raw[1])
+        return AccountState(*raw)
 
     def account_states(self, account_ids: Iterable[str]) -> dict[str, AccountState]:
         """Many accounts' states in one round trip (a poll chunk, a sync batch)."""
@@ -290,12 +295,9 @@ class SyncStore:
             return {}
         pipe = self.client.pipeline(transaction=False)
         for account_id in ids:
-            pipe.hmget(self.keys.account(account_id), ["state_hash", "customer_id"])
+            pipe.hmget(self.keys.account(account_id), list(_STATE_FIELDS))
         rows = cast(list[list[str | None]], pipe.execute())
-        return {
-            account_id: AccountState(state_hash=row[0], customer_id=row[1])
-            for account_id, row in zip(ids, rows, strict=True)
-        }
+        return {account_id: AccountState(*row) for account_id, row in zip(ids, rows, strict=True)}
 
     def finish_sync(
         self,
@@ -329,11 +331,9 @@ class SyncStore:
             pipe.hset(self.keys.account(owner_account_id), "customer_id", customer_id)
         if count:  # False: the caller counts once more work under the lock is done
             pipe.hincrby(self.keys.outcomes, outcome, 1)
-        pipe.xadd(
-            self.keys.ledger,
-            _ledger_fields(ledger_entry),
-            maxlen=self.ledger_max_entries,
-            approximate=True,
+        self.ledger_log.append(ledger_entry, client=pipe)
+        self.dead_letter_book.resolve(
+            account_id, by=str(ledger_entry.get("task_id", "")), how=outcome, client=pipe
         )
         if release is not None:
             self._stop_renewing(release.token)
@@ -432,14 +432,7 @@ class SyncStore:
 
     # --- ledger, dead letters, outcomes ---------------------------------------------------
     def append_ledger(self, entry: Mapping[str, Any]) -> str:
-        return str(
-            self.client.xadd(
-                self.keys.ledger,
-                _ledger_fields(entry),
-                maxlen=self.ledger_max_entries,
-                approximate=True,
-            )
-        )
+        return str(self.ledger_log.append(entry))
 
     def ledger(self, count: int = 100) -> list[dict[str, str]]:
         rows = cast(
@@ -455,41 +448,26 @@ class SyncStore:
         reason: str,
         task_id: str,
         snapshot: Mapping[str, Any] | None,
+        opportunity_id: str = "",
+        trigger: str = "",
     ) -> str:
-        fields: dict[_FieldKey, _FieldValue] = {
-            "account_id": account_id,
-            "kind": kind,
-            "reason": reason,
-            "task_id": task_id,
-            "at": _now_iso(),
-            "snapshot": json.dumps(snapshot, sort_keys=True, default=str) if snapshot else "",
-        }
-        return str(
-            self.client.xadd(
-                self.keys.dead_letters, fields, maxlen=DEAD_LETTER_MAX_ENTRIES, approximate=True
-            )
-        )
+        """Count a failed attempt in its dead-letter group (worker.dead_letters); the group id."""
+        return self.dead_letter_book.record(
+            account_id=account_id,
+            kind=kind,
+            reason=reason,
+            task_id=task_id,
+            snapshot=snapshot,
+            opportunity_id=opportunity_id,
+            trigger=trigger,
+        ).group_id
 
     def dead_letters(self, count: int = 1000) -> list[DeadLetter]:
-        rows = cast(
-            list[tuple[str, dict[str, str]]],
-            self.client.xrange(self.keys.dead_letters, count=count),
-        )
-        return [
-            DeadLetter(
-                entry_id=entry_id,
-                account_id=f.get("account_id", ""),
-                kind=f.get("kind", ""),
-                reason=f.get("reason", ""),
-                task_id=f.get("task_id", ""),
-                at=f.get("at", ""),
-                snapshot=json.loads(f["snapshot"]) if f.get("snapshot") else None,
-            )
-            for entry_id, f in rows
-        ]
+        """The open dead-letter groups, oldest first (at most the newest ``count``)."""
+        return self.dead_letter_book.groups(limit=count)
 
     def delete_dead_letter(self, entry_id: str) -> None:
-        self.client.xdel(self.keys.dead_letters, entry_id)
+        self.dead_letter_book.delete(entry_id)
 
     def count_outcome(self, outcome: str, amount: int = 1) -> None:
         self.client.hincrby(self.keys.outcomes, outcome, amount)
@@ -497,19 +475,6 @@ class SyncStore:
     def outcomes(self) -> dict[str, int]:
         raw = cast(dict[str, str], self.client.hgetall(self.keys.outcomes))
         return {k: int(v) for k, v in raw.items()}
-
-
-def _ledger_fields(entry: Mapping[str, Any]) -> dict[_FieldKey, _FieldValue]:
-    """A ledger entry as stream fields: text as is, anything else as JSON; stamped ``at``."""
-    fields: dict[_FieldKey, _FieldValue] = {k: _field(v) for k, v in entry.items()}
-    fields.setdefault("at", _now_iso())
-    return fields
-
-
-def _field(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, sort_keys=True, default=str)
 
 
 def _now_iso() -> str:

@@ -97,9 +97,11 @@ def test_redrive_resends_the_stored_snapshot(stack: SandboxStack, sf: Salesforce
         assert "redriven 1" in result.stdout
         assert wait_for_syncs(ctx.store, baseline, 1, timeout_s=120)
         remaining = [d for d in ctx.store.dead_letters() if d.account_id == account_id]
-        # Same bad snapshot: dead-lettered again with the same reason (nothing lost).
-        assert [d.kind for d in remaining] == ["mapping"]
-        assert remaining[0].entry_id != letter.entry_id
+        # Same bad snapshot: dead-lettered again with the same reason (nothing lost), counted
+        # in the same open dead letter rather than a second one.
+        assert [(d.kind, d.count) for d in remaining] == [("mapping", 2)]
+        assert remaining[0].entry_id == letter.entry_id
+        assert remaining[0].trigger == "redrive"
     finally:
         ctx.close()
 

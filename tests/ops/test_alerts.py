@@ -172,3 +172,58 @@ def test_a_poison_record_in_the_running_product_reaches_the_webhook(ops: OpsStac
     finally:
         ctx.close()
     assert event["entry_id"] == letter.entry_id
+
+
+@pytest.mark.integration
+def test_a_merged_account_reaches_the_webhook_and_the_metric_once(ops: OpsStack) -> None:
+    """A "needs attention" item made by a real poll: one webhook, however often it is seen,
+    and counted by crmsync_attention_open until acknowledged."""
+    from tests.ops.test_metrics import scrape, total
+
+    sf = ops.stack.salesforce
+    assert sf is not None
+    survivor, loser = (
+        sf.insert("Account", {"Name": name, "Billing_Provider__c": ""})
+        for name in ("Attention Survivor", "Attention Loser")
+    )
+    # A won deal, so the event streams' cursors start (from the newest won row) on this poll.
+    sf.insert(
+        "Opportunity",
+        {
+            "AccountId": survivor,
+            "Name": "Kept",
+            "StageName": "Closed Won",
+            "CloseDate": "2026-11-20",
+        },
+    )
+    ctx = ops.stack.context()
+    try:
+        for merge in (False, True):
+            if merge:
+                sf.merge_accounts(survivor, loser)
+            ctx.store.client.delete(ctx.store.keys.events_check)  # read the event streams now
+            poll_closed_won.apply_async().get(timeout=120)
+        [event] = wait_until(
+            lambda: [e for e in ops.receiver.events("needs_attention") if e["record_id"] == loser],
+            60,
+        )
+        assert event["kind"] == "account_merged" and "attention ack" in event["action"]
+        assert event["details"]["master_record_id"] == survivor
+        merged = wait_until(
+            lambda: total(
+                scrape(ops.metrics_port), "crmsync_attention_open", event="account_merged"
+            ),
+            30,
+        )
+        assert ctx.store.attention.acknowledge(event["item_id"], by="test")
+        assert wait_until(
+            lambda: (
+                total(scrape(ops.metrics_port), "crmsync_attention_open", event="account_merged")
+                == merged - 1
+                or None
+            ),
+            30,
+        )
+    finally:
+        ctx.close()
+    assert len([e for e in ops.receiver.events("needs_attention") if e["record_id"] == loser]) == 1

@@ -120,9 +120,31 @@ def test_a_mapping_error_dead_letters_once_per_version_of_the_record(ctx: Worker
     assert run_sync(ctx, ACCOUNT, bad) == Done("unchanged")
     edited = record(AWS_Region__c="mars-south-2")
     assert run_sync(ctx, ACCOUNT, edited) == Done("dead_lettered")
-    letters = ctx.store.dead_letters()
-    assert [d.kind for d in letters] == ["mapping", "mapping"]
-    assert "aws_region" in letters[0].reason
+    # One dead letter per account and kind, counting the attempts, with the latest reason.
+    [letter] = ctx.store.dead_letters()
+    assert (letter.kind, letter.count) == ("mapping", 2)
+    assert "mars-south-2" in letter.reason and letter.first_at <= letter.at
+
+
+def test_a_later_successful_sync_resolves_the_accounts_dead_letters(
+    ctx: WorkerContext, emulator: MetronomeEmulator
+) -> None:
+    assert run_sync(ctx, ACCOUNT, record(AWS_Region__c="mars-north-1"), task_id="bad") == Done(
+        "dead_lettered"
+    )
+    fixed = run_sync(ctx, ACCOUNT, record(), task_id="good", reason="resync")
+    assert isinstance(fixed, Done) and fixed.outcome == "created"
+    assert ctx.store.dead_letters() == []  # nothing open
+    [resolved] = ctx.store.dead_letter_book.groups(include_resolved=True)
+    assert (resolved.status, resolved.resolved_by, resolved.resolved_how) == (
+        "resolved",
+        "good",
+        "created",
+    )
+    # The same mistake later is a new dead letter, not the resolved one reopened.
+    assert run_sync(ctx, ACCOUNT, record(AWS_Region__c="mars-north-1")) == Done("dead_lettered")
+    [again] = ctx.store.dead_letters()
+    assert again.entry_id != resolved.entry_id and again.count == 1
 
 
 def test_transient_failures_retry_then_dead_letter(
@@ -161,3 +183,25 @@ def test_an_older_snapshot_that_finishes_last_does_not_undo_a_newer_one(
     newer = run_sync(ctx, ACCOUNT, snapshot("Renamed again", "2026-11-22T09:00:00.000+0000"))
     assert isinstance(newer, Done) and newer.outcome == "updated"
     assert [c["name"] for c in emulator.customers()] == ["Renamed again"]
+
+
+def test_a_refused_snapshot_is_not_resent_until_it_changes_or_is_forced(
+    ctx: WorkerContext, emulator: MetronomeEmulator
+) -> None:
+    """Two accounts with one billing email: the second is a customer conflict (needs attention
+    and a dead letter); the poll's overlap re-reading the same snapshot sends nothing again."""
+    first = run_sync(ctx, ACCOUNT, record())
+    assert isinstance(first, Done) and first.outcome == "created"
+    other = "001000000000009AAA"
+    twin = record()
+    twin.update(Id="006000000000009AAA", AccountId=other)
+    twin["Account"] = {**twin["Account"], "Id": other, "Name": "Twin"}
+    assert run_sync(ctx, other, twin) == Done("dead_lettered")
+    calls = emulator.total_requests()
+    assert run_sync(ctx, other, twin) == Done("unchanged")  # the overlap: nothing sent
+    assert emulator.total_requests() == calls
+    assert run_sync(ctx, other, twin, force=True) == Done("dead_lettered")  # a redrive: sent
+    [letter] = ctx.store.dead_letters()
+    assert (letter.account_id, letter.kind, letter.count) == (other, "permanent", 2)
+    [item] = ctx.store.attention.items()
+    assert (item.event, item.record_id, item.count) == ("customer_conflict", other, 2)

@@ -33,7 +33,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     wait.add_argument("--no-wait", action="store_true", help="enqueue and return")
     parser.add_argument("--timeout", type=float, default=1800.0)
-    parser.set_defaults(func=run)
+    # Both options share one destination; argparse would take the store_false option's
+    # implicit default (True: never wait), so the default is set here, once.
+    parser.set_defaults(func=run, no_wait=False)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
-"""``crmsync status``: cursors and their lag, the last poll, outcomes, dead letters."""
+"""``crmsync status``: cursors and their lag, the sync lag, the last poll, outcomes, dead
+letters, open "needs attention" items."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from worker.alerts import sync_lag
 from worker.app import QUEUE
 from worker.runtime import runtime
 from worker.store import SyncStore
@@ -25,14 +27,20 @@ def collect_status(store: SyncStore, dead_letter_limit: int = 20) -> dict[str, A
     for name, value in sorted(store.cursors().items()):
         lag = (now - datetime.fromisoformat(value)).total_seconds()
         cursors[name] = {"value": value, "lag_s": round(lag, 1)}
-    letters = store.dead_letters(count=100_000)
+    letters = store.dead_letter_book.groups(limit=dead_letter_limit, with_snapshots=False)
+    last_poll = store.last_poll()
+    # What the lag alert and crmsync_sync_lag_seconds use (a cursor's age also grows in a
+    # quiet org; this does not).
+    behind = sync_lag(store.cursors(), last_poll, now)
     return {
         "cursors": cursors,
-        "last_poll": store.last_poll(),
+        "sync_lag": {"from": behind[0], "lag_s": round(behind[1], 1)} if behind else None,
+        "attention": {"open": store.attention.open_count()},
+        "last_poll": last_poll,
         "outcomes": store.outcomes(),
         "queued": int(store.client.llen(QUEUE)),
         "dead_letters": {
-            "count": len(letters),
+            "count": store.dead_letter_book.open_count(),
             "latest": [
                 {
                     "id": d.entry_id,
@@ -40,8 +48,10 @@ def collect_status(store: SyncStore, dead_letter_limit: int = 20) -> dict[str, A
                     "kind": d.kind,
                     "reason": d.reason,
                     "at": d.at,
+                    "count": d.count,
+                    "first_at": d.first_at,
                 }
-                for d in letters[-dead_letter_limit:]
+                for d in letters
             ],
         },
     }
@@ -59,6 +69,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {name:<14} {cursor['value']}  (lag {cursor['lag_s']:.0f}s)")
     if not status["cursors"]:
         print("  (none yet: no poll has finished)")
+    lag = status["sync_lag"]
+    threshold = rt.settings.alert_lag_threshold_s
+    if lag is not None:
+        since = "the last ok poll" if lag["from"] == "last_ok_poll" else f"cursor {lag['from']}"
+        print(f"sync lag: {lag['lag_s']:.0f}s (since {since}; alert above {threshold:.0f}s)")
     last = status["last_poll"]
     print(
         f"last poll: {last.get('finished_at', 'never')} status={last.get('status', '-')} "
@@ -67,7 +82,12 @@ def run(args: argparse.Namespace) -> int:
     print("outcomes: " + ", ".join(f"{k}={v}" for k, v in sorted(status["outcomes"].items())))
     print(f"queued messages: {status['queued']}")
     dead = status["dead_letters"]
-    print(f"dead letters: {dead['count']}")
+    print(f"dead letters: {dead['count']} open (crmsync dead-letters list)")
     for letter in dead["latest"]:
-        print(f"  {letter['at']} {letter['account_id']} [{letter['kind']}] {letter['reason']}")
+        times = f" x{letter['count']}" if letter["count"] > 1 else ""
+        print(
+            f"  {letter['at']} #{letter['id']} {letter['account_id']} [{letter['kind']}]{times} "
+            f"{letter['reason']}"
+        )
+    print(f"needs attention: {status['attention']['open']} open (crmsync attention)")
     return 0

@@ -107,3 +107,33 @@ def won_touched_since(fields: str, since: datetime) -> str:
         fields=fields,
         since=since,
     )
+
+
+#: How many of an account's deals ``crmsync history`` reads to say why it has no customer.
+EXPLAIN_LIMIT = 50
+
+
+def opportunities_of_account(account_id: str) -> str:
+    """Every deal of one account, won or not, newest first (``crmsync history``)."""
+    return format_soql(
+        "SELECT Id, Name, StageName, IsWon, SystemModstamp FROM Opportunity "
+        "WHERE AccountId = {id} ORDER BY SystemModstamp DESC LIMIT {limit}",
+        id=account_id,
+        limit=EXPLAIN_LIMIT,
+    )
+
+
+def opportunity_by_id(opportunity_id: str) -> str:
+    return format_soql(
+        "SELECT Id, AccountId, Name, StageName, IsWon, SystemModstamp FROM Opportunity "
+        "WHERE Id = {id}",
+        id=opportunity_id,
+    )
+
+
+def account_by_id(account_id: str) -> str:
+    """For ``queryAll``: a deleted or merged-away account is found too, with its master."""
+    return format_soql(
+        "SELECT Id, Name, IsDeleted, MasterRecordId FROM Account WHERE Id = {id}",
+        id=account_id,
+    )
