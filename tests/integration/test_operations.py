@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from simple_salesforce.api import Salesforce
 
-from tests.integration.test_pipeline import close_deal, customers_of, poll_and_wait
+from tests.integration.test_pipeline import close_deal, customers_of
 from tests.support.processes import REPO_ROOT, crmsync_env
-from tests.support.stack import salesforce_client, stack_with_worker
+from tests.support.stack import poll_and_wait, salesforce_client, stack_with_worker
 from worker.sandbox.stack import SandboxStack
 
 pytestmark = pytest.mark.integration
