@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint audit chaos bench clean
+.PHONY: demo test lint audit chaos bench proto clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ chaos: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+
+# Regenerate the Pub/Sub gRPC stubs from worker/salesforce/events/pubsub.proto (committed;
+# a test fails when they differ from what the pinned grpcio-tools makes of the .proto).
+proto: $(STAMP)
+	$(BIN)/python -m worker.salesforce.events.generate
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .crmsync-data
