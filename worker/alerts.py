@@ -167,6 +167,12 @@ def worst_lag(cursors: Mapping[str, str], now: datetime) -> tuple[str, float] | 
     return worst
 
 
+def claim(client: Any, prefix: str, name: str, ttl_s: int) -> bool:
+    """True for the one process that may send alert ``name`` now (SET NX with a TTL): many
+    workers, or a listener and its standby, see the same condition and alert once."""
+    return bool(client.set(f"{prefix}:alerted:{name}", "1", nx=True, ex=ttl_s))
+
+
 @dataclass
 class AlertWatcher:
     """Looks for new dead letters and cursor lag every ``interval_s``; claims, then sends."""
@@ -180,8 +186,7 @@ class AlertWatcher:
     _thread: threading.Thread | None = None
 
     def _claim(self, name: str, ttl_s: int) -> bool:
-        key = f"{self.store.keys.prefix}:alerted:{name}"
-        return bool(self.store.client.set(key, "1", nx=True, ex=ttl_s))
+        return claim(self.store.client, self.store.keys.prefix, name, ttl_s)
 
     def check_dead_letters(self) -> int:
         if not self._last_id:

@@ -29,19 +29,19 @@ def _crmsync_services() -> dict[str, dict[str, Any]]:
     }
 
 
-def test_compose_has_the_four_services() -> None:
-    assert set(_compose()["services"]) == {"redis", "worker", "beat", "flower"}
-    assert set(_crmsync_services()) == {"worker", "beat", "flower"}
+def test_compose_has_the_five_services() -> None:
+    assert set(_compose()["services"]) == {"redis", "worker", "beat", "listener", "flower"}
+    assert set(_crmsync_services()) == {"worker", "beat", "listener", "flower"}
 
 
-@pytest.mark.parametrize("name", ["worker", "beat", "flower"])
+@pytest.mark.parametrize("name", ["worker", "beat", "listener", "flower"])
 def test_each_service_command_is_accepted_by_the_real_cli(name: str) -> None:
     command = _crmsync_services()[name]["command"]
     args = build_parser().parse_args(command)  # SystemExit (a failure) on an unknown command
     assert args.command == command[0]
 
 
-@pytest.mark.parametrize("name", ["worker", "beat", "flower"])
+@pytest.mark.parametrize("name", ["worker", "beat", "listener", "flower"])
 def test_each_service_variable_is_a_setting(name: str) -> None:
     known = environment_variable_names()
     environment = _crmsync_services()[name]["environment"]
@@ -72,7 +72,7 @@ def test_dockerfile_entrypoint_is_the_console_script() -> None:
         assert (ROOT / copied).exists(), f"Dockerfile copies missing {copied}"
 
 
-@pytest.mark.parametrize("name", ["worker", "beat"])
+@pytest.mark.parametrize("name", ["worker", "beat", "listener"])
 def test_health_checks_are_real_check_commands(name: str) -> None:
     test = _crmsync_services()[name]["healthcheck"]["test"]
     assert test[:2] == ["CMD", "crmsync"]
