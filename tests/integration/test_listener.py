@@ -20,7 +20,7 @@ from simple_salesforce.api import Salesforce
 
 from tasks.poll import run_poll
 from tests.integration.test_pipeline import close_deal, creates, customers_of
-from tests.ops.support import wait_until
+from tests.ops.support import Receiver, wait_until
 from tests.support.stack import salesforce_client, stack_with_worker
 from worker.progress import terminal_total, wait_for_syncs
 from worker.salesforce.events.state import ListenerState
@@ -255,6 +255,111 @@ def test_a_stalled_stream_and_an_expired_session_are_resubscribed(
         assert "logging in again" in logs.read_text()
     finally:
         stop(stack, listener)
+
+
+def close_silently(stack: SandboxStack, sf: Salesforce, name: str) -> tuple[str, str]:
+    """Win a deal whose closing update emits no event; (account id, opportunity id)."""
+    assert stack.salesforce is not None
+    account = sf.Account.create(  # type: ignore[operator]
+        {"Name": name, "Billing_Provider__c": "netsuite", "NetSuite_Customer_Id__c": "NS-9"}
+    )
+    deal = sf.Opportunity.create(  # type: ignore[operator]
+        {
+            "AccountId": account["id"],
+            "Name": "d",
+            "StageName": "Prospecting",
+            "CloseDate": "2026-11-30",
+        }
+    )
+    stack.salesforce.suppress_events(1)
+    sf.Opportunity.update(deal["id"], {"StageName": "Closed Won"})  # type: ignore[operator]
+    account_id = str(sf.Account.get(account["id"])["Id"])  # type: ignore[operator]
+    deal_id = str(sf.Opportunity.get(deal["id"])["Id"])  # type: ignore[operator]
+    return account_id, deal_id
+
+
+def test_gap_events_sync_their_ids_and_an_overflow_polls(
+    stack: SandboxStack, sf: Salesforce, state: ListenerState, logs: Path
+) -> None:
+    assert stack.salesforce is not None
+    listener = active_listener(stack, state, logs)
+    try:
+        account_id, deal_id = close_silently(stack, sf, "Gap Update")
+        stack.salesforce.emit_gap("Opportunity", "GAP_UPDATE", [deal_id])
+        assert synced(stack, account_id) == ["event"]
+
+        overflowed, _ = close_silently(stack, sf, "Gap Overflow")
+        stack.salesforce.emit_gap("Opportunity", "GAP_OVERFLOW")
+        assert synced(stack, overflowed) == ["poll"]
+    finally:
+        stop(stack, listener)
+
+
+def test_a_schema_change_mid_stream_is_decoded_with_the_new_schema(
+    stack: SandboxStack, sf: Salesforce, state: ListenerState, logs: Path
+) -> None:
+    assert stack.salesforce is not None
+    listener = active_listener(stack, state, logs)
+    try:
+        before = close_deal(sf, "Before Schema Change")
+        assert synced(stack, before) == ["event"]
+        stack.salesforce.evolve_schema("Opportunity", "Renewal_Term__c")
+        after = close_deal(sf, "After Schema Change")
+        assert synced(stack, after) == ["event"]
+    finally:
+        stop(stack, listener)
+
+
+def test_an_exhausted_delivery_allocation_alerts_and_falls_back_to_polling(
+    stack: SandboxStack, sf: Salesforce, state: ListenerState, logs: Path
+) -> None:
+    assert stack.salesforce is not None
+    receiver = Receiver()
+    listener = active_listener(
+        stack,
+        state,
+        logs,
+        CRMSYNC_ALERT_WEBHOOK_URL=receiver.url,
+        CRMSYNC_POLL_INTERVAL_S="1",
+        CRMSYNC_LISTENER_LIMIT_BACKOFF_S="2",
+    )
+    try:
+        stack.salesforce.set_pubsub_faults(limit_exceeded=True)
+        [alert] = wait_until(lambda: receiver.events("listener_limit_exceeded"), timeout_s=60)
+        assert alert["topic"] in TOPICS
+        account_id = close_deal(sf, "Closed Without Events")
+        assert synced(stack, account_id) == ["poll"]
+        stack.salesforce.set_pubsub_faults()
+        wait_until(lambda: subscribed(state, listener.pid), timeout_s=60)
+        later = close_deal(sf, "Events Are Back")
+        assert synced(stack, later) == ["event"]
+    finally:
+        stop(stack, listener)
+        receiver.close()
+
+
+def test_status_and_metrics_show_the_listener(stack: SandboxStack, state: ListenerState) -> None:
+    from worker.commands.status import collect_status
+    from worker.metrics import RedisStateCollector
+    from worker.store import SyncStore
+
+    store = SyncStore.from_url(stack.redis_url)
+    try:
+        report = collect_status(store, listener=state)["listener"]
+        for topic in TOPICS:
+            row = report["topics"][topic]
+            assert row["stored_replay_id"] and row["events"] > 0
+            assert row["last_event_at"] and row["last_keepalive_at"]
+            assert row["event_lag_s"] is not None and row["reconnects"] >= 1
+        families = {
+            family.name: family
+            for family in RedisStateCollector(lambda: store, "crmsync").collect()
+        }
+        lag = families["crmsync_listener_event_lag_seconds"]
+        assert {sample.labels["topic"] for sample in lag.samples} == set(TOPICS)
+        assert families["crmsync_listener_reconnects"].samples
+    finally:
+        store.client.close()
 
 
 def test_listener_logs_have_no_traceback(stack: SandboxStack) -> None:

@@ -147,6 +147,31 @@ def check_metronome(settings: Settings) -> CheckResult:
     return CheckResult("metronome", not problems, detail)
 
 
+def check_pubsub(settings: Settings) -> CheckResult:
+    """``crmsync listen`` can work: log in, then GetTopic says each topic can be subscribed
+    (Change Data Capture selected for the object, View All for the user)."""
+    from worker.context import build_source, load_configured_mapping
+    from worker.salesforce.events.auth import Authenticator
+    from worker.salesforce.events.listener import check_topics, pubsub_channel_for
+
+    if not settings.salesforce_configured:
+        return CheckResult("pubsub", False, "no Salesforce login configured (SALESFORCE_*)")
+    topics = settings.listener_topic_list
+    try:
+        mapping = load_configured_mapping(settings)
+        auth = Authenticator(lambda: build_source(settings, mapping).sf, settings.salesforce_org_id)
+        client = pubsub_channel_for(settings)
+        try:
+            problems = check_topics(client, auth, topics)
+        finally:
+            client.close()
+    except Exception as exc:
+        return CheckResult("pubsub", False, f"login or GetTopic failed: {_describe(exc)}")
+    if problems:
+        return CheckResult("pubsub", False, "; ".join(problems))
+    return CheckResult("pubsub", True, "can subscribe to " + ", ".join(topics))
+
+
 def _describe(exc: BaseException) -> str:
     """An error without its arguments' secrets: the type, and an HTTP status if it has one."""
     status = getattr(exc, "status_code", None) or getattr(exc, "status", None)
@@ -185,6 +210,7 @@ def run(args: argparse.Namespace) -> int:
         extra: list[Callable[[], CheckResult]] = []
         if not args.quick:
             extra += [lambda: check_salesforce(settings), lambda: check_metronome(settings)]
+            extra.append(lambda: check_pubsub(settings))
         if url is not None and not args.skip_worker:
             extra.append(lambda: check_worker(url, args.worker_timeout))
         results.extend(check() for check in extra)

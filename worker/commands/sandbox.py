@@ -21,6 +21,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--salesforce-port", type=int, default=8082, help="Salesforce REST/SOAP port"
     )
     parser.add_argument(
+        "--pubsub-port", type=int, default=8083, help="Salesforce Pub/Sub API port (gRPC)"
+    )
+    parser.add_argument(
         "--metronome-token", default="sandbox-metronome-token", help="bearer token accepted"
     )
     parser.add_argument("--salesforce-user", default=_DEFAULTS.username, help="username")
@@ -56,14 +59,18 @@ def run(args: argparse.Namespace) -> int:
     metronome = MetronomeEmulator(
         token=args.metronome_token, host=args.host, port=args.metronome_port
     ).start()
-    salesforce = SalesforceEmulator(credentials, host=args.host, port=args.salesforce_port).start()
+    salesforce = SalesforceEmulator(
+        credentials, host=args.host, port=args.salesforce_port, pubsub_port=args.pubsub_port
+    ).start()
     if args.seed_accounts:
         salesforce.seed(args.seed_accounts)
     print(f"Metronome emulator:  {metronome.url}  (inspect: {metronome.url}/_sandbox/customers)")
     print(f"Salesforce emulator: {salesforce.url}  (user {credentials.username})")
+    print(f"Salesforce Pub/Sub:  {salesforce.pubsub_address}  (plaintext gRPC, change events)")
     print("Point crmsync at them with:")
     print(f"  METRONOME_BASE_URL={metronome.url} METRONOME_BEARER_TOKEN=<--metronome-token>")
     print(f"  CRMSYNC_SALESFORCE_EMULATOR_URL={salesforce.url} SALESFORCE_USERNAME=... ")
+    print(f"  CRMSYNC_PUBSUB_EMULATOR_ADDRESS={salesforce.pubsub_address}  (crmsync listen)")
     print("Ctrl-C stops them.", flush=True)
     try:
         metronome.wait()

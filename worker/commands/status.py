@@ -10,6 +10,7 @@ from typing import Any
 from worker.app import QUEUE
 from worker.context import build_context
 from worker.runtime import runtime
+from worker.salesforce.events.state import ListenerState, listener_report
 from worker.store import SyncStore
 
 
@@ -20,7 +21,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.set_defaults(func=run)
 
 
-def collect_status(store: SyncStore, dead_letter_limit: int = 20) -> dict[str, Any]:
+def collect_status(
+    store: SyncStore, dead_letter_limit: int = 20, listener: ListenerState | None = None
+) -> dict[str, Any]:
     now = datetime.now(UTC)
     cursors: dict[str, Any] = {}
     for name, value in sorted(store.cursors().items()):
@@ -28,6 +31,7 @@ def collect_status(store: SyncStore, dead_letter_limit: int = 20) -> dict[str, A
         cursors[name] = {"value": value, "lag_s": round(lag, 1)}
     letters = store.dead_letters(count=100_000)
     return {
+        "listener": listener_report(listener) if listener is not None else None,
         "cursors": cursors,
         "last_poll": store.last_poll(),
         "outcomes": store.outcomes(),
@@ -50,7 +54,9 @@ def collect_status(store: SyncStore, dead_letter_limit: int = 20) -> dict[str, A
 
 def run(args: argparse.Namespace) -> int:
     with runtime(needs_credentials=False) as rt:
-        status = collect_status(build_context(rt.settings, rt.redis.url).store, args.dead_letters)
+        listener = ListenerState.from_url(rt.redis.url, rt.settings.redis_prefix)
+        store = build_context(rt.settings, rt.redis.url).store
+        status = collect_status(store, args.dead_letters, listener)
     if args.json:
         print(json.dumps(status, sort_keys=True))
         return 0
@@ -66,8 +72,27 @@ def run(args: argparse.Namespace) -> int:
     )
     print("outcomes: " + ", ".join(f"{k}={v}" for k, v in sorted(status["outcomes"].items())))
     print(f"queued messages: {status['queued']}")
+    print_listener(status["listener"])
     dead = status["dead_letters"]
     print(f"dead letters: {dead['count']}")
     for letter in dead["latest"]:
         print(f"  {letter['at']} {letter['account_id']} [{letter['kind']}] {letter['reason']}")
     return 0
+
+
+def print_listener(report: dict[str, Any] | None) -> None:
+    """Per topic: last event and keepalive, stored replay id, event lag, reconnects."""
+    if not report or not report["topics"]:
+        print("listener: never ran (`crmsync listen`)")
+        return
+    who = f"active: {report['holder']}" if report["active"] else "no active listener"
+    print(f"listener: {who}")
+    for topic, row in report["topics"].items():
+        lag = row["event_lag_s"]
+        print(
+            f"  {topic}: {row['state']}, last event {row.get('last_event_at', 'never')}, "
+            f"last keepalive {row.get('last_keepalive_at', 'never')}, "
+            f"lag {'-' if lag is None else f'{lag:.2f}s'}, reconnects {row['reconnects']}, "
+            f"events {row['events']} ({row['skipped']} skipped), "
+            f"replay id {row['stored_replay_id'] or 'none'}"
+        )

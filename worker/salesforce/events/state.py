@@ -190,3 +190,44 @@ class ListenerState:
 
 def _now() -> str:
     return f"{time.time():.3f}"
+
+
+def listener_report(
+    state: ListenerState, now: float | None = None, *, with_replay_ids: bool = True
+) -> dict[str, Any]:
+    """What ``crmsync status`` (and the metrics) show of the listener, from Redis alone.
+
+    ``with_replay_ids=False`` for a client with ``decode_responses`` (the metrics' store):
+    replay ids are bytes that need not be text."""
+    now = time.time() if now is None else now
+    holder = state.holder()
+    topics: dict[str, Any] = {}
+    for topic in state.topics():
+        stats = state.topic_stats(topic)
+        replay = state.replay_id(topic) if with_replay_ids else None
+        row: dict[str, Any] = {
+            "state": stats.get("state", "-"),
+            "subscribed_from": stats.get("subscribed_from"),
+            "stored_replay_id": replay.hex() if replay else None,
+            "events": int(stats.get("events", 0)),
+            "skipped": int(stats.get("skipped", 0)),
+            "reconnects": int(stats.get("reconnects", 0)),
+            "event_lag_s": float(stats["last_lag_s"]) if "last_lag_s" in stats else None,
+        }
+        for name in ("last_event_at", "last_keepalive_at"):
+            if name in stats:
+                row[name] = _iso(float(stats[name]))
+                row[name.replace("_at", "_age_s")] = round(now - float(stats[name]), 1)
+        if stats.get("last_error"):
+            row["last_error"] = stats["last_error"]
+        topics[topic] = row
+    return {
+        "active": holder.get("active") == "yes",
+        "holder": holder.get("holder"),
+        "fence": int(holder["fence"]) if holder.get("fence") else None,
+        "topics": topics,
+    }
+
+
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
