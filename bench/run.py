@@ -5,7 +5,8 @@ figures are ratios (to the emulator's ceiling, to a naive script), so they hold 
 2-core machine where absolute rates do not. Progress goes to stderr; stdout gets a table and,
 last, one JSON object with stable keys (README "Performance").
 
-Phases: ceiling → backfill → re-run → full re-read → naive script → latency → 100k poll.
+Phases: ceiling → backfill → re-run → full re-read → naive script → latency → 100k poll →
+change events (bench/events.py, a stack of its own).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import ceiling, latency, memory
+from bench import ceiling, events, latency, memory
 from bench.data import seed_won_accounts
 from bench.procstat import cpu_seconds, tree_usage
 from tasks.poll import run_poll
@@ -245,6 +246,7 @@ TARGETS: dict[str, tuple[str, Callable[[dict[str, Any]], bool]]] = {
         lambda f: f["latency_p99_s"] <= f["poll_interval_s"] + 2,
     ),
     "poll_100k_peak_rss_mb": ("<= 200", lambda f: f["poll_100k_peak_rss_mb"] <= 200),
+    "event_latency_p99_s": ("<= 2", lambda f: f["event_latency_p99_s"] <= 2),
 }
 
 
@@ -270,7 +272,8 @@ def main() -> int:
         progress(f"poll of {POLL_ROWS} won opportunities (crmsync poll, child process)")
         poll = memory.poll_peak_rss(base, POLL_ROWS, progress)
         progress(f"poll: {json.dumps(poll)}")
-    result = figures(create.rps, listing.rps, phases, poll)
+        evented = events.run(base, progress, closes=LATENCY_CLOSES)
+    result = figures(create.rps, listing.rps, phases, poll) | evented
     print_table(result)
     print(json.dumps(result, sort_keys=False))
     return 0
