@@ -202,13 +202,17 @@ class Subscription:
             self._requests.put(pb.FetchRequest(topic_name=self.topic, num_requested=count))
 
     def responses(self) -> Iterator[pb.FetchResponse]:
-        """Responses until the stream ends; a failure raises :class:`PubSubError`."""
+        """Responses until the stream ends; a failure raises :class:`PubSubError`.
+
+        A caller that stops iterating keeps the stream (and its credit) open: it may read on
+        with another call. The request side is closed only when the stream itself ended.
+        """
         try:
             yield from self._call
         except grpc.RpcError as exc:
-            raise PubSubError.from_rpc(exc) from None
-        finally:
             self.close()
+            raise PubSubError.from_rpc(exc) from None
+        self.close()
 
     def cancel(self) -> None:
         """End the stream from another thread (a stall, a lost lease, shutdown)."""
