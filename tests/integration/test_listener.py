@@ -338,18 +338,25 @@ def test_an_exhausted_delivery_allocation_alerts_and_falls_back_to_polling(
         receiver.close()
 
 
-def test_status_and_metrics_show_the_listener(stack: SandboxStack, state: ListenerState) -> None:
+def test_status_and_metrics_show_the_listener(
+    stack: SandboxStack, state: ListenerState, logs: Path
+) -> None:
     from worker.commands.status import collect_status
     from worker.metrics import RedisStateCollector
     from worker.store import SyncStore
 
+    listener = active_listener(stack, state, logs)
+    try:  # an idle stream gets a keepalive every second here
+        wait_until(lambda: all(state.topic_stats(t).get("last_keepalive_at") for t in TOPICS), 60)
+    finally:
+        stop(stack, listener)
     store = SyncStore.from_url(stack.redis_url)
     try:
         report = collect_status(store, listener=state)["listener"]
         for topic in TOPICS:
             row = report["topics"][topic]
             assert row["stored_replay_id"] and row["events"] > 0
-            assert row["last_event_at"] and row["last_keepalive_at"]
+            assert row.get("last_event_at") and row.get("last_keepalive_at"), (topic, row)
             assert row["event_lag_s"] is not None and row["reconnects"] >= 1
         families = {
             family.name: family

@@ -143,11 +143,13 @@ def test_a_listener_that_lost_its_lease_cannot_move_the_replay_id(parts: Any) ->
     assert listener._lost.is_set()
 
 
-def test_gap_overflow_and_undecodable_events_request_one_poll_each_reason(parts: Any) -> None:
-    listener, _state, dispatcher = parts
+def test_the_poll_requests_of_a_burst_are_one_poll(parts: Any) -> None:
+    listener, state, dispatcher = parts
     burst = [
-        Delivery(OPPS, b"\x01", Triage(Verdict.POLL, why="gap overflow")),
+        Delivery(OPPS, b"", Triage(Verdict.POLL, why="no stored replay id")),
+        Delivery(ACCOUNTS, b"", Triage(Verdict.POLL, why="no stored replay id")),
         Delivery(OPPS, b"\x02", Triage(Verdict.POLL, why="gap overflow")),
     ]
     assert handle(listener, burst)
-    assert dispatcher.polls == ["gap overflow"] and dispatcher.syncs == []
+    assert dispatcher.polls == ["no stored replay id; gap overflow"] and dispatcher.syncs == []
+    assert state.replay_id(OPPS) == b"\x02" and state.replay_id(ACCOUNTS) is None

@@ -271,8 +271,8 @@ class Listener:
                         result.accounts,
                         result.salesforce_queries,
                     )
-                for why in dict.fromkeys(polls):
-                    self.dispatcher.poll_now(why)
+                if polls:  # one poll covers every reason in the burst
+                    self.dispatcher.poll_now("; ".join(dict.fromkeys(polls)))
                 break
             except Exception as exc:  # Salesforce or Redis trouble: keep the events, retry
                 log.warning(

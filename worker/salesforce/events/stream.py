@@ -205,8 +205,11 @@ class TopicStream(threading.Thread):
         )
         if poll_reason is not None:
             # After the subscription was requested: the poll's overlap window covers anything
-            # committed before the stream went live.
-            listener.request_poll(f"{self.topic}: {poll_reason}")
+            # committed before the stream went live. Through the queue, so the topics that
+            # start together ask for one poll, not one each.
+            listener.deliver(
+                Delivery(self.topic, b"", Triage(Verdict.POLL, why=f"{self.topic}: {poll_reason}"))
+            )
         self._read(sub)
 
     def _read(self, sub: Subscription) -> None:
