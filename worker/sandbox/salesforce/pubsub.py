@@ -17,8 +17,9 @@ meets is what Salesforce documents (DESIGN.md "Change events"):
 
 Faults (:class:`PubSubFaults`, flipped through the emulator or ``/_sandbox/pubsub/faults``):
 the next calls ``unavailable``, open streams broken, a silent ``stall`` (no events, no
-keepalives), ``limit_exceeded`` (the delivery allocation), a ``delivery_delay_s``, and the next
-N changes ``suppress``-ed (committed, but no event: the poll must find them).
+keepalives), ``limit_exceeded`` (the delivery allocation), a ``delivery_delay_s``, every event
+sent twice (``duplicate``), and the next N changes ``suppress``-ed (committed, but no event:
+the poll must find them).
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ class PubSubFaults:
     delivery_delay_s: float = 0.0
     #: The next this-many changes emit no event at all.
     suppress: int = 0
+    #: Every event is sent twice (same replay id): at-least-once delivery seen from outside.
+    duplicate: bool = False
 
 
 @dataclass(slots=True)
@@ -291,8 +294,11 @@ class PubSubService(pb_grpc.PubSubServicer):  # type: ignore[misc]
                 position = events[-1].seq
                 self._count("events_delivered", len(events))
                 last_sent = time.monotonic()
+                consumer_events = [self._consumer_event(e) for e in events]
+                if faults.duplicate:
+                    consumer_events += consumer_events
                 yield pb.FetchResponse(
-                    events=[self._consumer_event(e) for e in events],
+                    events=consumer_events,
                     latest_replay_id=self.bus.replay_id(position),
                     rpc_id=str(uuid.uuid4()),
                     pending_num_requested=pending,
