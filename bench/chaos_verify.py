@@ -163,6 +163,51 @@ def judge(
     return verdict
 
 
+@dataclass(slots=True)
+class ContractVerdict:
+    expected: int = 0
+    duplicates: int = 0
+    missing: int = 0
+    examples: dict[str, list[str]] = field(default_factory=dict)
+
+
+def judge_contracts(
+    records: Iterable[dict[str, Any]],
+    map_record: MapRecord,
+    map_contract: Callable[[dict[str, Any], DesiredCustomer], Any],
+    contracts: Iterable[dict[str, Any]],
+) -> ContractVerdict:
+    """Every won deal the mapping gives a contract has exactly one (by ``sfdc_opportunity_id``).
+
+    ``records`` are the won Opportunity rows (each with its Account) Salesforce holds at the
+    end; a deal that cannot be mapped is expected to dead-letter, not to have a contract.
+    """
+    verdict = ContractVerdict()
+    held: Counter[str] = Counter()
+    for contract in contracts:
+        opportunity = (contract.get("custom_fields") or {}).get("sfdc_opportunity_id")
+        if opportunity:
+            held[str(opportunity)] += 1
+    for opportunity, count in held.items():
+        if count > 1:
+            verdict.duplicates += count - 1
+            verdict.examples.setdefault("duplicate_contracts", []).append(opportunity)
+    for row in records:
+        try:
+            desired = map_contract(row, map_record(row))
+        except MappingError:
+            continue
+        if desired is None:
+            continue
+        verdict.expected += 1
+        if held[desired.salesforce_opportunity_id] == 0:
+            verdict.missing += 1
+            bucket = verdict.examples.setdefault("missing_contracts", [])
+            if len(bucket) < 5:
+                bucket.append(desired.salesforce_opportunity_id)
+    return verdict
+
+
 def dead_letter_reasons(dead_letters: Iterable[tuple[str, str, str]]) -> dict[str, int]:
     """Dead letters counted by kind (mapping, permanent, transient_exhausted, ...)."""
     counts: Counter[str] = Counter()

@@ -30,9 +30,16 @@ def account_fields(n: int, prefix: str = "Bench") -> dict[str, Any]:
 
 
 def seed_won_accounts(
-    salesforce: SalesforceEmulator, count: int, *, now: datetime | None = None
+    salesforce: SalesforceEmulator,
+    count: int,
+    *,
+    now: datetime | None = None,
+    rate_card: str | None = None,
 ) -> list[str]:
-    """``count`` accounts, each with one Closed Won deal, stamped evenly over HISTORY."""
+    """``count`` accounts, each with one Closed Won deal, stamped evenly over HISTORY.
+
+    With ``rate_card`` each deal names it, so each becomes a contract too (the default
+    mapping's rule); without, the benchmark measures customers alone."""
     end = (now or datetime.now(UTC)) - timedelta(hours=1)
     step = HISTORY / max(1, count)
     ids: list[str] = []
@@ -47,6 +54,7 @@ def seed_won_accounts(
                 "StageName": "Closed Won",
                 "CloseDate": stamp.date().isoformat(),
                 "Amount": 12_000,
+                **({"Metronome_Rate_Card__c": rate_card} if rate_card else {}),
             },
             late_commit_at=stamp,
         )

@@ -13,10 +13,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from mappings import engine
+from mappings import contract_engine, engine
+from mappings.contract import ContractRule
 from mappings.desired import DeliveryMethod, DesiredCustomer
+from mappings.desired_contract import DesiredContract
 from mappings.expressions import MAX_RELATIONSHIP_HOPS, Cond, Expr, path_segments
-from mappings.ids import check_id_alias_format
+from mappings.hierarchy import find_top_account
+from mappings.ids import check_id_alias_format, to_18
 
 Provider = Literal["aws_marketplace", "azure_marketplace", "gcp_marketplace", "stripe", "netsuite"]
 
@@ -99,6 +102,8 @@ class Mapping(_Strict):
     #: billing at once), so it must be spelled out provider by provider.
     archive_billing_providers: list[Provider] = Field(default_factory=list)
     hierarchy_rollup: HierarchyRollup = Field(default_factory=HierarchyRollup)
+    #: Optional: which won opportunities become a Metronome contract, and how (contract.py).
+    contract: ContractRule | None = None
 
     @field_validator("custom_fields")
     @classmethod
@@ -126,9 +131,12 @@ class Mapping(_Strict):
     @property
     def notes(self) -> list[str]:
         """Things the file says that the mapping overrides; ``mapping check`` prints them."""
+        notes = []
         if "sfdc_account_id" in self.custom_fields:
-            return ["custom_fields.sfdc_account_id is ignored: it is always the account id"]
-        return []
+            notes.append("custom_fields.sfdc_account_id is ignored: it is always the account id")
+        if self.contract is not None:
+            notes.extend(self.contract.notes)
+        return notes
 
     def mapped_paths(self) -> Iterator[str]:
         """Every field path the expressions read, in file order (duplicates included)."""
@@ -140,6 +148,8 @@ class Mapping(_Strict):
                 yield from expression.paths()
         for rule in self.billing_provider_configurations:
             yield from rule.paths()
+        if self.contract is not None:
+            yield from self.contract.paths()
 
     def opportunity_fields(self) -> list[str]:
         """The SOQL field list for ``SELECT ... FROM Opportunity``, in a stable order.
@@ -177,6 +187,35 @@ class Mapping(_Strict):
     def map_record(self, record: dict[str, Any]) -> DesiredCustomer:
         """The desired customer for one record; raises ``MappingError`` listing every problem."""
         return engine.map_record(self, record)
+
+    def map_contract(
+        self, opportunity: dict[str, Any], customer: DesiredCustomer
+    ) -> DesiredContract | None:
+        """The contract one won opportunity row (with its Account) gets on ``customer``;
+        None without a ``contract`` block or when its ``when`` does not hold. Raises
+        ``MappingError`` naming every problem."""
+        if self.contract is None:
+            return None
+        return contract_engine.map_contract(
+            self.contract, self._as_owner(opportunity, customer), customer.salesforce_account_id
+        )
+
+    def _as_owner(self, opportunity: dict[str, Any], customer: DesiredCustomer) -> dict[str, Any]:
+        """Under roll-up the contract goes on the top parent's customer, so its ``Account.``
+        fields (the billing provider above all) are read from that parent, as the customer's
+        are; the Opportunity's own fields stay the deal's."""
+        account = opportunity.get("Account")
+        if not self.hierarchy_rollup.enabled or not isinstance(account, dict):
+            return opportunity
+        child = account.get("Id") or opportunity.get("AccountId")
+        try:
+            child_id = to_18(str(child))
+        except ValueError:
+            return opportunity
+        found = find_top_account(account, child_id, self.hierarchy_rollup.max_depth)
+        if isinstance(found, list) or found[2] == 0:
+            return opportunity
+        return {**opportunity, "Account": found[0]}
 
 
 def record_from_account(account: dict[str, Any]) -> dict[str, Any]:

@@ -60,6 +60,7 @@ class BatchResult:
     #: Accounts not started (time budget spent): they go on in a new batch.
     unstarted: list[SyncItem] = field(default_factory=list)
     calls: int = 0
+    contracts_created: int = 0
 
 
 def parse_items(raw: Any) -> tuple[list[SyncItem], list[Any]]:
@@ -141,6 +142,7 @@ def run_batch(
             assert isinstance(outcome, Done)  # noqa: S101 - run_sync returns one of the two
             result.outcomes[outcome.outcome] += 1
             result.calls += outcome.calls
+            result.contracts_created += outcome.contracts_created
     return result
 
 
@@ -216,6 +218,7 @@ def sync_batch(
     return {
         "outcomes": outcomes,
         "calls": result.calls,
+        "contracts_created": result.contracts_created,
         "retried": len(result.retries),
         "handed_on": len(result.unstarted),
     }

@@ -19,6 +19,7 @@ from typing import Any
 
 import requests
 
+from mappings.contract_engine import WON_OPPORTUNITIES_KEY
 from tasks.publish import EnqueueChunk, batch_publisher
 from worker.app import app, declare_queue
 from worker.context import WorkerContext, get_context
@@ -56,15 +57,33 @@ def _cursor_text(value: datetime) -> str:
 
 
 def group_by_account(rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """One record per account: the latest row wins (rows arrive in SystemModstamp order)."""
+    """One record per account: the latest row wins (rows arrive in SystemModstamp order).
+
+    The account's other won opportunities of the chunk ride along in the record (under
+    ``WON_OPPORTUNITIES_KEY``, without their copy of the Account): two deals won on one
+    account in one poll interval are two contracts, and the customer is still built once.
+    """
     grouped: dict[str, dict[str, Any]] = {}
+    others: dict[str, dict[str, dict[str, Any]]] = {}
     for row in rows:
         account = row.get("Account")
         account_id = row.get("AccountId") or (
             account.get("Id") if isinstance(account, dict) else None
         )
-        if account_id:
-            grouped[str(account_id)] = row
+        if not account_id:
+            continue
+        key = str(account_id)
+        previous = grouped.get(key)
+        if previous is not None and previous.get("Id") != row.get("Id"):
+            others.setdefault(key, {})[str(previous.get("Id"))] = {
+                k: v for k, v in previous.items() if k not in ("Account", WON_OPPORTUNITIES_KEY)
+            }
+        grouped[key] = row
+    for key, extra in others.items():
+        latest = grouped[key]
+        extra.pop(str(latest.get("Id")), None)
+        if extra:
+            grouped[key] = {**latest, WON_OPPORTUNITIES_KEY: list(extra.values())}
     return grouped
 
 

@@ -7,7 +7,13 @@ The order of the steps is the product's promise:
 3. map (pure; a MappingError dead-letters at once with every problem listed);
 4. compare the desired state's hash with the last one synced: equal → done, zero API calls;
 5. take the per-account lock and let the upsert engine converge Metronome;
-6. record hash, customer id and a ledger entry.
+6. record hash, customer id and a ledger entry;
+7. still under the lock, make the contract of each won deal that has none yet
+   (tasks/contract_step.py: exactly once per opportunity, never an edit).
+
+Step 3 also maps the record's won deals to contracts: a deal that cannot be mapped
+dead-letters alone, a deal changed after its contract was made is "needs attention", and an
+account whose customer and contracts are all as last synced costs zero API calls.
 
 Transient failures retry with Celery's countdown (exponential, full jitter, capped far below
 the visibility timeout), then dead-letter; permanent ones dead-letter at once.
@@ -28,6 +34,12 @@ from celery import Task, signals
 from celery.exceptions import SoftTimeLimitExceeded
 
 from mappings import MappingError
+from tasks.contract_step import (
+    ContractResults,
+    ensure_contracts,
+    plan_contracts,
+    report_contract_problems,
+)
 from worker.app import RETRY_BACKOFF_MAX_S, app, declare_queue
 from worker.context import WorkerContext, get_context
 from worker.metronome.errors import PermanentError, RateLimitedError, TransientError
@@ -66,6 +78,7 @@ class Done:
     outcome: str  # created | updated | in_sync | unchanged | dead_lettered | skipped
     customer_id: str | None = None
     calls: int = 0
+    contracts_created: int = 0
 
 
 def snapshot_hash(record: dict[str, Any]) -> str:
@@ -153,6 +166,21 @@ def run_sync(
         )
         return Retry(wait, str(exc), failure=False)
 
+    def contract_step(customer_id: str | None) -> ContractResults:
+        if not contracts.pending or customer_id is None:
+            return ContractResults()
+        return ensure_contracts(
+            ctx,
+            contracts.pending,
+            verify=contracts.verify,
+            customer=desired,
+            customer_id=customer_id,
+            account=account,
+            record=record,
+            task_id=task_id,
+            reason=reason,
+        )
+
     # 1. The message must be ours: a valid id and a record of that account.
     try:
         account = normalize_salesforce_id(str(account_id))
@@ -187,11 +215,19 @@ def run_sync(
         store.client.hset(store.keys.account(account), "dead_hash", bad_hash)
         return dead("mapping", str(exc), account, record)
 
-    # 4. Dedupe.
+    # 3b. Map the record's won deals to contracts (pure + Redis reads): bad deals dead-letter
+    # alone, changed ones are "needs attention", the rest are pending or already done.
+    contracts = plan_contracts(ctx, record, desired, force=force)
+    report_contract_problems(
+        ctx, contracts, account=account, record=record, task_id=task_id, reason=reason
+    )
+
+    # 4. Dedupe: the customer as last synced and no contract to make → zero API calls.
     state_hash = desired.state_hash()
     if state is None:
         state = store.account_state(account)
-    if not force and state.state_hash == state_hash:
+    customer_unchanged = not force and state.state_hash == state_hash
+    if customer_unchanged and not contracts.pending:
         store.count_outcome("unchanged")
         return Done("unchanged", state.customer_id)
 
@@ -200,18 +236,24 @@ def run_sync(
     stamp = snapshot_stamp(record)
     try:
         with store.account_lock(owner, stamp_of=account) as held:
-            if is_superseded(stamp, held.applied_stamp):
-                # A newer snapshot of this account was applied while this one waited (in a
-                # batch, a retry's countdown, a redelivery): applying it would undo that.
+            superseded = is_superseded(stamp, held.applied_stamp)
+            if superseded or (customer_unchanged and held.customer_id):
+                # Either a newer snapshot of this account was applied while this one waited
+                # (in a batch, a retry's countdown, a redelivery): applying it would undo
+                # that; or only contracts are left to make. Its deals' contracts are still
+                # made: a contract is created once and never edited, so an older snapshot
+                # cannot undo anything there.
+                if superseded:
+                    log.info(
+                        "skipped account %s: snapshot %s is older than the one applied (%s)",
+                        account,
+                        stamp,
+                        held.applied_stamp,
+                        extra={"account_id": account, "task_id": task_id},
+                    )
+                made = contract_step(held.customer_id)
                 store.count_outcome("unchanged")
-                log.info(
-                    "skipped account %s: snapshot %s is older than the one applied (%s)",
-                    account,
-                    stamp,
-                    held.applied_stamp,
-                    extra={"account_id": account, "task_id": task_id},
-                )
-                return Done("unchanged", held.customer_id)
+                return Done("unchanged", held.customer_id, made.calls, len(made.created))
             # The poll's batched find saw no customer: skip the per-account find (the create's
             # 409 on the identity alias still guards against one made since). The customer id
             # is the one read under the lock, never an earlier read.
@@ -222,7 +264,7 @@ def run_sync(
                 searched=searched,
                 generation=held.generation,
             )
-            # 6. Record, and release the lock in the same round trip.
+            # 6. Record (and release the lock in the same round trip when no contract waits).
             result = "created" if outcome.created else ("updated" if outcome.changes else "in_sync")
             store.finish_sync(
                 account,
@@ -241,9 +283,16 @@ def run_sync(
                     "task_id": task_id,
                     "duration_ms": round((time.monotonic() - started) * 1000, 1),
                 },
-                release=held,
+                release=None if contracts.pending else held,
                 snapshot_stamp=stamp,
+                count=not contracts.pending,
             )
+            # 7. Contracts, under the same lock, on the customer just converged. The outcome
+            # is counted after them: a waiter (`poll --wait`, the demo) must not see the sync
+            # finished while its contracts are still being made.
+            made = contract_step(outcome.customer_id)
+            if contracts.pending:
+                store.count_outcome(result)
     except LockBusy as exc:
         return lock_busy(exc, owner)
     except RateLimitedError as exc:
@@ -269,13 +318,14 @@ def run_sync(
         return dead(type(exc).__name__, str(exc), account, record)
 
     log.info(
-        "synced account %s: %s (%d calls)",
+        "synced account %s: %s (%d calls, %d contracts created)",
         account,
         result,
-        outcome.calls,
+        outcome.calls + made.calls,
+        len(made.created),
         extra={"account_id": account, "customer_id": outcome.customer_id, "task_id": task_id},
     )
-    return Done(result, outcome.customer_id, outcome.calls)
+    return Done(result, outcome.customer_id, outcome.calls + made.calls, len(made.created))
 
 
 def _record_account(record: dict[str, Any]) -> str | None:
@@ -423,4 +473,9 @@ def sync_account(
         get_context().store.count_outcome("retried")
         declare_queue()  # a retry is a publish: see tasks.batch (routing keys lost → dropped)
         raise self.retry(countdown=result.countdown, exc=None)
-    return {"outcome": result.outcome, "customer_id": result.customer_id, "calls": result.calls}
+    return {
+        "outcome": result.outcome,
+        "customer_id": result.customer_id,
+        "calls": result.calls,
+        "contracts_created": result.contracts_created,
+    }

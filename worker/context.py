@@ -12,11 +12,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from mappings import Mapping, load_default_mapping, load_mapping
+from worker.contract_state import ContractStore
 from worker.settings import Settings, load_settings
 from worker.store import SyncStore
 
 if TYPE_CHECKING:
+    from simple_salesforce.api import Salesforce
+
     from worker.metronome import MetronomeGateway, UpsertEngine
+    from worker.metronome.contracts import ContractEngine
     from worker.salesforce import ClosedWonSource
 
 
@@ -31,6 +35,8 @@ class WorkerContext:
     mapping: Mapping
     _gateway: MetronomeGateway | None = field(default=None, repr=False)
     _engine: UpsertEngine | None = field(default=None, repr=False)
+    _contracts: ContractEngine | None = field(default=None, repr=False)
+    _contract_store: ContractStore | None = field(default=None, repr=False)
     _source: ClosedWonSource | None = field(default=None, repr=False)
 
     @property
@@ -62,6 +68,28 @@ class WorkerContext:
         return self._engine
 
     @property
+    def contracts(self) -> ContractEngine:
+        """The contract engine; registers the contract custom field keys on first use (the
+        Redis flag, like the customer one, only saves a listKeys call per process start)."""
+        if self._contracts is None:
+            from worker.metronome.contracts import ContractEngine
+
+            engine = ContractEngine(self.gateway, self.store)
+            rule = self.mapping.contract
+            flag = self.store.keys.contract_bootstrap_done
+            if rule is not None and not self.store.client.get(flag):
+                engine.bootstrap(rule.custom_field_keys())
+                self.store.client.set(flag, "1", ex=86_400)
+            self._contracts = engine
+        return self._contracts
+
+    @property
+    def contract_store(self) -> ContractStore:
+        if self._contract_store is None:
+            self._contract_store = ContractStore(self.store.client, self.store.keys)
+        return self._contract_store
+
+    @property
     def source(self) -> ClosedWonSource:
         if self._source is None:
             self._source = build_source(self.settings, self.mapping)
@@ -74,7 +102,19 @@ class WorkerContext:
 
 
 def build_source(settings: Settings, mapping: Mapping) -> ClosedWonSource:
-    from worker.salesforce import ClosedWonSource, build_salesforce
+    from worker.salesforce import ClosedWonSource
+
+    return ClosedWonSource(
+        salesforce_client(settings),
+        mapping.opportunity_fields(),
+        overlap_s=settings.overlap_s,
+        quota_fraction=settings.salesforce_quota_fraction,
+    )
+
+
+def salesforce_client(settings: Settings) -> Salesforce:
+    """A logged-in client for the configured org (or the loopback emulator it names)."""
+    from worker.salesforce import build_salesforce
 
     if not settings.salesforce_configured:
         raise NotConfigured(
@@ -86,13 +126,7 @@ def build_source(settings: Settings, mapping: Mapping) -> ClosedWonSource:
         from worker.sandbox.salesforce.transport import emulator_session
 
         session = emulator_session(settings.salesforce_emulator_url, settings.salesforce_timeout_s)
-    sf = build_salesforce(settings, session)
-    return ClosedWonSource(
-        sf,
-        mapping.opportunity_fields(),
-        overlap_s=settings.overlap_s,
-        quota_fraction=settings.salesforce_quota_fraction,
-    )
+    return build_salesforce(settings, session)
 
 
 def load_configured_mapping(settings: Settings) -> Mapping:

@@ -5,10 +5,12 @@ children (hierarchy roll-up on), one account whose customer was already made by 
 Metronome (it must be adopted, not duplicated), and two accounts whose data cannot make a
 valid customer (they must dead-letter while the rest proceeds). Then:
 
-1. first sync: every account becomes exactly one customer;
+1. first sync: every account becomes exactly one customer, and every won deal that names a
+   rate card one contract;
 2. a poll with no change: the overlap window re-reads every row, and nothing is written;
 3. with ``crmsync listen`` running, three deals closed and one account renamed *through
-   simple-salesforce*, as a sales rep's edits would arrive: only those reach Metronome, by
+   simple-salesforce*, as a sales rep's edits would arrive: only those reach Metronome (three
+   customers, three contracts, one update), by
    change event within about a second; the poll that follows finds them done (the table says
    how many arrived by event and how many by poll).
 
@@ -46,6 +48,12 @@ PROVIDERS: tuple[str | None, ...] = (
 )
 STANDALONE_ACCOUNTS = 48
 HANDMADE_ALIAS = "ops@handmade.example"
+#: Rate card aliases the Metronome emulator is seeded with; each won deal names one, so each
+#: becomes a contract (the default mapping's rule). Every third deal is evergreen.
+RATE_CARDS = ("standard", "enterprise", "startup")
+#: Won deals that get a contract in pass 1: the standalone accounts, the roll-up parent's and
+#: its EU child's deals (both on the parent's customer), and the hand-made customer's.
+CONTRACTS_FIRST_PASS = STANDALONE_ACCOUNTS + 3
 
 
 @dataclass
@@ -53,6 +61,7 @@ class PassResult:
     name: str
     enqueued: int = 0
     created: int = 0
+    contracts: int = 0
     updated: int = 0
     unchanged: int = 0
     dead_lettered: int = 0
@@ -90,6 +99,15 @@ def provider_fields(provider: str | None, n: int, tag: str = "demo") -> dict[str
     return fields
 
 
+def deal_terms(n: int) -> dict[str, Any]:
+    """The contract fields of the ``n``-th won deal: a rate card, and a 12- or 24-month term
+    (every third deal evergreen)."""
+    terms: dict[str, Any] = {"Metronome_Rate_Card__c": RATE_CARDS[n % len(RATE_CARDS)]}
+    if n % 3:
+        terms["Contract_Term_Months__c"] = 12 * (n % 3)
+    return terms
+
+
 def seed(stack: SandboxStack) -> None:
     sf = stack.salesforce
     assert sf is not None  # noqa: S101
@@ -98,7 +116,10 @@ def seed(stack: SandboxStack) -> None:
         fields = {"Name": name, "Billing_Email__c": email, **provider_fields(PROVIDERS[n % 6], n)}
         return sf.insert("Account", {**fields, **extra})
 
+    deals = iter(range(1000))
+
     def won(account_id: str, name: str) -> None:
+        n = next(deals)
         sf.insert(
             "Opportunity",
             {
@@ -107,6 +128,7 @@ def seed(stack: SandboxStack) -> None:
                 "StageName": "Closed Won",
                 "CloseDate": "2026-11-20",
                 "Amount": 12000,
+                **deal_terms(n),
             },
         )
 
@@ -153,7 +175,7 @@ def metronome_counts(stack: SandboxStack) -> tuple[int, int]:
     calls = writes = 0
     for key, count in stack.metronome.request_counts().items():
         method, path = key.split(" ")[:2]
-        if not path.startswith("/v1"):
+        if not path.startswith(("/v1", "/v2")):
             continue
         calls += count
         if (
@@ -203,6 +225,7 @@ def run_pass(
         return after.get(key, 0) - before.get(key, 0)
 
     result.created = delta("created")
+    result.contracts = delta("contract_created")
     result.updated = delta("updated")
     result.unchanged = delta("unchanged") + delta("in_sync")
     result.dead_lettered = delta("dead_lettered")
@@ -285,7 +308,9 @@ def close_deals_like_a_sales_rep(stack: SandboxStack, store: SyncStore | None = 
                 "CloseDate": "2026-11-30",
             }
         )
-        sf.Opportunity.update(opportunity["id"], {"StageName": "Closed Won"})  # type: ignore[operator]
+        sf.Opportunity.update(  # type: ignore[operator]
+            opportunity["id"], {"StageName": "Closed Won", **deal_terms(n)}
+        )
     renamed = sf.query("SELECT Id FROM Account WHERE Name = 'Demo Customer 07'")["records"][0]
     before = store.outcomes() if store is not None else {}
     sf.Account.update(renamed["Id"], {"Name": "Demo Customer 07 (renamed)"})  # type: ignore[operator]
@@ -318,7 +343,7 @@ def run_demo(as_json: bool = False, workdir: Path | None = None) -> int:
             store = stack.context().store
             stack.wait_for_worker()
             first = run_pass(stack, store, "first sync", progress)
-            expect(first, created=49, dead_lettered=2)
+            expect(first, created=49, dead_lettered=2, contracts=CONTRACTS_FIRST_PASS)
             # The hand-made customer is adopted (updated). The roll-up parent and its child
             # share one customer: the first of the two to sync creates it; the second adds the
             # child's alias (updated) or finds it in sync, depending on which went first.
@@ -328,7 +353,7 @@ def run_demo(as_json: bool = False, workdir: Path | None = None) -> int:
                     "adoption plus one roll-up sync (updated or in sync)"
                 )
             second = run_pass(stack, store, "no change", progress)
-            expect(second, created=0, updated=0, dead_lettered=0, metronome_writes=0)
+            expect(second, created=0, updated=0, dead_lettered=0, contracts=0, metronome_writes=0)
             start_listener(stack, store, base)
             third = run_pass(
                 stack,
@@ -337,11 +362,14 @@ def run_demo(as_json: bool = False, workdir: Path | None = None) -> int:
                 progress,
                 before_poll=lambda: close_deals_like_a_sales_rep(stack, store),
             )
-            expect(third, created=3, updated=1, dead_lettered=0)
+            expect(third, created=3, updated=1, dead_lettered=0, contracts=3)
             passes = [first, second, third]
             duplicates = _duplicates(stack)
             if duplicates:
                 third.problems.append(f"duplicate customers for {duplicates}")
+            doubled = _duplicate_contracts(stack)
+            if doubled:
+                third.problems.append(f"duplicate contracts for {doubled}")
     if not as_json:
         _print_table(passes)
     # Last, always: one JSON object (DESIGN.md: the make targets end with one).
@@ -359,6 +387,17 @@ def _duplicates(stack: SandboxStack) -> list[str]:
     return sorted(k for k, v in seen.items() if v > 1)
 
 
+def _duplicate_contracts(stack: SandboxStack) -> list[str]:
+    """Opportunities with more than one contract in the emulator (must be none)."""
+    assert stack.metronome is not None  # noqa: S101
+    seen: dict[str, int] = {}
+    for contract in stack.metronome.contracts():
+        opportunity = (contract.get("custom_fields") or {}).get("sfdc_opportunity_id")
+        if opportunity:
+            seen[opportunity] = seen.get(opportunity, 0) + 1
+    return sorted(k for k, v in seen.items() if v > 1)
+
+
 def _public(result: PassResult) -> dict[str, Any]:
     data = asdict(result)
     return {
@@ -366,6 +405,7 @@ def _public(result: PassResult) -> dict[str, Any]:
         for k in (
             "name",
             "created",
+            "contracts",
             "updated",
             "unchanged",
             "dead_lettered",
@@ -380,7 +420,7 @@ def _public(result: PassResult) -> dict[str, Any]:
 
 def _print_table(passes: list[PassResult]) -> None:
     header = (
-        f"{'pass':<22}{'created':>8}{'updated':>8}{'unchanged':>10}{'dead':>6}"
+        f"{'pass':<22}{'created':>8}{'contracts':>10}{'updated':>8}{'unchanged':>10}{'dead':>6}"
         f"{'calls':>7}{'writes':>7}  result"
     )
     print(header)
@@ -388,7 +428,8 @@ def _print_table(passes: list[PassResult]) -> None:
     for p in passes:
         verdict = "ok" if p.ok else "FAILED: " + "; ".join(p.problems)
         print(
-            f"{p.name:<22}{p.created:>8}{p.updated:>8}{p.unchanged:>10}{p.dead_lettered:>6}"
+            f"{p.name:<22}{p.created:>8}{p.contracts:>10}{p.updated:>8}{p.unchanged:>10}"
+            f"{p.dead_lettered:>6}"
             f"{p.metronome_calls:>7}{p.metronome_writes:>7}  {verdict}"
         )
     for p in passes:

@@ -75,6 +75,14 @@ class Keys:
         a cached 5xx for the same key). Written before the call it protects. No TTL."""
         return f"{self.prefix}:idempotency:{account_id}"
 
+    # --- opportunities (contracts) -------------------------------------------------------
+    def opportunity(self, opportunity_id: str) -> str:
+        """Hash: contract_id, contract_hash and contract (the canonical desired contract it was
+        made from), customer_id; attention_hash (the changed state already reported) and
+        dead_hash (the bad mapping already dead-lettered). No TTL: the contract id is a
+        saving (one list call), the contract itself is found again by its uniqueness key."""
+        return f"{self.prefix}:opportunity:{opportunity_id}"
+
     def delivery_count(self, task_id: str, attempt: int) -> str:
         """Integer: how often one message (task id + retry number) was delivered; a message
         that keeps killing its worker is dead-lettered instead of looping forever."""
@@ -103,6 +111,12 @@ class Keys:
         """String: set once the custom field keys are registered in Metronome; a hint only
         (bootstrap itself is idempotent), so it expires daily to re-check."""
         return f"{self.prefix}:bootstrap-done"
+
+    @property
+    def contract_bootstrap_done(self) -> str:
+        """String: the contract custom field keys are registered (entity ``contract``); a hint
+        like bootstrap_done, expiring daily."""
+        return f"{self.prefix}:bootstrap-done:contract"
 
     @property
     def events_check(self) -> str:

@@ -22,7 +22,10 @@ import logging
 import re
 import sys
 from datetime import UTC, datetime
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from stamina.instrumentation import RetryDetails
 
 #: Record attributes copied into each line when present (the ``extra=`` keys tasks use).
 CONTEXT_FIELDS = ("task_id", "task_name", "account_id", "customer_id")
@@ -49,6 +52,14 @@ def scrub(text: str) -> str:
     for pattern in _SECRET_PATTERNS:
         text = pattern.sub(lambda m: m.group(1) + REDACTED, text)
     return text
+
+
+def redacted_url(url: str) -> str:
+    """A URL without its password (``redis://:***@host:6379/0``), to show where we connect."""
+    if "@" in url:
+        scheme, _, rest = url.partition("://")
+        url = f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+    return scrub(url)  # unix:///run/redis.sock?password=... carries it in the query
 
 
 def _current_task() -> tuple[str | None, str | None]:
@@ -143,4 +154,32 @@ def configure_logging(
     # Per-request chatter of the HTTP clients would drown the sync lines at INFO.
     for noisy in ("httpx", "httpcore", "urllib3", "simple_salesforce"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    log_retries_here()
     return handler
+
+
+def log_retries_here() -> None:
+    """Make stamina report each scheduled retry through this module's handler.
+
+    stamina's default logging hook writes the bare message ``stamina.retry_scheduled`` with the
+    details in ``extra`` fields no formatter shows, at WARNING: on a command's stderr that was
+    a line saying nothing. Ours says what is retried, why and when, at INFO (a retry is normal
+    operation; the final failure is what an operator must read). stamina's Prometheus counter
+    is kept.
+    """
+    from stamina import instrumentation
+
+    instrumentation.set_on_retry_hooks([instrumentation.PrometheusOnRetryHook, _log_retry])
+
+
+def _log_retry(details: RetryDetails) -> None:
+    """stamina's ``RetryHook``: one readable line per scheduled retry."""
+    cause = details.caused_by
+    logging.getLogger("crmsync.retry").info(
+        "retry %d of %s in %.2fs after %s: %s",
+        details.retry_num,
+        details.name,
+        details.wait_for,
+        type(cause).__name__,
+        scrub(str(cause))[:300],
+    )

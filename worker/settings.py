@@ -16,6 +16,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import (
     AliasChoices,
@@ -42,7 +43,16 @@ def child_environment(configuration: Mapping[str, str]) -> dict[str, str]:
 
 
 class SettingsError(Exception):
-    """The configuration cannot be used; the message is meant for an operator's eyes."""
+    """The configuration cannot be used; the message is meant for an operator's eyes.
+
+    ``problems`` holds one line per wrong variable (``VARIABLE: what is wrong``), so
+    ``crmsync check`` can print each on its own line and the CLI can print them without a
+    traceback.
+    """
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(f"crmsync: configuration: {p}" for p in problems))
 
 
 class SalesforceAuthMode(enum.StrEnum):
@@ -65,14 +75,18 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=".env",
         env_file_encoding="utf-8",
+        # An empty variable is an unset one: compose passes `${VAR:-}` through as "", which
+        # would otherwise be a present (empty) password or Path("."), i.e. a login mode.
+        env_ignore_empty=True,
         extra="ignore",
         populate_by_name=True,
         frozen=True,
     )
 
     # --- Redis -------------------------------------------------------------------------
+    # repr=False: the URL may carry the password (REDIS_PASSWORD is merged into it).
     redis_url: str | None = Field(
-        default=None, validation_alias=AliasChoices("REDIS_URL", "redis_url")
+        default=None, validation_alias=AliasChoices("REDIS_URL", "redis_url"), repr=False
     )
     data_dir: Path = Field(
         default_factory=default_data_dir,
@@ -81,11 +95,38 @@ class Settings(BaseSettings):
     redis_prefix: str = Field(
         default="crmsync", validation_alias=AliasChoices("CRMSYNC_REDIS_PREFIX", "redis_prefix")
     )
+    redis_password: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("REDIS_PASSWORD", "redis_password"),
+        description=(
+            "Password for REDIS_URL, kept out of the URL so it can come from a secret file "
+            "(REDIS_PASSWORD_FILE); it is put into the URL when settings are read."
+        ),
+    )
+    redis_password_file: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("REDIS_PASSWORD_FILE", "redis_password_file"),
+    )
+    redis_wait_s: float = Field(
+        default=60.0,
+        ge=0,
+        le=3_600,
+        validation_alias=AliasChoices("CRMSYNC_REDIS_WAIT_S", "redis_wait_s"),
+        description=(
+            "How long worker, run and beat wait for Redis at start before they exit with one "
+            "line saying why (an orchestrator restarts them; Celery alone would retry forever "
+            "and a wrong password would never be reported as such)."
+        ),
+    )
 
     # --- Metronome ---------------------------------------------------------------------
     metronome_bearer_token: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices("METRONOME_BEARER_TOKEN", "metronome_bearer_token"),
+    )
+    metronome_bearer_token_file: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("METRONOME_BEARER_TOKEN_FILE", "metronome_bearer_token_file"),
     )
     metronome_base_url: str = Field(
         default="https://api.metronome.com",
@@ -110,9 +151,19 @@ class Settings(BaseSettings):
     salesforce_password: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("SALESFORCE_PASSWORD", "salesforce_password")
     )
+    salesforce_password_file: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SALESFORCE_PASSWORD_FILE", "salesforce_password_file"),
+    )
     salesforce_security_token: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices("SALESFORCE_SECURITY_TOKEN", "salesforce_security_token"),
+    )
+    salesforce_security_token_file: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "SALESFORCE_SECURITY_TOKEN_FILE", "salesforce_security_token_file"
+        ),
     )
     salesforce_consumer_key: str | None = Field(
         default=None,
@@ -121,6 +172,12 @@ class Settings(BaseSettings):
     salesforce_consumer_secret: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices("SALESFORCE_CONSUMER_SECRET", "salesforce_consumer_secret"),
+    )
+    salesforce_consumer_secret_file: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "SALESFORCE_CONSUMER_SECRET_FILE", "salesforce_consumer_secret_file"
+        ),
     )
     salesforce_private_key: SecretStr | None = Field(
         default=None,
@@ -137,6 +194,10 @@ class Settings(BaseSettings):
     salesforce_session_id: SecretStr | None = Field(
         default=None,
         validation_alias=AliasChoices("SALESFORCE_SESSION_ID", "salesforce_session_id"),
+    )
+    salesforce_session_id_file: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SALESFORCE_SESSION_ID_FILE", "salesforce_session_id_file"),
     )
     salesforce_domain: str = Field(
         default="login",
@@ -318,6 +379,10 @@ class Settings(BaseSettings):
     flower_password: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("FLOWER_PASSWORD", "flower_password")
     )
+    flower_password_file: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("FLOWER_PASSWORD_FILE", "flower_password_file"),
+    )
     alert_webhook_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("CRMSYNC_ALERT_WEBHOOK_URL", "alert_webhook_url"),
@@ -326,6 +391,15 @@ class Settings(BaseSettings):
         default="auto",
         pattern=r"^(auto|json|console)$",
         validation_alias=AliasChoices("CRMSYNC_LOG_FORMAT", "log_format"),
+    )
+    log_level: str = Field(
+        default="INFO",
+        pattern=r"^(DEBUG|INFO|WARNING|ERROR)$",
+        validation_alias=AliasChoices("CRMSYNC_LOG_LEVEL", "log_level"),
+        description=(
+            "Log level of worker, run, beat and flower (their --loglevel wins); DEBUG also "
+            "makes every command print the traceback behind a one-line error, as --debug does."
+        ),
     )
     alert_lag_threshold_s: float = Field(
         default=900.0,
@@ -361,6 +435,11 @@ class Settings(BaseSettings):
             "stopped beat releases it at once."
         ),
     )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("metronome_base_url", "salesforce_instance_url")
     @classmethod
@@ -400,9 +479,56 @@ class Settings(BaseSettings):
     def listener_topic_list(self) -> list[str]:
         return [t.strip() for t in self.listener_topics.split(",") if t.strip()]
 
+    # The validators below run in this order: secrets are read from their files before the
+    # Salesforce login mode is decided from which secrets are present.
+    @model_validator(mode="after")
+    def _secrets_from_files(self) -> Settings:
+        """``X_FILE`` holds X's value (compose/Kubernetes secrets): read it once, here.
+
+        Both set is refused (which one would win is a guess); a trailing newline (``echo``,
+        editors) is dropped because no token or password ends with one.
+        """
+        for secret, file_field in SECRET_FILES.items():
+            path = getattr(self, file_field)
+            if path is None:
+                continue
+            if getattr(self, secret) is not None:
+                raise ValueError(
+                    f"{_env_name(secret)} and {_env_name(file_field)} are both set; set one"
+                )
+            try:
+                value = path.read_text(encoding="utf-8").rstrip("\r\n")
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = getattr(exc, "strerror", None) or type(exc).__name__
+                raise ValueError(f"{_env_name(file_field)}: cannot read {path}: {reason}") from None
+            if not value:
+                raise ValueError(f"{_env_name(file_field)}: {path} is empty")
+            object.__setattr__(self, secret, SecretStr(value))  # frozen: set during validation
+        return self
+
+    @model_validator(mode="after")
+    def _redis_password_into_url(self) -> Settings:
+        """REDIS_PASSWORD goes into REDIS_URL, the one value every Redis client here reads."""
+        if self.redis_password is None:
+            return self
+        if not self.redis_url:
+            raise ValueError(
+                "REDIS_PASSWORD is set but REDIS_URL is not (the embedded Redis has no password)"
+            )
+        object.__setattr__(
+            self, "redis_url", url_with_password(self.redis_url, self.redis_password)
+        )
+        return self
+
     @model_validator(mode="after")
     def _one_salesforce_mode(self) -> Settings:
-        salesforce_auth_mode(self)  # raises ValueError on a mix or an incomplete set
+        try:
+            salesforce_auth_mode(self)  # raises ValueError on a mix or an incomplete set
+        except ValueError as exc:
+            # Someone is configuring a real deployment: name everything still missing at once.
+            if self.metronome_bearer_token is None:
+                raise ValueError(f"{exc}; Metronome also needs METRONOME_BEARER_TOKEN") from None
+            raise
         return self
 
     @property
@@ -491,6 +617,37 @@ def _env_name(name: str) -> str:
     return name.upper()
 
 
+#: Secret -> the field naming a file that holds it (``X_FILE``). The private key's file is
+#: read by simple-salesforce itself (SALESFORCE_PRIVATE_KEY_FILE), so it is not listed here.
+SECRET_FILES: dict[str, str] = {
+    "metronome_bearer_token": "metronome_bearer_token_file",
+    "salesforce_password": "salesforce_password_file",
+    "salesforce_security_token": "salesforce_security_token_file",
+    "salesforce_consumer_secret": "salesforce_consumer_secret_file",
+    "salesforce_session_id": "salesforce_session_id_file",
+    "flower_password": "flower_password_file",
+    "redis_password": "redis_password_file",
+}
+
+
+def url_with_password(url: str, password: SecretStr) -> str:
+    """``url`` with ``password`` as its credential (refused if the URL already has one)."""
+    parts = urlsplit(url)
+    if parts.password:
+        raise ValueError("REDIS_URL already carries a password and REDIS_PASSWORD is set too")
+    secret = quote(password.get_secret_value(), safe="")
+    if parts.scheme == "unix":
+        query = f"{parts.query}&password={secret}" if parts.query else f"password={secret}"
+        return urlunsplit(parts._replace(query=query))
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:{secret}@{host}"))
+
+
+def salesforce_mode_variables(mode: SalesforceAuthMode) -> list[str]:
+    """The variables a login mode reads, as an operator would set them."""
+    return [_env_name(name) for name in _MODE_REQUIRES[mode]]
+
+
 def salesforce_auth_mode(settings: Settings) -> SalesforceAuthMode | None:
     """The one auth mode the SALESFORCE_* variables describe, or None when none are set.
 
@@ -536,8 +693,9 @@ def load_settings(**overrides: Any) -> Settings:
         raise SettingsError(describe_validation_error(exc)) from None
 
 
-def describe_validation_error(exc: ValidationError) -> str:
-    lines = ["crmsync: the configuration is not valid:"]
+def describe_validation_error(exc: ValidationError) -> list[str]:
+    """One line per problem, naming the variable (never echoing its value: it may be secret)."""
+    lines = []
     for error in exc.errors(include_url=False, include_input=False):
         location = ".".join(str(part) for part in error["loc"])
         field = Settings.model_fields.get(location)
@@ -545,8 +703,8 @@ def describe_validation_error(exc: ValidationError) -> str:
         if field is not None and isinstance(field.validation_alias, AliasChoices):
             env_name = str(field.validation_alias.choices[0])
         message = str(error["msg"]).removeprefix("Value error, ")
-        lines.append(f"  {env_name}: {message}" if location else f"  {message}")
-    return "\n".join(lines)
+        lines.append(f"{env_name}: {message}" if location else message)
+    return lines
 
 
 def environment_variable_names() -> set[str]:

@@ -308,6 +308,7 @@ class SyncStore:
         ledger_entry: Mapping[str, Any],
         release: HeldLock | None = None,
         snapshot_stamp: str | None = None,
+        count: bool = True,
     ) -> None:
         """Everything a converged sync records, in one round trip: the dedupe hash and customer
         id (and the roll-up owner's), the bad-record marker cleared, the outcome counted, the
@@ -326,7 +327,8 @@ class SyncStore:
         pipe.hdel(key, "dead_hash")
         if owner_account_id != account_id:
             pipe.hset(self.keys.account(owner_account_id), "customer_id", customer_id)
-        pipe.hincrby(self.keys.outcomes, outcome, 1)
+        if count:  # False: the caller counts once more work under the lock is done
+            pipe.hincrby(self.keys.outcomes, outcome, 1)
         pipe.xadd(
             self.keys.ledger,
             _ledger_fields(ledger_entry),

@@ -6,6 +6,8 @@ import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 import metronome
 import pytest
@@ -26,7 +28,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_sandbox_serves_both_emulators_with_the_given_credentials() -> None:
+def test_sandbox_serves_both_emulators_with_the_given_credentials(tmp_path: Path) -> None:
     metronome_port, salesforce_port, pubsub_port = _free_port(), _free_port(), _free_port()
     credentials = SandboxCredentials(
         username="ops@acme.test", password="pw-1", security_token="tok-1"
@@ -78,6 +80,24 @@ def test_sandbox_serves_both_emulators_with_the_given_credentials() -> None:
             assert topic.can_subscribe
         finally:
             pubsub.close()
+
+        # The banner is a ready .env: every value real, the secrets included.
+        text = "".join(banner)
+        for line in (
+            f"METRONOME_BASE_URL=http://127.0.0.1:{metronome_port}",
+            "METRONOME_BEARER_TOKEN=tok-metronome",
+            f"CRMSYNC_SALESFORCE_EMULATOR_URL=http://127.0.0.1:{salesforce_port}",
+            f"SALESFORCE_USERNAME={credentials.username}",
+            f"SALESFORCE_PASSWORD={credentials.password}",
+            f"SALESFORCE_SECURITY_TOKEN={credentials.security_token}",
+            f"CRMSYNC_PUBSUB_EMULATOR_ADDRESS=127.0.0.1:{pubsub_port}",
+        ):
+            assert f"\n{line}\n" in text, text
+        env_file = tmp_path / ".env"
+        env_file.write_text(
+            "\n".join(x for x in text.splitlines() if "=" in x and not x.startswith("#"))
+        )
+        _edits_through_the_rest_api(tmp_path, sf)
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
@@ -95,3 +115,48 @@ def test_sandbox_help_shows_the_default_credentials() -> None:
     for flag in ("--salesforce-user", "--salesforce-password", "--salesforce-token"):
         assert flag in result.stdout
     assert "demo@crmsync.local" in result.stdout
+
+
+def _sandbox(cwd: Path, *args: str) -> str:
+    """`crmsync sandbox EDIT ...` run where the printed .env was saved, as a newcomer would."""
+    result = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "sandbox", *args],
+        cwd=cwd,
+        env=crmsync_env({"PYTHONPATH": str(REPO_ROOT)}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def _edits_through_the_rest_api(cwd: Path, sf: Any) -> None:
+    def deal(account_id: str) -> dict[str, Any]:
+        soql = f"SELECT StageName, IsWon, Account.Name FROM Opportunity WHERE AccountId = '{account_id}'"  # noqa: S608, E501
+        [row] = sf.query(soql)["records"]
+        return {"stage": row["StageName"], "won": row["IsWon"], "name": row["Account"]["Name"]}
+
+    account_id = _sandbox(cwd, "add-account", "Acme Corp").split(":")[0]
+    assert deal(account_id) == {"stage": "Prospecting", "won": False, "name": "Acme Corp"}
+    _sandbox(cwd, "close", account_id)
+    assert deal(account_id)["won"] is True
+    _sandbox(cwd, "rename", account_id, "Acme Inc")
+    assert deal(account_id)["name"] == "Acme Inc"
+    _sandbox(cwd, "reopen", account_id)
+    assert deal(account_id)["won"] is False
+
+    refused = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "sandbox", "reopen", account_id],
+        cwd=cwd,
+        env=crmsync_env({"PYTHONPATH": str(REPO_ROOT)}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 2
+    assert refused.stderr.splitlines() == [
+        f"crmsync: account {account_id} has no won deal to move to 'Negotiation/Review'"
+    ]

@@ -152,6 +152,11 @@ def test_the_query_field_list_is_exactly_what_the_mapping_reads() -> None:
         "Account.Stripe_Customer_Id__c",
         "Account.Stripe_Collection_Method__c",
         "Account.NetSuite_Customer_Id__c",
+        "Metronome_Rate_Card__c",
+        "Name",
+        "Contract_Start_Date__c",
+        "CloseDate",
+        "Contract_Term_Months__c",
     ]
     assert MAPPING.account_fields()[:3] == ["Id", "Name", "Billing_Email__c"]
     assert not MAPPING.rollup_enabled

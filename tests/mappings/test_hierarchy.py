@@ -162,3 +162,15 @@ def test_child_alias_format_may_not_equal_the_identity_format() -> None:
             "identity_alias: {format: 'sf:{account_id}'}\n"
             "hierarchy_rollup: {enabled: true, child_alias_format: 'sf:{account_id}'}\n"
         )
+
+
+def test_a_childs_deal_becomes_a_contract_billed_through_the_top_parents_configuration() -> None:
+    record = child_record()
+    record.update({"CloseDate": "2026-03-15", "Metronome_Rate_Card__c": "standard"})
+    customer = ROLLUP.map_record(record)
+    contract = ROLLUP.map_contract(record, customer)
+    assert contract is not None
+    assert contract.salesforce_account_id == TOP
+    # The child's own picklist says stripe; the customer holds the parent's AWS configuration.
+    assert contract.billing_provider == "aws_marketplace"
+    assert contract.salesforce_opportunity_id == record["Id"]

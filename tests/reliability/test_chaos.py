@@ -25,6 +25,8 @@ def test_short_chaos_run_has_no_duplicate_no_lost_close_and_no_drift() -> None:
     result = run_chaos(ChaosConfig(seed=11).short())
     assert result["converged"], result
     assert (result["duplicates"], result["missing"], result["drifted"]) == (0, 0, 0), result
+    assert (result["duplicate_contracts"], result["missing_contracts"]) == (0, 0), result
+    assert result["contracts_expected"] > 0, result
     assert result["unattributed"] == 0 and result["dead_letters_unexpected"] == 0, result
     assert result["unmappable_not_dead_lettered"] == 0, result
     faults = result["faults_injected"]

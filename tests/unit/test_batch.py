@@ -105,6 +105,7 @@ class ExplodingMapping:
     def __init__(self, account: str) -> None:
         self.real = load_default_mapping()
         self.account = account
+        self.contract = None  # no contract step: the bug is in the customer mapping
 
     def map_record(self, record: dict[str, Any]) -> Any:
         if record.get("AccountId") == self.account:

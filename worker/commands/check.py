@@ -1,20 +1,31 @@
-"""``crmsync check``: one line per check, non-zero exit on any failure.
+"""``crmsync check``: one line per finding, non-zero exit on any failure.
 
-Checks run in dependency order (settings, Redis, Salesforce, Metronome, a live worker) and
-each says what it found, so an operator reading a failed health check knows which side is
-broken. Credentials are used, never printed: errors are reported by type and status only.
+Checks run in dependency order (settings, mapping, Redis, Salesforce, Metronome, the
+contract catalog, the change-event topics, a live worker) and each says what it found, so an
+operator reading a failed health check knows which side is broken: a mapping mistake is
+reported on the mapping's line, never as a Salesforce failure. Each problem gets a line of its
+own (three wrong variables: three lines). Failures are described as the CLI describes them
+everywhere (worker/cli_errors.py). Credentials are used, never printed.
+
+``--quick`` (the container health check) makes no Salesforce or Metronome call, so it spends
+no API quota however often it runs, but it still validates settings and mapping: a worker
+whose every poll would fail must not look healthy. ``--this-host`` asks the worker on this
+host by its node name, not whichever worker takes the next message from the shared queue.
 """
 
 from __future__ import annotations
 
 import argparse
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import redis
 
-from worker.logs import scrub
-from worker.redis_server import find_embedded
+from mappings import Mapping, MappingFileError
+from worker.cli_errors import explain
+from worker.logs import redacted_url, scrub
+from worker.redis_server import NoCrmsyncRunning, find_embedded
 from worker.settings import Settings, SettingsError, load_settings, salesforce_auth_mode
 
 #: The custom field that identifies a customer's Salesforce account (worker/metronome/engine.py).
@@ -32,7 +43,7 @@ class CheckResult:
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("check", help="verify settings and connectivity")
+    parser = subparsers.add_parser("check", help="verify settings, mapping and connectivity")
     parser.add_argument(
         "--worker-timeout", type=float, default=10.0, help="seconds to wait for a live worker"
     )
@@ -40,47 +51,66 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="settings, Redis and worker only: no Salesforce or Metronome call (for frequent "
-        "container health checks, which would otherwise spend API quota every interval)",
+        help="settings, mapping, Redis and worker only: no Salesforce or Metronome call (for "
+        "frequent container health checks, which would otherwise spend API quota every interval)",
+    )
+    node = parser.add_mutually_exclusive_group()
+    node.add_argument(
+        "--node", help="require this worker node to answer (e.g. celery@host), not any worker"
+    )
+    node.add_argument(
+        "--this-host",
+        action="store_true",
+        help="require the worker of this host (celery@HOSTNAME) to answer: a replica's own "
+        "health check, which another replica must not answer for",
     )
     parser.set_defaults(func=run)
 
 
-def check_settings() -> tuple[CheckResult, Settings | None]:
+def check_settings() -> tuple[list[CheckResult], Settings | None]:
     try:
         settings = load_settings()
     except SettingsError as exc:
-        return CheckResult("settings", False, str(exc)), None
+        return [CheckResult("settings", False, problem) for problem in exc.problems], None
     mode = salesforce_auth_mode(settings)
     parts = [
         f"salesforce auth {mode.value if mode else 'not configured'}",
         f"metronome {'token set' if settings.metronome_configured else 'token not set'}",
         f"poll every {settings.poll_interval_s:g}s, overlap {settings.overlap_s:g}s",
     ]
-    return CheckResult("settings", True, "; ".join(parts)), settings
+    return [CheckResult("settings", True, "; ".join(parts))], settings
+
+
+def check_mapping(settings: Settings) -> tuple[list[CheckResult], Mapping | None]:
+    from worker.context import load_configured_mapping
+
+    source = str(settings.mapping_file or "the packaged default (mappings/default.yaml)")
+    try:
+        mapping = load_configured_mapping(settings)
+    except MappingFileError as exc:
+        return [
+            CheckResult("mapping", False, f"{exc.source}:{line or '?'}: key {key or '<top>'}: {m}")
+            for key, line, m in exc.problems
+        ], None
+    fields = len(mapping.opportunity_fields())
+    return [CheckResult("mapping", True, f"{source}: valid, reads {fields} fields")], mapping
 
 
 def check_redis(settings: Settings) -> tuple[CheckResult, str | None]:
     url = settings.redis_url or find_embedded(settings.data_dir)
     if url is None:
-        return (
-            CheckResult(
-                "redis",
-                False,
-                f"REDIS_URL is unset and no embedded server is running in {settings.data_dir}",
-            ),
-            None,
-        )
+        message = str(NoCrmsyncRunning(settings.data_dir)).removeprefix("crmsync: ")
+        return CheckResult("redis", False, message), None
     client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=5)
     try:
         info = client.info("server")
         policy = client.config_get("maxmemory-policy").get("maxmemory-policy", "?")
     except redis.RedisError as exc:
-        return CheckResult("redis", False, f"{_redacted(url)}: {exc}"), None
+        return CheckResult("redis", False, _describe(exc, settings)), None
     finally:
         client.close()
     ok = policy == "noeviction"
-    detail = f"{_redacted(url)} redis {info.get('redis_version')}, maxmemory-policy {policy}"
+    detail = f"{redacted_url(url)} redis {info.get('redis_version')}, maxmemory-policy {policy}"
     if not ok:
         detail += " (must be noeviction: Celery's queues would be evicted under memory pressure)"
     return CheckResult("redis", ok, detail), url
@@ -88,15 +118,14 @@ def check_redis(settings: Settings) -> tuple[CheckResult, str | None]:
 
 def check_salesforce(settings: Settings) -> CheckResult:
     """Log in (the configured mode) and read the org's daily API quota (GET /limits)."""
-    from worker.context import build_source, load_configured_mapping
+    from worker.context import salesforce_client
 
     if not settings.salesforce_configured:
         return CheckResult("salesforce", False, "no Salesforce login configured (SALESFORCE_*)")
     try:
-        source = build_source(settings, load_configured_mapping(settings))
-        daily = source.sf.limits()["DailyApiRequests"]
+        daily = salesforce_client(settings).limits()["DailyApiRequests"]
     except Exception as exc:
-        return CheckResult("salesforce", False, f"login or limits call failed: {_describe(exc)}")
+        return CheckResult("salesforce", False, _describe(exc, settings))
     used, limit = int(daily["Max"]) - int(daily["Remaining"]), int(daily["Max"])
     share = used / limit if limit else 0.0
     ok = share < settings.salesforce_quota_fraction
@@ -107,14 +136,14 @@ def check_salesforce(settings: Settings) -> CheckResult:
     return CheckResult("salesforce", ok, detail)
 
 
-def check_metronome(settings: Settings) -> CheckResult:
+def check_metronome(settings: Settings, mapping: Mapping | None) -> CheckResult:
     """Authenticate (listKeys) and verify the custom field keys syncs write are registered.
 
     ``sfdc_account_id`` must enforce uniqueness (it is the guard against a second customer for
     one account); if it is absent the first sync registers it, so that is not a failure. Keys
     the mapping writes are never registered automatically: a missing one fails every sync.
+    Without a valid mapping only the first part runs (the mapping's own line says why).
     """
-    from worker.context import load_configured_mapping
     from worker.metronome import MetronomeGateway
 
     if settings.metronome_bearer_token is None:
@@ -126,7 +155,7 @@ def check_metronome(settings: Settings) -> CheckResult:
         finally:
             gateway.close()
     except Exception as exc:
-        return CheckResult("metronome", False, f"authenticated call failed: {_describe(exc)}")
+        return CheckResult("metronome", False, _describe(exc, settings))
     problems: list[str] = []
     notes: list[str] = []
     if IDENTITY_KEY not in keys:
@@ -135,22 +164,21 @@ def check_metronome(settings: Settings) -> CheckResult:
         problems.append(f"{IDENTITY_KEY} is registered without enforce_uniqueness")
     else:
         notes.append(f"{IDENTITY_KEY} registered, unique")
-    try:
-        wanted = set(load_configured_mapping(settings).custom_fields) - {IDENTITY_KEY}
-    except Exception as exc:
-        problems.append(f"mapping cannot be loaded: {_describe(exc)}")
-        wanted = set()
-    missing = sorted(wanted - set(keys))
-    if missing:
-        problems.append("custom field keys not registered: " + ", ".join(missing))
+    if mapping is None:
+        notes.append("the mapping's keys not checked (see the mapping line)")
+    else:
+        missing = sorted(set(mapping.custom_fields) - {IDENTITY_KEY} - set(keys))
+        if missing:
+            problems.append("custom field keys not registered: " + ", ".join(missing))
     detail = "; ".join(["authenticated", *notes, *problems])
     return CheckResult("metronome", not problems, detail)
 
 
 def check_pubsub(settings: Settings) -> CheckResult:
     """``crmsync listen`` can work: log in, then GetTopic says each topic can be subscribed
-    (Change Data Capture selected for the object, View All for the user)."""
-    from worker.context import build_source, load_configured_mapping
+    (Change Data Capture selected for the object, View All for the user). Needs no mapping:
+    a mapping mistake stays on the mapping's line."""
+    from worker.context import salesforce_client
     from worker.salesforce.events.auth import Authenticator
     from worker.salesforce.events.listener import check_topics, pubsub_channel_for
 
@@ -158,62 +186,120 @@ def check_pubsub(settings: Settings) -> CheckResult:
         return CheckResult("pubsub", False, "no Salesforce login configured (SALESFORCE_*)")
     topics = settings.listener_topic_list
     try:
-        mapping = load_configured_mapping(settings)
-        auth = Authenticator(lambda: build_source(settings, mapping).sf, settings.salesforce_org_id)
+        auth = Authenticator(lambda: salesforce_client(settings), settings.salesforce_org_id)
         client = pubsub_channel_for(settings)
         try:
             problems = check_topics(client, auth, topics)
         finally:
             client.close()
     except Exception as exc:
-        return CheckResult("pubsub", False, f"login or GetTopic failed: {_describe(exc)}")
+        return CheckResult("pubsub", False, f"login or GetTopic failed: {_describe(exc, settings)}")
     if problems:
         return CheckResult("pubsub", False, "; ".join(problems))
     return CheckResult("pubsub", True, "can subscribe to " + ", ".join(topics))
 
 
-def _describe(exc: BaseException) -> str:
-    """An error without its arguments' secrets: the type, and an HTTP status if it has one."""
+def check_contracts(settings: Settings, mapping: Mapping) -> CheckResult:
+    """Every rate card, package and product the mapping's contracts name exists in Metronome
+    (worker/commands/check_contracts.py); skipped without a contract block."""
+    from worker.commands.check_contracts import check_contract_catalog
+    from worker.context import build_source
+    from worker.metronome import MetronomeGateway
+
+    if mapping.contract is None:
+        return CheckResult("contracts", True, "the mapping has no contract block")
+    try:
+        gateway = MetronomeGateway.from_settings(settings)
+        try:
+            ok, detail = check_contract_catalog(mapping, build_source(settings, mapping), gateway)
+        finally:
+            gateway.close()
+    except Exception as exc:
+        return CheckResult("contracts", False, f"catalog check failed: {_describe(exc, settings)}")
+    return CheckResult("contracts", ok, detail)
+
+
+def _describe(exc: BaseException, settings: Settings) -> str:
+    """The CLI's one-line explanation when there is one; else the type and a scrubbed text."""
+    failure = explain(exc, settings)
+    if failure is not None:
+        return failure.message.removeprefix("crmsync: ")
     status = getattr(exc, "status_code", None) or getattr(exc, "status", None)
     text = scrub(str(exc))[:300]
     return f"{type(exc).__name__}" + (f" (HTTP {status})" if status else "") + f": {text}"
 
 
-def check_worker(url: str, timeout: float) -> CheckResult:
+def check_worker(url: str, timeout: float, node: str | None) -> CheckResult:
     from worker.app import app
 
     app.conf.update(broker_url=url, result_backend=url)
+    if node is not None:
+        return _ping_node(node, timeout)
     from tasks.health import ping
 
+    # expires: a worker that starts after we gave up drops this ping instead of answering
+    # nobody.
+    result = ping.apply_async(expires=timeout)
     try:
-        answer = ping.apply_async().get(timeout=timeout)
+        answer = result.get(timeout=timeout)
     except Exception as exc:
         return CheckResult("worker", False, f"no worker answered crmsync.ping: {exc!r}")
+    finally:
+        # Unsubscribe now: left to AsyncResult.__del__ it would run at interpreter exit and
+        # print a traceback ("sys.meta_path is None") when no worker answered.
+        result.backend.remove_pending_result(result)
     return CheckResult("worker", True, f"crmsync.ping answered by {answer.get('hostname')}")
 
 
-def _redacted(url: str) -> str:
-    """A Redis URL without its password."""
-    if "@" not in url:
-        return url
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://***@{rest.split('@', 1)[1]}"
+def _ping_node(node: str, timeout: float) -> CheckResult:
+    """Celery's remote-control ping addressed to one node (as ``celery inspect ping -d``)."""
+    from worker.app import app
+
+    try:
+        replies = app.control.ping(destination=[node], timeout=timeout)
+    except Exception as exc:
+        return CheckResult("worker", False, f"{node} did not answer: {exc!r}")
+    answered = [name for reply in replies for name in reply]
+    if node not in answered:
+        return CheckResult("worker", False, f"{node} did not answer a ping within {timeout:g}s")
+    return CheckResult("worker", True, f"{node} answered a ping")
 
 
 def run(args: argparse.Namespace) -> int:
-    results: list[CheckResult] = []
-    settings_result, settings = check_settings()
-    results.append(settings_result)
+    results, settings = check_settings()
     if settings is not None:
+        mapping_results, mapping = check_mapping(settings)
+        results += mapping_results
         redis_result, url = check_redis(settings)
         results.append(redis_result)
-        extra: list[Callable[[], CheckResult]] = []
+        extra: list[Callable[[], CheckResult | None]] = []
         if not args.quick:
-            extra += [lambda: check_salesforce(settings), lambda: check_metronome(settings)]
-            extra.append(lambda: check_pubsub(settings))
+            extra.append(lambda: check_salesforce(settings))
+            extra.append(lambda: check_metronome(settings, mapping))
+            if mapping is not None:
+                # Through a Metronome that refuses us the catalog check would only fail again.
+                extra.append(
+                    lambda: (
+                        check_contracts(settings, mapping)
+                        if any(r.name == "metronome" and r.ok for r in results)
+                        else None
+                    )
+                )
+            # Through a Salesforce that refuses the login GetTopic would only fail again.
+            extra.append(
+                lambda: (
+                    check_pubsub(settings)
+                    if any(r.name == "salesforce" and r.ok for r in results)
+                    else None
+                )
+            )
         if url is not None and not args.skip_worker:
-            extra.append(lambda: check_worker(url, args.worker_timeout))
-        results.extend(check() for check in extra)
+            node = f"celery@{socket.gethostname()}" if args.this_host else args.node
+            extra.append(lambda: check_worker(url, args.worker_timeout, node))
+        for check in extra:
+            found = check()
+            if found is not None:
+                results.append(found)
     for result in results:
         print(result.line())
     return 0 if all(r.ok for r in results) else 1

@@ -4,8 +4,22 @@ from __future__ import annotations
 
 import argparse
 
-from worker.context import build_context
+from worker.cli_errors import UsageError
 from worker.runtime import runtime
+
+#: Every kind of dead letter the tasks write (tests/unit/test_cli.py keeps this in step with
+#: tasks/), so ``redrive --kind`` can refuse a typo instead of redriving nothing, silently.
+DEAD_LETTER_KINDS: tuple[str, ...] = (
+    "mapping",
+    "permanent",
+    "transient_exhausted",
+    "lock_busy",
+    "redelivered",
+    "malformed_message",
+    "task_failed",
+    "unknown_task",
+    "rejected_message",
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -17,13 +31,16 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "redrive", help="re-enqueue dead letters (all, or the given entry ids) with force"
     )
     redrive.add_argument("entry_ids", nargs="*", metavar="ENTRY_ID")
-    redrive.add_argument("--kind", help="only dead letters of this kind (e.g. transient_exhausted)")
+    redrive.add_argument(
+        "--kind", help="only dead letters of this kind: " + ", ".join(DEAD_LETTER_KINDS)
+    )
     redrive.set_defaults(func=run_redrive)
 
 
 def run_list(args: argparse.Namespace) -> int:
-    with runtime(needs_credentials=False) as rt:
-        for letter in build_context(rt.settings, rt.redis.url).store.dead_letters(100_000):
+    # Read-only: joins a running crmsync's Redis, never starts one, needs no mapping.
+    with runtime(needs_credentials=False, needs_mapping=False) as rt:
+        for letter in rt.store().dead_letters(100_000):
             print(
                 f"{letter.entry_id} {letter.at} {letter.account_id} [{letter.kind}] {letter.reason}"
             )
@@ -33,8 +50,13 @@ def run_list(args: argparse.Namespace) -> int:
 def run_redrive(args: argparse.Namespace) -> int:
     from tasks.sync import sync_account
 
+    if args.kind is not None and args.kind not in DEAD_LETTER_KINDS:
+        raise UsageError(
+            f"dead-letters redrive: unknown kind {args.kind!r}; known kinds: "
+            + ", ".join(DEAD_LETTER_KINDS)
+        )
     with runtime() as rt:
-        store = build_context(rt.settings, rt.redis.url).store
+        store = rt.store()
         wanted = set(args.entry_ids)
         redriven = skipped = 0
         for letter in store.dead_letters(100_000):

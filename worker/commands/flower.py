@@ -51,6 +51,12 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     configure_logging(settings.log_format)
-    with runtime(settings, needs_credentials=False) as rt:  # Flower reads Redis only
+    # Flower reads Redis only: a running crmsync's, never one started for it.
+    with runtime(
+        settings,
+        needs_credentials=False,
+        needs_mapping=False,
+        wait_for_redis_s=settings.redis_wait_s,
+    ) as rt:
         rt.app.start(["flower", f"--address={args.address}", f"--port={args.port}"])
     return 0

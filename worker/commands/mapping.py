@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mappings import (
+    DesiredCustomer,
     Mapping,
     MappingError,
     MappingFileError,
@@ -22,6 +23,8 @@ from mappings import (
     load_mapping,
     record_from_account,
 )
+from mappings.contract_engine import won_opportunity_rows
+from worker.cli_errors import mapping_problems
 
 #: Exit codes: 0 fine, 1 the record cannot be mapped, 2 the mapping or the input is invalid.
 EXIT_RECORD_INVALID = 1
@@ -58,7 +61,7 @@ def run_check(args: argparse.Namespace) -> int:
     try:
         mapping = _load(args.file)
     except MappingFileError as exc:
-        print(str(exc), file=sys.stderr)
+        print(mapping_problems(exc), file=sys.stderr)
         return EXIT_INPUT_INVALID
     report = {
         "ok": True,
@@ -67,6 +70,7 @@ def run_check(args: argparse.Namespace) -> int:
         "opportunity_fields": mapping.opportunity_fields(),
         "account_fields": mapping.account_fields(),
         "notes": mapping.notes,
+        "contract": mapping.contract is not None,
     }
     if args.json:
         print(json.dumps(report, indent=2))
@@ -74,6 +78,9 @@ def run_check(args: argparse.Namespace) -> int:
     print(f"ok: {report['file']} is a valid mapping")
     print("Opportunity fields read: " + ", ".join(mapping.opportunity_fields()))
     print("Account fields read: " + ", ".join(mapping.account_fields()))
+    if mapping.contract is not None:
+        pricing = mapping.contract.pricing.chosen()[0][0]
+        print(f"Contracts: won deals get a contract (pricing by {pricing})")
     for note in mapping.notes:
         print(f"note: {note}")
     return 0
@@ -90,7 +97,7 @@ def run_preview(args: argparse.Namespace) -> int:
     try:
         mapping = _load(args.file)
     except MappingFileError as exc:
-        print(str(exc), file=sys.stderr)
+        print(mapping_problems(exc), file=sys.stderr)
         return EXIT_INPUT_INVALID
     try:
         text = sys.stdin.read() if args.record == "-" else Path(args.record).read_text("utf-8")
@@ -111,6 +118,46 @@ def run_preview(args: argparse.Namespace) -> int:
         for path, message in exc.problems:
             print(f"  {path}: {message}", file=sys.stderr)
         return EXIT_RECORD_INVALID
-    output = {"desired": desired.model_dump(mode="json"), "state_hash": desired.state_hash()}
+    output: dict[str, Any] = {
+        "desired": desired.model_dump(mode="json"),
+        "state_hash": desired.state_hash(),
+    }
+    if mapping.contract is not None:
+        output["contracts"], bad = _preview_contracts(mapping, record, desired)
+        if bad:
+            print(json.dumps(output, indent=2, ensure_ascii=False))
+            return EXIT_RECORD_INVALID
     print(json.dumps(output, indent=2, ensure_ascii=False))
     return 0
+
+
+def _preview_contracts(
+    mapping: Mapping, record: dict[str, Any], desired: DesiredCustomer
+) -> tuple[list[dict[str, Any]], bool]:
+    """Each won deal's contract as the create body would carry it (ids Metronome assigns are
+    shown as placeholders), or its mapping problems."""
+    out: list[dict[str, Any]] = []
+    bad = False
+    for row in won_opportunity_rows(record):
+        try:
+            contract = mapping.map_contract(row, desired)
+        except MappingError as exc:
+            bad = True
+            out.append({"opportunity_id": exc.record_id, "problems": dict(exc.problems)})
+            continue
+        if contract is None:
+            out.append({"opportunity_id": row.get("Id"), "contract": None})
+            continue
+        body = contract.request_body(
+            "<customer id>",
+            billing_configuration_id=(
+                f"<id of the customer's {contract.billing_provider} configuration>"
+                if contract.billing_provider
+                else None
+            ),
+            product_ids={
+                c.product_ref(): f"<id of product {c.product_ref()}>" for c in contract.commits
+            },
+        )
+        out.append({"opportunity_id": contract.salesforce_opportunity_id, "contract": body})
+    return out, bad

@@ -6,9 +6,11 @@ import argparse
 import sys
 
 from mappings import MappingError
+from tasks.contract_step import describe_contracts
 from tasks.poll import group_by_account
 from worker.context import build_context
 from worker.runtime import runtime
+from worker.salesforce.ids import normalize_salesforce_id
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -18,6 +20,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
+    for account_id in args.account_ids:
+        normalize_salesforce_id(account_id)  # a malformed id stops here, before any login
     with runtime() as rt:
         ctx = build_context(rt.settings, rt.redis.url)
         records = group_by_account(ctx.source.records_for_accounts(args.account_ids))
@@ -38,8 +42,12 @@ def run(args: argparse.Namespace) -> int:
             found = ctx.engine.find_many(
                 [desired], {desired.salesforce_account_id: cached} if cached else {}
             )
-            plan = ctx.engine.plan(desired, found.get(desired.salesforce_account_id))
+            actual = found.get(desired.salesforce_account_id)
+            plan = ctx.engine.plan(desired, actual)
             print(f"{account_id}:")
             for line in plan.describe():
+                print(f"  {line}")
+            customer_id = actual.id if actual is not None else None
+            for line in describe_contracts(ctx, matches[0], desired, customer_id):
                 print(f"  {line}")
         return status

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
-from tasks.resync import ResyncRequestError, run_resync
+from tasks.resync import run_resync
 from worker.context import build_context
-from worker.progress import terminal_total, wait_for_syncs
+from worker.progress import SyncWatch, wait_for_syncs
 from worker.runtime import runtime
 
 
@@ -25,32 +24,47 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default=True,
         help="bypass the dedupe hash (default: on; --no-force skips unchanged accounts)",
     )
-    parser.add_argument("--no-wait", action="store_true", help="enqueue and return")
+    wait = parser.add_mutually_exclusive_group()
+    wait.add_argument(
+        "--wait",
+        dest="no_wait",
+        action="store_false",
+        help="wait for the syncs and print their outcomes (the default)",
+    )
+    wait.add_argument("--no-wait", action="store_true", help="enqueue and return")
     parser.add_argument("--timeout", type=float, default=1800.0)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Prints one JSON object: what was enqueued and, after waiting, what the syncs did.
+
+    Exit 1 when an id had no won deal, a sync was dead-lettered, or the wait timed out; a
+    malformed id or selector is a ResyncRequestError (exit 2, worker/cli_errors.py).
+    """
     with runtime() as rt:
         ctx = build_context(rt.settings, rt.redis.url)
-        baseline = terminal_total(ctx.store)
-        try:
-            result = run_resync(
-                ctx,
-                account_ids=list(args.account_ids) or None,
-                all_accounts=args.all,
-                since=args.since,
-                force=args.force,
-            )
-        except ResyncRequestError as exc:
-            print(f"crmsync resync: {exc}", file=sys.stderr)
-            return 2
-        print(json.dumps({k: v for k, v in result.items() if k != "account_ids"}, sort_keys=True))
-        if not args.no_wait and result["enqueued"]:
-            finished = wait_for_syncs(
-                ctx.store, baseline, int(result["enqueued"]), timeout_s=args.timeout, label="resync"
-            )
-            if not finished:
-                print("timed out waiting for the workers (is `crmsync worker` running?)")
-                return 1
-        return 1 if result["not_found"] else 0
+        watch = SyncWatch.start(ctx.store)
+        result = run_resync(
+            ctx,
+            account_ids=list(args.account_ids) or None,
+            all_accounts=args.all,
+            since=args.since,
+            force=args.force,
+        )
+        enqueued = int(result["enqueued"])
+        report = {k: v for k, v in result.items() if k != "account_ids"}
+        if args.no_wait or not enqueued:
+            print(json.dumps(report, sort_keys=True))
+            return 1 if result["not_found"] else 0
+        finished = wait_for_syncs(
+            ctx.store, watch.baseline, enqueued, timeout_s=args.timeout, label="resync"
+        )
+        # account_ids is capped at 1,000: beyond that, count every new dead letter.
+        ids = result["account_ids"] if len(result["account_ids"]) == enqueued else None
+        report |= watch.report(ids) | {"finished": finished}
+        print(json.dumps(report, sort_keys=True))
+        if not finished:
+            print("timed out waiting for the workers (is `crmsync worker` running?)")
+        failed = result["not_found"] or report["dead_letters"] or not finished
+        return 1 if failed else 0

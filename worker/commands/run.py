@@ -6,25 +6,25 @@ import argparse
 
 from worker.app import BEAT_SCHEDULER, QUEUE
 from worker.commands.worker import add_metrics_arguments, operations
-from worker.runtime import runtime
+from worker.runtime import service_runtime
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("run", help="worker + beat in one command (single machine)")
     parser.add_argument("--concurrency", type=int, default=None)
-    parser.add_argument("--loglevel", default="INFO")
+    parser.add_argument("--loglevel", default=None, help="default: CRMSYNC_LOG_LEVEL")
     add_metrics_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    with runtime() as rt, operations(rt, args):
+    with service_runtime() as rt, operations(rt, args):
         rt.app.worker_main(
             [
                 "worker",
                 "--beat",
                 f"--scheduler={BEAT_SCHEDULER}",
-                f"--loglevel={args.loglevel}",
+                f"--loglevel={args.loglevel or rt.settings.log_level}",
                 f"--concurrency={args.concurrency or rt.settings.concurrency}",
                 f"--queues={QUEUE}",
                 "--task-events",

@@ -1,30 +1,52 @@
-"""``crmsync sandbox``: both emulators in the foreground, for manual use and local clients."""
+"""``crmsync sandbox``: both emulators in the foreground for manual use, and a sales rep's
+edits to the sandbox org (``add-account``, ``close``, ``reopen``, ``rename``).
+
+Serving prints a ready ``.env`` block with the real values (these are the sandbox's own
+credentials, made to be shown) and the commands that use it, so a newcomer goes from
+``crmsync sandbox`` to a synced customer without reading code. The edit sub-commands talk
+to a running sandbox through its REST API with simple-salesforce; they only ever reach the
+loopback emulator (worker/sandbox/salesforce/transport.py), never a real org.
+"""
 
 from __future__ import annotations
 
 import argparse
 
+from worker.cli_errors import UsageError
 from worker.sandbox.salesforce.auth import SandboxCredentials
+from worker.sandbox.stack import SANDBOX_METRONOME_TOKEN
 
 _DEFAULTS = SandboxCredentials()
+DEFAULT_METRONOME_PORT = 8081
+DEFAULT_SALESFORCE_PORT = 8082
+DEFAULT_PUBSUB_PORT = 8083
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "sandbox",
-        help="serve the Metronome and Salesforce emulators on 127.0.0.1 until interrupted",
+        help="serve the Metronome and Salesforce emulators on 127.0.0.1 until interrupted; "
+        "add-account|close|reopen|rename edit deals in a running sandbox",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (loopback)")
-    parser.add_argument("--metronome-port", type=int, default=8081, help="Metronome API port")
     parser.add_argument(
-        "--salesforce-port", type=int, default=8082, help="Salesforce REST/SOAP port"
+        "--metronome-port", type=int, default=DEFAULT_METRONOME_PORT, help="Metronome API port"
     )
     parser.add_argument(
-        "--pubsub-port", type=int, default=8083, help="Salesforce Pub/Sub API port (gRPC)"
+        "--salesforce-port",
+        type=int,
+        default=DEFAULT_SALESFORCE_PORT,
+        help="Salesforce REST/SOAP port",
     )
     parser.add_argument(
-        "--metronome-token", default="sandbox-metronome-token", help="bearer token accepted"
+        "--pubsub-port",
+        type=int,
+        default=DEFAULT_PUBSUB_PORT,
+        help="Salesforce Pub/Sub API port (gRPC)",
+    )
+    parser.add_argument(
+        "--metronome-token", default=SANDBOX_METRONOME_TOKEN, help="bearer token accepted"
     )
     parser.add_argument("--salesforce-user", default=_DEFAULTS.username, help="username")
     parser.add_argument("--salesforce-password", default=_DEFAULTS.password, help="password")
@@ -43,6 +65,49 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--seed-accounts", type=int, default=0, help="seed the Salesforce org with N accounts"
     )
     parser.set_defaults(func=run)
+    _add_edit_parsers(parser)
+
+
+def _add_edit_parsers(parser: argparse.ArgumentParser) -> None:
+    from worker.sandbox.deals import PROVIDERS
+
+    edits = parser.add_subparsers(dest="sandbox_action", metavar="EDIT")
+    add = edits.add_parser("add-account", help="a new account with an open deal")
+    add.add_argument("name")
+    add.add_argument("--provider", choices=PROVIDERS, default="aws_marketplace")
+    add.add_argument("--email", help="billing email (the customer's ingest alias)")
+    add.add_argument("--won", action="store_true", help="close the deal at once")
+    close = edits.add_parser("close", help="win the account's open deal (Closed Won)")
+    close.add_argument("account_id")
+    reopen = edits.add_parser("reopen", help="move the account's won deal back to open")
+    reopen.add_argument("account_id")
+    rename = edits.add_parser("rename", help="rename the account")
+    rename.add_argument("account_id")
+    rename.add_argument("name")
+    for sub in (add, close, reopen, rename):
+        sub.add_argument(
+            "--salesforce-url",
+            help="the sandbox's Salesforce URL (default: CRMSYNC_SALESFORCE_EMULATOR_URL, "
+            f"else http://127.0.0.1:{DEFAULT_SALESFORCE_PORT})",
+        )
+        sub.set_defaults(func=run_edit)
+
+
+def env_block(
+    metronome_url: str, salesforce_url: str, pubsub_address: str, args: argparse.Namespace
+) -> list[str]:
+    """The variables that point crmsync at this sandbox, with their values."""
+    return [
+        f"METRONOME_BASE_URL={metronome_url}",
+        f"METRONOME_BEARER_TOKEN={args.metronome_token}",
+        f"CRMSYNC_SALESFORCE_EMULATOR_URL={salesforce_url}",
+        f"SALESFORCE_USERNAME={args.salesforce_user}",
+        f"SALESFORCE_PASSWORD={args.salesforce_password}",
+        f"SALESFORCE_SECURITY_TOKEN={args.salesforce_token}",
+        f"CRMSYNC_PUBSUB_EMULATOR_ADDRESS={pubsub_address}",
+        "CRMSYNC_POLL_INTERVAL_S=5",
+        "CRMSYNC_DATA_DIR=.crmsync-data",
+    ]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,10 +132,22 @@ def run(args: argparse.Namespace) -> int:
     print(f"Metronome emulator:  {metronome.url}  (inspect: {metronome.url}/_sandbox/customers)")
     print(f"Salesforce emulator: {salesforce.url}  (user {credentials.username})")
     print(f"Salesforce Pub/Sub:  {salesforce.pubsub_address}  (plaintext gRPC, change events)")
-    print("Point crmsync at them with:")
-    print(f"  METRONOME_BASE_URL={metronome.url} METRONOME_BEARER_TOKEN=<--metronome-token>")
-    print(f"  CRMSYNC_SALESFORCE_EMULATOR_URL={salesforce.url} SALESFORCE_USERNAME=... ")
-    print(f"  CRMSYNC_PUBSUB_EMULATOR_ADDRESS={salesforce.pubsub_address}  (crmsync listen)")
+    print()
+    print("# 1. Save these lines as .env in a directory of your own (or export them):")
+    for line in env_block(metronome.url, salesforce.url, salesforce.pubsub_address, args):
+        print(line)
+    print()
+    print("# 2. Then, in that directory, in another terminal (and, optional, the listener in one")
+    print("#    more):")
+    print("#    crmsync run                              # worker + beat, polls every 5 s")
+    print("#    crmsync listen                           # a close syncs by change event in ~1 s")
+    print("# 3. And in a third one, check, act as a sales rep and watch the customers:")
+    print("#    crmsync check                            # one ok line per check")
+    print('#    crmsync sandbox add-account "Acme Corp"  # prints the account id')
+    print("#    crmsync sandbox close ACCOUNT_ID         # won: the next poll creates it")
+    print('#    crmsync sandbox rename ACCOUNT_ID "Acme Inc"')
+    print("#    crmsync sandbox reopen ACCOUNT_ID        # needs attention; nothing archived")
+    print(f"#    crmsync status; open {metronome.url}/_sandbox/customers")
     print("Ctrl-C stops them.", flush=True)
     try:
         metronome.wait()
@@ -80,3 +157,55 @@ def run(args: argparse.Namespace) -> int:
         salesforce.stop()
         metronome.stop()
     return 0
+
+
+def run_edit(args: argparse.Namespace) -> int:
+    import requests
+
+    from worker.salesforce import build_sandbox_salesforce
+    from worker.sandbox import deals
+
+    url, credentials = _sandbox_login(args)
+    try:
+        sf = build_sandbox_salesforce(url, credentials)
+        if args.sandbox_action == "add-account":
+            edit = deals.add_account(sf, args.name, provider=args.provider, email=args.email)
+            if args.won:
+                edit = deals.close(sf, edit.account_id)
+        elif args.sandbox_action == "close":
+            edit = deals.close(sf, args.account_id)
+        elif args.sandbox_action == "reopen":
+            edit = deals.reopen(sf, args.account_id)
+        else:
+            edit = deals.rename(sf, args.account_id, args.name)
+    except requests.ConnectionError as exc:
+        raise UsageError(
+            f"no sandbox answers at {url}: start `crmsync sandbox` first, or pass --salesforce-url"
+        ) from exc
+    except deals.SandboxEditError as exc:
+        raise UsageError(str(exc)) from exc
+    print(f"{edit.account_id}: {edit.what}")
+    return 0
+
+
+def _sandbox_login(args: argparse.Namespace) -> tuple[str, SandboxCredentials]:
+    """The sandbox's URL and login: the flag, else the .env that `crmsync sandbox` printed.
+
+    The SALESFORCE_* credentials are used only when CRMSYNC_SALESFORCE_EMULATOR_URL says the
+    configuration is a sandbox one: a real org's password is never sent anywhere here.
+    """
+    from worker.settings import load_settings
+
+    settings = load_settings()
+    url = args.salesforce_url or settings.salesforce_emulator_url
+    url = url or f"http://127.0.0.1:{DEFAULT_SALESFORCE_PORT}"
+    credentials = _DEFAULTS
+    if settings.salesforce_emulator_url and settings.salesforce_username:
+        password = settings.salesforce_password
+        token = settings.salesforce_security_token
+        credentials = SandboxCredentials(
+            username=settings.salesforce_username,
+            password=password.get_secret_value() if password else _DEFAULTS.password,
+            security_token=token.get_secret_value() if token else _DEFAULTS.security_token,
+        )
+    return url, credentials

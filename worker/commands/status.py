@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from worker.app import QUEUE
-from worker.context import build_context
 from worker.runtime import runtime
 from worker.salesforce.events.state import ListenerState, listener_report
 from worker.store import SyncStore
@@ -53,10 +52,13 @@ def collect_status(
 
 
 def run(args: argparse.Namespace) -> int:
-    with runtime(needs_credentials=False) as rt:
+    # Read-only: joins a running crmsync's Redis, never starts one, needs no mapping.
+    with runtime(needs_credentials=False, needs_mapping=False) as rt:
         listener = ListenerState.from_url(rt.redis.url, rt.settings.redis_prefix)
-        store = build_context(rt.settings, rt.redis.url).store
-        status = collect_status(store, args.dead_letters, listener)
+        try:
+            status = collect_status(rt.store(), args.dead_letters, listener)
+        finally:
+            listener.close()
     if args.json:
         print(json.dumps(status, sort_keys=True))
         return 0

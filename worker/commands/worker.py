@@ -19,7 +19,7 @@ from pathlib import Path
 
 from worker import alerts, metrics
 from worker.app import QUEUE
-from worker.runtime import Runtime, runtime
+from worker.runtime import Runtime, service_runtime
 from worker.store import SyncStore
 
 
@@ -31,7 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument(
         "--pool", default="prefork", choices=["prefork", "solo", "threads"], help="worker pool"
     )
-    parser.add_argument("--loglevel", default="INFO")
+    parser.add_argument("--loglevel", default=None, help="default: CRMSYNC_LOG_LEVEL")
     parser.add_argument("--hostname", default=None, help="Celery node name (default: celery@host)")
     add_metrics_arguments(parser)
     parser.set_defaults(func=run)
@@ -81,10 +81,10 @@ def preload_metronome_sdk() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    with runtime() as rt, operations(rt, args):
+    with service_runtime() as rt, operations(rt, args):
         argv = [
             "worker",
-            f"--loglevel={args.loglevel}",
+            f"--loglevel={args.loglevel or rt.settings.log_level}",
             f"--concurrency={args.concurrency or rt.settings.concurrency}",
             f"--pool={args.pool}",
             f"--queues={QUEUE}",

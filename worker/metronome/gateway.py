@@ -37,7 +37,13 @@ from worker.metronome.errors import (
     ServerError,
     UnexpectedAnswerError,
 )
-from worker.metronome.state import BillingConfigurationState, CustomerState
+from worker.metronome.state import (
+    BillingConfigurationState,
+    CatalogEntry,
+    ContractState,
+    CustomerState,
+    ProductState,
+)
 
 if TYPE_CHECKING:
     from worker.settings import Settings
@@ -47,6 +53,7 @@ LIST_PAGE_SIZE = 100
 #: Longest Retry-After we honour inside one task; longer waits go back to the caller.
 RETRY_AFTER_CAP_S = 30.0
 CUSTOM_FIELD_ENTITY: Literal["customer"] = "customer"
+CustomFieldEntity = Literal["customer", "contract"]
 
 
 class _CountingTransport(httpx.HTTPTransport):
@@ -198,27 +205,36 @@ class MetronomeGateway:
 
     # -- custom fields ---------------------------------------------------------------------
 
-    def list_custom_field_keys(self) -> list[tuple[str, bool]]:
-        """(key, enforce_uniqueness) for customer keys, every page read."""
+    def list_custom_field_keys(
+        self, entity: CustomFieldEntity = CUSTOM_FIELD_ENTITY
+    ) -> list[tuple[str, bool]]:
+        """(key, enforce_uniqueness) for the entity's keys, every page read."""
         found: list[tuple[str, bool]] = []
         cursor: str | None = None
         while True:
             extra: dict[str, Any] = {"next_page": cursor} if cursor else {}
 
             def fetch_keys(e: dict[str, Any] = extra) -> Any:
-                return self._client.v1.custom_fields.list_keys(entities=[CUSTOM_FIELD_ENTITY], **e)
+                return self._client.v1.custom_fields.list_keys(entities=[entity], **e)
 
             page = self._call("listKeys", fetch_keys)
-            found.extend(_read("listKeys", partial(_page_keys, page)))
+            found.extend(_read("listKeys", partial(_page_keys, page, entity)))
             cursor = _read("listKeys", partial(_cursor, page))
             if not cursor:
                 return found
 
-    def add_custom_field_key(self, name: str, *, enforce_uniqueness: bool, key: str) -> None:
+    def add_custom_field_key(
+        self,
+        name: str,
+        *,
+        enforce_uniqueness: bool,
+        key: str,
+        entity: CustomFieldEntity = CUSTOM_FIELD_ENTITY,
+    ) -> None:
         self._call(
             "addKey",
             lambda: self._client.v1.custom_fields.add_key(
-                entity=CUSTOM_FIELD_ENTITY,
+                entity=entity,
                 key=name,
                 enforce_uniqueness=enforce_uniqueness,
                 extra_headers=_key(key),
@@ -289,6 +305,76 @@ class MetronomeGateway:
             ),
             post=True,
         )
+
+    # -- contracts (DESIGN.md "Contracts") -------------------------------------------------
+
+    def create_contract(self, body: Mapping[str, Any], *, key: str) -> str:
+        """POST /v1/contracts/create; the new contract's id (``data.id``).
+
+        A 409 (the uniqueness key or a unique contract custom field is taken) comes back as a
+        ConflictError, never retried here: the contract engine re-reads and adopts."""
+        answer = self._call(
+            "createContract",
+            lambda: self._client.v1.contracts.create(**cast(Any, body), extra_headers=_key(key)),
+            post=True,
+        )
+        return _read("createContract", lambda: _text(answer.data.id))
+
+    def list_contracts(self, customer_id: str) -> list[ContractState]:
+        """POST /v2/contracts/list with include_archived, every page (``cursor``, ≤ 20 each).
+
+        There is no filter by uniqueness key: callers match it in what this returns."""
+        found: list[ContractState] = []
+        cursor: str | None = None
+        while True:
+            extra: dict[str, Any] = {"cursor": cursor} if cursor else {}
+
+            def fetch(e: dict[str, Any] = extra) -> Any:
+                return self._client.v2.contracts.list(
+                    customer_id=customer_id, include_archived=True, **e
+                )
+
+            page = self._call("listContracts", fetch)
+            found.extend(_read("listContracts", partial(_page_contracts, page)))
+            cursor = _read("listContracts", partial(_body_cursor, page))
+            if not cursor:
+                return found
+
+    def list_products(self) -> list[ProductState]:
+        """POST /v1/contract-pricing/products/list, archived ones included, every page."""
+        return self._paged_list(
+            "listProducts",
+            lambda e: self._client.v1.contracts.products.list(archive_filter="ALL", **e),
+            _product,
+        )
+
+    def list_rate_cards(self) -> list[CatalogEntry]:
+        """POST /v1/contract-pricing/rate-cards/list, every page: ids, names, aliases."""
+        return self._paged_list(
+            "listRateCards", lambda e: self._client.v1.contracts.rate_cards.list(**e), _catalog
+        )
+
+    def list_packages(self) -> list[CatalogEntry]:
+        """POST /v1/packages/list, every page: ids, names, aliases."""
+        return self._paged_list(
+            "listPackages", lambda e: self._client.v1.packages.list(**e), _catalog
+        )
+
+    def _paged_list(
+        self,
+        operation: str,
+        fetch: Callable[[dict[str, Any]], Any],
+        convert: Callable[[Any], _T],
+    ) -> list[_T]:
+        found: list[_T] = []
+        cursor: str | None = None
+        while True:
+            extra: dict[str, Any] = {"next_page": cursor} if cursor else {}
+            page = self._call(operation, partial(fetch, extra))
+            found.extend(_read(operation, partial(_convert_items, page, convert)))
+            cursor = _read(operation, partial(_cursor, page))
+            if not cursor:
+                return found
 
     # -- retries and error translation -----------------------------------------------------
 
@@ -430,11 +516,11 @@ def _page_customers(page: Any) -> list[CustomerState]:
     return [_customer(item) for item in page.data]
 
 
-def _page_keys(page: Any) -> list[tuple[str, bool]]:
+def _page_keys(page: Any, entity: str = CUSTOM_FIELD_ENTITY) -> list[tuple[str, bool]]:
     return [
         (_text(item.key), bool(item.enforce_uniqueness))
         for item in page.data
-        if item.entity == CUSTOM_FIELD_ENTITY
+        if item.entity == entity
     ]
 
 
@@ -447,4 +533,52 @@ def _customer(item: Any) -> CustomerState:
         custom_fields=dict(item.custom_fields or {}),
         salesforce_account_id=getattr(config, "salesforce_account_id", None),
         archived=getattr(item, "archived_at", None) is not None,
+    )
+
+
+def _convert_items(page: Any, convert: Callable[[Any], _T]) -> list[_T]:
+    return [convert(item) for item in page.data]
+
+
+def _body_cursor(page: Any) -> str | None:
+    """v2 lists page with a ``cursor`` field in the body, not ``next_page``."""
+    cursor = getattr(page, "cursor", None)
+    if cursor is not None and not isinstance(cursor, str):
+        raise TypeError(f"cursor is a {type(cursor).__name__}, not a string")
+    return cursor or None
+
+
+def _page_contracts(page: Any) -> list[ContractState]:
+    return [_contract(item) for item in page.data]
+
+
+def _contract(item: Any) -> ContractState:
+    return ContractState(
+        id=_text(item.id),
+        uniqueness_key=getattr(item, "uniqueness_key", None),
+        custom_fields=dict(getattr(item, "custom_fields", None) or {}),
+        archived=getattr(item, "archived_at", None) is not None,
+        starting_at=str(getattr(item, "starting_at", "") or ""),
+        ending_before=(
+            str(item.ending_before) if getattr(item, "ending_before", None) is not None else None
+        ),
+    )
+
+
+def _product(item: Any) -> ProductState:
+    current = getattr(item, "current", None)
+    return ProductState(
+        id=_text(item.id),
+        name=str(getattr(current, "name", None) or getattr(item, "name", "") or ""),
+        type=str(item.type),
+        archived=getattr(item, "archived_at", None) is not None,
+    )
+
+
+def _catalog(item: Any) -> CatalogEntry:
+    aliases = getattr(item, "aliases", None) or []
+    return CatalogEntry(
+        id=_text(item.id),
+        name=str(getattr(item, "name", "") or ""),
+        aliases=tuple(str(getattr(a, "name", a)) for a in aliases),
     )

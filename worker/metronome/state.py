@@ -55,5 +55,36 @@ class CustomerState:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class ContractState:
+    """A contract as POST /v2/contracts/list returns it (the fields the engine reads)."""
+
+    id: str
+    uniqueness_key: str | None = None
+    custom_fields: dict[str, str] = field(default_factory=dict)
+    archived: bool = False
+    starting_at: str = ""
+    ending_before: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProductState:
+    """A catalog product (POST /v1/contract-pricing/products/list): commits need FIXED ones."""
+
+    id: str
+    name: str
+    type: str
+    archived: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogEntry:
+    """A rate card or a package: id, name and the aliases a contract may name it by."""
+
+    id: str
+    name: str
+    aliases: tuple[str, ...] = ()
+
+
 def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

@@ -4,7 +4,9 @@ Each fault stands for a real failure mode: 429 (Metronome's rate limits, with
 ``X-Metronome-Rate-Limit-Type``), 5xx (an internal error that Metronome caches under the
 request's ``Idempotency-Key``), latency, and "commit then drop" (the write happened but the
 client only sees a broken connection: the case idempotency keys exist for). Faults apply
-only to ``/v1`` endpoints, never to ``/_sandbox``, so inspection stays reliable.
+to every API endpoint (``/v1`` and ``/v2``: contract create included), or only to the
+routes ``MetronomeFaults.routes`` names, and never to ``/_sandbox``, so inspection stays
+reliable. "Commit then drop" applies to POSTs only.
 """
 
 from __future__ import annotations
@@ -27,11 +29,22 @@ class MetronomeFaults:
     latency_s: float = 0
     rate_limit_rps: float | None = None
     seed: int = 0
+    #: "METHOD /template" keys (as in ``request_counts``, without the status) the faults are
+    #: limited to, e.g. ``("POST /v1/contracts/create",)`` to drop contract creates while
+    #: customers sync cleanly; empty means every API route.
+    routes: tuple[str, ...] = ()
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> MetronomeFaults:
         known = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
+        if "routes" in known:
+            if not isinstance(known["routes"], list | tuple):
+                raise TypeError("routes must be an array of 'METHOD /template' strings")
+            known["routes"] = tuple(str(route) for route in known["routes"])
         return cls(**known)
+
+    def applies_to(self, route: str) -> bool:
+        return not self.routes or route in self.routes
 
 
 class TokenBucket:

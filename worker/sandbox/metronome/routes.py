@@ -1,8 +1,10 @@
-"""The ``/v1`` endpoints of the Metronome emulator: URL templates mapped onto the store.
+"""The API endpoints of the Metronome emulator: URL templates mapped onto the stores.
 
 Each route answers with the spec's response shape (``reference/metronome-openapi.json``):
 ``{data: ...}`` for most, ``{data, next_page}`` for lists, and an empty 200 for the
 endpoints the spec gives no body (setIngestAliases, updateConfig, the custom field writes).
+POST /v2/contracts/list pages by ``{data, cursor}``, as metronome-sdk 4.12 reads it (its
+``SyncBodyCursorPageCursorField``); the spec gives that endpoint no paging at all.
 """
 
 from __future__ import annotations
@@ -12,12 +14,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from worker.sandbox.metronome.contracts import ContractStore
 from worker.sandbox.metronome.store import MetronomeStore
 
 Body = dict[str, Any]
 Query = dict[str, str]
-#: (store, path parameters, JSON body, query) -> JSON answer, or None for an empty 200.
-RouteHandler = Callable[[MetronomeStore, dict[str, str], Body, Query], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    """What the routes act on: the customer side, and the contract side that reads it."""
+
+    customers: MetronomeStore
+    contracts: ContractStore
+
+
+#: (backend, path parameters, JSON body, query) -> JSON answer, or None for an empty 200.
+RouteHandler = Callable[[Backend, dict[str, str], Body, Query], Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,41 +46,41 @@ def _route(method: str, template: str, handler: RouteHandler) -> Route:
     return Route(method, template, re.compile(f"^{regex}$"), handler)
 
 
-def _list_customers(store: MetronomeStore, _p: dict[str, str], _b: Body, query: Query) -> Any:
-    page, next_page = store.list_customers(query)
+def _list_customers(backend: Backend, _p: dict[str, str], _b: Body, query: Query) -> Any:
+    page, next_page = backend.customers.list_customers(query)
     return {"data": [c.detail() for c in page], "next_page": next_page}
 
 
-def _create(store: MetronomeStore, _p: dict[str, str], body: Body, _q: Query) -> Any:
-    return {"data": store.create(body).summary()}
+def _create(backend: Backend, _p: dict[str, str], body: Body, _q: Query) -> Any:
+    return {"data": backend.customers.create(body).summary()}
 
 
-def _retrieve(store: MetronomeStore, params: dict[str, str], _b: Body, _q: Query) -> Any:
-    return {"data": store.get(params["customer_id"]).detail()}
+def _retrieve(backend: Backend, params: dict[str, str], _b: Body, _q: Query) -> Any:
+    return {"data": backend.customers.get(params["customer_id"]).detail()}
 
 
-def _archive(store: MetronomeStore, _p: dict[str, str], body: Body, _q: Query) -> Any:
-    return {"data": {"id": store.archive(body).id}}
+def _archive(backend: Backend, _p: dict[str, str], body: Body, _q: Query) -> Any:
+    return {"data": {"id": backend.customers.archive(body).id}}
 
 
-def _set_aliases(store: MetronomeStore, params: dict[str, str], body: Body, _q: Query) -> Any:
-    store.set_ingest_aliases(params["customer_id"], body)
+def _set_aliases(backend: Backend, params: dict[str, str], body: Body, _q: Query) -> Any:
+    backend.customers.set_ingest_aliases(params["customer_id"], body)
 
 
-def _set_name(store: MetronomeStore, params: dict[str, str], body: Body, _q: Query) -> Any:
-    return {"data": store.set_name(params["customer_id"], body).summary()}
+def _set_name(backend: Backend, params: dict[str, str], body: Body, _q: Query) -> Any:
+    return {"data": backend.customers.set_name(params["customer_id"], body).summary()}
 
 
-def _update_config(store: MetronomeStore, params: dict[str, str], body: Body, _q: Query) -> Any:
-    store.update_config(params["customer_id"], body)
+def _update_config(backend: Backend, params: dict[str, str], body: Body, _q: Query) -> Any:
+    backend.customers.update_config(params["customer_id"], body)
 
 
-def _add_key(store: MetronomeStore, _p: dict[str, str], body: Body, _q: Query) -> Any:
-    store.add_key(body)
+def _add_key(backend: Backend, _p: dict[str, str], body: Body, _q: Query) -> Any:
+    backend.customers.add_key(body)
 
 
-def _list_keys(store: MetronomeStore, _p: dict[str, str], body: Body, _q: Query) -> Any:
-    keys = store.list_keys(body)
+def _list_keys(backend: Backend, _p: dict[str, str], body: Body, _q: Query) -> Any:
+    keys = backend.customers.list_keys(body)
     return {
         "data": [
             {"entity": k.entity, "key": k.key, "enforce_uniqueness": k.enforce_uniqueness}
@@ -77,20 +90,22 @@ def _list_keys(store: MetronomeStore, _p: dict[str, str], body: Body, _q: Query)
     }
 
 
-def _set_values(store: MetronomeStore, _p: dict[str, str], body: Body, _q: Query) -> Any:
-    store.set_values(body)
+def _set_values(backend: Backend, _p: dict[str, str], body: Body, _q: Query) -> Any:
+    backend.customers.set_values(body)
 
 
-def _delete_values(store: MetronomeStore, _p: dict[str, str], body: Body, _q: Query) -> Any:
-    store.delete_values(body)
+def _delete_values(backend: Backend, _p: dict[str, str], body: Body, _q: Query) -> Any:
+    backend.customers.delete_values(body)
 
 
-def _remove_key(store: MetronomeStore, _p: dict[str, str], body: Body, _q: Query) -> Any:
-    store.remove_key(body)
+def _remove_key(backend: Backend, _p: dict[str, str], body: Body, _q: Query) -> Any:
+    backend.customers.remove_key(body)
+    if body.get("entity") == "contract":
+        backend.contracts.forget_key(str(body["key"]))
 
 
-def _set_configs(store: MetronomeStore, _p: dict[str, str], body: Body, _q: Query) -> Any:
-    created = store.set_configurations(body)
+def _set_configs(backend: Backend, _p: dict[str, str], body: Body, _q: Query) -> Any:
+    created = backend.customers.set_configurations(body)
     return {
         "data": [
             {k: v for k, v in c.detail().items() if k not in _SET_ANSWER_OMITS} for c in created
@@ -101,18 +116,46 @@ def _set_configs(store: MetronomeStore, _p: dict[str, str], body: Body, _q: Quer
 _SET_ANSWER_OMITS = ("delivery_method", "delivery_method_configuration", "archived_at")
 
 
-def _get_configs(store: MetronomeStore, _p: dict[str, str], body: Body, _q: Query) -> Any:
-    return {"data": [c.detail() for c in store.get_configurations(body)]}
+def _get_configs(backend: Backend, _p: dict[str, str], body: Body, _q: Query) -> Any:
+    return {"data": [c.detail() for c in backend.customers.get_configurations(body)]}
 
 
-def _archive_configs(store: MetronomeStore, _p: dict[str, str], body: Body, _q: Query) -> Any:
-    ids = store.archive_configurations(body)
+def _archive_configs(backend: Backend, _p: dict[str, str], body: Body, _q: Query) -> Any:
+    ids = backend.customers.archive_configurations(body)
     return {
         "data": {
             "customer_id": body["customer_id"],
             "customer_billing_provider_configuration_ids": ids,
         }
     }
+
+
+def _list_rate_cards(backend: Backend, _p: dict[str, str], body: Body, query: Query) -> Any:
+    page, next_page = backend.contracts.catalog.list_rate_cards(body, query)
+    return {"data": [r.detail() for r in page], "next_page": next_page}
+
+
+def _list_products(backend: Backend, _p: dict[str, str], body: Body, query: Query) -> Any:
+    page, next_page = backend.contracts.catalog.list_products(body, query)
+    return {"data": [p.detail() for p in page], "next_page": next_page}
+
+
+def _list_packages(backend: Backend, _p: dict[str, str], body: Body, query: Query) -> Any:
+    page, next_page = backend.contracts.catalog.list_packages(body, query)
+    return {"data": [p.detail() for p in page], "next_page": next_page}
+
+
+def _create_contract(backend: Backend, _p: dict[str, str], body: Body, _q: Query) -> Any:
+    return {"data": {"id": backend.contracts.create(body).id}}
+
+
+def _archive_contract(backend: Backend, _p: dict[str, str], body: Body, _q: Query) -> Any:
+    return {"data": {"id": backend.contracts.archive(body).id}}
+
+
+def _list_contracts(backend: Backend, _p: dict[str, str], body: Body, _q: Query) -> Any:
+    page, cursor = backend.contracts.list_v2(body)
+    return {"data": [backend.contracts.v2(c) for c in page], "cursor": cursor}
 
 
 ROUTES: tuple[Route, ...] = (
@@ -131,6 +174,12 @@ ROUTES: tuple[Route, ...] = (
     _route("POST", "/v1/setCustomerBillingProviderConfigurations", _set_configs),
     _route("POST", "/v1/getCustomerBillingProviderConfigurations", _get_configs),
     _route("POST", "/v1/archiveCustomerBillingProviderConfigurations", _archive_configs),
+    _route("POST", "/v1/contract-pricing/rate-cards/list", _list_rate_cards),
+    _route("POST", "/v1/contract-pricing/products/list", _list_products),
+    _route("POST", "/v1/packages/list", _list_packages),
+    _route("POST", "/v1/contracts/create", _create_contract),
+    _route("POST", "/v1/contracts/archive", _archive_contract),
+    _route("POST", "/v2/contracts/list", _list_contracts),
 )
 
 

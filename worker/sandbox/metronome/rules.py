@@ -6,7 +6,12 @@ limit or enum from ``reference/metronome-openapi.json`` or DESIGN.md "Metronome 
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 NAME_MAX = 160
 ALIAS_MAX = 128
@@ -14,6 +19,13 @@ ALIASES_MAX = 2000
 CUSTOM_FIELD_VALUE_MAX = 200
 LIST_IDS_MAX = 100
 LIST_LIMIT_MAX = 100
+#: POST /v2/contracts/list pages with body ``cursor``/``limit`` (metronome-sdk 4.12: "Range:
+#: 1-20. Default: 20"); the spec names neither, the SDK pages by them.
+CONTRACT_PAGE_MAX = 20
+#: ``created_by`` of what the API creates: Metronome records the API client that made it.
+API_CLIENT = "api"
+#: Contract uniqueness_key (spec schema UniquenessKey).
+UNIQUENESS_KEY_MAX = 128
 
 #: Required configuration keys per provider (POST /v1/setCustomerBillingProviderConfigurations).
 PROVIDER_REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
@@ -108,3 +120,69 @@ def int_param(raw: str | None, name: str, *, default: int) -> int:
         return int(raw)
     except ValueError as exc:
         raise bad_request(f"{name} must be an integer") from exc
+
+
+def timestamp(value: Any, name: str) -> datetime:
+    """An RFC 3339 date-time (the spec's ``format: date-time``), in UTC.
+
+    The offset is required: a time without one names no instant, and Metronome's contract
+    boundaries are instants.
+    """
+    if not isinstance(value, str) or "T" not in value.upper():
+        raise bad_request(f"{name} must be an RFC 3339 date-time, got {value!r}")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise bad_request(f"{name} must be an RFC 3339 date-time, got {value!r}") from exc
+    if parsed.tzinfo is None:
+        raise bad_request(f"{name} must carry a UTC offset (RFC 3339), got {value!r}")
+    return parsed.astimezone(UTC)
+
+
+def rfc3339(moment: datetime) -> str:
+    """How Metronome writes a date-time back: UTC, milliseconds, ``Z``."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def paged(
+    items: Sequence[T], query: dict[str, str], *, default_limit: int
+) -> tuple[list[T], str | None]:
+    """One page of a ``limit``/``next_page`` list (spec parameters PageLimit, NextPage):
+    ``limit`` 1-100 in the query, ``next_page`` an opaque cursor (here an offset)."""
+    limit = int_param(query.get("limit"), "limit", default=default_limit)
+    if not 1 <= limit <= LIST_LIMIT_MAX:
+        raise bad_request(f"limit must be between 1 and {LIST_LIMIT_MAX}")
+    offset = int_param(query.get("next_page"), "next_page", default=0)
+    if offset < 0:
+        raise bad_request("next_page is not a cursor this list gave out")
+    more = offset + limit < len(items)
+    return list(items[offset : offset + limit]), (str(offset + limit) if more else None)
+
+
+def only_fields(body: dict[str, Any], allowed: frozenset[str], what: str) -> None:
+    """Refuse fields ``what`` does not take: a misspelt or misplaced field must fail loudly,
+    not be dropped (the worker would believe it had set it)."""
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise bad_request(f"{what} does not accept {', '.join(unknown)}")
+
+
+def number(value: Any, name: str) -> float:
+    """A JSON number (``type: number``); a boolean is not one, though Python says it is."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise bad_request(f"{name} must be a number")
+    return value
+
+
+def strings(value: Any, name: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise bad_request(f"{name} must be an array of strings")
+    return list(value)
+
+
+def upper_enum(value: Any, allowed: tuple[str, ...], name: str) -> str:
+    """The spec's request enums take both spellings ("PREPAID", "prepaid"); answers use the
+    upper-case one."""
+    if not isinstance(value, str) or value not in (*allowed, *(a.lower() for a in allowed)):
+        raise bad_request(f"{name} must be one of {', '.join(allowed)}")
+    return value.upper()

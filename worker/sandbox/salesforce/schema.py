@@ -23,6 +23,8 @@ class FieldType(enum.Enum):
     DATETIME = "datetime"
     DATE = "date"
     CURRENCY = "currency"
+    #: A number field (Salesforce's ``double``): stored and compared like currency.
+    NUMBER = "double"
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +124,15 @@ OPPORTUNITY = SObjectType(
         "LastModifiedDate": FieldType.DATETIME,
         "CreatedDate": FieldType.DATETIME,
         "IsDeleted": FieldType.BOOLEAN,
+        # The contract terms a closed-won deal carries to Metronome (issue #13): which rate
+        # card, when the contract starts, how many months it runs, and the prepaid commit.
+        "Metronome_Rate_Card__c": FieldType.STRING,
+        "Contract_Start_Date__c": FieldType.DATE,
+        "Contract_Term_Months__c": FieldType.NUMBER,
+        "Prepaid_Commit_Amount__c": FieldType.CURRENCY,
+        # Present in orgs with multi-currency enabled (an ISO 4217 code picklist); the
+        # emulated org is one, so a deal's currency can be read next to its amounts.
+        "CurrencyIsoCode": FieldType.PICKLIST,
     },
     relationships={"Account": Relationship("Account", "AccountId", "Account")},
     required=("Name", "StageName", "CloseDate"),

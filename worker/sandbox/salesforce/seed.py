@@ -30,6 +30,7 @@ _AWKWARD = [
     "Iñtërnâtiônàlizætiøn AG",
     "مؤسسة الاختبار",
 ]
+_RATE_CARDS = ("standard", "enterprise", "startup")
 _OPEN_STAGES = ["Prospecting", "Qualification", "Negotiation/Review"]
 
 
@@ -66,6 +67,14 @@ def seed_store(
                         date(2026, 1, 1) + timedelta(days=rng.randrange(330))
                     ).isoformat(),
                     "Amount": None if rng.random() < 0.1 else round(rng.uniform(1_000, 900_000), 2),
+                    # Won deals name a rate card the Metronome emulator knows, so they become
+                    # contracts; chosen by index, not by rng, so the rest of the org is
+                    # the same as before contracts existed.
+                    **(
+                        {"Metronome_Rate_Card__c": _RATE_CARDS[index % len(_RATE_CARDS)]}
+                        if stage == "Closed Won"
+                        else {}
+                    ),
                 },
             )
     return account_ids

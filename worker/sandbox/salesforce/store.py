@@ -260,7 +260,7 @@ def _coerce_value(sobject: SObjectType, name: str, value: Any, store: RecordStor
         if not isinstance(value, bool):
             raise _bad_type(name)
         return value
-    if kind is FieldType.CURRENCY:
+    if kind in (FieldType.CURRENCY, FieldType.NUMBER):
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise _bad_type(name)
         return float(value)

@@ -1,0 +1,311 @@
+"""The contract step of a sync: each won opportunity of the record → its contract, once.
+
+Runs after the customer step (the contract needs the customer, and the customer must hold the
+billing configuration first), in two halves:
+
+- :func:`plan_contracts` (before the lock, Redis reads only): map every won opportunity the
+  record carries; a deal whose contract is known with the same desired state costs nothing;
+  one whose contract is known but whose deal changed since is "needs attention" (once per
+  changed state), never an edit; a deal that cannot be mapped dead-letters (once per bad
+  state); the rest are *pending*.
+- :func:`ensure_contracts` (under the account lock): create each pending contract through the
+  contract engine, or adopt the one that exists. A deal the API refuses dead-letters alone;
+  a transient failure propagates, so the sync retries (the customer is recorded by then, so
+  the retry is only the contracts).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence, Set
+from dataclasses import dataclass, field
+from typing import Any
+
+from mappings import DesiredCustomer, MappingError
+from mappings.contract_engine import opportunity_id, won_opportunity_rows
+from mappings.desired_contract import DesiredContract
+from worker.context import WorkerContext
+from worker.metronome.contracts import (
+    ContractConflictError,
+    ContractInputError,
+    ContractOutcome,
+)
+from worker.metronome.state import BillingConfigurationState, canonical_json
+
+log = logging.getLogger(__name__)
+
+#: Dead-letter kind of a deal whose contract cannot be made (the customer synced).
+CONTRACT_KIND = "contract"
+
+
+@dataclass(slots=True)
+class ContractPlan:
+    pending: list[DesiredContract] = field(default_factory=list)
+    #: Pending deals whose contract Redis knows (a re-sync): looked up, created only if gone.
+    verify: set[str] = field(default_factory=set)
+    #: Contract exists and the deal changed since: (desired, fields that differ).
+    changed: list[tuple[DesiredContract, list[str]]] = field(default_factory=list)
+    #: Deals that cannot be mapped, not dead-lettered before: (opportunity id, error, hash).
+    bad: list[tuple[str, MappingError, str]] = field(default_factory=list)
+    unchanged: int = 0
+
+
+@dataclass(slots=True)
+class ContractResults:
+    created: list[str] = field(default_factory=list)
+    adopted: list[str] = field(default_factory=list)
+    dead_lettered: int = 0
+    calls: int = 0
+
+
+def plan_contracts(
+    ctx: WorkerContext, record: dict[str, Any], customer: DesiredCustomer, *, force: bool
+) -> ContractPlan:
+    plan = ContractPlan()
+    if ctx.mapping.contract is None:
+        return plan
+    mapped: list[DesiredContract] = []
+    failures: list[tuple[str, MappingError, str]] = []
+    for row in won_opportunity_rows(record):
+        try:
+            desired = ctx.mapping.map_contract(row, customer)
+        except MappingError as exc:
+            identity = opportunity_id(row) or exc.record_id
+            failures.append((identity, exc, _bad_hash(exc)))
+            continue
+        if desired is not None:
+            mapped.append(desired)
+    states = ctx.contract_store.states(
+        [d.salesforce_opportunity_id for d in mapped] + [f[0] for f in failures]
+    )
+    for desired in mapped:
+        state = states[desired.salesforce_opportunity_id]
+        if state.contract_id is None:
+            if state.dead_hash == desired.state_hash() and not force:
+                plan.unchanged += 1  # refused as it stands: dead-lettered once, not per poll
+            else:
+                plan.pending.append(desired)
+        elif state.contract_hash == desired.state_hash() and not force:
+            plan.unchanged += 1
+        elif state.contract_hash == desired.state_hash():
+            # A re-sync looks the contract up (one list call) instead of re-sending the create:
+            # the same Idempotency-Key would only replay the first answer, and a contract a
+            # person archived since would go unnoticed.
+            plan.pending.append(desired)
+            plan.verify.add(desired.salesforce_opportunity_id)
+        elif state.attention_hash != desired.state_hash():
+            plan.changed.append((desired, desired.differences(state.contract or {})))
+        else:
+            plan.unchanged += 1
+    for identity, failure, bad_hash in failures:
+        if force or states[identity].dead_hash != bad_hash:
+            plan.bad.append((identity, failure, bad_hash))
+    return plan
+
+
+def report_contract_problems(
+    ctx: WorkerContext,
+    plan: ContractPlan,
+    *,
+    account: str,
+    record: dict[str, Any],
+    task_id: str,
+    reason: str,
+) -> int:
+    """Dead letters for unmappable deals, "needs attention" for changed ones; no API call.
+    Returns how many dead letters were written."""
+    store = ctx.store
+    for identity, error, bad_hash in plan.bad:
+        _dead_letter(
+            ctx, account, opportunity=identity, why=str(error), record=record, task_id=task_id
+        )
+        ctx.contract_store.mark_dead(identity, bad_hash)
+    for desired, differences in plan.changed:
+        opportunity = desired.salesforce_opportunity_id
+        store.append_ledger(
+            {
+                "outcome": "needs_attention",
+                "event": "contract_opportunity_changed",
+                "record_id": opportunity,
+                "account_id": account,
+                "differs": differences,
+                "reason": reason,
+                "task_id": task_id,
+                "what_to_do": "the deal changed after its contract was made; crmsync never "
+                "edits a contract: change it in Metronome if the change is meant",
+            }
+        )
+        store.count_outcome("needs_attention")
+        ctx.contract_store.mark_attention(opportunity, desired.state_hash())
+        log.warning(
+            "opportunity %s changed after its contract was made (%s): needs attention",
+            opportunity,
+            ", ".join(differences),
+            extra={"account_id": account, "task_id": task_id},
+        )
+    return len(plan.bad)
+
+
+def ensure_contracts(
+    ctx: WorkerContext,
+    pending: Sequence[DesiredContract],
+    *,
+    verify: Set[str] = frozenset(),
+    customer: DesiredCustomer,
+    customer_id: str,
+    account: str,
+    record: dict[str, Any],
+    task_id: str,
+    reason: str,
+) -> ContractResults:
+    """Create or adopt each pending contract; see the module docstring."""
+    results = ContractResults()
+    if not pending:
+        return results
+    engine = ctx.contracts
+    gateway = ctx.gateway
+    start = gateway.calls
+    loaded: list[tuple[BillingConfigurationState, ...]] = []
+
+    def billing() -> tuple[BillingConfigurationState, ...]:
+        if not loaded:  # one read per sync, whatever the number of deals
+            loaded.append(gateway.get_billing_configurations(customer_id))
+        return loaded[0]
+
+    preferred = [
+        (c.billing_provider, c.delivery_method, canonical_json(c.configuration))
+        for c in customer.billing_provider_configurations
+    ]
+    for desired in pending:
+        opportunity = desired.salesforce_opportunity_id
+        try:
+            found = engine.find(desired, customer_id) if opportunity in verify else None
+            outcome = (
+                ContractOutcome(found.id, False, found.archived, 1)
+                if found is not None
+                else engine.ensure(desired, customer_id, billing, preferred=preferred)
+            )
+        except (ContractInputError, ContractConflictError) as exc:
+            _dead_letter(
+                ctx, account, opportunity=opportunity, why=str(exc), record=record, task_id=task_id
+            )
+            ctx.contract_store.mark_dead(opportunity, desired.state_hash())
+            results.dead_lettered += 1
+            continue
+        ctx.contract_store.record_contract(
+            opportunity,
+            contract_id=outcome.contract_id,
+            customer_id=customer_id,
+            contract_hash=desired.state_hash(),
+            canonical=desired.canonical(),
+        )
+        result = (
+            "contract_created"
+            if outcome.created
+            else ("contract_exists" if found is not None else "contract_adopted")
+        )
+        (results.created if outcome.created else results.adopted).append(outcome.contract_id)
+        ctx.store.count_outcome(result)
+        ctx.store.append_ledger(
+            {
+                "account_id": account,
+                "opportunity_id": opportunity,
+                "customer_id": customer_id,
+                "contract_id": outcome.contract_id,
+                "outcome": result,
+                "calls": outcome.calls,
+                "reason": reason,
+                "task_id": task_id,
+            }
+        )
+        if outcome.archived:
+            ctx.store.append_ledger(
+                {
+                    "outcome": "needs_attention",
+                    "event": "contract_archived",
+                    "record_id": opportunity,
+                    "account_id": account,
+                    "contract_id": outcome.contract_id,
+                    "what_to_do": "the deal's contract was archived in Metronome; crmsync "
+                    "never re-creates it: make a new contract by hand if it is still won",
+                }
+            )
+            ctx.store.count_outcome("needs_attention")
+        log.info(
+            "%s contract %s for opportunity %s",
+            "created" if outcome.created else "adopted",
+            outcome.contract_id,
+            opportunity,
+            extra={"account_id": account, "customer_id": customer_id, "task_id": task_id},
+        )
+    results.calls = gateway.calls - start
+    return results
+
+
+def describe_contracts(
+    ctx: WorkerContext, record: dict[str, Any], customer: DesiredCustomer, customer_id: str | None
+) -> list[str]:
+    """What the contract step would do for ``record`` (``crmsync plan``); reads only: Redis,
+    and the customer's contract list when the customer exists."""
+    plan = plan_contracts(ctx, record, customer, force=True)
+    existing = []
+    lines: list[str] = []
+    for identity, error, _ in plan.bad:
+        lines.append(f"opportunity {identity}: no contract, dead-letter: {error}")
+    for desired, differences in plan.changed:
+        lines.append(
+            f"opportunity {desired.salesforce_opportunity_id}: contract exists; the deal changed "
+            f"since ({', '.join(differences)}): needs attention, never edited"
+        )
+    if plan.pending and customer_id is not None:
+        existing = [(d, ctx.contracts.find(d, customer_id)) for d in plan.pending]
+    else:
+        existing = [(d, None) for d in plan.pending]
+    for desired, found in existing:
+        opportunity = desired.salesforce_opportunity_id
+        if found is not None:
+            state = "archived" if found.archived else "exists"
+            lines.append(f"opportunity {opportunity}: contract {found.id} {state}; no call")
+            continue
+        end = desired.ending_before or "evergreen"
+        billing = desired.billing_provider or "no billing provider"
+        commits = sum(c.amount_cents for c in desired.commits)
+        lines.append(
+            f"opportunity {opportunity}: contracts/create {desired.pricing}="
+            f"{desired.pricing_value} from {desired.starting_at} to {end}, {billing}"
+            + (f", commits {commits} cents" if desired.commits else "")
+            + f" (uniqueness_key {desired.uniqueness_key})"
+        )
+    return lines
+
+
+def _dead_letter(
+    ctx: WorkerContext,
+    account: str,
+    *,
+    opportunity: str,
+    why: str,
+    record: dict[str, Any],
+    task_id: str,
+) -> None:
+    ctx.store.dead_letter(
+        account_id=account,
+        kind=CONTRACT_KIND,
+        reason=f"opportunity {opportunity}: {why}",
+        task_id=task_id,
+        snapshot=record,
+    )
+    # Its own outcome: the account's sync still ends with one outcome of its own, which is
+    # what waiters (`poll --wait`, the demo) count.
+    ctx.store.count_outcome("contract_dead_lettered")
+    log.warning(
+        "dead-lettered the contract of opportunity %s: %s",
+        opportunity,
+        why,
+        extra={"account_id": account, "task_id": task_id},
+    )
+
+
+def _bad_hash(exc: MappingError) -> str:
+    return hashlib.sha256(str(exc).encode("utf-8")).hexdigest()

@@ -1,0 +1,357 @@
+"""What the CLI says when a command fails in a way an operator can cause: one line and a code.
+
+Every ``crmsync`` command runs inside :func:`worker.cli.main`, which hands whatever escaped the
+command to :func:`explain`. An *expected* failure -- a wrong setting or mapping, a service that
+is down or refuses the credentials, a malformed id -- becomes one line on stderr that says what
+failed, with which setting, and what to try. Anything else is a bug and keeps its traceback.
+``--debug`` (or ``CRMSYNC_LOG_LEVEL=DEBUG``) prints the traceback of expected failures too.
+
+The matching lives here, by exception type, so a new command gets it without a line of its
+own. The exception and its causes (``raise ... from``, and the exception being handled when it
+was raised) are searched outermost first: kombu re-raises a Redis ``ConnectionError`` as its
+``OperationalError``, simple-salesforce lets ``requests`` errors through, and the answer is in
+whichever link we recognise first.
+
+Exit codes (README "Commands")::
+
+    1    a service failed or could not be reached: Redis, Salesforce, Metronome; try again,
+         or fix that side
+    2    the configuration or the command's input is wrong: change it and run again
+    130  interrupted (Ctrl-C)
+    141  stdout was closed by the reader (``crmsync status | head``), as for any Unix tool
+         killed by SIGPIPE; nothing is printed
+
+Messages never carry a secret: URLs are shown without their password, and third-party text
+goes through :func:`worker.logs.scrub`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from mappings.errors import MappingFileError
+from worker.logs import redacted_url, scrub
+from worker.settings import (
+    SalesforceAuthMode,
+    Settings,
+    SettingsError,
+    salesforce_auth_mode,
+    salesforce_mode_variables,
+)
+
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
+
+
+class UsageError(Exception):
+    """A command's input is wrong (an unknown choice, a bad combination); the message says
+    what is accepted. Commands raise it; the CLI prints it and exits 2."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    """An expected failure as the operator reads it."""
+
+    message: str
+    exit_code: int
+
+
+def explain(exc: BaseException, settings: Settings | None = None) -> Failure | None:
+    """The one-line explanation of ``exc``, or None when it is not an expected failure.
+
+    ``settings`` (when they could be read) let a message name the value in use, e.g. which
+    METRONOME_BASE_URL could not be reached.
+    """
+    for matchers in (_MATCHERS, _FALLBACKS):
+        for link in causes(exc):
+            for matcher in matchers:
+                failure = matcher(link, settings)
+                if failure is not None:
+                    return failure
+    return None
+
+
+def causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and the exceptions behind it, outermost first, each once."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+# -- crmsync's own ---------------------------------------------------------------------------
+
+
+def _ours(exc: BaseException, settings: Settings | None) -> Failure | None:
+    from tasks.resync import ResyncRequestError
+    from worker.context import NotConfigured
+    from worker.redis_server import EmbeddedRedisError, NoCrmsyncRunning
+    from worker.salesforce.ids import InvalidSalesforceId
+
+    if isinstance(exc, MappingFileError):
+        return Failure(mapping_problems(exc), EXIT_CONFIG)
+    if isinstance(exc, SettingsError | NotConfigured):
+        return Failure(str(exc), EXIT_CONFIG)
+    if isinstance(exc, UsageError):
+        return Failure(f"crmsync: {exc}", EXIT_CONFIG)
+    if isinstance(exc, NoCrmsyncRunning):
+        return Failure(str(exc), EXIT_FAILED)
+    if isinstance(exc, InvalidSalesforceId):
+        return Failure(
+            f"crmsync: {exc}; give the Account's 15- or 18-character id (as in its Salesforce "
+            "URL, e.g. 001Hp00000AbCdEIAV)",
+            EXIT_CONFIG,
+        )
+    if isinstance(exc, ResyncRequestError):
+        return Failure(f"crmsync: {exc}", EXIT_CONFIG)
+    if isinstance(exc, EmbeddedRedisError):
+        return Failure(
+            f"crmsync: the embedded Redis did not start: {exc}; set REDIS_URL to use a Redis "
+            "of your own",
+            EXIT_FAILED,
+        )
+    return None
+
+
+def mapping_problems(exc: MappingFileError) -> str:
+    """One line per problem, each naming the file, the line and the key."""
+    return "\n".join(
+        f"crmsync: invalid mapping {exc.source}:{line or '?'}: key {key or '<top>'}: {message}"
+        for key, line, message in exc.problems
+    )
+
+
+# -- Redis -----------------------------------------------------------------------------------
+
+
+def _redis(exc: BaseException, settings: Settings | None) -> Failure | None:
+    import redis
+
+    where = _redis_where(settings)
+    if isinstance(exc, redis.AuthenticationError) or (
+        isinstance(exc, redis.ResponseError)
+        and re.match(r"(NOAUTH|WRONGPASS|invalid password)", str(exc))
+    ):
+        return Failure(
+            f"crmsync: Redis{where} refused the credentials ({_short(exc)}); set the password "
+            "Redis expects in REDIS_PASSWORD (or REDIS_PASSWORD_FILE, or in REDIS_URL)",
+            EXIT_CONFIG,
+        )
+    if isinstance(exc, redis.BusyLoadingError):
+        return Failure(
+            f"crmsync: Redis{where} is still loading its data; try again in a few seconds",
+            EXIT_FAILED,
+        )
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        return Failure(
+            f"crmsync: cannot reach Redis{where} (REDIS_URL): {_short(exc)}; start Redis or "
+            "correct REDIS_URL",
+            EXIT_FAILED,
+        )
+    return None
+
+
+def _kombu(exc: BaseException, settings: Settings | None) -> Failure | None:
+    """kombu's own errors when nothing behind them was recognised (it lost the cause)."""
+    from kombu.exceptions import OperationalError
+
+    if isinstance(exc, OperationalError):
+        return Failure(
+            f"crmsync: cannot reach Redis{_redis_where(settings)} (REDIS_URL): {_short(exc)}; "
+            "start Redis or correct REDIS_URL",
+            EXIT_FAILED,
+        )
+    return None
+
+
+def _redis_where(settings: Settings | None) -> str:
+    import os
+
+    url = os.environ.get("REDIS_URL") or (settings.redis_url if settings else None)
+    return f" at {redacted_url(url)}" if url else ""
+
+
+# -- Salesforce ------------------------------------------------------------------------------
+
+
+def _salesforce(exc: BaseException, settings: Settings | None) -> Failure | None:
+    from simple_salesforce.exceptions import (
+        SalesforceAuthenticationFailed,
+        SalesforceError,
+        SalesforceExpiredSession,
+        SalesforceRefusedRequest,
+    )
+
+    from worker.salesforce.source import QuotaReached, SessionExpired
+
+    if isinstance(exc, SalesforceAuthenticationFailed):
+        return Failure(
+            f"crmsync: Salesforce refused the login ({exc.code}: {_flat(exc.auth_message)}) "
+            f"{_login_settings(settings)}; check them (a password change also resets the "
+            "security token) and SALESFORCE_DOMAIN (login, test or your My Domain)",
+            EXIT_CONFIG,
+        )
+    if isinstance(exc, SessionExpired):
+        return Failure(f"crmsync: {exc}", EXIT_CONFIG)
+    if isinstance(exc, QuotaReached):
+        return Failure(
+            f"crmsync: {exc}; wait for the rolling 24 h quota to recover, or raise "
+            "SALESFORCE_QUOTA_FRACTION",
+            EXIT_FAILED,
+        )
+    if isinstance(exc, SalesforceExpiredSession):
+        if settings is not None and _mode(settings) is SalesforceAuthMode.SESSION:
+            return Failure(
+                "crmsync: the pre-issued Salesforce session (SALESFORCE_SESSION_ID) expired or "
+                "was revoked and cannot be renewed: issue a new one, or configure a login mode",
+                EXIT_CONFIG,
+            )
+        return Failure(
+            "crmsync: Salesforce refused the session (INVALID_SESSION_ID) and logging in "
+            f"again did not help {_login_settings(settings)}; run `crmsync check`",
+            EXIT_FAILED,
+        )
+    if isinstance(exc, SalesforceRefusedRequest):
+        code = _salesforce_code(exc.content)
+        if code == "REQUEST_LIMIT_EXCEEDED":
+            return Failure(
+                "crmsync: Salesforce refused the call: the org's daily API quota is exhausted "
+                "(REQUEST_LIMIT_EXCEEDED); wait for the rolling 24 h quota to recover",
+                EXIT_FAILED,
+            )
+        return Failure(
+            f"crmsync: Salesforce refused the request (403 {code or 'forbidden'}); give the "
+            "integration user read access to the fields `crmsync mapping check` lists",
+            EXIT_CONFIG,
+        )
+    if isinstance(exc, SalesforceError):
+        code = _salesforce_code(exc.content) or "no error code"
+        return Failure(
+            f"crmsync: Salesforce answered {exc.status} ({code}) for {_path(exc.url)}; "
+            "run `crmsync check`, or try again later",
+            EXIT_FAILED,
+        )
+    return None
+
+
+def _salesforce_network(exc: BaseException, settings: Settings | None) -> Failure | None:
+    """requests' errors: only the Salesforce client uses requests in a crmsync command."""
+    import requests
+
+    if not isinstance(exc, requests.ConnectionError | requests.Timeout):
+        return None
+    request = getattr(exc, "request", None)
+    url = getattr(request, "url", None)
+    host = f" at {_origin(url)}" if url else ""
+    setting = "SALESFORCE_DOMAIN"
+    if settings is not None and settings.salesforce_emulator_url:
+        setting = "CRMSYNC_SALESFORCE_EMULATOR_URL"
+        host = f" at {settings.salesforce_emulator_url}"
+    elif settings is not None:
+        setting = f"SALESFORCE_DOMAIN={settings.salesforce_domain}"
+    return Failure(
+        f"crmsync: cannot reach Salesforce{host} ({setting}): {_short(exc)}; check the network "
+        "and the setting",
+        EXIT_FAILED,
+    )
+
+
+def _mode(settings: Settings) -> SalesforceAuthMode | None:
+    try:
+        return salesforce_auth_mode(settings)
+    except ValueError:
+        return None
+
+
+def _login_settings(settings: Settings | None) -> str:
+    mode = _mode(settings) if settings is not None else None
+    if settings is None or mode is None:
+        return "with the SALESFORCE_* settings"
+    user = f" as {settings.salesforce_username}" if settings.salesforce_username else ""
+    return f"for the {mode.value} login{user} ({', '.join(salesforce_mode_variables(mode))})"
+
+
+def _salesforce_code(content: object) -> str | None:
+    if isinstance(content, list) and content and isinstance(content[0], dict):
+        code = content[0].get("errorCode")
+        return str(code) if code is not None else None
+    return None
+
+
+# -- Metronome -------------------------------------------------------------------------------
+
+
+def _metronome(exc: BaseException, settings: Settings | None) -> Failure | None:
+    from worker.metronome.errors import ConnectionFailedError, MetronomeError
+
+    if not isinstance(exc, MetronomeError):
+        return None
+    where = f" at {settings.metronome_base_url}" if settings else ""
+    if exc.status == 401:
+        return Failure(
+            f"crmsync: Metronome{where} refused the token (401): check METRONOME_BEARER_TOKEN "
+            "(mistyped, revoked, or for another environment than METRONOME_BASE_URL)",
+            EXIT_CONFIG,
+        )
+    if exc.status == 403:
+        return Failure(
+            f"crmsync: Metronome{where} answered 403 forbidden ({_flat(exc.message)}): the "
+            "token in METRONOME_BEARER_TOKEN may not do this; use a token with write access",
+            EXIT_CONFIG,
+        )
+    if isinstance(exc, ConnectionFailedError):
+        attempts = f" after {settings.metronome_max_attempts} attempts" if settings else ""
+        return Failure(
+            f"crmsync: cannot reach Metronome{where} (METRONOME_BASE_URL): no answer{attempts}; "
+            "check the network and METRONOME_BASE_URL, or raise METRONOME_TIMEOUT_S",
+            EXIT_FAILED,
+        )
+    return Failure(f"crmsync: Metronome{where}: {_flat(exc.message)}", EXIT_FAILED)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+_ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
+
+
+def _flat(text: str) -> str:
+    """Third-party text on one line, secrets scrubbed, at most 300 characters."""
+    return " ".join(scrub(text).split())[:300]
+
+
+def _short(exc: BaseException) -> str:
+    """The useful end of a library's message: "Connection refused", not 300 characters."""
+    text = _flat(str(exc))
+    found = _ERRNO.search(text)
+    if found:
+        return found.group(1).strip().rstrip(".")
+    if "timed out" in text.lower():
+        return "timed out"
+    return (text or type(exc).__name__)[:200].rstrip(".")
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+
+
+def _path(url: str) -> str:
+    return urlsplit(url).path or url
+
+
+_MATCHERS: tuple[Callable[[BaseException, Settings | None], Failure | None], ...] = (
+    _ours,
+    _salesforce,
+    _metronome,
+    _redis,
+    _salesforce_network,
+)
+#: Tried on every link only after nothing more specific matched anywhere in the chain.
+_FALLBACKS: tuple[Callable[[BaseException, Settings | None], Failure | None], ...] = (_kombu,)
