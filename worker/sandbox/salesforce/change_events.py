@@ -51,6 +51,7 @@ _AVRO_TYPES = {
     FieldType.DATETIME: "long",
     FieldType.DATE: "int",
     FieldType.CURRENCY: "double",
+    FieldType.NUMBER: "double",
 }
 _STRINGS = {"type": "array", "items": "string"}
 HEADER_SCHEMA: dict[str, Any] = {
