@@ -265,6 +265,12 @@ def _ping_node(node: str, timeout: float) -> CheckResult:
     return CheckResult("worker", True, f"{node} answered a ping")
 
 
+def _passed(results: list[CheckResult], *names: str) -> bool:
+    """Every named check ran and passed (a later check that depends on them runs only then:
+    one cause, one FAIL line)."""
+    return all(any(r.name == name and r.ok for r in results) for name in names)
+
+
 def run(args: argparse.Namespace) -> int:
     results, settings = check_settings()
     if settings is not None:
@@ -277,22 +283,18 @@ def run(args: argparse.Namespace) -> int:
             extra.append(lambda: check_salesforce(settings))
             extra.append(lambda: check_metronome(settings, mapping))
             if mapping is not None:
-                # Through a Metronome that refuses us the catalog check would only fail again.
+                # The catalog check reads today's won deals from Salesforce and looks their
+                # rate cards up in Metronome: through either side failing it would only fail
+                # again, for the reason already on that side's line.
                 extra.append(
                     lambda: (
                         check_contracts(settings, mapping)
-                        if any(r.name == "metronome" and r.ok for r in results)
+                        if _passed(results, "salesforce", "metronome")
                         else None
                     )
                 )
             # Through a Salesforce that refuses the login GetTopic would only fail again.
-            extra.append(
-                lambda: (
-                    check_pubsub(settings)
-                    if any(r.name == "salesforce" and r.ok for r in results)
-                    else None
-                )
-            )
+            extra.append(lambda: check_pubsub(settings) if _passed(results, "salesforce") else None)
         if url is not None and not args.skip_worker:
             node = f"celery@{socket.gethostname()}" if args.this_host else args.node
             extra.append(lambda: check_worker(url, args.worker_timeout, node))
