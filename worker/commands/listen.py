@@ -14,7 +14,7 @@ from types import FrameType
 
 from worker.context import build_context
 from worker.logs import configure_logging
-from worker.runtime import runtime
+from worker.runtime import service_runtime
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -22,7 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "listen",
         help="turn Salesforce change events into syncs (one active per org; others stand by)",
     )
-    parser.add_argument("--loglevel", default="INFO")
+    parser.add_argument("--loglevel", default=None, help="default: CRMSYNC_LOG_LEVEL")
     parser.set_defaults(func=run)
 
 
@@ -31,8 +31,10 @@ def run(args: argparse.Namespace) -> int:
     from worker.salesforce.events.listener import Listener
     from worker.salesforce.events.state import ListenerState
 
-    with runtime() as rt:
-        configure_logging(rt.settings.log_format, args.loglevel)
+    # A long-lived service: the mapping is validated before anything starts, the embedded
+    # Redis is started or joined (and announced), an external one waited for.
+    with service_runtime() as rt:
+        configure_logging(rt.settings.log_format, args.loglevel or rt.settings.log_level)
         ctx = build_context(rt.settings, rt.redis.url)
         state = ListenerState.from_url(rt.redis.url, rt.settings.redis_prefix)
         webhook = rt.settings.alert_webhook_url
