@@ -17,7 +17,7 @@ STAMP := $(VENV)/.installed-stamp
 LOCK_FLAGS := --quiet --universal --python-version 3.11 --generate-hashes \
 	--custom-compile-command "make lock"
 
-.PHONY: demo test lint audit chaos bench lock clean rules
+.PHONY: demo test lint audit chaos bench lock proto clean rules
 
 $(UV): requirements-uv.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -83,6 +83,11 @@ chaos: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+
+# Regenerate the Pub/Sub gRPC stubs from worker/salesforce/events/pubsub.proto (committed;
+# a test fails when they differ from what the pinned grpcio-tools makes of the .proto).
+proto: $(STAMP)
+	$(BIN)/python -m worker.salesforce.events.generate
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .crmsync-data

@@ -3,7 +3,9 @@ workers fail; then a verdict on duplicates, lost closes and drift.
 
 What runs: embedded redis-server, the Salesforce emulator seeded with N awkward accounts, the
 Metronome emulator injecting 5xx / 429 / commit-then-drop / latency, ``--workers`` real
-``crmsync worker`` processes and one ``crmsync beat`` polling every couple of seconds. During
+``crmsync worker`` processes, one ``crmsync beat`` polling every couple of seconds and (unless
+``--listener false``) one ``crmsync listen`` beside it, whose change events are lost, delayed,
+duplicated and stalled on schedule: the poll must still catch what they miss. During
 the run (schedule in :mod:`bench.chaos_scenario`, from ``--seed``) workers are SIGKILLed and
 respawned, Redis is restarted with its data and later FLUSHALLed, the Salesforce sessions are
 expired, and deals are closed and accounts renamed. Then it waits for convergence (queue and
@@ -33,12 +35,19 @@ from bench.chaos_liveness import Liveness, Probed
 from bench.chaos_scenario import (
     CLOSE_EXISTING,
     CLOSE_NEW,
+    EVENTS_DELAYED,
+    EVENTS_DUPLICATED,
+    EVENTS_LOST,
+    EVENTS_ON_TIME,
+    EVENTS_SINGLE,
     EXPIRE_SESSION,
     KILL,
     REDIS_FLUSH,
     REDIS_RESTART,
     RENAME,
     RESPAWN,
+    STREAM_RESUME,
+    STREAM_STALL,
     ChaosConfig,
     Event,
     schedule,
@@ -89,6 +98,7 @@ def start(config: ChaosConfig, base: Path) -> Run:
     stack = SandboxStack(
         data_dir=base / "data",
         metronome_faults=faults,
+        pubsub_keepalive_s=1.0,
         extra_env={
             "CRMSYNC_VISIBILITY_TIMEOUT_S": str(config.visibility_timeout_s),
             "CRMSYNC_POLL_INTERVAL_S": str(config.poll_interval_s),
@@ -155,6 +165,31 @@ def pause(run: Run, seconds: float) -> None:
         time.sleep(min(left, 0.5))  # the runner's clock, not a test synchronisation
 
 
+#: Changes per "events lost" fault that commit without emitting a change event.
+SUPPRESSED_CHANGES = 2
+EVENT_FAULTS = (
+    EVENTS_DELAYED,
+    EVENTS_ON_TIME,
+    EVENTS_DUPLICATED,
+    EVENTS_SINGLE,
+    STREAM_STALL,
+    STREAM_RESUME,
+)
+
+
+def event_fault(kind: str, config: ChaosConfig) -> dict[str, Any]:
+    """The Pub/Sub emulator's fault fields one scheduled change-event fault sets."""
+    changes: dict[str, dict[str, Any]] = {
+        EVENTS_DELAYED: {"delivery_delay_s": config.event_delay_s},
+        EVENTS_ON_TIME: {"delivery_delay_s": 0.0},
+        EVENTS_DUPLICATED: {"duplicate": True},
+        EVENTS_SINGLE: {"duplicate": False},
+        STREAM_STALL: {"stall": True},
+        STREAM_RESUME: {"stall": False},
+    }
+    return changes[kind]
+
+
 def apply(run: Run, event: Event) -> dict[str, Any]:
     """Do one scheduled thing; returns what was done (printed, so a run can be replayed)."""
     stack, sf = run.stack, run.stack.salesforce
@@ -180,6 +215,13 @@ def apply(run: Run, event: Event) -> dict[str, Any]:
     if event.kind == EXPIRE_SESSION:
         sf.expire_sessions()
         return {}
+    if event.kind == EVENTS_LOST:
+        sf.suppress_events(SUPPRESSED_CHANGES)  # committed, but no event: the poll's to find
+        return {"suppressed_changes": SUPPRESSED_CHANGES}
+    if event.kind in EVENT_FAULTS:
+        change = event_fault(event.kind, run.config)
+        sf.set_pubsub_faults(replace(sf.pubsub.faults, **change))
+        return change
     if event.kind == CLOSE_NEW:
         n = 10_000 + event.index
         account = sf.insert(
@@ -317,6 +359,38 @@ def verdict(run: Run) -> dict[str, Any]:
     }
 
 
+def listener_summary(run: Run) -> dict[str, Any]:
+    """What the listener did beside the poll: events, skipped, reconnects, syncs by event."""
+    from worker.salesforce.events.state import ListenerState, listener_report
+
+    state = ListenerState.from_url(run.stack.redis_url)
+    try:
+        report = retrying(lambda: listener_report(state, with_replay_ids=False))
+    finally:
+        state.close()
+    ctx = run.stack.context()
+    try:
+        reasons = [e.get("reason") for e in retrying(lambda: ctx.store.ledger(100_000))]
+    finally:
+        ctx.close()
+    assert run.stack.salesforce is not None  # noqa: S101
+    served = run.stack.salesforce.pubsub_counts()
+    topics = report["topics"].values()
+    return {
+        "active": report["active"],
+        # Counted by the emulator: Redis (the listener's own counts) is flushed mid-run.
+        "events_delivered": served.get("events_delivered", 0),
+        "subscribes": served.get("Subscribe", 0),
+        "keepalives": served.get("keepalives", 0),
+        # The rest since the FLUSHALL.
+        "events": sum(t["events"] for t in topics),
+        "skipped": sum(t["skipped"] for t in topics),
+        "reconnects": sum(t["reconnects"] for t in topics),
+        "changes_by_event": reasons.count("event"),
+        "changes_by_poll": reasons.count("poll"),
+    }
+
+
 def _redeliveries(run: Run) -> set[str]:
     """Messages delivered more than once (the killed workers' ones, above all): evidence that
     the broker gave them back, rather than a later poll re-reading the account."""
@@ -336,6 +410,16 @@ def run_chaos(config: ChaosConfig, workdir: Path | None = None) -> dict[str, Any
         say("started", seconds=round(time.monotonic() - booting, 1))
         try:
             run.stack.start_beat(base / "beat.log")
+            if config.listener:
+                run.stack.start_listener(
+                    base / "listener.log",
+                    env={
+                        "CRMSYNC_LISTENER_KEEPALIVE_TIMEOUT_S": str(
+                            config.listener_keepalive_timeout_s
+                        ),
+                        "CRMSYNC_LISTENER_LEASE_S": "5",
+                    },
+                )
             run.started = time.monotonic()
             for event in events:
                 wait = event.at - run.now()
@@ -355,6 +439,8 @@ def run_chaos(config: ChaosConfig, workdir: Path | None = None) -> dict[str, Any
                 status=summary_poll.get("status"),
             )
             result = verdict(run)
+            if config.listener:
+                result["listener"] = listener_summary(run)
             result["converged"] = converged
             result["ok"] = bool(result["ok"] and converged)
             result["seed"] = config.seed

@@ -19,6 +19,14 @@ EXPIRE_SESSION = "expire_salesforce_sessions"
 CLOSE_NEW = "close_new_account"
 CLOSE_EXISTING = "close_existing_account"
 RENAME = "rename_account"
+#: Change-event trouble for the listener running beside the poll (each pair: on, then off).
+EVENTS_LOST = "suppress_change_events"
+EVENTS_DELAYED = "delay_change_events"
+EVENTS_ON_TIME = "end_change_event_delay"
+EVENTS_DUPLICATED = "duplicate_change_events"
+EVENTS_SINGLE = "end_change_event_duplicates"
+STREAM_STALL = "stall_event_streams"
+STREAM_RESUME = "end_event_stream_stall"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +61,15 @@ class ChaosConfig:
     #: next poll and hide whether the broker really redelivers the lost message.
     overlap_s: float = 1.0
     timeout_s: float = 900.0
+    #: Run ``crmsync listen`` beside the poll, with its own failures: changes that emit no
+    #: event, events delivered late or twice, and a silent stream it must tear down.
+    listener: bool = True
+    events_lost: int = 3
+    event_delay_s: float = 3.0
+    event_trouble_s: float = 5.0
+    #: Longer than the listener's keepalive bound, so the stall is detected and resubscribed.
+    stall_s: float = 6.0
+    listener_keepalive_timeout_s: float = 3.0
 
     def public(self) -> dict[str, Any]:
         return asdict(self)
@@ -117,6 +134,15 @@ def schedule(config: ChaosConfig) -> list[Event]:
     for at, number in kills:
         start = max([at, *restarts]) if config.respawn_after_restart else at
         events.append(Event(start + config.respawn_after_s, RESPAWN, number))
+    if config.listener:
+        events.extend(Event(rng.uniform(lo, hi), EVENTS_LOST, n) for n in range(config.events_lost))
+        for on, off, lasts in (
+            (EVENTS_DELAYED, EVENTS_ON_TIME, config.event_trouble_s),
+            (EVENTS_DUPLICATED, EVENTS_SINGLE, config.event_trouble_s),
+            (STREAM_STALL, STREAM_RESUME, config.stall_s),
+        ):
+            at = rng.uniform(lo, max(lo, hi - lasts))  # over within the window
+            events += [Event(at, on), Event(at + lasts, off)]
     for kind, count in (
         (CLOSE_NEW, config.new_closes),
         (CLOSE_EXISTING, config.existing_closes),

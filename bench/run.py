@@ -6,7 +6,8 @@ figures are ratios (to the emulator's ceiling, to a naive script), so they hold 
 last, one JSON object with stable keys (README "Performance").
 
 Phases: ceiling → backfill → re-run → full re-read → naive script → latency → 100k poll →
-contracts (bench/contracts.py: a backfill of deals that each make a customer and a contract).
+contracts (bench/contracts.py: a backfill of deals that each make a customer and a contract) →
+change events (bench/events.py, a stack of its own).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import ceiling, contracts, latency, memory
+from bench import ceiling, contracts, events, latency, memory
 from bench.data import seed_won_accounts
 from bench.procstat import cpu_seconds, tree_usage
 from tasks.poll import run_poll
@@ -247,6 +248,7 @@ TARGETS: dict[str, tuple[str, Callable[[dict[str, Any]], bool]]] = {
     ),
     "poll_100k_peak_rss_mb": ("<= 200", lambda f: f["poll_100k_peak_rss_mb"] <= 200),
     "contract_rerun_metronome_calls": ("= 0", lambda f: f["contract_rerun_metronome_calls"] == 0),
+    "event_latency_p99_s": ("<= 2", lambda f: f["event_latency_p99_s"] <= 2),
 }
 
 
@@ -273,7 +275,8 @@ def main() -> int:
         poll = memory.poll_peak_rss(base, POLL_ROWS, progress)
         progress(f"poll: {json.dumps(poll)}")
         contract_figures = contracts.phase(base, timed_pass, progress)
-    result = figures(create.rps, listing.rps, phases, poll) | contract_figures
+        evented = events.run(base, progress, closes=LATENCY_CLOSES)
+    result = figures(create.rps, listing.rps, phases, poll) | contract_figures | evented
     print_table(result)
     print(json.dumps(result, sort_keys=False))
     return 0

@@ -186,6 +186,14 @@ def worst_lag(cursors: Mapping[str, str], now: datetime) -> tuple[str, float] | 
     return worst
 
 
+def claim(client: Any, prefix: str, name: str, ttl_s: int) -> bool:
+    """True for the one process that may send alert ``name`` now (SET NX with a TTL): many
+    workers, or a listener and its standby, see the same condition and alert once."""
+    from worker.keys import Keys
+
+    return bool(client.set(Keys(prefix).alerted(name), "1", nx=True, ex=ttl_s))
+
+
 @dataclass
 class AlertWatcher:
     """Looks for new dead letters and cursor lag every ``interval_s``; claims, then sends."""

@@ -30,6 +30,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "worker.commands.run",
     "worker.commands.worker",
     "worker.commands.beat",
+    "worker.commands.listen",
     "worker.commands.poll",
     "worker.commands.resync",
     "worker.commands.plan",

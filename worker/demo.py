@@ -5,10 +5,14 @@ children (hierarchy roll-up on), one account whose customer was already made by 
 Metronome (it must be adopted, not duplicated), and two accounts whose data cannot make a
 valid customer (they must dead-letter while the rest proceeds). Then:
 
-1. first sync: every account becomes exactly one customer;
+1. first sync: every account becomes exactly one customer, and every won deal that names a
+   rate card one contract;
 2. a poll with no change: the overlap window re-reads every row, and nothing is written;
-3. three deals closed and one account renamed *through simple-salesforce*, as a sales rep's
-   edits would arrive: only those reach Metronome.
+3. with ``crmsync listen`` running, three deals closed and one account renamed *through
+   simple-salesforce*, as a sales rep's edits would arrive: only those reach Metronome (three
+   customers, three contracts, one update), by
+   change event within about a second; the poll that follows finds them done (the table says
+   how many arrived by event and how many by poll).
 
 Each pass's expectations are checked; the demo exits 0 only if all held.
 """
@@ -19,6 +23,7 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,6 +68,9 @@ class PassResult:
     metronome_calls: int = 0
     metronome_writes: int = 0
     seconds: float = 0.0
+    #: Changes (created/updated) that arrived by change event and by poll (pass 3).
+    by_event: int = 0
+    by_poll: int = 0
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -179,11 +187,22 @@ def metronome_counts(stack: SandboxStack) -> tuple[int, int]:
     return calls, writes
 
 
-def run_pass(stack: SandboxStack, store: SyncStore, name: str, progress: bool) -> PassResult:
+def run_pass(
+    stack: SandboxStack,
+    store: SyncStore,
+    name: str,
+    progress: bool,
+    *,
+    before_poll: Callable[[], int] | None = None,
+) -> PassResult:
+    """One poll and its syncs. ``before_poll`` makes the pass's changes first (and waits for
+    the syncs they caused: the listener's) and returns how many of those it waited for."""
     result = PassResult(name)
     started = time.monotonic()
     before = store.outcomes()
+    ledger_before = store.ledger(1)
     calls_before, writes_before = metronome_counts(stack)
+    synced_early = before_poll() if before_poll is not None else 0
     ctx = stack.context()
     try:
         summary = run_poll(ctx)
@@ -197,7 +216,7 @@ def run_pass(stack: SandboxStack, store: SyncStore, name: str, progress: bool) -
     )
     stream = sys.stderr if progress else open("/dev/null", "w")  # noqa: SIM115
     if not wait_for_syncs(
-        store, baseline, result.enqueued, timeout_s=300, label=name, stream=stream
+        store, baseline, synced_early + result.enqueued, timeout_s=300, label=name, stream=stream
     ):
         result.problems.append("timed out waiting for the worker")
     after = store.outcomes()
@@ -213,8 +232,49 @@ def run_pass(stack: SandboxStack, store: SyncStore, name: str, progress: bool) -
     calls_after, writes_after = metronome_counts(stack)
     result.metronome_calls = calls_after - calls_before
     result.metronome_writes = writes_after - writes_before
+    since = ledger_before[0]["id"] if ledger_before else "0"
+    for entry in store.ledger(10_000):
+        if entry["id"] > since and entry.get("outcome") in ("created", "updated"):
+            result.by_event += entry.get("reason") == "event"
+            result.by_poll += entry.get("reason") == "poll"
     result.seconds = round(time.monotonic() - started, 2)
     return result
+
+
+def start_listener(stack: SandboxStack, store: SyncStore, base: Path) -> None:
+    """``crmsync listen`` as its own process, subscribed, and the poll it asks for at its first
+    start (no replay id stored yet) finished, so that pass 3 starts from quiet."""
+    from worker.salesforce.events.state import ListenerState
+
+    before = store.last_poll().get("finished_at", "")
+    baseline = sum(store.outcomes().get(k, 0) for k in _TERMINAL)
+    stack.start_listener(base / "listener.log")
+    state = ListenerState.from_url(stack.redis_url)
+    try:
+        _wait(
+            lambda: all(state.topic_stats(t).get("state") == "subscribed" for t in _TOPICS),
+            "the listener's subscriptions",
+        )
+    finally:
+        state.close()
+    _wait(lambda: store.last_poll().get("finished_at", "") > before, "the listener's first poll")
+    done = store.last_poll()
+    _wait(
+        lambda: sum(store.outcomes().get(k, 0) for k in _TERMINAL) >= baseline + done["enqueued"],
+        "the syncs of the listener's first poll",
+    )
+
+
+_TOPICS = ("/data/OpportunityChangeEvent", "/data/AccountChangeEvent")
+_TERMINAL = ("created", "updated", "in_sync", "unchanged", "dead_lettered")
+
+
+def _wait(probe: Callable[[], bool], what: str, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not probe():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"demo: {what} did not happen within {timeout_s:.0f}s")
+        time.sleep(0.05)  # polling a condition with a deadline, not a guessed delay
 
 
 def expect(result: PassResult, **expected: int) -> None:
@@ -224,8 +284,10 @@ def expect(result: PassResult, **expected: int) -> None:
             result.problems.append(f"{key} = {actual}, expected {value}")
 
 
-def close_deals_like_a_sales_rep(stack: SandboxStack) -> None:
-    """Pass 3's edits, made through simple-salesforce exactly as a rep's would arrive."""
+def close_deals_like_a_sales_rep(stack: SandboxStack, store: SyncStore | None = None) -> int:
+    """Pass 3's edits, made through simple-salesforce exactly as a rep's would arrive; with
+    ``store``, wait until the listener has synced all four (created 3, updated 1) and return
+    how many syncs that was."""
     from worker.salesforce import build_sandbox_salesforce
 
     assert stack.salesforce is not None  # noqa: S101
@@ -250,7 +312,21 @@ def close_deals_like_a_sales_rep(stack: SandboxStack) -> None:
             opportunity["id"], {"StageName": "Closed Won", **deal_terms(n)}
         )
     renamed = sf.query("SELECT Id FROM Account WHERE Name = 'Demo Customer 07'")["records"][0]
+    before = store.outcomes() if store is not None else {}
     sf.Account.update(renamed["Id"], {"Name": "Demo Customer 07 (renamed)"})  # type: ignore[operator]
+    if store is None:
+        return 0
+    outcomes = store.outcomes
+
+    def arrived() -> bool:
+        now = outcomes()
+        return now.get("created", 0) - before.get("created", 0) >= 3 and (
+            now.get("updated", 0) - before.get("updated", 0) >= 1
+        )
+
+    _wait(arrived, "the closes and the rename by change event", timeout_s=60)
+    now = outcomes()
+    return sum(now.get(k, 0) - before.get(k, 0) for k in _TERMINAL)
 
 
 def run_demo(as_json: bool = False, workdir: Path | None = None) -> int:
@@ -278,8 +354,14 @@ def run_demo(as_json: bool = False, workdir: Path | None = None) -> int:
                 )
             second = run_pass(stack, store, "no change", progress)
             expect(second, created=0, updated=0, dead_lettered=0, contracts=0, metronome_writes=0)
-            close_deals_like_a_sales_rep(stack)
-            third = run_pass(stack, store, "3 closes + 1 rename", progress)
+            start_listener(stack, store, base)
+            third = run_pass(
+                stack,
+                store,
+                "3 closes + 1 rename",
+                progress,
+                before_poll=lambda: close_deals_like_a_sales_rep(stack, store),
+            )
             expect(third, created=3, updated=1, dead_lettered=0, contracts=3)
             passes = [first, second, third]
             duplicates = _duplicates(stack)
@@ -329,6 +411,8 @@ def _public(result: PassResult) -> dict[str, Any]:
             "dead_lettered",
             "metronome_calls",
             "metronome_writes",
+            "by_event",
+            "by_poll",
             "problems",
         )
     }
@@ -348,3 +432,9 @@ def _print_table(passes: list[PassResult]) -> None:
             f"{p.dead_lettered:>6}"
             f"{p.metronome_calls:>7}{p.metronome_writes:>7}  {verdict}"
         )
+    for p in passes:
+        if p.by_event:
+            print(
+                f"{p.name}: {p.by_event} change(s) arrived by change event (crmsync listen), "
+                f"{p.by_poll} by poll"
+            )

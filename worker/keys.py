@@ -20,6 +20,9 @@ ACCOUNT_LOCK_TTL_S = 330
 #: How long a delivery counter remembers a message: far past the visibility timeout (900 s)
 #: so every redelivery of one message is counted, short enough not to accumulate.
 DELIVERY_COUNT_TTL_S = 86_400
+#: The change-event listener's lease: a listener that dies stops renewing it, and a standby takes
+#: over within this long (CRMSYNC_LISTENER_LEASE_S is the setting; this is its default).
+LISTENER_LEASE_S = 15
 #: Dead letters are kept longer than the ledger: each one is an unbilled customer until an
 #: operator acts on it.
 DEAD_LETTER_MAX_ENTRIES = 100_000
@@ -210,3 +213,32 @@ class Keys:
         """Integer: how often one sync waited on a busy account lock (24 h TTL). Waiting is not
         failing, so it has its own cap instead of using up the retry budget."""
         return f"{self.prefix}:lockwait:{task_id}"
+
+    # --- the change-event listener (worker/salesforce/events) ---------------------------
+    @property
+    def listener_lease(self) -> str:
+        """String: the active listener's token, a lease renewed every third of its TTL
+        (LISTENER_LEASE_S by default). One listener per org holds it; others wait."""
+        return f"{self.prefix}:listener:lease"
+
+    @property
+    def listener_fence(self) -> str:
+        """Integer bumped by every listener that takes the lease (its fencing number)."""
+        return f"{self.prefix}:listener:fence"
+
+    @property
+    def listener_info(self) -> str:
+        """Hash: who holds the lease (host, pid), its fencing number and since when."""
+        return f"{self.prefix}:listener:info"
+
+    @property
+    def listener_replay(self) -> str:
+        """Hash: topic -> replay id (opaque bytes) of the last event whose sync was enqueued.
+        Written only by the lease holder, only after the enqueue. No TTL: Salesforce keeps
+        events 72 h; an older id is refused by the server and the listener falls back."""
+        return f"{self.prefix}:listener:replay"
+
+    def listener_topic(self, topic: str) -> str:
+        """Hash: one topic's last event and keepalive, event lag, reconnects, counts (for
+        ``crmsync status`` and the metrics). No TTL."""
+        return f"{self.prefix}:listener:topic:{topic}"

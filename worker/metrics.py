@@ -241,6 +241,7 @@ class RedisStateCollector:
             "after a poll stopped for quota): the value the lag alert uses",
         )
         queued = GaugeMetricFamily("crmsync_queue_length", "Messages waiting in the task queue")
+        listener = _ListenerFamilies()
         up = GaugeMetricFamily("crmsync_redis_up", "1 if Redis answered this scrape")
         try:
             if self._store is None:
@@ -257,12 +258,80 @@ class RedisStateCollector:
             for event, count in sorted(store.attention.open_by_event().items()):
                 attention.add_metric([event], float(count))
             queued.add_metric([], float(store.client.llen(self._queue)))
+            listener.add(store, now.timestamp())
             up.add_metric([], 1.0)
         except Exception:  # a scrape must answer even while Redis is down
             up.add_metric([], 0.0)
             yield up
             return
-        yield from (lag, behind, waiting, attention, queued, up)
+        yield from (lag, behind, waiting, attention, queued, *listener.families(), up)
+
+
+class _ListenerFamilies:
+    """The change-event listener's state as the listener itself records it in Redis
+    (worker/salesforce/events/state.py), so any worker's endpoint shows it."""
+
+    def __init__(self) -> None:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        self.active = GaugeMetricFamily(
+            "crmsync_listener_active", "1 while a `crmsync listen` holds the lease"
+        )
+        self.event_age = GaugeMetricFamily(
+            "crmsync_listener_last_event_age_seconds",
+            "Seconds since the topic's last event was received",
+            labels=["topic"],
+        )
+        self.keepalive_age = GaugeMetricFamily(
+            "crmsync_listener_last_keepalive_age_seconds",
+            "Seconds since the topic's last keepalive (Salesforce sends one at least every 270 s)",
+            labels=["topic"],
+        )
+        self.lag = GaugeMetricFamily(
+            "crmsync_listener_event_lag_seconds",
+            "Receipt time minus commitTimestamp of the topic's newest event",
+            labels=["topic"],
+        )
+        self.reconnects = CounterMetricFamily(
+            "crmsync_listener_reconnects", "Resubscriptions of the topic", labels=["topic"]
+        )
+        self.events = CounterMetricFamily(
+            "crmsync_listener_events", "Events received on the topic", labels=["topic"]
+        )
+        self.skipped = CounterMetricFamily(
+            "crmsync_listener_events_skipped",
+            "Events that could not change a customer (no query, no call)",
+            labels=["topic"],
+        )
+
+    def add(self, store: Any, now: float) -> None:
+        from worker.salesforce.events.state import ListenerState, listener_report
+
+        report = listener_report(
+            ListenerState(store.client, store.keys), now, with_replay_ids=False
+        )
+        self.active.add_metric([], 1.0 if report["active"] else 0.0)
+        for topic, row in report["topics"].items():
+            if "last_event_age_s" in row:
+                self.event_age.add_metric([topic], row["last_event_age_s"])
+            if "last_keepalive_age_s" in row:
+                self.keepalive_age.add_metric([topic], row["last_keepalive_age_s"])
+            if row["event_lag_s"] is not None:
+                self.lag.add_metric([topic], row["event_lag_s"])
+            self.reconnects.add_metric([topic], row["reconnects"])
+            self.events.add_metric([topic], row["events"])
+            self.skipped.add_metric([topic], row["skipped"])
+
+    def families(self) -> list[Any]:
+        return [
+            self.active,
+            self.event_age,
+            self.keepalive_age,
+            self.lag,
+            self.reconnects,
+            self.events,
+            self.skipped,
+        ]
 
 
 # --- the worker's metrics endpoint ----------------------------------------------------------

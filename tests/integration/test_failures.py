@@ -5,10 +5,11 @@ and the emulators (no worker: none of these failures needs one). Each case asser
 exit, exactly one line on stderr naming what failed, and no traceback anywhere. ``check``
 reports on stdout, one line per check, so its cases assert the one FAIL line instead.
 
-Long-lived services (worker, run, beat, flower) touch only the mapping and Redis at start:
-they are driven through those failures; Salesforce and Metronome are reached lazily by their
-tasks, where a failure is a retry or a dead letter, not an exit. ``demo`` and ``sandbox`` run
-their own emulators and need no configuration, so none of these failures can reach them.
+Long-lived services (worker, run, beat, listen, flower) touch only the mapping and Redis at
+start: they are driven through those failures; Salesforce and Metronome are reached later, by
+their tasks or the listener's stream, where a failure is a retry, a resubscription or a dead
+letter, not an exit. ``demo`` and ``sandbox`` run their own emulators and need no
+configuration, so none of these failures can reach them.
 """
 
 from __future__ import annotations
@@ -113,6 +114,7 @@ REDIS_COMMANDS: list[list[str]] = [
     ["worker", "--pool=solo"],
     ["run"],
     ["beat"],
+    ["listen"],
     ["flower"],
 ]
 #: Commands that read Salesforce from the CLI process itself.
@@ -134,6 +136,7 @@ def test_a_bad_mapping_stops_every_command_that_uses_it(
         ["worker", "--pool=solo"],
         ["run"],
         ["beat"],
+        ["listen"],
         ["mapping", "check", str(mapping)],
     ]
     results = run_all(env, commands)

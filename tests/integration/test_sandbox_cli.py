@@ -15,6 +15,8 @@ from metronome import Metronome
 
 from tests.support.processes import REPO_ROOT, crmsync_env
 from worker.salesforce import build_sandbox_salesforce
+from worker.salesforce.events.auth import credentials_of
+from worker.salesforce.events.client import PubSubClient, open_channel
 from worker.sandbox.salesforce import SandboxCredentials
 
 pytestmark = pytest.mark.integration
@@ -27,7 +29,7 @@ def _free_port() -> int:
 
 
 def test_sandbox_serves_both_emulators_with_the_given_credentials(tmp_path: Path) -> None:
-    metronome_port, salesforce_port = _free_port(), _free_port()
+    metronome_port, salesforce_port, pubsub_port = _free_port(), _free_port(), _free_port()
     credentials = SandboxCredentials(
         username="ops@acme.test", password="pw-1", security_token="tok-1"
     )
@@ -39,6 +41,7 @@ def test_sandbox_serves_both_emulators_with_the_given_credentials(tmp_path: Path
             "sandbox",
             f"--metronome-port={metronome_port}",
             f"--salesforce-port={salesforce_port}",
+            f"--pubsub-port={pubsub_port}",
             "--metronome-token=tok-metronome",
             f"--salesforce-user={credentials.username}",
             f"--salesforce-password={credentials.password}",
@@ -71,6 +74,13 @@ def test_sandbox_serves_both_emulators_with_the_given_credentials(tmp_path: Path
         sf = build_sandbox_salesforce(f"http://127.0.0.1:{salesforce_port}", credentials)
         assert sf.query("SELECT Id FROM Account")["totalSize"] == 5
 
+        pubsub = PubSubClient(open_channel(f"127.0.0.1:{pubsub_port}", plaintext=True))
+        try:
+            topic = pubsub.get_topic("/data/OpportunityChangeEvent", credentials_of(sf))
+            assert topic.can_subscribe
+        finally:
+            pubsub.close()
+
         # The banner is a ready .env: every value real, the secrets included.
         text = "".join(banner)
         for line in (
@@ -80,6 +90,7 @@ def test_sandbox_serves_both_emulators_with_the_given_credentials(tmp_path: Path
             f"SALESFORCE_USERNAME={credentials.username}",
             f"SALESFORCE_PASSWORD={credentials.password}",
             f"SALESFORCE_SECURITY_TOKEN={credentials.security_token}",
+            f"CRMSYNC_PUBSUB_EMULATOR_ADDRESS=127.0.0.1:{pubsub_port}",
         ):
             assert f"\n{line}\n" in text, text
         env_file = tmp_path / ".env"

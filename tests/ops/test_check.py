@@ -47,6 +47,7 @@ def test_everything_up_is_ok_and_exit_zero(ops: OpsStack) -> None:
         "salesforce": "ok",
         "metronome": "ok",
         "contracts": "ok",
+        "pubsub": "ok",
         "worker": "ok",
     }, result.stdout
     assert "API quota" in result.stdout
@@ -67,9 +68,18 @@ def test_a_wrong_metronome_token_fails_that_line_only(ops: OpsStack) -> None:
         "mapping": "ok",
         "redis": "ok",
         "salesforce": "ok",
+        "pubsub": "ok",
         "worker": "ok",
     }
     assert "wrong-token-123456" not in result.stdout + result.stderr
+
+
+def test_a_topic_that_cannot_be_subscribed_fails_the_pubsub_line(ops: OpsStack) -> None:
+    env = {**ops.stack.env(), "CRMSYNC_LISTENER_TOPICS": "/data/NoSuchChangeEvent"}
+    result = run_check(env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert lines(result.stdout)["pubsub"] == "FAIL", result.stdout
+    assert "/data/NoSuchChangeEvent" in result.stdout
 
 
 def test_a_bad_mapping_is_the_mapping_line_and_salesforce_stays_ok(

@@ -35,6 +35,12 @@ def test_short_chaos_run_has_no_duplicate_no_lost_close_and_no_drift() -> None:
     for kind in ("kill_worker", "restart_redis", "flushall", "expire_salesforce_sessions"):
         assert faults.get(kind) == 1, (kind, faults)
     assert faults.get("close_new_account", 0) > 0 and result["ok"] is True
+    # The listener ran beside the poll through lost, late, duplicated and stalled events.
+    for kind in ("suppress_change_events", "delay_change_events", "duplicate_change_events"):
+        assert faults.get(kind, 0) > 0, (kind, faults)
+    assert faults.get("stall_event_streams") == 1, faults
+    assert result["listener"]["events_delivered"] > 0, result["listener"]
+    assert result["listener"]["active"], result["listener"]
 
 
 def test_the_schedule_is_a_pure_function_of_the_seed() -> None:

@@ -45,7 +45,8 @@ def test_flower_refuses_to_start_without_credentials() -> None:
 
 
 @pytest.mark.parametrize(
-    "command", [["poll"], ["worker"], ["resync", "--all"], ["plan", "001Hp00000AbCdE"]]
+    "command",
+    [["poll"], ["worker"], ["listen"], ["resync", "--all"], ["plan", "001Hp00000AbCdE"]],
 )
 def test_commands_that_talk_to_the_apis_name_the_missing_settings(command: list[str]) -> None:
     result = _crmsync(*command)

@@ -26,6 +26,8 @@ NOT_FOR_COMPOSE = {
     "CRMSYNC_DATA_DIR": "the embedded Redis only; compose runs its own Redis",
     "CRMSYNC_SALESFORCE_EMULATOR_URL": "loopback emulators only (sandbox, demo, tests)",
     "CRMSYNC_RETRY_IMMEDIATELY": "a testing switch",
+    "CRMSYNC_PUBSUB_EMULATOR_ADDRESS": "loopback emulators only (sandbox, demo, tests)",
+    "CRMSYNC_LISTENER_CRASH_AFTER_ENQUEUE": "a testing switch",
     "FLOWER_USER": "flower's own environment",
     "FLOWER_PASSWORD": "flower's own environment (as FLOWER_PASSWORD_FILE)",
     "FLOWER_PASSWORD_FILE": "flower's own environment",
@@ -72,19 +74,19 @@ def test_compose_file_is_valid_against_the_compose_spec_schema() -> None:
     assert list(validator.iter_errors(broken))
 
 
-def test_compose_has_the_four_services() -> None:
-    assert set(_compose()["services"]) == {"redis", "worker", "beat", "flower"}
-    assert set(_crmsync_services()) == {"worker", "beat", "flower"}
+def test_compose_has_the_five_services() -> None:
+    assert set(_compose()["services"]) == {"redis", "worker", "beat", "listener", "flower"}
+    assert set(_crmsync_services()) == {"worker", "beat", "listener", "flower"}
 
 
-@pytest.mark.parametrize("name", ["worker", "beat", "flower"])
+@pytest.mark.parametrize("name", ["worker", "beat", "listener", "flower"])
 def test_each_service_command_is_accepted_by_the_real_cli(name: str) -> None:
     command = _crmsync_services()[name]["command"]
     args = build_parser().parse_args(command)  # SystemExit (a failure) on an unknown command
     assert args.command == command[0]
 
 
-@pytest.mark.parametrize("name", ["worker", "beat", "flower"])
+@pytest.mark.parametrize("name", ["worker", "beat", "listener", "flower"])
 def test_each_service_variable_is_a_setting(name: str) -> None:
     known = environment_variable_names()
     environment = _crmsync_services()[name]["environment"]
@@ -92,7 +94,7 @@ def test_each_service_variable_is_a_setting(name: str) -> None:
     assert not unknown, f"{name} sets variables the settings model does not read: {unknown}"
 
 
-@pytest.mark.parametrize("name", ["worker", "beat"])
+@pytest.mark.parametrize("name", ["worker", "beat", "listener"])
 def test_every_setting_is_passed_through(name: str) -> None:
     """A setting the compose file leaves out cannot be set in a deployment at all (17 were)."""
     environment = _crmsync_services()[name]["environment"]
@@ -103,7 +105,7 @@ def test_every_setting_is_passed_through(name: str) -> None:
     assert not missing, f"{name} does not pass through {missing}"
 
 
-@pytest.mark.parametrize("name", ["worker", "beat", "flower"])
+@pytest.mark.parametrize("name", ["worker", "beat", "listener", "flower"])
 def test_secrets_come_from_mounted_files_never_from_the_environment(name: str) -> None:
     service = _crmsync_services()[name]
     environment = service["environment"]
@@ -165,7 +167,7 @@ def test_every_service_has_limits_and_rotated_logs() -> None:
 
 
 def test_the_mapping_and_key_files_are_mounted_read_only() -> None:
-    for name in ("worker", "beat"):
+    for name in ("worker", "beat", "listener"):
         service = _crmsync_services()[name]
         assert any(v.endswith(":/etc/crmsync:ro") for v in service["volumes"]), name
 
@@ -208,7 +210,7 @@ def test_the_lock_files_cover_pyproject() -> None:
             )
 
 
-@pytest.mark.parametrize("name", ["worker", "beat"])
+@pytest.mark.parametrize("name", ["worker", "beat", "listener"])
 def test_health_checks_are_real_check_commands(name: str) -> None:
     test = _crmsync_services()[name]["healthcheck"]["test"]
     assert test[:2] == ["CMD", "crmsync"]

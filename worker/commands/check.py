@@ -1,11 +1,11 @@
 """``crmsync check``: one line per finding, non-zero exit on any failure.
 
-Checks run in dependency order (settings, mapping, Redis, Salesforce, Metronome, a live
-worker) and each says what it found, so an operator reading a failed health check knows which
-side is broken: a mapping mistake is reported on the mapping's line, never as a Salesforce
-failure. Each problem gets a line of its own (three wrong variables: three lines). Failures
-are described as the CLI describes them everywhere (worker/cli_errors.py). Credentials are
-used, never printed.
+Checks run in dependency order (settings, mapping, Redis, Salesforce, Metronome, the
+contract catalog, the change-event topics, a live worker) and each says what it found, so an
+operator reading a failed health check knows which side is broken: a mapping mistake is
+reported on the mapping's line, never as a Salesforce failure. Each problem gets a line of its
+own (three wrong variables: three lines). Failures are described as the CLI describes them
+everywhere (worker/cli_errors.py). Credentials are used, never printed.
 
 ``--quick`` (the container health check) makes no Salesforce or Metronome call, so it spends
 no API quota however often it runs, but it still validates settings and mapping: a worker
@@ -174,6 +174,31 @@ def check_metronome(settings: Settings, mapping: Mapping | None) -> CheckResult:
     return CheckResult("metronome", not problems, detail)
 
 
+def check_pubsub(settings: Settings) -> CheckResult:
+    """``crmsync listen`` can work: log in, then GetTopic says each topic can be subscribed
+    (Change Data Capture selected for the object, View All for the user). Needs no mapping:
+    a mapping mistake stays on the mapping's line."""
+    from worker.context import salesforce_client
+    from worker.salesforce.events.auth import Authenticator
+    from worker.salesforce.events.listener import check_topics, pubsub_channel_for
+
+    if not settings.salesforce_configured:
+        return CheckResult("pubsub", False, "no Salesforce login configured (SALESFORCE_*)")
+    topics = settings.listener_topic_list
+    try:
+        auth = Authenticator(lambda: salesforce_client(settings), settings.salesforce_org_id)
+        client = pubsub_channel_for(settings)
+        try:
+            problems = check_topics(client, auth, topics)
+        finally:
+            client.close()
+    except Exception as exc:
+        return CheckResult("pubsub", False, f"login or GetTopic failed: {_describe(exc, settings)}")
+    if problems:
+        return CheckResult("pubsub", False, "; ".join(problems))
+    return CheckResult("pubsub", True, "can subscribe to " + ", ".join(topics))
+
+
 def check_contracts(settings: Settings, mapping: Mapping) -> CheckResult:
     """Every rate card, package and product the mapping's contracts name exists in Metronome
     (worker/commands/check_contracts.py); skipped without a contract block."""
@@ -240,6 +265,12 @@ def _ping_node(node: str, timeout: float) -> CheckResult:
     return CheckResult("worker", True, f"{node} answered a ping")
 
 
+def _passed(results: list[CheckResult], *names: str) -> bool:
+    """Every named check ran and passed (a later check that depends on them runs only then:
+    one cause, one FAIL line)."""
+    return all(any(r.name == name and r.ok for r in results) for name in names)
+
+
 def run(args: argparse.Namespace) -> int:
     results, settings = check_settings()
     if settings is not None:
@@ -252,15 +283,18 @@ def run(args: argparse.Namespace) -> int:
             extra.append(lambda: check_salesforce(settings))
             extra.append(lambda: check_metronome(settings, mapping))
             if mapping is not None:
-                # It reads both APIs: through one that failed its own line it would only fail
-                # again, for the same cause (one cause, one FAIL line).
+                # The catalog check reads today's won deals from Salesforce and looks their
+                # rate cards up in Metronome: through either side failing it would only fail
+                # again, for the reason already on that side's line.
                 extra.append(
                     lambda: (
                         check_contracts(settings, mapping)
-                        if {r.name for r in results if r.ok} >= {"salesforce", "metronome"}
+                        if _passed(results, "salesforce", "metronome")
                         else None
                     )
                 )
+            # Through a Salesforce that refuses the login GetTopic would only fail again.
+            extra.append(lambda: check_pubsub(settings) if _passed(results, "salesforce") else None)
         if url is not None and not args.skip_worker:
             node = f"celery@{socket.gethostname()}" if args.this_host else args.node
             extra.append(lambda: check_worker(url, args.worker_timeout, node))

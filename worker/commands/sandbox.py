@@ -19,6 +19,7 @@ from worker.sandbox.stack import SANDBOX_METRONOME_TOKEN
 _DEFAULTS = SandboxCredentials()
 DEFAULT_METRONOME_PORT = 8081
 DEFAULT_SALESFORCE_PORT = 8082
+DEFAULT_PUBSUB_PORT = 8083
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -37,6 +38,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         type=int,
         default=DEFAULT_SALESFORCE_PORT,
         help="Salesforce REST/SOAP port",
+    )
+    parser.add_argument(
+        "--pubsub-port",
+        type=int,
+        default=DEFAULT_PUBSUB_PORT,
+        help="Salesforce Pub/Sub API port (gRPC)",
     )
     parser.add_argument(
         "--metronome-token", default=SANDBOX_METRONOME_TOKEN, help="bearer token accepted"
@@ -86,7 +93,9 @@ def _add_edit_parsers(parser: argparse.ArgumentParser) -> None:
         sub.set_defaults(func=run_edit)
 
 
-def env_block(metronome_url: str, salesforce_url: str, args: argparse.Namespace) -> list[str]:
+def env_block(
+    metronome_url: str, salesforce_url: str, pubsub_address: str, args: argparse.Namespace
+) -> list[str]:
     """The variables that point crmsync at this sandbox, with their values."""
     return [
         f"METRONOME_BASE_URL={metronome_url}",
@@ -95,6 +104,7 @@ def env_block(metronome_url: str, salesforce_url: str, args: argparse.Namespace)
         f"SALESFORCE_USERNAME={args.salesforce_user}",
         f"SALESFORCE_PASSWORD={args.salesforce_password}",
         f"SALESFORCE_SECURITY_TOKEN={args.salesforce_token}",
+        f"CRMSYNC_PUBSUB_EMULATOR_ADDRESS={pubsub_address}",
         "CRMSYNC_POLL_INTERVAL_S=5",
         "CRMSYNC_DATA_DIR=.crmsync-data",
     ]
@@ -114,18 +124,23 @@ def run(args: argparse.Namespace) -> int:
     metronome = MetronomeEmulator(
         token=args.metronome_token, host=args.host, port=args.metronome_port
     ).start()
-    salesforce = SalesforceEmulator(credentials, host=args.host, port=args.salesforce_port).start()
+    salesforce = SalesforceEmulator(
+        credentials, host=args.host, port=args.salesforce_port, pubsub_port=args.pubsub_port
+    ).start()
     if args.seed_accounts:
         salesforce.seed(args.seed_accounts)
     print(f"Metronome emulator:  {metronome.url}  (inspect: {metronome.url}/_sandbox/customers)")
     print(f"Salesforce emulator: {salesforce.url}  (user {credentials.username})")
+    print(f"Salesforce Pub/Sub:  {salesforce.pubsub_address}  (plaintext gRPC, change events)")
     print()
     print("# 1. Save these lines as .env in a directory of your own (or export them):")
-    for line in env_block(metronome.url, salesforce.url, args):
+    for line in env_block(metronome.url, salesforce.url, salesforce.pubsub_address, args):
         print(line)
     print()
-    print("# 2. Then, in that directory, in another terminal:")
+    print("# 2. Then, in that directory, in another terminal (and, optional, the listener in one")
+    print("#    more):")
     print("#    crmsync run                              # worker + beat, polls every 5 s")
+    print("#    crmsync listen                           # a close syncs by change event in ~1 s")
     print("# 3. And in a third one, check, act as a sales rep and watch the customers:")
     print("#    crmsync check                            # one ok line per check")
     print('#    crmsync sandbox add-account "Acme Corp"  # prints the account id')

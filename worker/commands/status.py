@@ -11,6 +11,7 @@ from typing import Any
 from worker.alerts import sync_lag
 from worker.app import QUEUE
 from worker.runtime import runtime
+from worker.salesforce.events.state import ListenerState, listener_report
 from worker.store import SyncStore
 
 
@@ -21,7 +22,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.set_defaults(func=run)
 
 
-def collect_status(store: SyncStore, dead_letter_limit: int = 20) -> dict[str, Any]:
+def collect_status(
+    store: SyncStore, dead_letter_limit: int = 20, listener: ListenerState | None = None
+) -> dict[str, Any]:
     now = datetime.now(UTC)
     cursors: dict[str, Any] = {}
     for name, value in sorted(store.cursors().items()):
@@ -33,6 +36,7 @@ def collect_status(store: SyncStore, dead_letter_limit: int = 20) -> dict[str, A
     # quiet org; this does not).
     behind = sync_lag(store.cursors(), last_poll, now)
     return {
+        "listener": listener_report(listener) if listener is not None else None,
         "cursors": cursors,
         "sync_lag": {"from": behind[0], "lag_s": round(behind[1], 1)} if behind else None,
         "attention": {"open": store.attention.open_count()},
@@ -60,7 +64,11 @@ def collect_status(store: SyncStore, dead_letter_limit: int = 20) -> dict[str, A
 def run(args: argparse.Namespace) -> int:
     # Read-only: joins a running crmsync's Redis, never starts one, needs no mapping.
     with runtime(needs_credentials=False, needs_mapping=False) as rt:
-        status = collect_status(rt.store(), args.dead_letters)
+        listener = ListenerState.from_url(rt.redis.url, rt.settings.redis_prefix)
+        try:
+            status = collect_status(rt.store(), args.dead_letters, listener)
+        finally:
+            listener.close()
     if args.json:
         print(json.dumps(status, sort_keys=True))
         return 0
@@ -81,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
     )
     print("outcomes: " + ", ".join(f"{k}={v}" for k, v in sorted(status["outcomes"].items())))
     print(f"queued messages: {status['queued']}")
+    print_listener(status["listener"])
     dead = status["dead_letters"]
     print(f"dead letters: {dead['count']} open (crmsync dead-letters list)")
     for letter in dead["latest"]:
@@ -91,3 +100,21 @@ def run(args: argparse.Namespace) -> int:
         )
     print(f"needs attention: {status['attention']['open']} open (crmsync attention)")
     return 0
+
+
+def print_listener(report: dict[str, Any] | None) -> None:
+    """Per topic: last event and keepalive, stored replay id, event lag, reconnects."""
+    if not report or not report["topics"]:
+        print("listener: never ran (`crmsync listen`)")
+        return
+    who = f"active: {report['holder']}" if report["active"] else "no active listener"
+    print(f"listener: {who}")
+    for topic, row in report["topics"].items():
+        lag = row["event_lag_s"]
+        print(
+            f"  {topic}: {row['state']}, last event {row.get('last_event_at', 'never')}, "
+            f"last keepalive {row.get('last_keepalive_at', 'never')}, "
+            f"lag {'-' if lag is None else f'{lag:.2f}s'}, reconnects {row['reconnects']}, "
+            f"events {row['events']} ({row['skipped']} skipped), "
+            f"replay id {row['stored_replay_id'] or 'none'}"
+        )

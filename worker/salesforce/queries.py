@@ -137,3 +137,24 @@ def account_by_id(account_id: str) -> str:
         "SELECT Id, Name, IsDeleted, MasterRecordId FROM Account WHERE Id = {id}",
         id=account_id,
     )
+
+
+def won_for_ids(fields: str, opportunity_ids: Sequence[str], account_ids: Sequence[str]) -> str:
+    """Won deals by their own id or their account's: what change events name. One query for
+    a burst of both kinds (already normalised 18-character ids; at least one list non-empty)."""
+    clauses = []
+    values: dict[str, list[str]] = {}
+    if opportunity_ids:
+        clauses.append("Id IN {opportunities}")
+        values["opportunities"] = list(opportunity_ids)
+    if account_ids:
+        clauses.append("AccountId IN {accounts}")
+        values["accounts"] = list(account_ids)
+    if not clauses:
+        raise ValueError("won_for_ids needs at least one id")
+    return format_soql(
+        "SELECT {fields:literal} FROM Opportunity WHERE IsWon = true "  # noqa: S608 -- format_soql quotes
+        f"AND ({' OR '.join(clauses)}) " + ORDER_BY_STAMP,
+        fields=fields,
+        **values,
+    )

@@ -97,6 +97,20 @@ class ClosedWonSource:
             for page in self.pages(soql):
                 yield from page
 
+    def records_for_changes(
+        self, opportunity_ids: Sequence[str], account_ids: Sequence[str]
+    ) -> Iterator[Row]:
+        """Won records of the given deals and of the given accounts' deals, read fresh: what
+        the change-event listener syncs (an event body holds only the changed fields). One
+        query per IN_BATCH ids of each kind; every id is validated before any request."""
+        opportunities = list(dict.fromkeys(normalize_salesforce_id(i) for i in opportunity_ids))
+        accounts = list(dict.fromkeys(normalize_salesforce_id(i) for i in account_ids))
+        while opportunities or accounts:
+            soql = queries.won_for_ids(self.fields, opportunities[:IN_BATCH], accounts[:IN_BATCH])
+            opportunities, accounts = opportunities[IN_BATCH:], accounts[IN_BATCH:]
+            for page in self.pages(soql):
+                yield from page
+
     def records_since(self, since: datetime) -> Iterator[Row]:
         """Won records whose deal or account changed after ``since`` (no overlap applied)."""
         for page in self.pages(queries.won_touched_since(self.fields, since)):

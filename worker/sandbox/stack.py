@@ -35,6 +35,8 @@ class SandboxStack:
     metronome_faults: MetronomeFaults | None = None
     salesforce_faults: SalesforceFaults | None = None
     salesforce_session_ttl_s: float | None = None
+    #: How often the Pub/Sub emulator sends a keepalive on an idle stream (270 s in Salesforce).
+    pubsub_keepalive_s: float = 270.0
     extra_env: dict[str, str] = field(default_factory=dict)
     #: The emulator's bearer token (the security tests set a recognisable one).
     metronome_token: str = SANDBOX_METRONOME_TOKEN
@@ -44,6 +46,7 @@ class SandboxStack:
     credentials: SandboxCredentials = field(default_factory=SandboxCredentials)
     _workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     _beats: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    _listeners: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def start(self) -> SandboxStack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -55,12 +58,15 @@ class SandboxStack:
             self.credentials,
             session_ttl_s=self.salesforce_session_ttl_s,
             faults=self.salesforce_faults,
+            pubsub_port=0,
+            pubsub_keepalive_s=self.pubsub_keepalive_s,
         ).start()
         configure(self.redis_url, self.settings())
         reset_context()
         return self
 
     def stop(self) -> None:
+        self.stop_listeners()
         self.stop_beats()
         self.stop_workers()
         reset_context()
@@ -96,6 +102,7 @@ class SandboxStack:
             "SALESFORCE_PASSWORD": self.credentials.password,
             "SALESFORCE_SECURITY_TOKEN": self.credentials.security_token,
             "CRMSYNC_SALESFORCE_EMULATOR_URL": self.salesforce.url,
+            "CRMSYNC_PUBSUB_EMULATOR_ADDRESS": self.salesforce.pubsub_address,
         }
         if self.mapping_file is not None:
             env["CRMSYNC_MAPPING"] = str(self.mapping_file)
@@ -110,13 +117,15 @@ class SandboxStack:
         """An in-process context on the same configuration (for polls run by the caller)."""
         return build_context(self.settings(), self.redis_url)
 
-    def _spawn(self, argv: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, argv: list[str], log_path: Path, env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         # A session of its own: kill_process() can then SIGKILL the prefork children with
         # their parent, as a container runtime or the OOM killer takes a whole worker down.
         with log_path.open("ab") as log:
             return subprocess.Popen(  # noqa: S603 - our own CLI
                 [sys.executable, "-m", "worker.cli", *argv],
-                env=child_environment(self.env()),
+                env=child_environment({**self.env(), **(env or {})}),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -153,6 +162,14 @@ class SandboxStack:
         self._beats.append(process)
         return process
 
+    def start_listener(
+        self, log_path: Path, *, env: Mapping[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """``crmsync listen`` as its own process (``env``: extra variables for this one)."""
+        process = self._spawn(["listen", "--loglevel=INFO"], log_path, env)
+        self._listeners.append(process)
+        return process
+
     @property
     def workers(self) -> list[subprocess.Popen[bytes]]:
         return list(self._workers)
@@ -168,6 +185,8 @@ class SandboxStack:
             self._workers.remove(process)
         if process in self._beats:
             self._beats.remove(process)
+        if process in self._listeners:
+            self._listeners.remove(process)
 
     def restart_redis(self) -> None:
         """Stop Redis and start it again on the same port and data directory (AOF kept): the
@@ -187,6 +206,10 @@ class SandboxStack:
     def stop_beats(self) -> None:
         stop_processes(self._beats, grace_s=30)
         self._beats.clear()
+
+    def stop_listeners(self) -> None:
+        stop_processes(self._listeners, grace_s=30)
+        self._listeners.clear()
 
     def stop_workers(self) -> None:
         stop_processes(self._workers, grace_s=60)

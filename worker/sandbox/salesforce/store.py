@@ -16,7 +16,7 @@ a poll had already moved the cursor past that stamp -- the reason the poll has a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -34,6 +34,11 @@ from worker.sandbox.salesforce.soql_parser import SoqlError, parse_datetime_lite
 
 Record = dict[str, Any]
 _MS = timedelta(milliseconds=1)
+#: Told of every committed change (Change Data Capture, change_events.py): object name, change
+#: type, record ids, the record as it now is, and the names of the fields that changed.
+ChangeHook = Callable[[str, str, Sequence[str], Record, Sequence[str]], None]
+#: Fields whose change is not reported as a change (bookkeeping every write touches).
+_UNREPORTED = frozenset({"SystemModstamp", "IsDeleted"})
 
 
 class StoreError(Exception):
@@ -52,6 +57,7 @@ class RecordStore:
         self.tables: dict[str, dict[str, Record]] = {ACCOUNT.name: {}, OPPORTUNITY.name: {}}
         self._serial = 0
         self._last_stamp = datetime(2000, 1, 1, tzinfo=UTC)
+        self.on_change: ChangeHook | None = None
 
     # -- clock and ids --------------------------------------------------------------------
     def next_stamp(self) -> datetime:
@@ -115,6 +121,7 @@ class RecordStore:
         record["CreatedDate"] = stamp
         self._apply_derived(sobject, record, stamp)
         self.tables[sobject.name][record["Id"]] = record
+        self._emit(sobject.name, "CREATE", record, [])
         return str(record["Id"])
 
     def update(
@@ -133,8 +140,11 @@ class RecordStore:
         for name in sobject.required:
             if name in values and values[name] in (None, ""):
                 raise StoreError("REQUIRED_FIELD_MISSING", f"Required fields are missing: [{name}]")
+        before = dict(record)
         record.update(values)
         self._apply_derived(sobject, record, self._stamp(late_commit_at))
+        changed = [k for k, v in record.items() if before.get(k) != v and k not in _UNREPORTED]
+        self._emit(sobject.name, "UPDATE", record, changed)
 
     def delete(self, sobject_name: str, record_id: str, master_id: str | None = None) -> None:
         record = self.get(sobject_name, record_id)
@@ -150,6 +160,17 @@ class RecordStore:
                 if opportunity["AccountId"] == record["Id"] and not opportunity["IsDeleted"]:
                     opportunity["IsDeleted"] = True
                     opportunity["SystemModstamp"] = opportunity["LastModifiedDate"] = stamp
+                    self._emit(OPPORTUNITY.name, "DELETE", opportunity, [])
+        self._emit(str(record["attributes_type"]), "DELETE", record, [])
+
+    def undelete(self, sobject_name: str, record_id: str) -> None:
+        """Restore a deleted record from the recycle bin (its stamp moves, as on a write)."""
+        record = self.get(sobject_name, record_id)
+        if not record["IsDeleted"]:
+            raise StoreError("INVALID_OPERATION", "entity is not deleted")
+        record["IsDeleted"] = False
+        record["SystemModstamp"] = record["LastModifiedDate"] = self.next_stamp()
+        self._emit(str(record["attributes_type"]), "UNDELETE", record, [])
 
     def merge_accounts(self, master_id: str, loser_id: str) -> None:
         """Move the loser's opportunities and child accounts to the master, then delete it."""
@@ -166,6 +187,12 @@ class RecordStore:
         self.delete(ACCOUNT.name, loser["Id"], master_id=master["Id"])
 
     # -- helpers --------------------------------------------------------------------------
+    def _emit(
+        self, sobject_name: str, change_type: str, record: Record, changed: Sequence[str]
+    ) -> None:
+        if self.on_change is not None:
+            self.on_change(sobject_name, change_type, [str(record["Id"])], record, changed)
+
     def _stamp(self, late_commit_at: datetime | None) -> datetime:
         if late_commit_at is None:
             return self.next_stamp()
