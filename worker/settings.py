@@ -99,7 +99,7 @@ class Settings(BaseSettings):
     metronome_max_rps: float = Field(
         default=50.0,
         gt=0,
-        le=1_000,
+        le=10_000,
         validation_alias=AliasChoices("METRONOME_MAX_RPS", "metronome_max_rps"),
         description=(
             "Requests per second to Metronome for the whole deployment (every process shares "

@@ -35,7 +35,7 @@ from worker.sandbox.metronome import MetronomeEmulator, MetronomeFaults
 from .conftest import TOKEN
 
 KEY = Keys("gov").governor
-#: Slots are stored with 0.1 ms resolution (Lua's %.14g of epoch milliseconds).
+#: Slots are stored to the microsecond; leave room for float rounding.
 EPSILON_MS = 0.2
 
 
