@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from celery.exceptions import SoftTimeLimitExceeded
 
 from worker.app import TASK_SOFT_TIME_LIMIT_S, TASK_TIME_LIMIT_S
+from worker.logs import inherit_task, running_task
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,8 @@ class _Runner:
         self._running: set[int] = set()
         self._live = 0
         self._error: Exception | None = None
+        #: The Celery task the threads work for: their log lines carry its id.
+        self._task = running_task()
 
     def start(self, threads: int, name: str) -> None:
         for number in range(max(1, min(threads, self._count))):
@@ -103,6 +106,7 @@ class _Runner:
             return index
 
     def _loop(self) -> None:
+        inherit_task(self._task)
         try:
             while (index := self._take()) is not None:
                 stop = True

@@ -23,6 +23,7 @@ import requests
 from tasks.publish import EnqueueChunk, batch_publisher
 from worker.app import app, declare_queue
 from worker.context import WorkerContext, get_context
+from worker.logs import inherit_task, running_task
 from worker.salesforce import Cursors, SourceEvent
 
 log = logging.getLogger(__name__)
@@ -125,7 +126,12 @@ def find_absent(
         }
 
     try:
-        with ThreadPoolExecutor(max_workers=FIND_THREADS, thread_name_prefix="find") as pool:
+        with ThreadPoolExecutor(
+            max_workers=FIND_THREADS,
+            thread_name_prefix="find",
+            initializer=inherit_task,  # their log lines name the poll's task
+            initargs=(running_task(),),
+        ) as pool:
             for batch, found in zip(batches, pool.map(find, batches), strict=True):
                 for owner in batch:
                     if owner in found:
