@@ -114,7 +114,7 @@ def test_a_client_429_lowers_the_rate_and_holds_everyone_for_the_time_asked() ->
         assert after.slot_ms - before.slot_ms == pytest.approx(1000 / before.rate, abs=EPSILON_MS)
 
 
-def test_429s_of_requests_sent_before_the_decrease_do_not_decrease_again() -> None:
+def test_429s_of_requests_reserved_before_the_decrease_do_not_decrease_again() -> None:
     policy = Policy(max_rps=10)
     clock = PinnedClock()
     governor = pinned(policy, clock)
@@ -123,12 +123,37 @@ def test_429s_of_requests_sent_before_the_decrease_do_not_decrease_again() -> No
         governor.refused(grant, retry_after_s=0.0, limit_type="client")
     state = governor.state()
     assert state is not None and state.allowed_rps == pytest.approx(10 * policy.decrease)
-    # A request sent after the decrease and refused again: a second decrease.
+    # A request reserved after the decrease and refused again: a second decrease.
+    clock.now_ms += 1
     governor.refused(governor.acquire(), retry_after_s=0.0, limit_type="client")
     state = governor.state()
     assert state is not None
     assert state.allowed_rps == pytest.approx(10 * policy.decrease**2, rel=0.01)
     assert state.refused == {"client": 4}
+
+
+def test_a_slot_reserved_before_a_decrease_is_given_back_and_taken_again() -> None:
+    policy = Policy(max_rps=10, burst_s=0.0)
+    clock = PinnedClock()
+    governor = pinned(policy, clock)
+    sibling = governor.acquire()  # another thread's request, answered 429 below
+    refused_during_sleep: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        clock.sleep(seconds)
+        if not refused_during_sleep:  # while our thread sleeps towards its slot
+            refused_during_sleep.append(clock.now_ms)
+            governor.refused(sibling, retry_after_s=0.5, limit_type="client")
+
+    governor._sleep = sleep
+    grant = governor.acquire()
+    state = governor.state()
+    assert state is not None
+    # Our first slot was reserved at the old rate: it was given back, and the one taken
+    # instead lies after the hold and was reserved after the decrease.
+    assert grant.reserved_ms >= refused_during_sleep[0]
+    assert grant.slot_ms >= state.hold_until_ms - EPSILON_MS
+    assert grant.rate == pytest.approx(10 * policy.decrease)
 
 
 def test_the_rate_never_falls_below_its_floor_and_climbs_back_linearly() -> None:

@@ -16,13 +16,14 @@
 -- ARGV[7]  horizon_ms  the furthest ahead a slot is reserved
 -- ARGV[8]  ttl_ms      the hash's lifetime after its last write
 --
--- acquire -> {granted, wait_ms, rate, hold_until_ms, slot_ms}
+-- acquire -> {granted, wait_ms, rate, hold_until_ms, slot_ms, now_ms, cut_ms}
 --   granted 1: the slot at slot_ms (server time) is the caller's: sleep wait_ms, then send.
 --   granted 0: the next free slot is beyond the horizon; nothing reserved, ask again later.
+--   cut_ms: when the rate was last decreased (0: never).
 -- refused (a 429 came back): ARGV[9] limit type ("client", "customer" or "unknown"),
 --   ARGV[10] retry_after_ms (-1: the answer named none), ARGV[11] hold_ms to use then,
---   ARGV[12] decrease factor, ARGV[13] slot_ms of the refused request
---   -> {rate, hold_until_ms}
+--   ARGV[12] decrease factor, ARGV[13] when the refused request's slot was reserved (ms)
+--   -> {rate, hold_until_ms, cut_ms}
 -- state -> {rate, hold_until_ms, now_ms, field, value, ...} (every stored field), or {} when
 --   no request was ever governed.
 
@@ -100,13 +101,13 @@ if op == 'acquire' then
   if hold > now and tat < hold + burst then tat = hold + burst end
   local slot = tat - burst
   if slot < now then slot = now end
-  if slot - now > horizon then
-    redis.call('PEXPIRE', key, ttl)
-    return {0, num(slot - now), num(rate), num(hold), num(slot)}
+  local granted = 0
+  if slot - now <= horizon then
+    granted = 1
+    redis.call('HSET', key, 'tat', num(tat + 1000 / rate))
   end
-  redis.call('HSET', key, 'tat', num(tat + 1000 / rate))
   redis.call('PEXPIRE', key, ttl)
-  return {1, num(slot - now), num(rate), num(hold), num(slot)}
+  return {granted, num(slot - now), num(rate), num(hold), num(slot), num(now), num(cut or 0)}
 end
 
 if op == 'refused' then
@@ -121,10 +122,10 @@ if op == 'refused' then
       hold = now + wait
       redis.call('HSET', key, 'hold', num(hold))
     end
-    -- Decrease once per round trip: a 429 for a request whose slot came before the last
-    -- decrease was sent at the old rate and says nothing about the new one.
-    local sent = tonumber(ARGV[13])
-    if cut == nil or sent > cut then
+    -- Decrease once per round trip: a 429 for a request reserved before the last decrease
+    -- was paced at the old rate and says nothing about the new one.
+    local reserved = tonumber(ARGV[13])
+    if cut == nil or reserved > cut then
       local factor = tonumber(ARGV[12])
       local lowered = rate * factor
       if lowered < min_rps then lowered = min_rps end
@@ -135,7 +136,7 @@ if op == 'refused' then
     end
   end
   redis.call('PEXPIRE', key, ttl)
-  return {num(rate), num(hold)}
+  return {num(rate), num(hold), num(cut or 0)}
 end
 
 return redis.error_reply('unknown governor operation: ' .. tostring(op))

@@ -10,7 +10,8 @@ more 429s and re-reads (one account cost 7 to 24 calls at 50 req/s, issue #15). 
   number) in one Lua script (``governor.lua``), one round trip per request, on Redis's clock.
   A caller reserves the next slot and sleeps until it. Slots are never reserved more than
   HORIZON_S ahead, so a hold announced by a 429 reaches the requests not yet sent; a thread
-  whose reserved slot falls inside a hold this process has learnt of since asks again.
+  whose reserved slot falls inside a hold, or was reserved before a decrease, that this
+  process has learnt of since gives it back and asks again.
 - **It adapts (AIMD).** A ``client`` 429 multiplies the shared rate by DECREASE -- once per
   round trip: a 429 for a request sent before the last decrease says nothing about the new
   rate -- and holds every process back for the ``Retry-After`` / ``Retry-After-Ms`` it
@@ -94,11 +95,13 @@ class GovernorUnavailable(redis.ConnectionError):
 @dataclass(frozen=True, slots=True)
 class Grant:
     """A turn to send one request: its slot on the governor's clock (ms; 0 when ungoverned),
-    how long the caller waited for it, and the shared rate it was paced at (0: ungoverned)."""
+    when that slot was reserved, how long the caller waited for it, and the shared rate it was
+    paced at (0: ungoverned)."""
 
     slot_ms: float
     waited_s: float
     rate: float = 0.0
+    reserved_ms: float = 0.0
 
 
 class Governor(Protocol):
@@ -197,6 +200,9 @@ class RateGovernor:
         #: The end of the latest hold this process learnt of (server ms): a thread whose
         #: reserved slot falls inside it asks for a new one.
         self._hold_until_ms = 0.0
+        #: The latest decrease of the shared rate this process learnt of (server ms): a slot
+        #: reserved before it was paced at the old rate, and is given back.
+        self._cut_ms = 0.0
         self._redis_away = False
         self._floor_warned_at = -FLOOR_WARNING_EVERY_S
         #: Redis errors met by this process (the tests wait on it instead of sleeping).
@@ -215,7 +221,9 @@ class RateGovernor:
         is shorter than HORIZON_S, a few more for a thread further back."""
         started = time.monotonic()
         while True:
-            granted, wait_ms, rate, hold_until_ms, slot_ms = self._run("acquire")
+            reply = self._run("acquire")
+            granted, wait_ms, rate, hold_until_ms, slot_ms, now_ms, cut_ms = reply
+            self._learn(hold_until_ms, cut_ms)
             if not granted:
                 # Come back when the slot we were shown is half a horizon away.
                 self._sleep(max(0.01, (wait_ms / 1000) - self._policy.horizon_s / 2))
@@ -223,13 +231,14 @@ class RateGovernor:
             if wait_ms > 0:
                 self._sleep(wait_ms / 1000)
             with self._lock:
-                self._hold_until_ms = max(self._hold_until_ms, hold_until_ms)
-                inside_hold = slot_ms < self._hold_until_ms
-            if inside_hold:
-                continue  # a 429 came back while we waited: our slot predates its hold
+                # A 429 came back while we slept: a slot inside its hold, or reserved at the
+                # rate it just lowered, is given back and taken again.
+                stale = slot_ms < self._hold_until_ms or now_ms < self._cut_ms
+            if stale:
+                continue
             waited = time.monotonic() - started
             record_governor_wait(waited)
-            return Grant(slot_ms=slot_ms, waited_s=waited, rate=rate)
+            return Grant(slot_ms=slot_ms, waited_s=waited, rate=rate, reserved_ms=now_ms)
 
     def refused(self, grant: Grant, retry_after_s: float | None, limit_type: str | None) -> None:
         """A request sent on ``grant`` was answered 429: lower the shared rate and hold
@@ -238,23 +247,23 @@ class RateGovernor:
         record_metronome_refusal(kind)
         asked = None if retry_after_s is None else min(max(0.0, retry_after_s), MAX_HOLD_S)
         try:
-            rate, hold_until_ms = self._run(
+            rate, hold_until_ms, cut_ms = self._run(
                 "refused",
                 kind,
                 repr(-1.0 if asked is None else asked * 1000),
                 repr(self._policy.hold_without_retry_after_s * 1000),
                 repr(self._policy.decrease),
-                repr(grant.slot_ms),
+                repr(grant.reserved_ms),
             )
         except GovernorUnavailable:
             # Redis is away: the next acquire waits for it anyway; wait what the API asked.
             self._sleep(asked if asked is not None else self._policy.hold_without_retry_after_s)
             return
+        self._learn(hold_until_ms, cut_ms)
         if kind == "customer":
             self._sleep(asked if asked is not None else self._policy.hold_without_retry_after_s)
             return
         with self._lock:
-            self._hold_until_ms = max(self._hold_until_ms, hold_until_ms)
             at_floor = rate <= self._policy.max_rps * self._policy.floor_share
             warn = at_floor and time.monotonic() - self._floor_warned_at >= FLOOR_WARNING_EVERY_S
             if warn:
@@ -266,6 +275,11 @@ class RateGovernor:
                 rate,
                 self._policy.max_rps,
             )
+
+    def _learn(self, hold_until_ms: float, cut_ms: float) -> None:
+        with self._lock:
+            self._hold_until_ms = max(self._hold_until_ms, hold_until_ms)
+            self._cut_ms = max(self._cut_ms, cut_ms)
 
     def state(self) -> GovernorState | None:
         return read_state(self._script, self._key, self._server_now_ms)
