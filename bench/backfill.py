@@ -18,8 +18,9 @@ from pathlib import Path
 
 from bench import ceiling
 from bench.data import seed_won_accounts
+from bench.passes import progress
 from bench.procstat import children
-from bench.run import WORKER_PROCESSES, backfill_phase, progress
+from bench.run import WORKER_PROCESSES, backfill_phase
 from worker.sandbox.stack import SandboxStack
 
 

@@ -6,8 +6,9 @@ the Metronome emulator here answers every call 100 ms late and refuses (429, wit
 new won accounts runs through the default deployment: one ``crmsync worker`` with the default
 settings (CRMSYNC_CONCURRENCY processes x CRMSYNC_SYNC_THREADS threads, METRONOME_MAX_RPS).
 A second run uses 4 such workers on the same limit (scaled out: one budget in Redis must still
-hold), and a third a limit of 200 req/s with METRONOME_MAX_RPS set to it, as an operator
-whose limit is higher would.
+hold), a third a limit of 200 req/s with METRONOME_MAX_RPS set to it, as an operator whose
+limit is higher would, and a fourth a ceiling twice the real limit (METRONOME_MAX_RPS=100
+against 50): the rate the deployment keeps must come from the API's 429s alone.
 
 Figures, all counted by the emulator: *useful* requests are those not answered 429; the
 achieved rate is useful requests per second of backfill (poll start to last outcome); the
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.data import seed_won_accounts
+from bench.passes import progress, timed_pass
 from worker.app import app
 from worker.commands.worker import preload_metronome_sdk
 from worker.sandbox.metronome import MetronomeFaults
@@ -39,16 +41,13 @@ LATENCY_S = 0.1
 LIMIT_RPS = 50.0
 HIGH_LIMIT_RPS = 200.0
 SCALED_WORKERS = 4
-#: The JSON key prefixes of the three runs (the default deployment, scaled out, 200 req/s).
-PREFIXES = ("ratelimit", "ratelimit_4workers", "ratelimit200")
+#: METRONOME_MAX_RPS of the run whose ceiling is set too high.
+OVERSHOOT_MAX_RPS = 100.0
+#: The JSON key prefixes of the runs: the default deployment, scaled out, 200 req/s, and the
+#: ceiling twice too high.
+PREFIXES = ("ratelimit", "ratelimit_4workers", "ratelimit200", "ratelimit_overshoot")
 #: The default deployment: one worker with the settings' default processes.
 DEFAULT_PROCESSES = int(Settings.model_fields["concurrency"].default)
-
-
-def _progress(message: str) -> None:
-    from bench.run import progress
-
-    progress(message)
 
 
 def wait_for_workers(count: int, timeout_s: float = 120.0) -> None:
@@ -71,8 +70,6 @@ def backfill(
     name: str = "ratelimit",
 ) -> dict[str, Any]:
     """One backfill of ``accounts`` new won accounts; the emulator's counts and the time."""
-    from bench.run import timed_pass
-
     env = {} if max_rps is None else {"METRONOME_MAX_RPS": repr(max_rps)}
     stack = SandboxStack(
         data_dir=base / name / "data",
@@ -92,7 +89,7 @@ def backfill(
         # The poll runs in this process here, in a worker child in production, where the SDK
         # was imported before the fork (worker/commands/worker.py): import it before timing.
         preload_metronome_sdk()
-        _progress(
+        progress(
             f"{name}: {accounts} accounts, limit {limit_rps:g} req/s, {LATENCY_S * 1000:.0f} ms "
             f"latency, {workers} worker(s) x {DEFAULT_PROCESSES} processes"
         )
@@ -128,14 +125,16 @@ def figures(prefix: str, limit_rps: float, run: dict[str, Any]) -> dict[str, Any
 
 
 def phases(base: Path) -> dict[str, Any]:
-    """The three runs of ``make bench``'s latency regime, as JSON keys."""
+    """The four runs of ``make bench``'s latency regime, as JSON keys."""
     default = backfill(base, name="ratelimit")
     scaled = backfill(base, workers=SCALED_WORKERS, name="ratelimit-4workers")
     high = backfill(base, limit_rps=HIGH_LIMIT_RPS, max_rps=HIGH_LIMIT_RPS, name="ratelimit200")
+    overshoot = backfill(base, max_rps=OVERSHOOT_MAX_RPS, name="ratelimit-overshoot")
     out = figures("ratelimit", LIMIT_RPS, default)
     out["latency_regime_accounts_per_s"] = out.pop("ratelimit_accounts_per_s")
     out.update(figures("ratelimit_4workers", LIMIT_RPS, scaled))
     out.update(figures("ratelimit200", HIGH_LIMIT_RPS, high))
+    out.update(figures("ratelimit_overshoot", LIMIT_RPS, overshoot))
     return out
 
 
