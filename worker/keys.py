@@ -23,6 +23,10 @@ DELIVERY_COUNT_TTL_S = 86_400
 #: Dead letters are kept longer than the ledger: each one is an unbilled customer until an
 #: operator acts on it.
 DEAD_LETTER_MAX_ENTRIES = 100_000
+#: The rate governor's state outlives a quiet day (its 429 counts feed ``crmsync status``) and
+#: then goes: an idle governor restarts at METRONOME_MAX_RPS, which is what it would climb
+#: back to anyway.
+GOVERNOR_TTL_S = 86_400
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +125,14 @@ class Keys:
         re-opened-deal and deleted-account queries (their cursors keep their place), so a quiet
         poll costs one Salesforce call."""
         return f"{self.prefix}:events-check"
+
+    @property
+    def governor(self) -> str:
+        """Hash: the Metronome rate governor shared by every worker process (the next free
+        slot, the adapted rate, the hold a 429 asked for, 429 counts by type); TTL
+        GOVERNOR_TTL_S, renewed by every request. One key: Metronome's 429s name one
+        client-wide limit, so one budget covers every endpoint."""
+        return f"{self.prefix}:governor:metronome"
 
     def lock_wait_count(self, task_id: str) -> str:
         """Integer: how often one sync waited on a busy account lock (24 h TTL). Waiting is not

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from worker.app import QUEUE
+from worker.metronome.governor import governor_state
 from worker.runtime import runtime
 from worker.store import SyncStore
 
@@ -26,7 +27,9 @@ def collect_status(store: SyncStore, dead_letter_limit: int = 20) -> dict[str, A
         lag = (now - datetime.fromisoformat(value)).total_seconds()
         cursors[name] = {"value": value, "lag_s": round(lag, 1)}
     letters = store.dead_letters(count=100_000)
+    governed = governor_state(store.client, store.keys)
     return {
+        "metronome_rate": governed.as_dict() if governed is not None else None,
         "cursors": cursors,
         "last_poll": store.last_poll(),
         "outcomes": store.outcomes(),
@@ -66,8 +69,23 @@ def run(args: argparse.Namespace) -> int:
     )
     print("outcomes: " + ", ".join(f"{k}={v}" for k, v in sorted(status["outcomes"].items())))
     print(f"queued messages: {status['queued']}")
+    print(f"metronome rate: {describe_rate(status['metronome_rate'])}")
     dead = status["dead_letters"]
     print(f"dead letters: {dead['count']}")
     for letter in dead["latest"]:
         print(f"  {letter['at']} {letter['account_id']} [{letter['kind']}] {letter['reason']}")
     return 0
+
+
+def describe_rate(rate: dict[str, Any] | None) -> str:
+    """The shared rate governor in one line: the rate it allows now, and why if throttled."""
+    if rate is None:
+        return "no request governed yet"
+    line = f"{rate['allowed_rps']:g} req/s allowed (max {rate['max_rps']:g})"
+    if not rate["throttled"]:
+        return line + ", not throttled"
+    refused = ", ".join(f"{kind} {count}" for kind, count in sorted(rate["refused"].items()))
+    line += f", THROTTLED after 429s ({refused}; last {rate['seconds_since_refused']} s ago)"
+    if rate["held_s"] > 0:
+        line += f", every call held for {rate['held_s']:g} s more"
+    return line
