@@ -18,8 +18,9 @@ from pathlib import Path
 
 from bench import ceiling
 from bench.data import seed_won_accounts
+from bench.passes import progress
 from bench.procstat import children
-from bench.run import WORKER_PROCESSES, backfill_phase, progress
+from bench.run import UNLIMITED_RPS, WORKER_PROCESSES, backfill_phase
 from worker.sandbox.stack import SandboxStack
 
 
@@ -33,7 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="crmsync-backfill-") as tmp:
         base = Path(tmp)
         stack = SandboxStack(
-            data_dir=base / "data", extra_env={"CRMSYNC_CONCURRENCY": str(WORKER_PROCESSES)}
+            data_dir=base / "data",
+            extra_env={
+                "CRMSYNC_CONCURRENCY": str(WORKER_PROCESSES),
+                "METRONOME_MAX_RPS": str(UNLIMITED_RPS),  # as in make bench: no limit here
+            },
         )
         with stack:
             assert stack.salesforce is not None  # noqa: S101

@@ -26,7 +26,8 @@ TimedPass = Callable[[SandboxStack, str], dict[str, Any]]
 def phase(base: Path, timed_pass: TimedPass, progress: Callable[[str], None]) -> dict[str, Any]:
     stack = SandboxStack(
         data_dir=base / "contracts-data",
-        extra_env={"CRMSYNC_CONCURRENCY": str(WORKER_PROCESSES)},
+        # The governor far above the emulator (no limit here): this phase counts calls.
+        extra_env={"CRMSYNC_CONCURRENCY": str(WORKER_PROCESSES), "METRONOME_MAX_RPS": "10000"},
     )
     with stack:
         assert stack.salesforce is not None and stack.metronome is not None  # noqa: S101

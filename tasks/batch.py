@@ -2,7 +2,9 @@
 
 Each account still goes through :func:`tasks.sync.run_sync` (same order of steps, same lock,
 same dead letters, same ledger line); the batch only shares what is per *message*: the
-delivery count, one read of every account's Redis state, Celery's receive/events/ack.
+delivery count, one read of every account's Redis state, Celery's receive/events/ack. Its
+accounts run CRMSYNC_SYNC_THREADS at a time (:mod:`tasks.inflight`: enough Metronome calls in
+flight to use the allowed rate at real-world latency).
 
 What must not be shared leaves the batch as its own ``crmsync.sync_account`` message:
 
@@ -15,7 +17,7 @@ What must not be shared leaves the batch as its own ``crmsync.sync_account`` mes
   finished are dedupe hits, free);
 - a batch that has run for BATCH_TIME_BUDGET_S hands its unstarted accounts to a new batch,
   far inside the soft time limit even when Metronome is slow (and at once if the soft limit
-  strikes anyway);
+  strikes anyway, with the syncs still running after a grace: tasks.inflight);
 - a record that makes our code raise something unexpected (a bug) is dead-lettered with the
   error, as a failed single-account task would be, and the batch goes on.
 """
@@ -23,6 +25,7 @@ What must not be shared leaves the batch as its own ``crmsync.sync_account`` mes
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -33,6 +36,7 @@ import redis
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
+from tasks.inflight import run_in_flight
 from tasks.publish import SyncItem, send_batch, send_sync
 from tasks.sync import (
     SYNC_TASK_OPTIONS,
@@ -89,20 +93,25 @@ def run_batch(
     reason: str = "poll",
     task_id: str = "direct",
     budget_s: float = BATCH_TIME_BUDGET_S,
+    threads: int | None = None,
 ) -> BatchResult:
-    """Sync ``items`` one after another; never raises for one account's trouble.
+    """Sync ``items``, ``threads`` at a time (CRMSYNC_SYNC_THREADS by default); never raises
+    for one account's trouble.
 
     Redis errors do propagate (the task retries the whole batch; finished accounts are
-    dedupe hits then), as does SoftTimeLimitExceeded outside an account's Metronome calls.
+    dedupe hits then). The outcome lists are in the items' order, whatever order the
+    threads finished in.
     """
     result = BatchResult()
     deadline = time.monotonic() + budget_s
     ids = [_normalized(account_id) for account_id, _record, _absent in items]
     states = ctx.store.account_states(i for i in ids if i is not None)
-    for index, item in enumerate(items):
-        if index and time.monotonic() >= deadline:
-            result.unstarted = list(items[index:])
-            break
+    lock = threading.Lock()
+    retries: dict[int, tuple[SyncItem, float, bool]] = {}
+
+    def sync_one(index: int) -> bool:
+        """One account; True when the batch must start no other (the soft limit struck)."""
+        item = items[index]
         account_id, record, known_absent = item
         normalized = ids[index]
         state = states.get(normalized) if normalized is not None else None
@@ -130,19 +139,29 @@ def run_batch(
                 snapshot=record,  # the record itself, so `crmsync dead-letters redrive` works
             )
             ctx.store.count_outcome("dead_lettered")
-            result.outcomes["dead_lettered"] += 1
-            continue
-        if isinstance(outcome, Retry):
-            result.retries.append((item, outcome.countdown, outcome.failure))
-            result.outcomes["retried"] += 1
-            if outcome.out_of_time:
-                result.unstarted = list(items[index + 1 :])
-                break
-        else:
+            with lock:
+                result.outcomes["dead_lettered"] += 1
+            return False
+        with lock:
+            if isinstance(outcome, Retry):
+                retries[index] = (item, outcome.countdown, outcome.failure)
+                result.outcomes["retried"] += 1
+                return outcome.out_of_time
             assert isinstance(outcome, Done)  # noqa: S101 - run_sync returns one of the two
             result.outcomes[outcome.outcome] += 1
             result.calls += outcome.calls
             result.contracts_created += outcome.contracts_created
+        return False
+
+    report = run_in_flight(
+        len(items),
+        sync_one,
+        threads=threads or ctx.settings.sync_threads,
+        deadline=deadline,
+        name=f"batch-{task_id[:8]}",
+    )
+    result.retries = [retries[index] for index in sorted(retries)]
+    result.unstarted = [items[index] for index in sorted(report.unstarted + report.abandoned)]
     return result
 
 

@@ -2,12 +2,15 @@
 
 HTTP pools, the Salesforce session and the parsed mapping are expensive to build and safe to
 share between the tasks of one process, so they are created lazily on first use after the
-fork (a pool inherited across ``fork`` would share sockets with the parent) and kept.
+fork (a pool inherited across ``fork`` would share sockets with the parent) and kept. A batch
+syncs on several threads, so the first uses are serialised by a lock: one gateway, one
+engine (one bootstrap) per process.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -38,54 +41,73 @@ class WorkerContext:
     _contracts: ContractEngine | None = field(default=None, repr=False)
     _contract_store: ContractStore | None = field(default=None, repr=False)
     _source: ClosedWonSource | None = field(default=None, repr=False)
+    _building: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     @property
     def gateway(self) -> MetronomeGateway:
         if self._gateway is None:
-            from worker.metronome import MetronomeGateway
-
-            if not self.settings.metronome_configured:
-                raise NotConfigured(
-                    "METRONOME_BEARER_TOKEN is not set (run `crmsync demo` to try crmsync "
-                    "without credentials)"
-                )
-            self._gateway = MetronomeGateway.from_settings(self.settings)
+            with self._building:
+                if self._gateway is None:
+                    self._gateway = self._build_gateway()
         return self._gateway
+
+    def _build_gateway(self) -> MetronomeGateway:
+        from worker.metronome import MetronomeGateway
+        from worker.metronome.governor import RateGovernor
+
+        if not self.settings.metronome_configured:
+            raise NotConfigured(
+                "METRONOME_BEARER_TOKEN is not set (run `crmsync demo` to try crmsync "
+                "without credentials)"
+            )
+        # Every request of every process takes its turn from the one governor in Redis.
+        governor = RateGovernor.from_settings(self.settings, self.store.client, self.store.keys)
+        return MetronomeGateway.from_settings(self.settings, governor=governor)
 
     @property
     def engine(self) -> UpsertEngine:
         if self._engine is None:
-            from worker.metronome import UpsertEngine
-
-            engine = UpsertEngine(self.gateway, self.store)
-            # Custom field keys must be registered before the first create (unregistered keys
-            # fail with 400). Bootstrap is idempotent; the Redis flag only saves the listKeys
-            # call on every process start, and expires daily to re-check.
-            if not self.store.client.get(self.store.keys.bootstrap_done):
-                engine.bootstrap()
-                self.store.client.set(self.store.keys.bootstrap_done, "1", ex=86_400)
-            self._engine = engine
+            with self._building:
+                if self._engine is None:
+                    self._engine = self._build_engine()
         return self._engine
+
+    def _build_engine(self) -> UpsertEngine:
+        from worker.metronome import UpsertEngine
+
+        engine = UpsertEngine(self.gateway, self.store)
+        # Custom field keys must be registered before the first create (unregistered keys
+        # fail with 400). Bootstrap is idempotent; the Redis flag only saves the listKeys
+        # call on every process start, and expires daily to re-check.
+        if not self.store.client.get(self.store.keys.bootstrap_done):
+            engine.bootstrap()
+            self.store.client.set(self.store.keys.bootstrap_done, "1", ex=86_400)
+        return engine
 
     @property
     def contracts(self) -> ContractEngine:
         """The contract engine; registers the contract custom field keys on first use (the
         Redis flag, like the customer one, only saves a listKeys call per process start)."""
         if self._contracts is None:
-            from worker.metronome.contracts import ContractEngine
-
-            engine = ContractEngine(self.gateway, self.store)
-            rule = self.mapping.contract
-            flag = self.store.keys.contract_bootstrap_done
-            if rule is not None and not self.store.client.get(flag):
-                engine.bootstrap(rule.custom_field_keys())
-                self.store.client.set(flag, "1", ex=86_400)
-            self._contracts = engine
+            with self._building:
+                if self._contracts is None:
+                    self._contracts = self._build_contracts()
         return self._contracts
+
+    def _build_contracts(self) -> ContractEngine:
+        from worker.metronome.contracts import ContractEngine
+
+        engine = ContractEngine(self.gateway, self.store)
+        rule = self.mapping.contract
+        flag = self.store.keys.contract_bootstrap_done
+        if rule is not None and not self.store.client.get(flag):
+            engine.bootstrap(rule.custom_field_keys())
+            self.store.client.set(flag, "1", ex=86_400)
+        return engine
 
     @property
     def contract_store(self) -> ContractStore:
-        if self._contract_store is None:
+        if self._contract_store is None:  # stateless: two threads building one is harmless
             self._contract_store = ContractStore(self.store.client, self.store.keys)
         return self._contract_store
 

@@ -35,6 +35,10 @@ LEDGER_INDEX_MAX_PER_ID = 1_000
 CLOSED_ITEMS_KEPT = 10_000
 #: Dead-letter groups remembered per account or opportunity (its history's dead letters).
 DEAD_LETTER_GROUPS_PER_ID = 100
+#: The rate governor's state outlives a quiet day (its 429 counts feed ``crmsync status``) and
+#: then goes: an idle governor restarts at METRONOME_MAX_RPS, which is what it would climb
+#: back to anyway.
+GOVERNOR_TTL_S = 86_400
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +212,14 @@ class Keys:
         """String claimed with SET NX by the worker that sends one alert (worker.alerts), so
         several watchers send it once; TTL from worker.alerts (CLAIM_TTL_S, LAG_REPEAT_S)."""
         return f"{self.prefix}:alerted:{name}"
+
+    @property
+    def governor(self) -> str:
+        """Hash: the Metronome rate governor shared by every worker process (the next free
+        slot, the adapted rate, the hold a 429 asked for, 429 counts by type); TTL
+        GOVERNOR_TTL_S, renewed by every request. One key: Metronome's 429s name one
+        client-wide limit, so one budget covers every endpoint."""
+        return f"{self.prefix}:governor:metronome"
 
     def lock_wait_count(self, task_id: str) -> str:
         """Integer: how often one sync waited on a busy account lock (24 h TTL). Waiting is not

@@ -21,6 +21,7 @@ import json
 import logging
 import re
 import sys
+import threading
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
 
@@ -62,18 +63,33 @@ def redacted_url(url: str) -> str:
     return scrub(url)  # unix:///run/redis.sock?password=... carries it in the query
 
 
+_inherited = threading.local()
+
+
+def inherit_task(ids: tuple[str | None, str | None]) -> None:
+    """Attribute this (helper) thread's lines to the task ``ids`` = (id, name): Celery's
+    current task is per thread, and a batch syncs its accounts on threads of its own."""
+    _inherited.ids = ids
+
+
 def _current_task() -> tuple[str | None, str | None]:
-    """The id and name of the Celery task running in this thread, if any."""
+    """The id and name of the Celery task running in this thread (or the one it works for)."""
     try:
         from celery import current_task
     except ImportError:  # pragma: no cover - celery is a dependency
         return None, None
     task = current_task._get_current_object() if current_task else None
     if task is None:
-        return None, None
+        inherited: tuple[str | None, str | None] = getattr(_inherited, "ids", (None, None))
+        return inherited
     request = getattr(task, "request", None)
     task_id = getattr(request, "id", None)
     return (str(task_id) if task_id else None), getattr(task, "name", None)
+
+
+def running_task() -> tuple[str | None, str | None]:
+    """(id, name) of the task this thread runs or works for; for :func:`inherit_task`."""
+    return _current_task()
 
 
 def context_of(record: logging.LogRecord) -> dict[str, str]:

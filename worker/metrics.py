@@ -35,6 +35,9 @@ POLL_TASK = "crmsync.poll_closed_won"
 
 #: Poll durations: a quiet poll is well under a second, a 100k-row backfill about a minute.
 POLL_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+#: Waits for a Metronome turn: none when the API is idle, a few intervals when the governor
+#: paces (20 ms at 50 req/s), seconds when many threads queue for a low rate or a 429's hold.
+GOVERNOR_WAIT_BUCKETS = (0.001, 0.005, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 # Path segments that are record ids, not endpoints: Salesforce 15/18-character ids, query
 # locators (``01gXX...-2000``), UUIDs (Metronome ids), API versions stay as they are.
@@ -75,6 +78,10 @@ class _Metrics:
     salesforce_requests: Any
     salesforce_api_used: Any
     salesforce_api_limit: Any
+    governor_wait: Any
+    metronome_refusals: Any
+    governor_redis_errors: Any
+    ungoverned_requests: Any
 
 
 @lru_cache(maxsize=1)
@@ -116,6 +123,24 @@ def _metrics() -> _Metrics:
             "Salesforce daily API request limit, as of the last poll",
             multiprocess_mode="mostrecent",
         ),
+        governor_wait=Histogram(
+            "crmsync_metronome_token_wait_seconds",
+            "Time a Metronome request waited for its turn from the rate governor",
+            buckets=GOVERNOR_WAIT_BUCKETS,
+        ),
+        metronome_refusals=Counter(
+            "crmsync_metronome_rate_limited",
+            "Metronome 429 answers by X-Metronome-Rate-Limit-Type (client, customer, unknown)",
+            ["type"],
+        ),
+        governor_redis_errors=Counter(
+            "crmsync_metronome_governor_redis_errors",
+            "Rate governor round trips that failed because Redis was away (the call waited)",
+        ),
+        ungoverned_requests=Counter(
+            "crmsync_metronome_ungoverned_requests",
+            "Metronome requests sent by a gateway without the shared rate governor",
+        ),
     )
 
 
@@ -139,6 +164,28 @@ def record_metronome_no_answer(request: Any) -> None:
         _metrics().metronome_requests.labels(
             request.method, endpoint_label(str(request.url.path)), "no_answer"
         ).inc()
+
+
+def record_governor_wait(seconds: float) -> None:
+    """The rate governor: how long one request waited for its turn."""
+    if enabled():
+        _metrics().governor_wait.observe(seconds)
+
+
+def record_metronome_refusal(limit_type: str) -> None:
+    """The rate governor: one 429, by ``X-Metronome-Rate-Limit-Type``."""
+    if enabled():
+        _metrics().metronome_refusals.labels(limit_type).inc()
+
+
+def record_governor_redis_error() -> None:
+    if enabled():
+        _metrics().governor_redis_errors.inc()
+
+
+def record_ungoverned_request() -> None:
+    if enabled():
+        _metrics().ungoverned_requests.inc()
 
 
 def record_salesforce_response(method: str | bytes, url: str | bytes, status: int) -> None:
@@ -220,6 +267,7 @@ class RedisStateCollector:
         from prometheus_client.core import GaugeMetricFamily
 
         from worker.alerts import sync_lag
+        from worker.metronome.governor import governor_state
 
         lag = GaugeMetricFamily(
             "crmsync_cursor_lag_seconds",
@@ -242,6 +290,17 @@ class RedisStateCollector:
         )
         queued = GaugeMetricFamily("crmsync_queue_length", "Messages waiting in the task queue")
         listener = _ListenerFamilies()
+        allowed = GaugeMetricFamily(
+            "crmsync_metronome_allowed_rps",
+            "Requests per second the rate governor allows now, for the whole deployment",
+        )
+        ceiling = GaugeMetricFamily(
+            "crmsync_metronome_max_rps", "The governor's ceiling (METRONOME_MAX_RPS)"
+        )
+        held = GaugeMetricFamily(
+            "crmsync_metronome_held_seconds",
+            "Seconds every Metronome request still waits because a 429 asked for it",
+        )
         up = GaugeMetricFamily("crmsync_redis_up", "1 if Redis answered this scrape")
         try:
             if self._store is None:
@@ -259,12 +318,28 @@ class RedisStateCollector:
                 attention.add_metric([event], float(count))
             queued.add_metric([], float(store.client.llen(self._queue)))
             listener.add(store, now.timestamp())
+            governed = governor_state(store.client, store.keys)
+            if governed is not None:
+                allowed.add_metric([], governed.allowed_rps)
+                ceiling.add_metric([], governed.max_rps)
+                held.add_metric([], governed.held_s)
             up.add_metric([], 1.0)
         except Exception:  # a scrape must answer even while Redis is down
             up.add_metric([], 0.0)
             yield up
             return
-        yield from (lag, behind, waiting, attention, queued, *listener.families(), up)
+        yield from (
+            lag,
+            behind,
+            waiting,
+            attention,
+            queued,
+            allowed,
+            ceiling,
+            held,
+            *listener.families(),
+            up,
+        )
 
 
 class _ListenerFamilies:

@@ -71,6 +71,8 @@ def test_status_json_reports_cursors_outcomes_and_dead_letters(
     assert status["outcomes"]["created"] >= 1
     reasons = [d["reason"] for d in status["dead_letters"]["latest"]]
     assert any("pluto-1" in reason for reason in reasons)
+    rate = status["metronome_rate"]
+    assert (rate["allowed_rps"], rate["max_rps"], rate["throttled"]) == (50, 50, False)
 
 
 def test_plan_prints_the_calls_and_makes_none(stack: SandboxStack, sf: Salesforce) -> None:

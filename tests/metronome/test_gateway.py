@@ -15,7 +15,7 @@ from worker.metronome.errors import (
     ServerError,
     TransientError,
 )
-from worker.metronome.gateway import _retry_after, retry_decision
+from worker.metronome.gateway import MAX_REFUSALS, _retry_after, retry_decision
 from worker.sandbox.metronome import MetronomeEmulator, MetronomeFaults
 from worker.settings import Settings
 
@@ -67,12 +67,16 @@ def test_rate_limited_post_is_retried_with_the_same_key(
 
 
 def test_rate_limit_exhausted_raises_with_retry_after(emulator: MetronomeEmulator) -> None:
+    # 429s are resent inside the call (MAX_REFUSALS), not counted against max_attempts,
+    # which bounds the other transient failures.
     gateway = MetronomeGateway(TOKEN, emulator.url, max_attempts=2, retry_immediately=True)
     emulator.set_faults(MetronomeFaults(too_many_requests_rate=1.0))
     with pytest.raises(RateLimitedError) as caught:
         gateway.list_customers()
     assert caught.value.retry_after_s == pytest.approx(0.05)
-    assert gateway.calls == 2
+    assert caught.value.limit_type == "client"
+    assert gateway.calls == MAX_REFUSALS
+    assert emulator.request_counts() == {"GET /v1/customers 429": MAX_REFUSALS}
     gateway.close()
 
 
@@ -115,12 +119,10 @@ def test_from_settings_uses_base_url_token_and_retry_switch(emulator: MetronomeE
     gateway.close()
 
 
-def test_retry_decision_honours_retry_after_unless_immediate() -> None:
+def test_retry_decision_leaves_429s_to_the_governed_resends() -> None:
     limited = RateLimitedError("429", retry_after_s=2.5)
-    assert retry_decision(limited, post=True, immediate=False) == 2.5
-    assert retry_decision(limited, post=True, immediate=True) is True
-    huge = RateLimitedError("429", retry_after_s=3600)
-    assert retry_decision(huge, post=False, immediate=False) == 30.0
+    assert retry_decision(limited, post=True, immediate=False) is False
+    assert retry_decision(limited, post=False, immediate=True) is False
     assert retry_decision(ServerError("500"), post=True, immediate=False) is False
     assert retry_decision(ServerError("500"), post=False, immediate=False) is True
     assert retry_decision(ConnectionFailedError("drop"), post=True, immediate=False) is True

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 from celery import Celery
 
+from tasks.inflight import run_in_flight
 from worker.app import _redact_arguments
 from worker.logs import (
     ConsoleFormatter,
@@ -62,6 +63,25 @@ def test_the_task_id_comes_from_the_running_celery_task(captured: io.StringIO) -
     [line] = [x for x in parsed(captured) if x["logger"] == "kombu.example"]
     assert line["task_id"] == "task-42"
     assert line["task_name"] == "crmsync.test_logging"
+
+
+def test_lines_of_a_batch_thread_name_the_batch_task(captured: io.StringIO) -> None:
+    app = Celery("logs-test", set_as_current=False)
+
+    def work(index: int) -> bool:
+        logging.getLogger("kombu.example").warning("line from sync thread %d", index)
+        return False
+
+    def body() -> None:
+        run_in_flight(3, work, threads=3, deadline=float("inf"))
+
+    batch = app.task(name="crmsync.test_batch_logging")(body)
+    batch.apply(task_id="batch-7")
+    lines = [x for x in parsed(captured) if x["logger"] == "kombu.example"]
+    assert len(lines) == 3
+    assert {(x["task_id"], x["task_name"]) for x in lines} == {
+        ("batch-7", "crmsync.test_batch_logging")
+    }
 
 
 def test_secrets_never_reach_a_line(captured: io.StringIO) -> None:

@@ -125,3 +125,11 @@ def test_counts_match_the_ledger_and_the_emulators(ops: OpsStack) -> None:
     behind = (datetime.now(UTC) - finished).total_seconds()
     assert total(after, "crmsync_sync_lag_seconds") == pytest.approx(behind, abs=30)
     assert total(after, "crmsync_redis_up") == 1
+    # Every Metronome request waited for its turn from the shared governor, none went without.
+    assert grew("crmsync_metronome_token_wait_seconds_count") == grew(
+        "crmsync_metronome_requests_total"
+    )
+    assert total(after, "crmsync_metronome_ungoverned_requests_total") == 0
+    assert total(after, "crmsync_metronome_allowed_rps") == 50  # METRONOME_MAX_RPS default
+    assert total(after, "crmsync_metronome_max_rps") == 50
+    assert total(after, "crmsync_metronome_held_seconds") == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,6 +12,7 @@ import pytest
 from celery.exceptions import SoftTimeLimitExceeded
 
 from mappings import load_default_mapping
+from tasks import inflight
 from tasks.batch import parse_items, run_batch
 from tasks.publish import BATCH_SIZE, MIN_BATCHES, SyncItem, split_batches
 from worker.context import WorkerContext
@@ -133,7 +136,79 @@ class OutOfTimeEngine(UpsertEngine):
 def test_the_soft_time_limit_stops_the_batch_and_hands_the_rest_on(ctx: WorkerContext) -> None:
     items = [item(n) for n in range(1, 4)]
     ctx._engine = OutOfTimeEngine(ctx.gateway, ctx.store)
-    result = run_batch(ctx, items, task_id="late")
+    result = run_batch(ctx, items, task_id="late", threads=1)
     assert [i for i, _countdown, _failure in result.retries] == items[:1]
     assert result.unstarted == items[1:]
     assert ctx.store.dead_letters() == []
+
+
+def test_on_many_threads_every_account_is_retried_or_handed_on(ctx: WorkerContext) -> None:
+    items = [item(n) for n in range(1, 9)]
+    ctx._engine = OutOfTimeEngine(ctx.gateway, ctx.store)
+    result = run_batch(ctx, items, task_id="late-threads", threads=4)
+    retried = [i for i, _countdown, _failure in result.retries]
+    # Those already running when the first hit the limit retry; none is lost or doubled.
+    assert retried and sorted(retried + result.unstarted) == sorted(items)
+    assert ctx.store.dead_letters() == []
+
+
+class MeetingEngine(UpsertEngine):
+    """Every sync waits until ``parties`` syncs are inside the engine at the same time."""
+
+    def __init__(self, *args: Any, parties: int) -> None:
+        super().__init__(*args)
+        self.meeting = threading.Barrier(parties)
+
+    def sync(self, desired: Any, **kwargs: Any) -> Any:
+        self.meeting.wait(timeout=60)  # BrokenBarrierError (a failure) if they never meet
+        return super().sync(desired, **kwargs)
+
+
+def test_a_batch_keeps_its_threads_worth_of_syncs_in_flight(ctx: WorkerContext) -> None:
+    items = [item(n) for n in range(1, 7)]
+    ctx._engine = MeetingEngine(ctx.gateway, ctx.store, parties=3)
+    ctx._engine.bootstrap()
+    result = run_batch(ctx, items, task_id="together", threads=3)
+    assert result.outcomes == {"created": 6}
+    assert result.retries == [] and result.unstarted == []
+
+
+class StuckEngine(UpsertEngine):
+    """The first sync signals Celery's soft time limit to the main thread, as Celery's
+    signal handler would, and stays stuck until the test lets it go."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.release = threading.Event()
+        self.first = threading.Lock()
+
+    def sync(self, desired: Any, **kwargs: Any) -> Any:
+        if self.first.acquire(blocking=False):
+            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGUSR1)
+            self.release.wait(timeout=60)
+        return super().sync(desired, **kwargs)
+
+
+def test_the_soft_limit_in_the_waiting_thread_hands_on_unstarted_and_stuck_syncs(
+    ctx: WorkerContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def soft_limit(_signum: int, _frame: Any) -> None:
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(inflight, "SOFT_LIMIT_GRACE_S", 0.2)
+    previous = signal.signal(signal.SIGUSR1, soft_limit)
+    engine = StuckEngine(ctx.gateway, ctx.store)
+    engine.bootstrap()
+    ctx._engine = engine
+    items = [item(n) for n in range(1, 11)]
+    try:
+        result = run_batch(ctx, items, task_id="stuck", threads=2)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+        engine.release.set()
+    created = result.outcomes.get("created", 0)
+    # The stuck sync is handed on with the unstarted; every account is accounted for once.
+    assert len(result.unstarted) >= 1 and result.retries == []
+    assert created + len(result.unstarted) == len(items)
+    again = run_batch(ctx, result.unstarted, task_id="stuck-2")
+    assert set(again.outcomes) <= {"created", "unchanged", "retried"}

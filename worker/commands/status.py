@@ -10,6 +10,7 @@ from typing import Any
 
 from worker.alerts import sync_lag
 from worker.app import QUEUE
+from worker.metronome.governor import governor_state
 from worker.runtime import runtime
 from worker.salesforce.events.state import ListenerState, listener_report
 from worker.store import SyncStore
@@ -35,7 +36,9 @@ def collect_status(
     # What the lag alert and crmsync_sync_lag_seconds use (a cursor's age also grows in a
     # quiet org; this does not).
     behind = sync_lag(store.cursors(), last_poll, now)
+    governed = governor_state(store.client, store.keys)
     return {
+        "metronome_rate": governed.as_dict() if governed is not None else None,
         "listener": listener_report(listener) if listener is not None else None,
         "cursors": cursors,
         "sync_lag": {"from": behind[0], "lag_s": round(behind[1], 1)} if behind else None,
@@ -89,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
     )
     print("outcomes: " + ", ".join(f"{k}={v}" for k, v in sorted(status["outcomes"].items())))
     print(f"queued messages: {status['queued']}")
+    print(f"metronome rate: {describe_rate(status['metronome_rate'])}")
     print_listener(status["listener"])
     dead = status["dead_letters"]
     print(f"dead letters: {dead['count']} open (crmsync dead-letters list)")
@@ -118,3 +122,17 @@ def print_listener(report: dict[str, Any] | None) -> None:
             f"events {row['events']} ({row['skipped']} skipped), "
             f"replay id {row['stored_replay_id'] or 'none'}"
         )
+
+
+def describe_rate(rate: dict[str, Any] | None) -> str:
+    """The shared rate governor in one line: the rate it allows now, and why if throttled."""
+    if rate is None:
+        return "no request governed yet"
+    line = f"{rate['allowed_rps']:g} req/s allowed (max {rate['max_rps']:g})"
+    if not rate["throttled"]:
+        return line + ", not throttled"
+    refused = ", ".join(f"{kind} {count}" for kind, count in sorted(rate["refused"].items()))
+    line += f", THROTTLED after 429s ({refused}; last {rate['seconds_since_refused']} s ago)"
+    if rate["held_s"] > 0:
+        line += f", every call held for {rate['held_s']:g} s more"
+    return line

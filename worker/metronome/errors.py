@@ -6,7 +6,8 @@
     ├── TransientError             retry later; the outcome may be unknown (ambiguous)
     │   ├── ServerError            5xx: Metronome caches it under the Idempotency-Key, so the
     │   │                          caller must bump the key generation and re-read, not resend
-    │   ├── RateLimitedError       429 (X-Metronome-Rate-Limit-Type; Retry-After if sent)
+    │   ├── RateLimitedError       429 (X-Metronome-Rate-Limit-Type; Retry-After if sent),
+    │   │                          raised only once the gateway's governed resends ran out
     │   └── ConnectionFailedError  connect error, timeout, dropped connection, 408: the write
     │                              may have happened; resending the SAME key replays it
     ├── ConflictError              409: an alias or unique custom field value is taken, or an
@@ -44,11 +45,20 @@ class ServerError(TransientError):
 
 
 class RateLimitedError(TransientError):
-    """A 429 answer; ``retry_after_s`` from ``Retry-After-Ms`` / ``Retry-After`` when sent."""
+    """A 429 answer; ``retry_after_s`` from ``Retry-After-Ms`` / ``Retry-After`` when sent,
+    ``limit_type`` from ``X-Metronome-Rate-Limit-Type`` (client or customer) when sent."""
 
-    def __init__(self, message: str, *, status: int = 429, retry_after_s: float | None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 429,
+        retry_after_s: float | None,
+        limit_type: str | None = None,
+    ) -> None:
         super().__init__(message, status=status)
         self.retry_after_s = retry_after_s
+        self.limit_type = limit_type
 
 
 class ConnectionFailedError(TransientError):

@@ -5,13 +5,21 @@ never a resend) and they resend a 5xx'd POST under the same Idempotency-Key, whi
 answers with the cached 5xx. So the SDK client has ``max_retries=0`` and this module retries
 with ``stamina`` (bounded, exponential, jittered, honouring ``Retry-After``) only what is safe:
 
-- GETs: connection failures, 408, 429, 5xx;
-- POSTs: connection failures, 408 and 429 with the same Idempotency-Key (a write that did
-  happen is replayed by Metronome), but never a 5xx: that goes back to the engine, which
-  bumps the key generation and re-reads first.
+- GETs: connection failures, 408, 5xx;
+- POSTs: connection failures and 408 with the same Idempotency-Key (a write that did happen
+  is replayed by Metronome), but never a 5xx: that goes back to the engine, which bumps the
+  key generation and re-reads first.
+
+Every request first takes its turn from the rate governor (``governor.py``: one budget in
+Redis for the whole deployment). A 429 is not an error for the caller: the governor lowers
+the shared rate and holds everyone back, and the same request (same Idempotency-Key: a 429
+is refused before any work, so nothing was done) is sent again on its next turn, up to
+MAX_REFUSALS times. So a 429 costs an account one more request, never a re-read or a
+retried sync.
 
 Every HTTP attempt is counted (an httpx request hook), so a sync can report "calls made".
-One pooled ``httpx.Client`` per gateway; create one gateway per worker process.
+One pooled ``httpx.Client`` per gateway, shared by the threads of a batch (httpx's client is
+thread-safe); create one gateway per worker process.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from worker.metronome.errors import (
     ServerError,
     UnexpectedAnswerError,
 )
+from worker.metronome.governor import Governor, Ungoverned
 from worker.metronome.state import (
     BillingConfigurationState,
     CatalogEntry,
@@ -50,8 +59,9 @@ if TYPE_CHECKING:
 
 _T = TypeVar("_T")
 LIST_PAGE_SIZE = 100
-#: Longest Retry-After we honour inside one task; longer waits go back to the caller.
-RETRY_AFTER_CAP_S = 30.0
+#: 429s one call absorbs (each waited out under the governor) before the sync is told: far
+#: more than a governed deployment meets, few enough that a call never waits for minutes.
+MAX_REFUSALS = 10
 CUSTOM_FIELD_ENTITY: Literal["customer"] = "customer"
 CustomFieldEntity = Literal["customer", "contract"]
 
@@ -79,16 +89,22 @@ class MetronomeGateway:
         timeout_s: float = 20.0,
         max_attempts: int = 5,
         retry_immediately: bool = False,
+        governor: Governor | None = None,
+        max_connections: int = 20,
     ) -> None:
         secret = token.get_secret_value() if isinstance(token, SecretStr) else token
-        self._lock = threading.Lock()
-        self._calls = 0
+        #: Calls are counted per thread: a batch syncs several accounts at once through this
+        #: gateway, and each sync reports its own calls.
+        self._local = threading.local()
         self._max_attempts = max(1, max_attempts)
         self._retry_immediately = retry_immediately
+        self._governor: Governor = governor or Ungoverned(immediate=retry_immediately)
         self._http = httpx.Client(
             timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
             transport=_CountingTransport(
-                limits=httpx.Limits(max_connections=20, max_keepalive_connections=20)
+                limits=httpx.Limits(
+                    max_connections=max_connections, max_keepalive_connections=max_connections
+                )
             ),
             event_hooks={"request": [self._count], "response": [record_metronome_response]},
         )
@@ -97,7 +113,11 @@ class MetronomeGateway:
         )
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> MetronomeGateway:
+    def from_settings(
+        cls, settings: Settings, *, governor: Governor | None = None
+    ) -> MetronomeGateway:
+        """``governor``: the deployment's shared one (worker.context builds it on Redis);
+        without it the gateway is Ungoverned and says so."""
         token = settings.metronome_bearer_token
         if token is None:
             raise PermanentError("METRONOME_BEARER_TOKEN is not set")
@@ -107,19 +127,22 @@ class MetronomeGateway:
             timeout_s=settings.metronome_timeout_s,
             max_attempts=settings.metronome_max_attempts,
             retry_immediately=settings.retry_immediately,
+            governor=governor,
+            # One connection per sync thread, and spare ones for the poll's finds.
+            max_connections=max(20, settings.sync_threads + 4),
         )
 
     @property
     def calls(self) -> int:
-        """HTTP requests sent so far, retries included (monotonic)."""
-        return self._calls
+        """HTTP requests this thread sent so far, retries included (monotonic)."""
+        return int(getattr(self._local, "calls", 0))
 
     def close(self) -> None:
         self._http.close()
 
     def _count(self, _request: httpx.Request) -> None:
-        with self._lock:
-            self._calls += 1
+        # httpx runs request hooks in the thread that sends: the count is that thread's.
+        self._local.calls = getattr(self._local, "calls", 0) + 1
 
     # -- customers -------------------------------------------------------------------------
 
@@ -389,8 +412,23 @@ class MetronomeGateway:
             wait_jitter=0.0 if immediate else 0.5,
         ):
             with attempt:
-                return _translated(operation, send)
+                return self._governed(operation, send)
         raise AssertionError("unreachable: stamina re-raises the last error")
+
+    def _governed(self, operation: str, send: Callable[[], _T]) -> _T:
+        """``send`` on the governor's turn; a 429 is reported to the governor (which lowers
+        the shared rate and holds everyone back) and the same request goes again on the
+        next turn, up to MAX_REFUSALS times."""
+        refusals = 0
+        while True:
+            grant = self._governor.acquire()
+            try:
+                return _translated(operation, send)
+            except RateLimitedError as exc:
+                self._governor.refused(grant, exc.retry_after_s, exc.limit_type)
+                refusals += 1
+                if refusals >= MAX_REFUSALS:
+                    raise
 
     def _retry_hook(self, post: bool) -> Callable[[Exception], bool | float]:
         immediate = self._retry_immediately
@@ -398,15 +436,15 @@ class MetronomeGateway:
 
 
 def retry_decision(exc: Exception, *, post: bool, immediate: bool) -> bool | float:
-    """stamina's ``on`` hook: retry or not, or how long to wait (Retry-After, capped).
+    """stamina's ``on`` hook: retry or not.
 
-    A POST's 5xx is not retried here: Metronome cached it under the Idempotency-Key, so only a
-    new generation (the engine's job, after a re-read) can get a different answer.
+    A 429 is not retried here: it reaches this hook only after MAX_REFUSALS governed resends
+    (``_governed``), so it goes back to the sync. A POST's 5xx is not retried either:
+    Metronome cached it under the Idempotency-Key, so only a new generation (the engine's job,
+    after a re-read) can get a different answer.
     """
     if isinstance(exc, RateLimitedError):
-        if immediate or exc.retry_after_s is None:
-            return True
-        return min(exc.retry_after_s, RETRY_AFTER_CAP_S)
+        return False
     if isinstance(exc, ServerError):
         return not post
     return isinstance(exc, ConnectionFailedError)
@@ -454,7 +492,11 @@ def _from_status(operation: str, exc: metronome.APIStatusError) -> MetronomeErro
     if status == 408:
         return ConnectionFailedError(message, status=status)
     if status == 429:
-        return RateLimitedError(message, retry_after_s=_retry_after(exc.response.headers))
+        return RateLimitedError(
+            message,
+            retry_after_s=_retry_after(exc.response.headers),
+            limit_type=exc.response.headers.get("x-metronome-rate-limit-type"),
+        )
     if status >= 500:
         return ServerError(message, status=status)
     if status == 409:
