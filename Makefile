@@ -75,7 +75,7 @@ lint: $(STAMP)
 audit: $(STAMP)
 	$(BIN)/python -m bench.chaos_audit
 
-# The full chaos scenario (1,000 won accounts, every fault; about 2-2.5 minutes here). Pass
+# The full chaos scenario (1,000 won accounts, every fault; about 4-5 minutes here). Pass
 # options with CHAOS_ARGS, e.g. `make chaos CHAOS_ARGS="--seed 7"`; the short version runs in
 # `make test` (tests/reliability/test_chaos.py).
 chaos: $(STAMP)

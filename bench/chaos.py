@@ -104,6 +104,7 @@ def start(config: ChaosConfig, base: Path) -> Run:
             "CRMSYNC_POLL_INTERVAL_S": str(config.poll_interval_s),
             "CRMSYNC_OVERLAP_S": str(config.overlap_s),
             "CRMSYNC_CONCURRENCY": "1",
+            "METRONOME_MAX_RPS": str(config.metronome_max_rps),
         },
     ).start()
     run = Run(config, stack, base, rng=random.Random(config.seed + 1))

@@ -3,7 +3,7 @@
 Why not the SDK's own retries: they include 409 (an alias taken, which must lead to a re-read,
 never a resend) and they resend a 5xx'd POST under the same Idempotency-Key, which Metronome
 answers with the cached 5xx. So the SDK client has ``max_retries=0`` and this module retries
-with ``stamina`` (bounded, exponential, jittered, honouring ``Retry-After``) only what is safe:
+with ``stamina`` (bounded, exponential, jittered) only what is safe:
 
 - GETs: connection failures, 408, 5xx;
 - POSTs: connection failures and 408 with the same Idempotency-Key (a write that did happen
