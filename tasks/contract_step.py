@@ -26,6 +26,7 @@ from mappings import DesiredCustomer, MappingError
 from mappings.contract_engine import opportunity_id, won_opportunity_rows
 from mappings.desired_contract import DesiredContract
 from worker.context import WorkerContext
+from worker.dead_letter_resolution import contract_subject, resolve_subject
 from worker.metronome.contracts import (
     ContractConflictError,
     ContractInputError,
@@ -200,6 +201,8 @@ def ensure_contracts(
             contract_hash=desired.state_hash(),
             canonical=desired.canonical(),
         )
+        # The deal's own dead letters (a refused contract) are resolved by its contract.
+        resolve_subject(ctx.store, contract_subject(opportunity), task_id)
         result = (
             "contract_created"
             if outcome.created
@@ -295,6 +298,7 @@ def _dead_letter(
         reason=f"opportunity {opportunity}: {why}",
         task_id=task_id,
         snapshot=record,
+        subject=contract_subject(opportunity),
     )
     # Its own outcome: the account's sync still ends with one outcome of its own, which is
     # what waiters (`poll --wait`, the demo) count.

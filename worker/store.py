@@ -455,7 +455,11 @@ class SyncStore:
         reason: str,
         task_id: str,
         snapshot: Mapping[str, Any] | None,
+        subject: str | None = None,
     ) -> str:
+        """Append a dead letter; it is also indexed under its ``subject`` (the account, or a
+        contract's ``opportunity:<id>``), so a later successful sync of that subject can mark
+        it resolved (worker/dead_letter_resolution.py)."""
         fields: dict[_FieldKey, _FieldValue] = {
             "account_id": account_id,
             "kind": kind,
@@ -464,11 +468,15 @@ class SyncStore:
             "at": _now_iso(),
             "snapshot": json.dumps(snapshot, sort_keys=True, default=str) if snapshot else "",
         }
-        return str(
+        entry_id = str(
             self.client.xadd(
                 self.keys.dead_letters, fields, maxlen=DEAD_LETTER_MAX_ENTRIES, approximate=True
             )
         )
+        indexed = subject or account_id
+        if indexed and indexed != "-":
+            self.client.sadd(self.keys.dead_letter_subject(indexed), entry_id)
+        return entry_id
 
     def dead_letters(self, count: int = 1000) -> list[DeadLetter]:
         rows = cast(
@@ -489,7 +497,10 @@ class SyncStore:
         ]
 
     def delete_dead_letter(self, entry_id: str) -> None:
-        self.client.xdel(self.keys.dead_letters, entry_id)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.xdel(self.keys.dead_letters, entry_id)
+        pipe.hdel(self.keys.dead_letters_resolved, entry_id)  # its resolution mark goes with it
+        pipe.execute()
 
     def count_outcome(self, outcome: str, amount: int = 1) -> None:
         self.client.hincrby(self.keys.outcomes, outcome, amount)

@@ -5,6 +5,7 @@ Redis is fakeredis; Metronome is the emulator over HTTP with the real SDK.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,8 +13,9 @@ import fakeredis
 import pytest
 
 from mappings import load_default_mapping
-from tasks.sync import MAX_DELIVERIES, Done, Retry, run_sync
+from tasks.sync import MAX_DELIVERIES, PARKED_REASON, Done, Retry, run_sync
 from worker.context import WorkerContext
+from worker.dead_letter_resolution import open_count, open_letters, resolved
 from worker.keys import Keys
 from worker.sandbox.metronome import MetronomeEmulator, MetronomeFaults
 from worker.settings import load_settings
@@ -37,6 +39,22 @@ def record(**account: Any) -> dict[str, Any]:
             "AWS_Region__c": "us-west-1",
             "Parent": None,
             **account,
+        },
+    }
+
+
+def record_of(account_id: str) -> dict[str, Any]:
+    """The same deal on another account."""
+    other = record()
+    return {
+        **other,
+        "Id": "006000000000009AAA",
+        "AccountId": account_id,
+        "Account": {
+            **other["Account"],
+            "Id": account_id,
+            "Name": "Other Co",
+            "Billing_Email__c": "team@other.example",
         },
     }
 
@@ -125,17 +143,78 @@ def test_a_mapping_error_dead_letters_once_per_version_of_the_record(ctx: Worker
     assert "aws_region" in letters[0].reason
 
 
-def test_transient_failures_retry_then_dead_letter(
+def test_transient_failures_retry_then_park_and_the_replay_leaves_the_parking(
     ctx: WorkerContext, emulator: MetronomeEmulator
 ) -> None:
     emulator.set_faults(MetronomeFaults(server_error_rate=1.0))
     attempts = [run_sync(ctx, ACCOUNT, record(), retries=n) for n in range(3)]
     assert isinstance(attempts[0], Retry) and isinstance(attempts[1], Retry)
     assert attempts[0].countdown == 0  # CRMSYNC_RETRY_IMMEDIATELY: no waiting in tests
-    assert attempts[2] == Done("dead_lettered")
+    assert attempts[2] == Done("parked")  # not a dead letter: the failure may still clear
+    assert ctx.store.dead_letters() == []
+    [parked] = ctx.parking.items()
+    assert parked.account_id == ACCOUNT and parked.attempts == 1
+    assert "answered 500" in parked.reason  # which call, which answer
+    emulator.set_faults(MetronomeFaults())
+    replay = run_sync(ctx, ACCOUNT, parked.record, reason=PARKED_REASON)
+    assert isinstance(replay, Done) and replay.outcome == "created"
+    assert ctx.parking.count() == 0 and len(emulator.customers()) == 1
+
+
+def test_a_replay_fails_again_parks_again_and_dead_letters_only_after_the_max_age(
+    ctx: WorkerContext, emulator: MetronomeEmulator
+) -> None:
+    emulator.set_faults(MetronomeFaults(server_error_rate=1.0))
+    first = run_sync(ctx, ACCOUNT, record(), reason=PARKED_REASON)  # a replay: no quick retry
+    assert first == Done("parked")
+    again = run_sync(ctx, ACCOUNT, record(), reason=PARKED_REASON)
+    assert again == Done("parked")
+    parked = ctx.parking.get(ACCOUNT)
+    assert parked is not None and parked.attempts == 2 and ctx.store.dead_letters() == []
+    # Parked a day ago (as far as the parking knows): the next failure is a dead letter.
+    ctx.parking.remove(ACCOUNT)
+    ctx.parking.park(ACCOUNT, record(), reason="old", now=time.time() - 86_400)
+    expired = run_sync(ctx, ACCOUNT, record(), reason=PARKED_REASON)
+    assert expired == Done("dead_lettered")
     [letter] = ctx.store.dead_letters()
-    assert letter.kind == "transient_exhausted"
-    assert emulator.customers() == []
+    assert letter.kind == "transient_exhausted" and "h parked" in letter.reason
+    assert ctx.parking.count() == 0
+
+
+def test_an_open_breaker_parks_syncs_without_a_call_until_a_probe_closes_it(
+    ctx: WorkerContext, emulator: MetronomeEmulator
+) -> None:
+    other = "001000000000002AAA"
+    emulator.set_faults(MetronomeFaults(server_error_rate=1.0))
+    for n in range(ctx.settings.breaker_failures):  # one account failing again and again
+        run_sync(ctx, ACCOUNT, record(), reason=PARKED_REASON, task_id=f"same-{n}")
+    assert ctx.metronome_breaker.state().state == "closed"  # cannot open it alone
+    for n in range(3, 3 + ctx.settings.breaker_failures):  # different accounts can
+        account = f"00100000000000{n}AAA"[-18:]
+        run_sync(ctx, account, record_of(account), reason=PARKED_REASON, task_id=f"t-{n}")
+    assert ctx.metronome_breaker.state().state == "open"
+    calls = emulator.total_requests()
+    parked = run_sync(ctx, other, record_of(other))
+    assert parked == Done("parked") and emulator.total_requests() == calls  # zero calls
+    emulator.set_faults(MetronomeFaults())
+    ctx.metronome_breaker.shared.probe_now()  # the probe pause is over
+    probe = run_sync(ctx, other, record_of(other), reason=PARKED_REASON)
+    assert isinstance(probe, Done) and probe.outcome == "created"
+    assert ctx.metronome_breaker.state().state == "closed"
+
+
+def test_a_later_sync_that_succeeds_resolves_the_accounts_dead_letters(
+    ctx: WorkerContext,
+) -> None:
+    bad = record(AWS_Region__c="mars-north-1")
+    assert run_sync(ctx, ACCOUNT, bad, task_id="bad-sync") == Done("dead_lettered")
+    assert open_count(ctx.store) == 1
+    fixed = run_sync(ctx, ACCOUNT, record(), task_id="fixing-sync")
+    assert isinstance(fixed, Done) and fixed.outcome == "created"
+    [letter] = ctx.store.dead_letters()  # kept, for audit
+    marks = resolved(ctx.store, [letter.entry_id])
+    assert marks[letter.entry_id]["task_id"] == "fixing-sync"
+    assert open_count(ctx.store) == 0 and open_letters(ctx.store, [letter]) == []
 
 
 def test_an_older_snapshot_that_finishes_last_does_not_undo_a_newer_one(
