@@ -39,6 +39,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "worker.commands.mapping",
     "worker.commands.flower",
     "worker.commands.dead_letters",
+    "worker.commands.parked",
 )
 
 

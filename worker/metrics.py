@@ -266,6 +266,8 @@ class RedisStateCollector:
         from prometheus_client.core import GaugeMetricFamily
 
         from worker.alerts import sync_lag
+        from worker.breaker import APIS, breaker_state
+        from worker.dead_letter_resolution import open_count
         from worker.metronome.governor import governor_state
 
         lag = GaugeMetricFamily(
@@ -274,7 +276,8 @@ class RedisStateCollector:
             labels=["cursor"],
         )
         waiting = GaugeMetricFamily(
-            "crmsync_dead_letters_pending", "Dead letters waiting for an operator"
+            "crmsync_dead_letters_pending",
+            "Dead letters waiting for an operator (not those a later successful sync resolved)",
         )
         behind = GaugeMetricFamily(
             "crmsync_sync_lag_seconds",
@@ -293,6 +296,14 @@ class RedisStateCollector:
             "crmsync_metronome_held_seconds",
             "Seconds every Metronome request still waits because a 429 asked for it",
         )
+        breaker_open = GaugeMetricFamily(
+            "crmsync_breaker_open",
+            "1 while the API's circuit breaker is open (calls wait, one probe at a time)",
+            labels=["api"],
+        )
+        parked = GaugeMetricFamily(
+            "crmsync_parked_syncs", "Syncs parked until an API is back (worker/parking.py)"
+        )
         up = GaugeMetricFamily("crmsync_redis_up", "1 if Redis answered this scrape")
         try:
             if self._store is None:
@@ -305,7 +316,11 @@ class RedisStateCollector:
             effective = sync_lag(store.cursors(), store.last_poll(), now)
             if effective is not None:
                 behind.add_metric([], effective[1])
-            waiting.add_metric([], float(store.client.xlen(store.keys.dead_letters)))
+            waiting.add_metric([], float(open_count(store)))  # resolved ones do not wait
+            for api in APIS:
+                state = breaker_state(store.client, store.keys, api)
+                breaker_open.add_metric([api], 1.0 if state.is_open else 0.0)
+            parked.add_metric([], float(store.client.hlen(store.keys.parked_items)))
             queued.add_metric([], float(store.client.llen(self._queue)))
             governed = governor_state(store.client, store.keys)
             if governed is not None:
@@ -317,7 +332,7 @@ class RedisStateCollector:
             up.add_metric([], 0.0)
             yield up
             return
-        yield from (lag, behind, waiting, queued, allowed, ceiling, held, up)
+        yield from (lag, behind, waiting, queued, allowed, ceiling, held, breaker_open, parked, up)
 
 
 # --- the worker's metrics endpoint ----------------------------------------------------------

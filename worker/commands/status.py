@@ -1,4 +1,5 @@
-"""``crmsync status``: cursors and their lag, the last poll, outcomes, dead letters."""
+"""``crmsync status``: cursors and their lag, the last poll, outcomes, the circuit breakers, the
+parked syncs, and the dead letters still open."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from worker.app import QUEUE
+from worker.breaker import APIS, breaker_state
+from worker.dead_letter_resolution import open_letters
 from worker.metronome.governor import governor_state
+from worker.parking import Parking
 from worker.runtime import runtime
 from worker.store import SyncStore
 
@@ -27,15 +31,21 @@ def collect_status(store: SyncStore, dead_letter_limit: int = 20) -> dict[str, A
         lag = (now - datetime.fromisoformat(value)).total_seconds()
         cursors[name] = {"value": value, "lag_s": round(lag, 1)}
     letters = store.dead_letters(count=100_000)
+    unresolved = open_letters(store, letters)  # a later successful sync resolved the others
     governed = governor_state(store.client, store.keys)
+    parking = Parking(store.client, store.keys)
+    oldest = parking.oldest()
     return {
         "metronome_rate": governed.as_dict() if governed is not None else None,
+        "breakers": {api: breaker_state(store.client, store.keys, api).as_dict() for api in APIS},
+        "parked": {"count": parking.count(), "oldest": oldest.summary() if oldest else None},
         "cursors": cursors,
         "last_poll": store.last_poll(),
         "outcomes": store.outcomes(),
         "queued": int(store.client.llen(QUEUE)),
         "dead_letters": {
-            "count": len(letters),
+            "count": len(unresolved),
+            "resolved": len(letters) - len(unresolved),
             "latest": [
                 {
                     "id": d.entry_id,
@@ -44,7 +54,7 @@ def collect_status(store: SyncStore, dead_letter_limit: int = 20) -> dict[str, A
                     "reason": d.reason,
                     "at": d.at,
                 }
-                for d in letters[-dead_letter_limit:]
+                for d in unresolved[-dead_letter_limit:]
             ],
         },
     }
@@ -70,8 +80,11 @@ def run(args: argparse.Namespace) -> int:
     print("outcomes: " + ", ".join(f"{k}={v}" for k, v in sorted(status["outcomes"].items())))
     print(f"queued messages: {status['queued']}")
     print(f"metronome rate: {describe_rate(status['metronome_rate'])}")
+    for api, breaker in status["breakers"].items():
+        print(f"{api} breaker: {describe_breaker(breaker)}")
+    print(f"parked syncs: {describe_parked(status['parked'])}")
     dead = status["dead_letters"]
-    print(f"dead letters: {dead['count']}")
+    print(f"dead letters: {dead['count']} open ({dead['resolved']} resolved by a later sync)")
     for letter in dead["latest"]:
         print(f"  {letter['at']} {letter['account_id']} [{letter['kind']}] {letter['reason']}")
     return 0
@@ -89,3 +102,26 @@ def describe_rate(rate: dict[str, Any] | None) -> str:
     if rate["held_s"] > 0:
         line += f", every call held for {rate['held_s']:g} s more"
     return line
+
+
+def describe_breaker(breaker: dict[str, Any]) -> str:
+    """One API's circuit breaker in one line: closed, or open since when, why, next probe."""
+    if breaker["state"] == "closed":
+        since = f" since {breaker['since']}" if breaker["since"] else ""
+        return f"closed{since}"
+    state = "OPEN (probing)" if breaker["state"] == "half_open" else "OPEN"
+    return (
+        f"{state} since {breaker['since']}, next probe in {breaker['probe_in_s']} s: "
+        f"{breaker['reason']}"
+    )
+
+
+def describe_parked(parked: dict[str, Any]) -> str:
+    """How many syncs wait for an API, and the oldest of them."""
+    oldest = parked["oldest"]
+    if not parked["count"] or oldest is None:
+        return "0"
+    return (
+        f"{parked['count']}, oldest {oldest['account_id']} parked since {oldest['since']} "
+        f"({oldest['attempts']} attempts, next in {oldest['next_in_s']} s): {oldest['reason']}"
+    )
