@@ -199,3 +199,16 @@ def test_no_request_leaves_while_open_but_the_probes_do(server: RedisServer) -> 
             gateway.list_customers(salesforce_account_ids=["001000000000001AAA"])  # closed: go
         finally:
             gateway.close()
+
+
+def test_a_success_after_a_failure_resets_the_count() -> None:
+    """Chaos run (short, seed 11): failures separated by successes added up to an open
+    breaker, because a success trusted a state read before the failure and skipped the
+    reset."""
+    policy = Policy(failures=2, probe_s=10)
+    breaker = MetronomeBreaker(CircuitBreaker(fakeredis.FakeRedis(), KEYS, "metronome", policy))
+    breaker.gate()  # read: closed, no failure
+    for account in ("A", "B", "C"):
+        assert breaker.failed("500", account=account) == "counted"
+        assert breaker.succeeded() is False  # the next sync worked: the count starts again
+    assert breaker.shared.state().failures == 0

@@ -109,7 +109,10 @@ class MetronomeBreaker:
     def succeeded(self) -> bool:
         """A sync that called Metronome ended well; True when it closed the breaker."""
         probe = self._is_probe()
-        known = self._known(stale_ok=True)
+        # Only a state read within GATE_CACHE_S may skip the round trip: a failure counted
+        # since (by this process or another) must be reset by this success, or failures
+        # separated by successes would add up to an open breaker (seen in the chaos run).
+        known = self._known()
         if not probe and known is not None and not known.is_open and known.failures == 0:
             return False  # nothing to reset: no round trip on the hot path
         closed = self._breaker.succeeded(probe=probe)
@@ -144,10 +147,11 @@ class MetronomeBreaker:
 
     # -- the cache -----------------------------------------------------------------------
 
-    def _known(self, *, stale_ok: bool = False) -> BreakerState | None:
+    def _known(self) -> BreakerState | None:
+        """The state read within the last GATE_CACHE_S, or None."""
         with self._lock:
             fresh = time.monotonic() - self._cached_at < self._cache_s
-            return self._cached if (fresh or stale_ok) else None
+            return self._cached if fresh else None
 
     def _refresh(self) -> BreakerState:
         state = self._breaker.state()
