@@ -161,7 +161,6 @@ def _sync(
     store = ctx.store
     breaker = ctx.metronome_breaker
     started = time.monotonic()
-    replay = reason == PARKED_REASON
 
     def dead(kind: str, why: str, account: str, snapshot: Any) -> Done:
         snapshot_dict = snapshot if isinstance(snapshot, dict) else {"raw": repr(snapshot)[:2000]}
@@ -207,11 +206,13 @@ def _sync(
 
     def transient(exc: Exception, floor: float = 0.0, *, metronome: bool = True) -> Done | Retry:
         """A transient failure: a quick retry while the breaker is closed and the budget
-        lasts (a blip), otherwise parked. A Metronome failure also counts toward the breaker."""
+        lasts (a blip: a parked sync's replay gets them too, so a stray 5xx after recovery
+        does not send it back for a whole backoff), otherwise parked. A Metronome failure
+        also counts toward the breaker."""
         breaker_open = metronome and breaker.failed(str(exc), account=account) != "counted"
         # Retries spent waiting for the account lock are not failures (see lock_busy).
         failures = retries - store.lock_waits(task_id) if retries else 0
-        if replay or breaker_open or failures >= ctx.settings.max_task_retries:
+        if breaker_open or failures >= ctx.settings.max_task_retries:
             return park(exc)
         wait = backoff(
             failures, ctx.settings.retry_immediately, floor, ctx.settings.visibility_timeout_s

@@ -165,16 +165,17 @@ def test_a_replay_fails_again_parks_again_and_dead_letters_only_after_the_max_ag
     ctx: WorkerContext, emulator: MetronomeEmulator
 ) -> None:
     emulator.set_faults(MetronomeFaults(server_error_rate=1.0))
-    first = run_sync(ctx, ACCOUNT, record(), reason=PARKED_REASON)  # a replay: no quick retry
+    spent = ctx.settings.max_task_retries  # its quick retries are spent each time
+    first = run_sync(ctx, ACCOUNT, record(), reason=PARKED_REASON, retries=spent, task_id="a")
     assert first == Done("parked")
-    again = run_sync(ctx, ACCOUNT, record(), reason=PARKED_REASON)
+    again = run_sync(ctx, ACCOUNT, record(), reason=PARKED_REASON, retries=spent, task_id="b")
     assert again == Done("parked")
     parked = ctx.parking.get(ACCOUNT)
     assert parked is not None and parked.attempts == 2 and ctx.store.dead_letters() == []
     # Parked a day ago (as far as the parking knows): the next failure is a dead letter.
     ctx.parking.remove(ACCOUNT)
     ctx.parking.park(ACCOUNT, record(), reason="old", now=time.time() - 86_400)
-    expired = run_sync(ctx, ACCOUNT, record(), reason=PARKED_REASON)
+    expired = run_sync(ctx, ACCOUNT, record(), reason=PARKED_REASON, retries=spent, task_id="c")
     assert expired == Done("dead_lettered")
     [letter] = ctx.store.dead_letters()
     assert letter.kind == "transient_exhausted" and "h parked" in letter.reason
@@ -187,11 +188,11 @@ def test_an_open_breaker_parks_syncs_without_a_call_until_a_probe_closes_it(
     other = "001000000000002AAA"
     emulator.set_faults(MetronomeFaults(server_error_rate=1.0))
     for n in range(ctx.settings.breaker_failures):  # one account failing again and again
-        run_sync(ctx, ACCOUNT, record(), reason=PARKED_REASON, task_id=f"same-{n}")
+        run_sync(ctx, ACCOUNT, record(), retries=n, task_id=f"same-{n}")
     assert ctx.metronome_breaker.state().state == "closed"  # cannot open it alone
     for n in range(3, 3 + ctx.settings.breaker_failures):  # different accounts can
         account = f"00100000000000{n}AAA"[-18:]
-        run_sync(ctx, account, record_of(account), reason=PARKED_REASON, task_id=f"t-{n}")
+        run_sync(ctx, account, record_of(account), task_id=f"t-{n}")
     assert ctx.metronome_breaker.state().state == "open"
     calls = emulator.total_requests()
     parked = run_sync(ctx, other, record_of(other))
