@@ -13,6 +13,7 @@ import fakeredis
 import pytest
 
 from mappings import load_default_mapping
+from tasks.parked import run_drain
 from tasks.sync import MAX_DELIVERIES, PARKED_REASON, Done, Retry, run_sync
 from worker.context import WorkerContext
 from worker.dead_letter_resolution import open_count, open_letters, resolved
@@ -241,3 +242,26 @@ def test_an_older_snapshot_that_finishes_last_does_not_undo_a_newer_one(
     newer = run_sync(ctx, ACCOUNT, snapshot("Renamed again", "2026-11-22T09:00:00.000+0000"))
     assert isinstance(newer, Done) and newer.outcome == "updated"
     assert [c["name"] for c in emulator.customers()] == ["Renamed again"]
+
+
+def test_with_nothing_parked_an_open_breaker_is_probed_with_one_read(
+    ctx: WorkerContext, emulator: MetronomeEmulator
+) -> None:
+    ctx.metronome_breaker.shared.failed("503", force=True, probe_after_s=0)
+    sent: list[Any] = []
+    result = run_drain(ctx, publish=sent.extend)
+    assert result["status"] == "ok" and sent == []  # the read worked: closed, nothing to send
+    assert ctx.metronome_breaker.state().state == "closed"
+    assert emulator.request_counts() == {"GET /v1/customers 200": 1}
+
+
+def test_a_sync_parked_past_its_max_age_while_the_breaker_stays_open_is_dead_lettered(
+    ctx: WorkerContext, emulator: MetronomeEmulator
+) -> None:
+    ctx.parking.park(ACCOUNT, record(), reason="create answered 503", now=time.time() - 90_000)
+    ctx.metronome_breaker.shared.failed("503", force=True, probe_after_s=3600)
+    result = run_drain(ctx, publish=lambda items: None)
+    assert result == {"status": "breaker_open", "parked": 0, "expired": 1}
+    [letter] = ctx.store.dead_letters()
+    assert letter.kind == "transient_exhausted" and "create answered 503" in letter.reason
+    assert letter.snapshot == record() and emulator.total_requests() == 0
