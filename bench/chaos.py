@@ -8,8 +8,10 @@ Metronome emulator injecting 5xx / 429 / commit-then-drop / latency, ``--workers
 duplicated and stalled on schedule: the poll must still catch what they miss. During
 the run (schedule in :mod:`bench.chaos_scenario`, from ``--seed``) workers are SIGKILLed and
 respawned, Redis is restarted with its data and later FLUSHALLed, the Salesforce sessions are
-expired, and deals are closed and accounts renamed. Then it waits for convergence (queue and
-unacked set empty, then a final poll and empty again) and judges (:mod:`bench.chaos_verify`).
+expired, Metronome answers every call 5xx for minutes and Salesforce every call 503 for a
+while (the outage phase), and deals are closed and accounts renamed. Then it waits for
+convergence (queue, unacked set and parking empty, then a final poll and empty again) and
+judges (:mod:`bench.chaos_verify`).
 
 stderr: the configuration, the schedule and each event as it happens (JSON lines, so a failing
 run can be replayed exactly). stdout: one JSON object. Exit 1 on any duplicate, missing or
@@ -42,10 +44,14 @@ from bench.chaos_scenario import (
     EVENTS_SINGLE,
     EXPIRE_SESSION,
     KILL,
+    METRONOME_DOWN,
+    METRONOME_UP,
     REDIS_FLUSH,
     REDIS_RESTART,
     RENAME,
     RESPAWN,
+    SALESFORCE_DOWN,
+    SALESFORCE_UP,
     STREAM_RESUME,
     STREAM_STALL,
     ChaosConfig,
@@ -53,14 +59,37 @@ from bench.chaos_scenario import (
     schedule,
 )
 from bench.chaos_verify import dead_letter_reasons, expected_state, judge, judge_contracts
+from tasks.parked import run_drain
 from tasks.poll import run_poll
 from worker.demo import PROVIDERS, deal_terms, provider_fields
+from worker.keys import Keys
 from worker.sandbox.metronome import MetronomeFaults
 from worker.sandbox.stack import SandboxStack
 
 
 def say(what: str, **data: Any) -> None:
     print(json.dumps({"chaos": what, **data}, default=str), file=sys.stderr, flush=True)
+
+
+@dataclass
+class Outage:
+    """What the Metronome outage did: the requests it saw, and how long after it ended the
+    last parked sync was done (no parked sync left)."""
+
+    down_at: float | None = None
+    up_at: float | None = None
+    requests_at_down: int = 0
+    requests: int | None = None
+    #: Injected-fault counts of the normal faults, put aside while the outage's own ran.
+    faults_before: dict[str, int] = field(default_factory=dict)
+    parked_peak: int = 0
+    recovery_s: float | None = None
+
+    def per_minute(self) -> float | None:
+        if self.requests is None or self.down_at is None or self.up_at is None:
+            return None
+        minutes = max(1e-9, (self.up_at - self.down_at) / 60)
+        return round(self.requests / minutes, 1)
 
 
 @dataclass
@@ -79,6 +108,7 @@ class Run:
     done: dict[str, int] = field(default_factory=dict)
     spawned: int = 0
     liveness: Liveness | None = None
+    outage: Outage = field(default_factory=Outage)
 
     def now(self) -> float:
         return time.monotonic() - self.started
@@ -88,13 +118,7 @@ class Run:
 
 
 def start(config: ChaosConfig, base: Path) -> Run:
-    faults = MetronomeFaults(
-        server_error_rate=config.server_error_rate,
-        too_many_requests_rate=config.too_many_requests_rate,
-        commit_then_drop_rate=config.commit_then_drop_rate,
-        latency_s=config.latency_s,
-        seed=config.seed,
-    )
+    faults = _faults(config)
     stack = SandboxStack(
         data_dir=base / "data",
         metronome_faults=faults,
@@ -105,6 +129,8 @@ def start(config: ChaosConfig, base: Path) -> Run:
             "CRMSYNC_OVERLAP_S": str(config.overlap_s),
             "CRMSYNC_CONCURRENCY": "1",
             "METRONOME_MAX_RPS": str(config.metronome_max_rps),
+            "CRMSYNC_BREAKER_PROBE_S": str(config.breaker_probe_s),
+            "CRMSYNC_PARK_BACKOFF_MAX_S": str(config.park_backoff_max_s),
         },
     ).start()
     run = Run(config, stack, base, rng=random.Random(config.seed + 1))
@@ -160,6 +186,7 @@ def pause(run: Run, seconds: float) -> None:
     while True:
         if run.liveness is not None:
             run.liveness.tick()
+        watch_outage(run)
         left = end - time.monotonic()
         if left <= 0:
             return
@@ -191,10 +218,70 @@ def event_fault(kind: str, config: ChaosConfig) -> dict[str, Any]:
     return changes[kind]
 
 
+def parked_count(run: Run) -> int:
+    keys = Keys(run.stack.settings().redis_prefix)
+    return int(retrying(lambda: run.client().hlen(keys.parked_items)))
+
+
+def watch_outage(run: Run) -> None:
+    """The parked syncs' peak during the outage, and when the last was done after it."""
+    outage = run.outage
+    if outage.down_at is None or outage.recovery_s is not None:
+        return
+    parked = parked_count(run)
+    outage.parked_peak = max(outage.parked_peak, parked)
+    if outage.up_at is not None and parked == 0:
+        outage.recovery_s = round(run.now() - outage.up_at, 1)
+        say("recovered", recovery_s=outage.recovery_s, parked_peak=outage.parked_peak)
+
+
+def _metronome_down(run: Run) -> dict[str, Any]:
+    api = run.stack.metronome
+    assert api is not None  # noqa: S101
+    outage = run.outage
+    outage.faults_before = api.faults_injected()
+    outage.requests_at_down = api.total_requests()
+    outage.down_at = run.now()
+    api.set_faults(
+        MetronomeFaults(server_error_rate=1.0, latency_s=run.config.latency_s, seed=run.config.seed)
+    )
+    return {"requests_so_far": outage.requests_at_down}
+
+
+def _metronome_up(run: Run) -> dict[str, Any]:
+    api = run.stack.metronome
+    assert api is not None  # noqa: S101
+    outage = run.outage
+    outage.requests = api.total_requests() - outage.requests_at_down
+    outage.up_at = run.now()
+    api.set_faults(_faults(run.config))
+    return {"requests_during_outage": outage.requests, "per_minute": outage.per_minute()}
+
+
+def _faults(config: ChaosConfig) -> MetronomeFaults:
+    return MetronomeFaults(
+        server_error_rate=config.server_error_rate,
+        too_many_requests_rate=config.too_many_requests_rate,
+        commit_then_drop_rate=config.commit_then_drop_rate,
+        latency_s=config.latency_s,
+        seed=config.seed,
+    )
+
+
 def apply(run: Run, event: Event) -> dict[str, Any]:
     """Do one scheduled thing; returns what was done (printed, so a run can be replayed)."""
     stack, sf = run.stack, run.stack.salesforce
     assert sf is not None  # noqa: S101
+    if event.kind == METRONOME_DOWN:
+        return _metronome_down(run)
+    if event.kind == METRONOME_UP:
+        return _metronome_up(run)
+    if event.kind == SALESFORCE_DOWN:
+        sf.set_faults(server_error_rate=1.0)
+        return {}
+    if event.kind == SALESFORCE_UP:
+        sf.set_faults()
+        return {}
     if event.kind == KILL:
         victims = [p for p in stack.workers if p.poll() is None]
         victim = victims[run.rng.randrange(len(victims))]
@@ -273,10 +360,17 @@ def _snapshot_dead_letters(run: Run) -> None:
 
 
 def wait_quiet(run: Run, deadline: float, quiet_checks: int = 3) -> bool:
-    """True once nothing is queued or reserved for ``quiet_checks`` seconds in a row."""
+    """True once nothing is queued, reserved or parked for ``quiet_checks`` seconds in a row.
+
+    A parked sync is work not done yet: with the queue empty (beat may be stopped already)
+    the runner drains the parking itself, as beat's drain would."""
     quiet = 0
     while run.now() < deadline:
-        busy = retrying(lambda: pending(run.client()))
+        queued = retrying(lambda: pending(run.client()))
+        parked = parked_count(run)
+        if parked and not queued:
+            retrying(lambda: _drain_once(run))
+        busy = queued + parked
         quiet = quiet + 1 if busy == 0 else 0
         if quiet >= quiet_checks:
             return True
@@ -292,6 +386,14 @@ def final_poll(run: Run, deadline: float) -> dict[str, Any]:
             return summary
         pause(run, 1.0)
     return {"status": "timed_out"}
+
+
+def _drain_once(run: Run) -> dict[str, Any]:
+    ctx = run.stack.context()
+    try:
+        return run_drain(ctx)
+    finally:
+        ctx.close()
 
 
 def _poll_once(run: Run) -> dict[str, Any]:
@@ -345,7 +447,14 @@ def verdict(run: Run) -> dict[str, Any]:
         "metronome_calls": calls,
         "redelivered_messages": redeliveries,
         "liveness_restarts": len(run.liveness.restarts) if run.liveness else 0,
-        "faults_injected": {**stack.metronome.faults_injected(), **run.done},
+        "faults_injected": {**_normal_faults(run), **run.done},
+        # The outage phase: requests Metronome saw while down, per minute, and how long after
+        # it came back the last parked sync was done (none parked any more).
+        "outage_requests": run.outage.requests,
+        "outage_requests_per_min": run.outage.per_minute(),
+        "recovery_s": run.outage.recovery_s,
+        "parked_peak": run.outage.parked_peak,
+        "parked_at_end": parked_count(run),
         "examples": {
             **result.examples,
             **contracts.examples,
@@ -356,7 +465,14 @@ def verdict(run: Run) -> dict[str, Any]:
             ),
             **({"unmappable_not_dead_lettered": unreported[:5]} if unreported else {}),
         },
-        "ok": result.ok and not unreported and not contracts.duplicates and not contracts.missing,
+        "ok": (
+            result.ok
+            and not unreported
+            and not contracts.duplicates
+            and not contracts.missing
+            and parked_count(run) == 0
+            and (run.outage.down_at is None or run.outage.recovery_s is not None)
+        ),
     }
 
 
@@ -390,6 +506,17 @@ def listener_summary(run: Run) -> dict[str, Any]:
         "changes_by_event": reasons.count("event"),
         "changes_by_poll": reasons.count("poll"),
     }
+
+
+def _normal_faults(run: Run) -> dict[str, int]:
+    """The emulator's injected-fault counts of the normal faults (20 % 5xx...), the outage's
+    100 % 5xx left out (they are ``outage_requests``)."""
+    assert run.stack.metronome is not None  # noqa: S101
+    now = run.stack.metronome.faults_injected()
+    if run.outage.down_at is None:
+        return now
+    before = run.outage.faults_before
+    return {k: before.get(k, 0) + now.get(k, 0) for k in {*before, *now}}
 
 
 def _redeliveries(run: Run) -> set[str]:

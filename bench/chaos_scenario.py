@@ -27,6 +27,12 @@ EVENTS_DUPLICATED = "duplicate_change_events"
 EVENTS_SINGLE = "end_change_event_duplicates"
 STREAM_STALL = "stall_event_streams"
 STREAM_RESUME = "end_event_stream_stall"
+#: The outage phase: Metronome answers every request 5xx for metronome_outage_s, Salesforce
+#: for salesforce_outage_s (issue #16: nothing dead-lettered, everything synced after).
+METRONOME_DOWN = "metronome_outage_start"
+METRONOME_UP = "metronome_outage_end"
+SALESFORCE_DOWN = "salesforce_outage_start"
+SALESFORCE_UP = "salesforce_outage_end"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +65,16 @@ class ChaosConfig:
     #: short run): a starting worker sweeps the unacked set at once, so the messages orphaned
     #: by both come back then, not at kombu's next periodic sweep (about 100 s).
     respawn_after_restart: bool = False
+    #: 100 % 5xx on every Metronome call for this long, starting in the first half of the
+    #: window (0: no outage); closes and renames go on meanwhile.
+    metronome_outage_s: float = 180.0
+    #: Every Salesforce data call answers 503 for this long (0: none).
+    salesforce_outage_s: float = 30.0
+    #: The breaker's probe interval and the parking's backoff cap, compressed (the defaults
+    #: are 30 s and 300 s): the run reports how many requests the outage saw per minute and
+    #: how long after recovery the last parked sync was done.
+    breaker_probe_s: float = 10.0
+    park_backoff_max_s: float = 20.0
     visibility_timeout_s: int = 30
     poll_interval_s: float = 2.0
     #: Small on purpose: a long look-back would re-enqueue a killed worker's account on the
@@ -94,6 +110,10 @@ class ChaosConfig:
             window_s=12.0,
             respawn_after_s=float(self.visibility_timeout_s) + 1.0,
             respawn_after_restart=True,
+            metronome_outage_s=15.0,
+            salesforce_outage_s=6.0,
+            breaker_probe_s=2.0,
+            park_backoff_max_s=2.0,
             timeout_s=240.0,
         )
 
@@ -153,7 +173,28 @@ def schedule(config: ChaosConfig) -> list[Event]:
         (RENAME, config.renames),
     ):
         events.extend(Event(rng.uniform(lo, hi), kind, n) for n in range(count))
+    events.extend(_outages(config, lo, hi))
     return sorted(events, key=lambda e: (e.at, e.kind, e.index))
+
+
+def _outages(config: ChaosConfig, lo: float, hi: float) -> list[Event]:
+    """The outage phase, from a generator of its own: the other events keep the times they
+    had before outages were added (a seed replays the same failures)."""
+    rng = random.Random(config.seed + 101)  # a reproducible schedule, not a secret
+    events: list[Event] = []
+    if config.metronome_outage_s > 0:
+        start = rng.uniform(lo, max(lo + 1.0, hi / 2))
+        events += [
+            Event(start, METRONOME_DOWN),
+            Event(start + config.metronome_outage_s, METRONOME_UP),
+        ]
+    if config.salesforce_outage_s > 0:
+        start = rng.uniform(lo, hi)
+        events += [
+            Event(start, SALESFORCE_DOWN),
+            Event(start + config.salesforce_outage_s, SALESFORCE_UP),
+        ]
+    return events
 
 
 def _spaced(rng: random.Random, lo: float, hi: float, taken: list[float]) -> float:

@@ -25,7 +25,9 @@ from tasks.publish import EnqueueChunk, batch_publisher
 from worker.app import app, declare_queue
 from worker.context import WorkerContext, get_context
 from worker.logs import inherit_task, running_task
+from worker.metronome.breaker import BreakerOpenError
 from worker.salesforce import Cursors, SourceEvent
+from worker.salesforce.pause import outage_reason
 
 log = logging.getLogger(__name__)
 
@@ -113,11 +115,15 @@ def find_absent(
     Only accounts that will really sync are looked up: mapped cleanly, hash changed (unless
     ``force``), and no customer id cached. A hint, never a guarantee: if a customer appears
     meanwhile, the sync's create answers 409 on the identity alias and the engine adopts it.
-    On any Metronome error the hint is skipped (the syncs find for themselves), so the poll
-    never depends on it.
+    On any Metronome error, or while Metronome's circuit breaker is open, the hint is skipped
+    (the syncs find for themselves, or park), so the poll never depends on Metronome.
     """
     from mappings import MappingError
 
+    try:
+        ctx.metronome_breaker.gate()
+    except BreakerOpenError:
+        return set()  # Metronome's breaker is open: no hint, the syncs park without a call
     mapped: dict[str, tuple[str, str]] = {}  # account -> (owner, state hash)
     for account_id, record in records.items():
         try:
@@ -162,15 +168,30 @@ def find_absent(
     return absent
 
 
-def run_poll(ctx: WorkerContext, enqueue: EnqueueChunk | None = None) -> dict[str, Any]:
+def run_poll(
+    ctx: WorkerContext, enqueue: EnqueueChunk | None = None, *, raise_outage: bool = False
+) -> dict[str, Any]:
     """Read what changed, publish its syncs chunk by chunk, then move the cursors.
 
     ``enqueue`` publishes one chunk's syncs; the default sends ``crmsync.sync_batch``
-    messages (tasks.publish). Tests pass their own to watch or interrupt a poll."""
+    messages (tasks.publish). Tests pass their own to watch or interrupt a poll.
+    ``raise_outage`` (``crmsync poll``, run by hand): an outage is still counted and recorded,
+    then its error is raised, so the command names what it could not reach and where
+    (worker/cli_errors.py) instead of a bare "no answer".
+
+    Salesforce's circuit breaker (worker/salesforce/pause.py) comes first: while Salesforce is
+    down or its quota spent, a poll makes no call and moves no cursor ("paused"), but one
+    poll is the probe now and then, and its success resumes polling."""
     store = ctx.store
     started = time.monotonic()
+    pause = ctx.salesforce_pause
+    admission = pause.admit()
+    if not admission.go:
+        return _paused(ctx)
+    reported = False
     lease = store.acquire_poll_lock()
     if lease is None:
+        pause.release(admission)
         log.info("poll skipped: another poll holds the lock")
         return {"status": "skipped", "reason": "another poll is running"}
     try:
@@ -180,9 +201,9 @@ def run_poll(ctx: WorkerContext, enqueue: EnqueueChunk | None = None) -> dict[st
         stored: dict[str, str | None] = dict(store.cursors())
         cursors = Cursors.from_json(stored or None)
         with_events = store.events_due(ctx.settings.events_interval_s)
-        reader = ctx.source.poll(cursors, with_events=with_events)
         rows = accounts = 0
         try:
+            reader = ctx.source.poll(cursors, with_events=with_events)  # logs in on first use
             for chunk in _chunks(_guarded(reader), CHUNK_ROWS):
                 rows += len(chunk)
                 store.mark_won(str(row["Id"]) for row in chunk if row.get("Id"))
@@ -190,11 +211,16 @@ def run_poll(ctx: WorkerContext, enqueue: EnqueueChunk | None = None) -> dict[st
                 absent = find_absent(ctx, grouped)
                 enqueue([(a, record, a in absent) for a, record in grouped.items()])
                 accounts += len(grouped)
-        except SalesforceUnreadable as exc:
-            log.warning("poll failed: %s", exc)
+        except Exception as exc:
+            reason = _outage(exc)
+            if reason is None:
+                raise  # a wrong login, an expired pre-issued session: a person must act
+            log.warning("poll failed: %s", reason)
+            pause.outage(reason, admission)
+            reported = True
             failed: dict[str, Any] = {
                 "status": "failed",
-                "reason": str(exc),
+                "reason": reason,
                 "rows": rows,
                 "enqueued": accounts,
                 "finished_at": _cursor_text(datetime.now(UTC)),
@@ -202,6 +228,8 @@ def run_poll(ctx: WorkerContext, enqueue: EnqueueChunk | None = None) -> dict[st
                 "cursors": store.cursors(),
             }
             store.record_poll(failed)
+            if raise_outage and not isinstance(exc, SalesforceUnreadable):
+                raise
             return failed
         attention = _record_events(ctx, reader.events)
         usage = ctx.source.sf.api_usage.get("api-usage")
@@ -215,7 +243,11 @@ def run_poll(ctx: WorkerContext, enqueue: EnqueueChunk | None = None) -> dict[st
             "finished_at": _cursor_text(datetime.now(UTC)),
             "duration_s": round(time.monotonic() - started, 3),
         }
-        if not reader.stopped_for_quota:
+        if reader.stopped_for_quota:
+            # The quota pauses polls at once (every poll would only spend more of it).
+            pause.quota(reader.quota_reason or "quota reached")
+        else:
+            pause.succeeded(admission)
             new = {
                 name: _cursor_text(value)
                 for name, value in vars_of(reader.new_cursors).items()
@@ -224,12 +256,49 @@ def run_poll(ctx: WorkerContext, enqueue: EnqueueChunk | None = None) -> dict[st
             if not store.advance_cursors(lease, new):
                 summary["status"] = "fenced_out"
                 log.warning("poll finished after a newer poll took over; cursor left to it")
+        reported = True
         summary["cursors"] = store.cursors()
         store.record_poll(summary)
         log.info("poll: %s", summary)
         return summary
     finally:
+        if not reported:
+            pause.release(admission)  # a probe that learnt nothing gives its turn back
         store.release_poll_lock(lease)
+
+
+def _paused(ctx: WorkerContext) -> dict[str, Any]:
+    """A poll while Salesforce's breaker is open: no call, no cursor moved, not recorded as
+    the last poll (that one says why polling paused)."""
+    state = ctx.salesforce_pause.state()
+    shown = state.as_dict()
+    log.info(
+        "poll paused: Salesforce breaker %s since %s (%s); next probe in %s s",
+        state.state,
+        shown["since"],
+        state.reason,
+        shown["probe_in_s"],
+    )
+    return {
+        "status": "paused",
+        "reason": state.reason or "Salesforce is unavailable",
+        "since": shown["since"],
+        "probe_in_s": shown["probe_in_s"],
+        "rows": 0,
+        "enqueued": 0,
+        "cursors": ctx.store.cursors(),
+    }
+
+
+def _outage(exc: Exception) -> str | None:
+    """What a failed poll says about Salesforce: why it is unavailable (the poll counts
+    toward the breaker, its cursors stay), or None (the error is raised as it is)."""
+    if isinstance(exc, SalesforceUnreadable):
+        return str(exc)
+    why = outage_reason(exc)
+    if why is None:
+        return None
+    return f"Salesforce {why}; cursors unchanged, the next poll reads the same rows again"
 
 
 def vars_of(cursors: Cursors) -> dict[str, datetime | None]:

@@ -15,8 +15,13 @@ Step 3 also maps the record's won deals to contracts: a deal that cannot be mapp
 dead-letters alone, a deal changed after its contract was made is "needs attention", and an
 account whose customer and contracts are all as last synced costs zero API calls.
 
-Transient failures retry with Celery's countdown (exponential, full jitter, capped far below
-the visibility timeout), then dead-letter; permanent ones dead-letter at once.
+Transient failures (5xx, 429, no answer, a timeout) are never dead letters while they could
+still clear: a few quick retries with Celery's countdown (exponential, full jitter, capped far
+below the visibility timeout) for a blip, then the sync is *parked* (worker/parking.py) and the
+drain (tasks/parked.py) sends it again, with a backoff capped at minutes, for a day. While
+Metronome's circuit breaker is open a sync parks at once, without a call (step 4b). Permanent
+failures dead-letter at once; a later sync of the account that succeeds resolves them
+(in finish_sync's MULTI, worker/dead_letters.py).
 """
 
 from __future__ import annotations
@@ -41,8 +46,10 @@ from tasks.contract_step import (
     plan_contracts,
     report_contract_problems,
 )
+from tasks.parked import request_drain
 from worker.app import RETRY_BACKOFF_MAX_S, app, declare_queue
 from worker.context import WorkerContext, get_context
+from worker.metronome.breaker import BreakerOpenError, describe_open
 from worker.metronome.errors import (
     PermanentError,
     RateLimitedError,
@@ -61,6 +68,8 @@ MAX_DELIVERIES = 10
 RETRY_BACKOFF_BASE_S = 2.0
 #: A busy account lock clears when the other sync ends (seconds): retry soon.
 LOCK_BUSY_COUNTDOWN_S = 1.0
+#: The ``reason`` of a parked sync's replay (tasks/parked.py).
+PARKED_REASON = "parked"
 #: Waits for a busy account lock before giving up: each waits at least a second and the lock
 #: is a lease that a dead holder stops renewing, so this bounds only a pathological case.
 MAX_LOCK_WAITS = 400
@@ -122,9 +131,41 @@ def run_sync(
 
     ``state`` is the account's Redis state when the caller read it already (a batch reads
     all of its accounts' in one round trip); ``delivery_counted`` says the caller counted
-    this delivery itself (a batch counts the batch's).
+    this delivery itself (a batch counts the batch's). ``reason="parked"`` marks the replay
+    of a parked sync (tasks/parked.py): once it ends, it leaves the parking.
     """
+    result = _sync(
+        ctx,
+        account_id,
+        record,
+        force=force,
+        reason=reason,
+        task_id=task_id,
+        retries=retries,
+        known_absent=known_absent,
+        state=state,
+        delivery_counted=delivery_counted,
+    )
+    if reason == PARKED_REASON and isinstance(result, Done) and result.outcome != "parked":
+        _leave_parking(ctx, account_id, record)
+    return result
+
+
+def _sync(
+    ctx: WorkerContext,
+    account_id: Any,
+    record: Any,
+    *,
+    force: bool,
+    reason: str,
+    task_id: str,
+    retries: int,
+    known_absent: bool,
+    state: AccountState | None,
+    delivery_counted: bool,
+) -> Done | Retry:
     store = ctx.store
+    breaker = ctx.metronome_breaker
     started = time.monotonic()
 
     def dead(kind: str, why: str, account: str, snapshot: Any) -> Done:
@@ -154,17 +195,53 @@ def run_sync(
         store.client.hset(store.keys.account(account), "dead_hash", snapshot_hash(record))
         return dead("permanent", why, account, record)
 
-    def retry_or_dead(exc: Exception, floor: float = 0.0) -> Done | Retry:
+    def park(exc: Exception) -> Done:
+        """Transient, not dead: the sync waits in the parking (worker/parking.py) and the
+        drain sends it again; a dead letter only once it has failed for a whole day."""
+        item = ctx.parking.park(
+            account, record, reason=str(exc), force=force, sync_reason=reason, task_id=task_id
+        )
+        if ctx.parking.expired(item):
+            ctx.parking.remove(account)
+            hours = item.age_s() / 3600
+            return dead(
+                "transient_exhausted",
+                f"still failing after {hours:.1f} h parked ({item.attempts} attempts): {exc}",
+                account,
+                item.record,
+            )
+        store.count_outcome("parked")
+        log.warning(
+            "parked account %s (attempt %d, next try in %.0f s, parked since %s): %s",
+            account,
+            item.attempts,
+            max(0.0, (item.next_at or 0.0) - time.time()),
+            item.summary()["since"],
+            exc,
+            extra={"account_id": account, "task_id": task_id},
+        )
+        return Done("parked")
+
+    def transient(exc: Exception, floor: float = 0.0, *, metronome: bool = True) -> Done | Retry:
+        """A transient failure: a quick retry while the breaker is closed and the budget
+        lasts (a blip: a parked sync's replay gets them too, so a stray 5xx after recovery
+        does not send it back for a whole backoff), otherwise parked. A Metronome failure
+        also counts toward the breaker."""
+        breaker_open = metronome and breaker.failed(str(exc), account=account) != "counted"
         # Retries spent waiting for the account lock are not failures (see lock_busy).
         failures = retries - store.lock_waits(task_id) if retries else 0
-        if failures >= ctx.settings.max_task_retries:
-            return dead(
-                "transient_exhausted", f"gave up after {failures} retries: {exc}", account, record
-            )
+        if breaker_open or failures >= ctx.settings.max_task_retries:
+            return park(exc)
         wait = backoff(
             failures, ctx.settings.retry_immediately, floor, ctx.settings.visibility_timeout_s
         )
         return Retry(wait, str(exc))
+
+    def succeeded(calls: int) -> None:
+        """Metronome answered this sync's calls: the breaker learns it (a probe closes it,
+        and the parked syncs are sent at once)."""
+        if calls > 0 and breaker.succeeded():
+            request_drain(everything=True)
 
     def lock_busy(exc: LockBusy, owner: str) -> Done | Retry:
         # Another sync of this account runs, or a killed one's lease has not run out yet:
@@ -253,104 +330,124 @@ def run_sync(
         store.count_outcome("unchanged")
         return Done("unchanged", state.customer_id)
 
+    # 4b. Metronome's circuit breaker (worker/metronome/breaker.py): while it is open the sync
+    # parks at once, with zero calls; the first one asking once a probe is due is the probe.
+    admission = breaker.admit()
+    if not admission.go:
+        return park(BreakerOpenError(describe_open(breaker.state())))
+
     # 5. Converge under the owner's lock (the customer owner differs under roll-up).
     owner = desired.salesforce_account_id
     stamp = snapshot_stamp(record)
-    try:
-        with store.account_lock(owner, stamp_of=account) as held:
-            superseded = is_superseded(stamp, held.applied_stamp)
-            if superseded or (customer_unchanged and held.customer_id):
-                # Either a newer snapshot of this account was applied while this one waited
-                # (in a batch, a retry's countdown, a redelivery): applying it would undo
-                # that; or only contracts are left to make. Its deals' contracts are still
-                # made: a contract is created once and never edited, so an older snapshot
-                # cannot undo anything there.
-                if superseded:
-                    log.info(
-                        "skipped account %s: snapshot %s is older than the one applied (%s)",
-                        account,
-                        stamp,
-                        held.applied_stamp,
-                        extra={"account_id": account, "task_id": task_id},
-                    )
-                made = contract_step(held.customer_id)
-                store.count_outcome("unchanged")
-                return Done("unchanged", held.customer_id, made.calls, len(made.created))
-            # The poll's batched find saw no customer: skip the per-account find (the create's
-            # 409 on the identity alias still guards against one made since). The customer id
-            # is the one read under the lock, never an earlier read.
-            searched = known_absent and not held.customer_id and retries == 0
-            outcome = ctx.engine.sync(
-                desired,
-                cached_customer_id=held.customer_id,
-                searched=searched,
-                generation=held.generation,
+    with breaker.probing(admission):
+        try:
+            with store.account_lock(owner, stamp_of=account) as held:
+                superseded = is_superseded(stamp, held.applied_stamp)
+                if superseded or (customer_unchanged and held.customer_id):
+                    # Either a newer snapshot of this account was applied while this one
+                    # waited (in a batch, a retry's countdown, a redelivery, the parking):
+                    # applying it would undo that; or only contracts are left to make. Its
+                    # deals' contracts are still made: a contract is created once and never
+                    # edited, so an older snapshot cannot undo anything there.
+                    if superseded:
+                        log.info(
+                            "skipped account %s: snapshot %s is older than the one applied (%s)",
+                            account,
+                            stamp,
+                            held.applied_stamp,
+                            extra={"account_id": account, "task_id": task_id},
+                        )
+                    made = contract_step(held.customer_id)
+                    succeeded(made.calls)
+                    store.count_outcome("unchanged")
+                    return Done("unchanged", held.customer_id, made.calls, len(made.created))
+                # The poll's batched find saw no customer: skip the per-account find (the
+                # create's 409 on the identity alias still guards against one made since).
+                # The customer id is the one read under the lock, never an earlier read.
+                searched = known_absent and not held.customer_id and retries == 0
+                outcome = ctx.engine.sync(
+                    desired,
+                    cached_customer_id=held.customer_id,
+                    searched=searched,
+                    generation=held.generation,
+                )
+                # 6. Record (and release the lock in the same round trip when no contract
+                # waits).
+                result = (
+                    "created" if outcome.created else ("updated" if outcome.changes else "in_sync")
+                )
+                store.finish_sync(
+                    account,
+                    state_hash=state_hash,
+                    customer_id=outcome.customer_id,
+                    owner_account_id=owner,
+                    outcome=result,
+                    ledger_entry={
+                        "account_id": account,
+                        "owner_account_id": owner,
+                        "opportunity_id": str(record.get("Id") or ""),  # the deal's history too
+                        "customer_id": outcome.customer_id,
+                        "outcome": result,
+                        "changes": list(outcome.changes),
+                        "calls": outcome.calls,
+                        "reason": reason,
+                        "task_id": task_id,
+                        "duration_ms": round((time.monotonic() - started) * 1000, 1),
+                    },
+                    release=None if contracts.pending else held,
+                    snapshot_stamp=stamp,
+                    count=not contracts.pending,
+                )
+                # 7. Contracts, under the same lock, on the customer just converged. The
+                # outcome is counted after them: a waiter (`poll --wait`, the demo) must not
+                # see the sync finished while its contracts are still being made.
+                made = contract_step(outcome.customer_id)
+                if contracts.pending:
+                    store.count_outcome(result)
+        except LockBusy as exc:
+            return lock_busy(exc, owner)
+        except BreakerOpenError as exc:
+            # The breaker opened while this sync ran: it stopped at its next call. Not one
+            # more failure (the failures that opened it were counted).
+            return park(exc)
+        except RateLimitedError as exc:
+            return transient(exc, exc.retry_after_s or 0.0)
+        except TransientError as exc:
+            return transient(exc)
+        except SoftTimeLimitExceeded:
+            late = transient(TransientError("soft time limit"), metronome=False)
+            # A batch must stop here and hand its other accounts on: the hard limit is near.
+            return replace(late, out_of_time=True) if isinstance(late, Retry) else late
+        except UnresolvableConflictError as exc:
+            # An operator must choose between two customers: that is "needs attention" (with
+            # what to do), and the record waits as a dead letter for the redrive after the fix.
+            succeeded(1)  # Metronome is up and answering
+            store.attention.record(
+                "customer_conflict",
+                record_id=account,
+                account_id=account,
+                details={"customer_ids": list(exc.customer_ids), "conflict": str(exc)},
+                task_id=task_id,
+                trigger=reason,
             )
-            # 6. Record (and release the lock in the same round trip when no contract waits).
-            result = "created" if outcome.created else ("updated" if outcome.changes else "in_sync")
-            store.finish_sync(
-                account,
-                state_hash=state_hash,
-                customer_id=outcome.customer_id,
-                owner_account_id=owner,
-                outcome=result,
-                ledger_entry={
-                    "account_id": account,
-                    "owner_account_id": owner,
-                    "opportunity_id": str(record.get("Id") or ""),  # the deal's history too
-                    "customer_id": outcome.customer_id,
-                    "outcome": result,
-                    "changes": list(outcome.changes),
-                    "calls": outcome.calls,
-                    "reason": reason,
-                    "task_id": task_id,
-                    "duration_ms": round((time.monotonic() - started) * 1000, 1),
-                },
-                release=None if contracts.pending else held,
-                snapshot_stamp=stamp,
-                count=not contracts.pending,
-            )
-            # 7. Contracts, under the same lock, on the customer just converged. The outcome
-            # is counted after them: a waiter (`poll --wait`, the demo) must not see the sync
-            # finished while its contracts are still being made.
-            made = contract_step(outcome.customer_id)
-            if contracts.pending:
-                store.count_outcome(result)
-    except LockBusy as exc:
-        return lock_busy(exc, owner)
-    except RateLimitedError as exc:
-        return retry_or_dead(exc, exc.retry_after_s or 0.0)
-    except TransientError as exc:
-        return retry_or_dead(exc)
-    except SoftTimeLimitExceeded:
-        late = retry_or_dead(TransientError("soft time limit"))
-        # A batch must stop here and hand its other accounts on: the hard limit is near.
-        return replace(late, out_of_time=True) if isinstance(late, Retry) else late
-    except UnresolvableConflictError as exc:
-        # An operator must choose between two customers: that is "needs attention" (with what
-        # to do), and the record waits as a dead letter for the redrive after the fix.
-        store.attention.record(
-            "customer_conflict",
-            record_id=account,
-            account_id=account,
-            details={"customer_ids": list(exc.customer_ids), "conflict": str(exc)},
-            task_id=task_id,
-            trigger=reason,
-        )
-        return refused(str(exc))
-    except PermanentError as exc:
-        return refused(str(exc))
-    except redis.RedisError:
-        # Redis restarting (refused, or still loading its AOF: BusyLoadingError) says nothing
-        # about the record: the task retries it (sync_account), never dead-letters it. Found
-        # by the chaos run (seed 2): two closes dead-lettered as "BusyLoadingError".
-        raise
-    except json.JSONDecodeError as exc:
-        # A 200 whose body is cut short or is not JSON (a proxy's error page): the outcome is
-        # unknown, like a dropped connection, so retry; the same Idempotency-Key replays it.
-        return retry_or_dead(TransientError(f"Metronome answered unreadable JSON: {exc}"))
-    except Exception as exc:  # a conflict or a bug: never lose the record
-        return dead(type(exc).__name__, str(exc), account, record)
+            return refused(str(exc))
+        except PermanentError as exc:
+            succeeded(1)  # refused for good: Metronome is up and answering
+            return refused(str(exc))
+        except redis.RedisError:
+            # Redis restarting (refused, or still loading its AOF: BusyLoadingError) says
+            # nothing about the record: the task retries it (sync_account), never dead-letters
+            # it. Found by the chaos run (seed 2): two closes dead-lettered as
+            # "BusyLoadingError".
+            raise
+        except json.JSONDecodeError as exc:
+            # A 200 whose body is cut short or is not JSON (a proxy's error page): the outcome
+            # is unknown, like a dropped connection, so retry; the same Idempotency-Key
+            # replays it.
+            return transient(TransientError(f"Metronome answered unreadable JSON: {exc}"))
+        except Exception as exc:  # a conflict or a bug: never lose the record
+            return dead(type(exc).__name__, str(exc), account, record)
+        succeeded(outcome.calls + made.calls)
 
     log.info(
         "synced account %s: %s (%d calls, %d contracts created)",
@@ -361,6 +458,17 @@ def run_sync(
         extra={"account_id": account, "customer_id": outcome.customer_id, "task_id": task_id},
     )
     return Done(result, outcome.customer_id, outcome.calls + made.calls, len(made.created))
+
+
+def _leave_parking(ctx: WorkerContext, account_id: Any, record: Any) -> None:
+    """A parked sync's replay ended (synced, in sync, or a dead letter): it leaves the
+    parking, unless a newer snapshot of the account was parked meanwhile."""
+    try:
+        account = normalize_salesforce_id(str(account_id))
+    except InvalidSalesforceId:
+        return
+    if isinstance(record, dict):
+        ctx.parking.finish(account, record)
 
 
 def _record_account(record: dict[str, Any]) -> str | None:

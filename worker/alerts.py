@@ -1,11 +1,14 @@
 """A loud signal when a customer could not be synced: JSON POSTs to CRMSYNC_ALERT_WEBHOOK_URL.
 
-Three events are sent:
+Five events are sent:
 
 * ``dead_letter`` -- one per new dead-letter group (an unbilled customer until someone acts;
   a record failing again into its open group is counted there, not alerted again);
 * ``needs_attention`` -- one per new "needs attention" item (worker.attention: a re-opened
   deal, a merged account, a changed or archived contract, a customer conflict);
+* ``breaker_open`` / ``breaker_closed`` -- when an API's circuit breaker opens (Metronome or
+  Salesforce is down, or the Salesforce quota is spent: syncs park, polls pause) and when it
+  closes again (:meth:`AlertWatcher.check_breakers`), once per episode;
 * ``cursor_lag`` -- when crmsync is further behind Salesforce than
   CRMSYNC_ALERT_LAG_THRESHOLD_S (polls failing, stopped for quota, or no beat; see
   :func:`sync_lag`), once per episode, repeated hourly while it lasts, and
@@ -155,6 +158,31 @@ def attention_alert(item: Any) -> dict[str, Any]:
     }
 
 
+def breaker_alert(event: str, state: Any, parked: int) -> dict[str, Any]:
+    """The webhook body for a breaker that opened or closed (``state``: a BreakerState)."""
+    from worker.breaker import iso
+
+    body: dict[str, Any] = {
+        "service": "crmsync",
+        "event": event,
+        "api": state.api,
+        "opened_at": iso(state.opened_at_ms),
+        "reason": (state.reason or "")[:2000],
+        "parked": parked,
+    }
+    if event == "breaker_open":
+        body["action"] = (
+            "nothing is lost: syncs park and polls pause until a probe succeeds; check the "
+            f"{state.api} status page, then `crmsync status` / `crmsync parked list`"
+        )
+    else:
+        body["closed_at"] = iso(state.closed_at_ms)
+        if state.closed_at_ms is not None and state.opened_at_ms is not None:
+            body["outage_s"] = round((state.closed_at_ms - state.opened_at_ms) / 1000, 1)
+        body["action"] = "none: parked syncs drain by themselves (`crmsync parked list`)"
+    return body
+
+
 def _parse(value: str) -> datetime:
     return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
@@ -262,10 +290,37 @@ class AlertWatcher:
         )
         return True
 
+    def check_breakers(self, now_ms: float | None = None) -> int:
+        """One ``breaker_open`` per episode of an open breaker (claimed by when it opened) and
+        one ``breaker_closed`` when it ends (claimed by when it closed)."""
+        from worker.breaker import APIS, breaker_state
+
+        sent = 0
+        parked = int(self.store.client.hlen(self.store.keys.parked_items))
+        for api in APIS:
+            state = breaker_state(self.store.client, self.store.keys, api)
+            moment = state.now_ms if now_ms is None else now_ms
+            if state.is_open and state.opened_at_ms is not None:
+                event, claim = "breaker_open", f"breaker-open:{api}:{int(state.opened_at_ms)}"
+            elif (
+                not state.is_open
+                and state.closed_at_ms is not None
+                and state.opened_at_ms is not None
+                and moment - state.closed_at_ms < LOOKBACK_S * 1000
+            ):
+                event, claim = "breaker_closed", f"breaker-closed:{api}:{int(state.closed_at_ms)}"
+            else:
+                continue
+            if self._claim(claim, CLAIM_TTL_S):
+                self.sender.send(breaker_alert(event, state, parked))
+                sent += 1
+        return sent
+
     def check_once(self) -> None:
         self.check_dead_letters()
         self.check_attention()
         self.check_lag()
+        self.check_breakers()
 
     def start(self) -> AlertWatcher:
         self._thread = threading.Thread(target=self._run, name="crmsync-alert-watch", daemon=True)

@@ -23,7 +23,14 @@ from worker.logs import configure_logging, scrub
 from worker.redis_server import find_embedded
 from worker.settings import Settings, default_data_dir
 
-TASK_MODULES = ["tasks.health", "tasks.poll", "tasks.sync", "tasks.batch", "tasks.resync"]
+TASK_MODULES = [
+    "tasks.health",
+    "tasks.poll",
+    "tasks.sync",
+    "tasks.batch",
+    "tasks.resync",
+    "tasks.parked",
+]
 
 #: Hard limit for any task: a sync touches one account and a poll streams pages, both far
 #: shorter than this; a hung HTTP call is cut off by the clients' own timeouts well before.
@@ -102,7 +109,14 @@ def beat_schedule(settings: Settings) -> dict[str, Any]:
             "schedule": timedelta(seconds=interval),
             # A poll that could not start within one interval is superseded by the next one.
             "options": {"expires": interval},
-        }
+        },
+        # Parked syncs go back into the queue when due (tasks/parked.py): as often as polls,
+        # so after an outage they are on their way within a poll interval of recovery.
+        "drain-parked": {
+            "task": "crmsync.drain_parked",
+            "schedule": timedelta(seconds=interval),
+            "options": {"expires": interval},
+        },
     }
 
 

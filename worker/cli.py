@@ -42,6 +42,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "worker.commands.dead_letters",
     "worker.commands.history",
     "worker.commands.attention",
+    "worker.commands.parked",
 )
 
 

@@ -23,8 +23,11 @@ if TYPE_CHECKING:
     from simple_salesforce.api import Salesforce
 
     from worker.metronome import MetronomeGateway, UpsertEngine
+    from worker.metronome.breaker import MetronomeBreaker
     from worker.metronome.contracts import ContractEngine
+    from worker.parking import Parking
     from worker.salesforce import ClosedWonSource
+    from worker.salesforce.pause import SalesforcePause
 
 
 class NotConfigured(RuntimeError):
@@ -41,6 +44,9 @@ class WorkerContext:
     _contracts: ContractEngine | None = field(default=None, repr=False)
     _contract_store: ContractStore | None = field(default=None, repr=False)
     _source: ClosedWonSource | None = field(default=None, repr=False)
+    _breaker: MetronomeBreaker | None = field(default=None, repr=False)
+    _parking: Parking | None = field(default=None, repr=False)
+    _pause: SalesforcePause | None = field(default=None, repr=False)
     _building: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     @property
@@ -60,9 +66,45 @@ class WorkerContext:
                 "METRONOME_BEARER_TOKEN is not set (run `crmsync demo` to try crmsync "
                 "without credentials)"
             )
-        # Every request of every process takes its turn from the one governor in Redis.
+        # Every request of every process passes the one circuit breaker and takes its turn
+        # from the one governor in Redis.
         governor = RateGovernor.from_settings(self.settings, self.store.client, self.store.keys)
-        return MetronomeGateway.from_settings(self.settings, governor=governor)
+        return MetronomeGateway.from_settings(
+            self.settings, governor=governor, gate=self.metronome_breaker.gate
+        )
+
+    @property
+    def metronome_breaker(self) -> MetronomeBreaker:
+        """Metronome's circuit breaker, shared in Redis (one per process: its cache)."""
+        if self._breaker is None:
+            with self._building:
+                if self._breaker is None:
+                    from worker.metronome.breaker import MetronomeBreaker
+
+                    self._breaker = MetronomeBreaker.from_settings(
+                        self.settings, self.store.client, self.store.keys
+                    )
+        return self._breaker
+
+    @property
+    def salesforce_pause(self) -> SalesforcePause:
+        """Salesforce's circuit breaker, as the poll uses it (stateless here: Redis holds it)."""
+        if self._pause is None:
+            from worker.salesforce.pause import SalesforcePause
+
+            self._pause = SalesforcePause.from_settings(
+                self.settings, self.store.client, self.store.keys
+            )
+        return self._pause
+
+    @property
+    def parking(self) -> Parking:
+        """The parked syncs (stateless here: Redis holds them)."""
+        if self._parking is None:
+            from worker.parking import Parking
+
+            self._parking = Parking.from_settings(self.settings, self.store.client, self.store.keys)
+        return self._parking
 
     @property
     def engine(self) -> UpsertEngine:

@@ -313,6 +313,10 @@ class DeadLetterBook:
     def open_count(self) -> int:
         return int(self.client.hlen(self.keys.dead_letters_open))
 
+    def resolved_count(self) -> int:
+        """Groups a later sync resolved (the newest CLOSED_ITEMS_KEPT are kept)."""
+        return int(self.client.zcard(self.keys.dead_letters_resolved))
+
     def groups(
         self,
         *,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -41,9 +42,36 @@ class ParkedSync:
 
 
 def parked_syncs(store: SyncStore, record_ids: Sequence[str]) -> list[ParkedSync]:
-    """The parked syncs of these records. The hook for the outage work (issue #16): its
-    parking module answers here; until it lands nothing is ever parked."""
-    return []
+    """The parked syncs of these records (worker/parking.py, issue #16): an account's own, or
+    for a deal the parked sync of the account that carries it."""
+    from worker.parking import Parking, deal_ids
+
+    parking = Parking(store.client, store.keys)
+    found: dict[str, Any] = {}
+    deals = {r for r in record_ids if r.startswith(OPPORTUNITY_PREFIX)}
+    for record_id in record_ids:
+        if record_id not in deals:
+            item = parking.get(record_id)
+            if item is not None:
+                found[item.account_id] = item
+    if deals:
+        for item in parking.items(limit=100_000):
+            if deals & deal_ids(item.record):
+                found[item.account_id] = item
+    return [
+        ParkedSync(
+            account_id=item.account_id,
+            since=_iso(item.since),
+            retry_at=_iso(item.next_at) if item.next_at is not None else "",
+            reason=item.reason,
+            attempts=item.attempts,
+        )
+        for item in found.values()
+    ]
+
+
+def _iso(epoch_s: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_s))
 
 
 @dataclass(frozen=True, slots=True)

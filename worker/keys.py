@@ -39,6 +39,9 @@ DEAD_LETTER_GROUPS_PER_ID = 100
 #: then goes: an idle governor restarts at METRONOME_MAX_RPS, which is what it would climb
 #: back to anyway.
 GOVERNOR_TTL_S = 86_400
+#: The drain of parked syncs holds its lock this long at most (it renews nothing: a drain is
+#: a few Redis round trips and publishes, seconds even for 10,000 parked syncs).
+DRAIN_LOCK_TTL_S = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +223,54 @@ class Keys:
         GOVERNOR_TTL_S, renewed by every request. One key: Metronome's 429s name one
         client-wide limit, so one budget covers every endpoint."""
         return f"{self.prefix}:governor:metronome"
+
+    # --- riding out outages (worker/breaker.py, worker/parking.py) --------------------------
+    def breaker(self, api: str) -> str:
+        """Hash: one API's circuit breaker shared by every process (state, since, consecutive
+        failures, next probe, the probe's lease, last reason, counts). No TTL: an open breaker
+        must stay open until a probe succeeds, however long that takes; a closed one is a few
+        fields. Lost in a FLUSHALL, it starts closed: the next failures open it again."""
+        return f"{self.prefix}:breaker:{api}"
+
+    def breaker_failing(self, api: str) -> str:
+        """Set: the accounts whose syncs failed since the breaker's last success (its
+        threshold counts different syncs). Emptied by a success or by opening."""
+        return f"{self.breaker(api)}:failing"
+
+    @property
+    def parked_due(self) -> str:
+        """Sorted set: account id → when its parked sync is next due (epoch seconds). The drain
+        reads the due ones; a claimed one is pushed a lease ahead, not removed, so a replay
+        lost with its worker comes back. No TTL: a parked sync leaves only by syncing or by
+        becoming a dead letter (CRMSYNC_PARK_MAX_AGE_S)."""
+        return f"{self.prefix}:parked:due"
+
+    @property
+    def parked_since(self) -> str:
+        """Sorted set: account id → when it was first parked (epoch seconds): the oldest parked
+        sync for ``crmsync status`` and the expiry into a dead letter, without reading every
+        snapshot. No TTL (see parked_due)."""
+        return f"{self.prefix}:parked:since"
+
+    @property
+    def parked_items(self) -> str:
+        """Hash: account id → the parked sync as JSON (the newest snapshot of the account, why
+        it was parked, since, attempts). No TTL (see parked_due). Survives worker restarts and
+        a Redis restart with AOF; after a FLUSHALL the cursors are gone too, so the next poll
+        reads every won deal again and parks what still fails."""
+        return f"{self.prefix}:parked:items"
+
+    @property
+    def parked_drained_all(self) -> str:
+        """String: the Metronome breaker's ``closed_at`` for which every parked sync was
+        already sent (the drain sends them all once after each recovery, due or not)."""
+        return f"{self.prefix}:parked:drained-all"
+
+    @property
+    def drain_lock(self) -> str:
+        """String: the running drain's token, TTL DRAIN_LOCK_TTL_S: one drain at a time, so a
+        parked sync is not sent twice by two drains racing for it."""
+        return f"{self.prefix}:parked:drain-lock"
 
     def lock_wait_count(self, task_id: str) -> str:
         """Integer: how often one sync waited on a busy account lock (24 h TTL). Waiting is not

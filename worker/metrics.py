@@ -267,6 +267,7 @@ class RedisStateCollector:
         from prometheus_client.core import GaugeMetricFamily
 
         from worker.alerts import sync_lag
+        from worker.breaker import APIS, breaker_state
         from worker.metronome.governor import governor_state
 
         lag = GaugeMetricFamily(
@@ -301,6 +302,14 @@ class RedisStateCollector:
             "crmsync_metronome_held_seconds",
             "Seconds every Metronome request still waits because a 429 asked for it",
         )
+        breaker_open = GaugeMetricFamily(
+            "crmsync_breaker_open",
+            "1 while the API's circuit breaker is open (calls wait, one probe at a time)",
+            labels=["api"],
+        )
+        parked = GaugeMetricFamily(
+            "crmsync_parked_syncs", "Syncs parked until an API is back (worker/parking.py)"
+        )
         up = GaugeMetricFamily("crmsync_redis_up", "1 if Redis answered this scrape")
         try:
             if self._store is None:
@@ -316,6 +325,10 @@ class RedisStateCollector:
             waiting.add_metric([], float(store.dead_letter_book.open_count()))
             for event, count in sorted(store.attention.open_by_event().items()):
                 attention.add_metric([event], float(count))
+            for api in APIS:
+                state = breaker_state(store.client, store.keys, api)
+                breaker_open.add_metric([api], 1.0 if state.is_open else 0.0)
+            parked.add_metric([], float(store.client.hlen(store.keys.parked_items)))
             queued.add_metric([], float(store.client.llen(self._queue)))
             listener.add(store, now.timestamp())
             governed = governor_state(store.client, store.keys)
@@ -337,6 +350,8 @@ class RedisStateCollector:
             allowed,
             ceiling,
             held,
+            breaker_open,
+            parked,
             *listener.families(),
             up,
         )

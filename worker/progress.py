@@ -14,7 +14,8 @@ from typing import Any, TextIO
 
 from worker.store import SyncStore
 
-TERMINAL_OUTCOMES = ("created", "updated", "in_sync", "unchanged", "dead_lettered")
+#: "parked" ends a sync for now (worker/parking.py): its replay later counts once more.
+TERMINAL_OUTCOMES = ("created", "updated", "in_sync", "unchanged", "dead_lettered", "parked")
 
 
 def terminal_total(store: SyncStore) -> int:

@@ -369,10 +369,67 @@ class Settings(BaseSettings):
         ),
     )
     max_task_retries: int = Field(
-        default=8,
+        default=3,
         ge=0,
         le=50,
         validation_alias=AliasChoices("CRMSYNC_MAX_TASK_RETRIES", "max_task_retries"),
+        description=(
+            "Quick retries of a sync that failed for a transient reason (2, 4, 8 s with "
+            "jitter) before it is parked: enough for a blip, never a dead letter."
+        ),
+    )
+    breaker_failures: int = Field(
+        default=5,
+        ge=1,
+        le=1_000,
+        validation_alias=AliasChoices("CRMSYNC_BREAKER_FAILURES", "breaker_failures"),
+        description=(
+            "Consecutive syncs that failed on Metronome for a transient reason (or polls that "
+            "failed on Salesforce) before that API's circuit breaker opens for the whole "
+            "deployment."
+        ),
+    )
+    breaker_probe_s: float = Field(
+        default=30.0,
+        ge=0.1,
+        le=3_600,
+        validation_alias=AliasChoices("CRMSYNC_BREAKER_PROBE_S", "breaker_probe_s"),
+        description=(
+            "While a breaker is open, one probe (a parked sync, or a poll) is let through this "
+            "often, one at a time across the deployment; its success closes the breaker."
+        ),
+    )
+    park_backoff_max_s: float = Field(
+        default=300.0,
+        ge=0.1,
+        le=3_600,
+        validation_alias=AliasChoices("CRMSYNC_PARK_BACKOFF_MAX_S", "park_backoff_max_s"),
+        description=(
+            "A parked sync is retried with a backoff that doubles up to this (minutes, not "
+            "hours); after a breaker closes every parked sync is sent at once."
+        ),
+    )
+    park_max_age_s: float = Field(
+        default=86_400.0,
+        ge=1,
+        le=7 * 86_400,
+        validation_alias=AliasChoices("CRMSYNC_PARK_MAX_AGE_S", "park_max_age_s"),
+        description=(
+            "A sync parked this long and still failing becomes a dead letter (with an alert). "
+            "24 h: Metronome keeps an Idempotency-Key's answer at least that long."
+        ),
+    )
+    salesforce_quota_probe_s: float = Field(
+        default=900.0,
+        ge=1,
+        le=86_400,
+        validation_alias=AliasChoices(
+            "CRMSYNC_SALESFORCE_QUOTA_PROBE_S", "salesforce_quota_probe_s"
+        ),
+        description=(
+            "After the Salesforce daily quota stopped a poll, polls pause and one is tried "
+            "this often (the quota is a rolling 24 h window: it frees up gradually)."
+        ),
     )
     visibility_timeout_s: int = Field(
         default=900,

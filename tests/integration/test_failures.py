@@ -111,6 +111,8 @@ REDIS_COMMANDS: list[list[str]] = [
     ["status"],
     ["dead-letters", "list"],
     ["dead-letters", "redrive"],
+    ["parked", "list"],
+    ["parked", "retry-now"],
     ["worker", "--pool=solo"],
     ["run"],
     ["beat"],
@@ -282,6 +284,8 @@ def test_metronome_forbidding_the_call(stack: SandboxStack, won_account: str) ->
         ["resync", "not-an-id"],
         ["plan", "001Hp00000AbCdEXXX"],  # the checksum suffix does not match
         ["resync", ABSENT_ID, "also-bad"],
+        ["parked", "retry-now", "not-an-id"],
+        ["parked", "list", "001Hp00000AbCdEXXX"],
     ],
 )
 def test_malformed_ids(stack: SandboxStack, command: list[str]) -> None:
@@ -298,6 +302,8 @@ def test_no_crmsync_running_here(stack: SandboxStack, tmp_path: Path) -> None:
         ["status"],
         ["dead-letters", "list"],
         ["dead-letters", "redrive"],
+        ["parked", "list"],
+        ["parked", "retry-now"],
         ["poll"],
         ["resync", ABSENT_ID],
         ["plan", ABSENT_ID],

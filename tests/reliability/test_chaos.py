@@ -1,26 +1,41 @@
 """The chaos scenario in ``make test`` size, and the verdict's own logic.
 
 The short run is the full one's shape (all fault kinds, a SIGKILL, a Redis restart and a
-FLUSHALL, an expired Salesforce session, deals closed meanwhile) on ~100 accounts.
+FLUSHALL, an expired Salesforce session, a Metronome and a Salesforce outage, deals closed
+meanwhile) on ~100 accounts.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from bench.chaos import run_chaos
-from bench.chaos_scenario import KILL, REDIS_FLUSH, RESPAWN, ChaosConfig, schedule
+from bench.chaos_scenario import (
+    KILL,
+    METRONOME_DOWN,
+    METRONOME_UP,
+    REDIS_FLUSH,
+    RESPAWN,
+    SALESFORCE_DOWN,
+    SALESFORCE_UP,
+    ChaosConfig,
+    schedule,
+)
 from bench.chaos_verify import Expected, expected_state, judge
 from mappings import DesiredCustomer, MappingError, load_default_mapping
 
+OUTAGE_KINDS = (METRONOME_DOWN, METRONOME_UP, SALESFORCE_DOWN, SALESFORCE_UP)
 ACCOUNT = "001000000000001AAA"
 OTHER = "001000000000002AAA"
 
 
 @pytest.mark.integration
-@pytest.mark.timeout(300)
+# About 2.5 minutes alone on 2 cores; the outage phase added about 40 s, and a machine shared
+# with other test runs has taken 4.5 minutes.
+@pytest.mark.timeout(600)
 def test_short_chaos_run_has_no_duplicate_no_lost_close_and_no_drift() -> None:
     result = run_chaos(ChaosConfig(seed=11).short())
     assert result["converged"], result
@@ -34,6 +49,8 @@ def test_short_chaos_run_has_no_duplicate_no_lost_close_and_no_drift() -> None:
         assert faults.get(kind, 0) > 0, (kind, faults)
     for kind in ("kill_worker", "restart_redis", "flushall", "expire_salesforce_sessions"):
         assert faults.get(kind) == 1, (kind, faults)
+    for kind in ("metronome_outage_start", "salesforce_outage_start"):
+        assert faults.get(kind) == 1, (kind, faults)
     assert faults.get("close_new_account", 0) > 0 and result["ok"] is True
     # The listener ran beside the poll through lost, late, duplicated and stalled events.
     for kind in ("suppress_change_events", "delay_change_events", "duplicate_change_events"):
@@ -41,6 +58,10 @@ def test_short_chaos_run_has_no_duplicate_no_lost_close_and_no_drift() -> None:
     assert faults.get("stall_event_streams") == 1, faults
     assert result["listener"]["events_delivered"] > 0, result["listener"]
     assert result["listener"]["active"], result["listener"]
+    # The outage phase: no dead letter (checked above), the parking empty at the end, and
+    # the figures reported.
+    assert result["parked_at_end"] == 0, result
+    assert result["outage_requests_per_min"] is not None and result["recovery_s"] is not None
 
 
 def test_the_schedule_is_a_pure_function_of_the_seed() -> None:
@@ -51,7 +72,14 @@ def test_the_schedule_is_a_pure_function_of_the_seed() -> None:
     kills = [e for e in events if e.kind == KILL]
     assert len(kills) == 2 and len([e for e in events if e.kind == RESPAWN]) == 2
     assert len([e for e in events if e.kind == REDIS_FLUSH]) == 1
-    assert all(2.0 <= e.at <= config.window_s for e in events if e.kind != RESPAWN)
+    ends = (RESPAWN, METRONOME_UP, SALESFORCE_UP)  # an outage may end after the window
+    assert all(2.0 <= e.at <= config.window_s for e in events if e.kind not in ends)
+    [down] = [e for e in events if e.kind == METRONOME_DOWN]
+    [up] = [e for e in events if e.kind == METRONOME_UP]
+    assert up.at - down.at == config.metronome_outage_s
+    # Adding the outage phase moved none of the other events (a seed replays the same run).
+    quiet = replace(config, metronome_outage_s=0.0, salesforce_outage_s=0.0)
+    assert [e for e in events if e.kind not in OUTAGE_KINDS] == schedule(quiet)
 
 
 def desired(account: str = ACCOUNT, name: str = "Acme") -> DesiredCustomer:

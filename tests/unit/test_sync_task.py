@@ -5,6 +5,7 @@ Redis is fakeredis; Metronome is the emulator over HTTP with the real SDK.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,7 +13,8 @@ import fakeredis
 import pytest
 
 from mappings import load_default_mapping
-from tasks.sync import MAX_DELIVERIES, Done, Retry, run_sync
+from tasks.parked import run_drain
+from tasks.sync import MAX_DELIVERIES, PARKED_REASON, Done, Retry, run_sync
 from worker.context import WorkerContext
 from worker.keys import Keys
 from worker.sandbox.metronome import MetronomeEmulator, MetronomeFaults
@@ -37,6 +39,22 @@ def record(**account: Any) -> dict[str, Any]:
             "AWS_Region__c": "us-west-1",
             "Parent": None,
             **account,
+        },
+    }
+
+
+def record_of(account_id: str) -> dict[str, Any]:
+    """The same deal on another account."""
+    other = record()
+    return {
+        **other,
+        "Id": "006000000000009AAA",
+        "AccountId": account_id,
+        "Account": {
+            **other["Account"],
+            "Id": account_id,
+            "Name": "Other Co",
+            "Billing_Email__c": "team@other.example",
         },
     }
 
@@ -147,17 +165,78 @@ def test_a_later_successful_sync_resolves_the_accounts_dead_letters(
     assert again.entry_id != resolved.entry_id and again.count == 1
 
 
-def test_transient_failures_retry_then_dead_letter(
+def test_transient_failures_retry_then_park_and_the_replay_leaves_the_parking(
     ctx: WorkerContext, emulator: MetronomeEmulator
 ) -> None:
     emulator.set_faults(MetronomeFaults(server_error_rate=1.0))
     attempts = [run_sync(ctx, ACCOUNT, record(), retries=n) for n in range(3)]
     assert isinstance(attempts[0], Retry) and isinstance(attempts[1], Retry)
     assert attempts[0].countdown == 0  # CRMSYNC_RETRY_IMMEDIATELY: no waiting in tests
-    assert attempts[2] == Done("dead_lettered")
+    assert attempts[2] == Done("parked")  # not a dead letter: the failure may still clear
+    assert ctx.store.dead_letters() == []
+    [parked] = ctx.parking.items()
+    assert parked.account_id == ACCOUNT and parked.attempts == 1
+    assert "answered 500" in parked.reason  # which call, which answer
+    emulator.set_faults(MetronomeFaults())
+    replay = run_sync(ctx, ACCOUNT, parked.record, reason=PARKED_REASON)
+    assert isinstance(replay, Done) and replay.outcome == "created"
+    assert ctx.parking.count() == 0 and len(emulator.customers()) == 1
+
+
+def test_a_replay_fails_again_parks_again_and_dead_letters_only_after_the_max_age(
+    ctx: WorkerContext, emulator: MetronomeEmulator
+) -> None:
+    emulator.set_faults(MetronomeFaults(server_error_rate=1.0))
+    spent = ctx.settings.max_task_retries  # its quick retries are spent each time
+    first = run_sync(ctx, ACCOUNT, record(), reason=PARKED_REASON, retries=spent, task_id="a")
+    assert first == Done("parked")
+    again = run_sync(ctx, ACCOUNT, record(), reason=PARKED_REASON, retries=spent, task_id="b")
+    assert again == Done("parked")
+    parked = ctx.parking.get(ACCOUNT)
+    assert parked is not None and parked.attempts == 2 and ctx.store.dead_letters() == []
+    # Parked a day ago (as far as the parking knows): the next failure is a dead letter.
+    ctx.parking.remove(ACCOUNT)
+    ctx.parking.park(ACCOUNT, record(), reason="old", now=time.time() - 86_400)
+    expired = run_sync(ctx, ACCOUNT, record(), reason=PARKED_REASON, retries=spent, task_id="c")
+    assert expired == Done("dead_lettered")
     [letter] = ctx.store.dead_letters()
-    assert letter.kind == "transient_exhausted"
-    assert emulator.customers() == []
+    assert letter.kind == "transient_exhausted" and "h parked" in letter.reason
+    assert ctx.parking.count() == 0
+
+
+def test_an_open_breaker_parks_syncs_without_a_call_until_a_probe_closes_it(
+    ctx: WorkerContext, emulator: MetronomeEmulator
+) -> None:
+    other = "001000000000002AAA"
+    emulator.set_faults(MetronomeFaults(server_error_rate=1.0))
+    for n in range(ctx.settings.breaker_failures):  # one account failing again and again
+        run_sync(ctx, ACCOUNT, record(), retries=n, task_id=f"same-{n}")
+    assert ctx.metronome_breaker.state().state == "closed"  # cannot open it alone
+    for n in range(3, 3 + ctx.settings.breaker_failures):  # different accounts can
+        account = f"00100000000000{n}AAA"[-18:]
+        run_sync(ctx, account, record_of(account), task_id=f"t-{n}")
+    assert ctx.metronome_breaker.state().state == "open"
+    calls = emulator.total_requests()
+    parked = run_sync(ctx, other, record_of(other))
+    assert parked == Done("parked") and emulator.total_requests() == calls  # zero calls
+    emulator.set_faults(MetronomeFaults())
+    ctx.metronome_breaker.shared.probe_now()  # the probe pause is over
+    probe = run_sync(ctx, other, record_of(other), reason=PARKED_REASON)
+    assert isinstance(probe, Done) and probe.outcome == "created"
+    assert ctx.metronome_breaker.state().state == "closed"
+
+
+def test_a_later_sync_that_succeeds_resolves_the_accounts_dead_letters(
+    ctx: WorkerContext,
+) -> None:
+    bad = record(AWS_Region__c="mars-north-1")
+    assert run_sync(ctx, ACCOUNT, bad, task_id="bad-sync") == Done("dead_lettered")
+    assert ctx.store.dead_letter_book.open_count() == 1
+    fixed = run_sync(ctx, ACCOUNT, record(), task_id="fixing-sync")
+    assert isinstance(fixed, Done) and fixed.outcome == "created"
+    assert ctx.store.dead_letters() == [] and ctx.store.dead_letter_book.open_count() == 0
+    [letter] = ctx.store.dead_letter_book.groups(include_resolved=True)  # kept, for audit
+    assert (letter.status, letter.resolved_by) == ("resolved", "fixing-sync")
 
 
 def test_an_older_snapshot_that_finishes_last_does_not_undo_a_newer_one(
@@ -205,3 +284,26 @@ def test_a_refused_snapshot_is_not_resent_until_it_changes_or_is_forced(
     assert (letter.account_id, letter.kind, letter.count) == (other, "permanent", 2)
     [item] = ctx.store.attention.items()
     assert (item.event, item.record_id, item.count) == ("customer_conflict", other, 2)
+
+
+def test_with_nothing_parked_an_open_breaker_is_probed_with_one_read(
+    ctx: WorkerContext, emulator: MetronomeEmulator
+) -> None:
+    ctx.metronome_breaker.shared.failed("503", force=True, probe_after_s=0)
+    sent: list[Any] = []
+    result = run_drain(ctx, publish=sent.extend)
+    assert result["status"] == "ok" and sent == []  # the read worked: closed, nothing to send
+    assert ctx.metronome_breaker.state().state == "closed"
+    assert emulator.request_counts() == {"GET /v1/customers 200": 1}
+
+
+def test_a_sync_parked_past_its_max_age_while_the_breaker_stays_open_is_dead_lettered(
+    ctx: WorkerContext, emulator: MetronomeEmulator
+) -> None:
+    ctx.parking.park(ACCOUNT, record(), reason="create answered 503", now=time.time() - 90_000)
+    ctx.metronome_breaker.shared.failed("503", force=True, probe_after_s=3600)
+    result = run_drain(ctx, publish=lambda items: None)
+    assert result == {"status": "breaker_open", "parked": 0, "expired": 1}
+    [letter] = ctx.store.dead_letters()
+    assert letter.kind == "transient_exhausted" and "create answered 503" in letter.reason
+    assert letter.snapshot == record() and emulator.total_requests() == 0

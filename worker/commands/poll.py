@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     with runtime() as rt:
         ctx = build_context(rt.settings, rt.redis.url)
         watch = SyncWatch.start(ctx.store)
-        summary = run_poll(ctx)
+        summary = run_poll(ctx, raise_outage=True)
         expected = int(summary.get("enqueued", 0))
         timed_out = False
         if args.wait and expected:

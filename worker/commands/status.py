@@ -1,5 +1,6 @@
-"""``crmsync status``: cursors and their lag, the sync lag, the last poll, outcomes, dead
-letters, open "needs attention" items."""
+"""``crmsync status``: cursors and their lag, the sync lag, the last poll, outcomes, the circuit
+breakers, the parked syncs, dead letters (open, and resolved by a later sync), open "needs
+attention" items."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from typing import Any
 
 from worker.alerts import sync_lag
 from worker.app import QUEUE
+from worker.breaker import APIS, breaker_state
 from worker.metronome.governor import governor_state
+from worker.parking import Parking
 from worker.runtime import runtime
 from worker.salesforce.events.state import ListenerState, listener_report
 from worker.store import SyncStore
@@ -37,9 +40,13 @@ def collect_status(
     # quiet org; this does not).
     behind = sync_lag(store.cursors(), last_poll, now)
     governed = governor_state(store.client, store.keys)
+    parking = Parking(store.client, store.keys)
+    oldest = parking.oldest()
     return {
         "metronome_rate": governed.as_dict() if governed is not None else None,
         "listener": listener_report(listener) if listener is not None else None,
+        "breakers": {api: breaker_state(store.client, store.keys, api).as_dict() for api in APIS},
+        "parked": {"count": parking.count(), "oldest": oldest.summary() if oldest else None},
         "cursors": cursors,
         "sync_lag": {"from": behind[0], "lag_s": round(behind[1], 1)} if behind else None,
         "attention": {"open": store.attention.open_count()},
@@ -48,6 +55,7 @@ def collect_status(
         "queued": int(store.client.llen(QUEUE)),
         "dead_letters": {
             "count": store.dead_letter_book.open_count(),
+            "resolved": store.dead_letter_book.resolved_count(),
             "latest": [
                 {
                     "id": d.entry_id,
@@ -94,8 +102,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"queued messages: {status['queued']}")
     print(f"metronome rate: {describe_rate(status['metronome_rate'])}")
     print_listener(status["listener"])
+    for api, breaker in status["breakers"].items():
+        print(f"{api} breaker: {describe_breaker(breaker)}")
+    print(f"parked syncs: {describe_parked(status['parked'])}")
     dead = status["dead_letters"]
-    print(f"dead letters: {dead['count']} open (crmsync dead-letters list)")
+    print(
+        f"dead letters: {dead['count']} open ({dead['resolved']} resolved by a later sync; "
+        "crmsync dead-letters list)"
+    )
     for letter in dead["latest"]:
         times = f" x{letter['count']}" if letter["count"] > 1 else ""
         print(
@@ -136,3 +150,26 @@ def describe_rate(rate: dict[str, Any] | None) -> str:
     if rate["held_s"] > 0:
         line += f", every call held for {rate['held_s']:g} s more"
     return line
+
+
+def describe_breaker(breaker: dict[str, Any]) -> str:
+    """One API's circuit breaker in one line: closed, or open since when, why, next probe."""
+    if breaker["state"] == "closed":
+        since = f" since {breaker['since']}" if breaker["since"] else ""
+        return f"closed{since}"
+    state = "OPEN (probing)" if breaker["state"] == "half_open" else "OPEN"
+    return (
+        f"{state} since {breaker['since']}, next probe in {breaker['probe_in_s']} s: "
+        f"{breaker['reason']}"
+    )
+
+
+def describe_parked(parked: dict[str, Any]) -> str:
+    """How many syncs wait for an API, and the oldest of them."""
+    oldest = parked["oldest"]
+    if not parked["count"] or oldest is None:
+        return "0"
+    return (
+        f"{parked['count']}, oldest {oldest['account_id']} parked since {oldest['since']} "
+        f"({oldest['attempts']} attempts, next in {oldest['next_in_s']} s): {oldest['reason']}"
+    )

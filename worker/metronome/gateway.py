@@ -10,8 +10,10 @@ with ``stamina`` (bounded, exponential, jittered) only what is safe:
   is replayed by Metronome), but never a 5xx: that goes back to the engine, which bumps the
   key generation and re-reads first.
 
-Every request first takes its turn from the rate governor (``governor.py``: one budget in
-Redis for the whole deployment). A 429 is not an error for the caller: the governor lowers
+Every request first passes Metronome's circuit breaker (``breaker.py``: while it is open only
+the probe's requests go out; the others raise ``BreakerOpenError`` at once and their sync
+parks), then takes its turn from the rate governor (``governor.py``: one budget in Redis for
+the whole deployment). A 429 is not an error for the caller: the governor lowers
 the shared rate and holds everyone back, and the same request (same Idempotency-Key: a 429
 is refused before any work, so nothing was done) is sent again on its next turn, up to
 MAX_REFUSALS times. So a 429 costs an account one more request, never a re-read or a
@@ -91,6 +93,7 @@ class MetronomeGateway:
         retry_immediately: bool = False,
         governor: Governor | None = None,
         max_connections: int = 20,
+        gate: Callable[[], None] | None = None,
     ) -> None:
         secret = token.get_secret_value() if isinstance(token, SecretStr) else token
         #: Calls are counted per thread: a batch syncs several accounts at once through this
@@ -99,6 +102,9 @@ class MetronomeGateway:
         self._max_attempts = max(1, max_attempts)
         self._retry_immediately = retry_immediately
         self._governor: Governor = governor or Ungoverned(immediate=retry_immediately)
+        #: The circuit breaker's gate: raises BreakerOpenError while it is open (None: no
+        #: breaker, e.g. ``crmsync check``, which must tell what Metronome answers now).
+        self._gate = gate
         self._http = httpx.Client(
             timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
             transport=_CountingTransport(
@@ -114,10 +120,14 @@ class MetronomeGateway:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, governor: Governor | None = None
+        cls,
+        settings: Settings,
+        *,
+        governor: Governor | None = None,
+        gate: Callable[[], None] | None = None,
     ) -> MetronomeGateway:
         """``governor``: the deployment's shared one (worker.context builds it on Redis);
-        without it the gateway is Ungoverned and says so."""
+        without it the gateway is Ungoverned and says so. ``gate``: the circuit breaker's."""
         token = settings.metronome_bearer_token
         if token is None:
             raise PermanentError("METRONOME_BEARER_TOKEN is not set")
@@ -130,6 +140,7 @@ class MetronomeGateway:
             governor=governor,
             # One connection per sync thread, and spare ones for the poll's finds.
             max_connections=max(20, settings.sync_threads + 4),
+            gate=gate,
         )
 
     @property
@@ -145,6 +156,11 @@ class MetronomeGateway:
         self._local.calls = getattr(self._local, "calls", 0) + 1
 
     # -- customers -------------------------------------------------------------------------
+
+    def ping(self) -> None:
+        """One cheap read (GET /v1/customers, one page of one): the drain's probe when no
+        parked sync is left to probe with."""
+        self._call("ping", lambda: self._client.v1.customers.list(limit=1))
 
     def retrieve_customer(self, customer_id: str) -> CustomerState | None:
         """GET /v1/customers/{id}; None when it does not exist (a stale cached id)."""
@@ -421,6 +437,8 @@ class MetronomeGateway:
         next turn, up to MAX_REFUSALS times."""
         refusals = 0
         while True:
+            if self._gate is not None:
+                self._gate()  # an open breaker: no request, not even a turn from the governor
             grant = self._governor.acquire()
             try:
                 return _translated(operation, send)

@@ -241,6 +241,8 @@ class PollReader(Iterator[Row]):
         self._new_cursors = cursors
         self.events: list[SourceEvent] = []
         self.stopped_for_quota = False
+        #: Why the quota brake stopped the poll (its QuotaReached message).
+        self.quota_reason = ""
         self._rows = self._run()
 
     def __iter__(self) -> PollReader:
@@ -289,9 +291,10 @@ class PollReader(Iterator[Row]):
                     yield row
             newest_reopened = self._read_reopened() if self._with_events else None
             newest_deleted = self._read_deleted() if self._with_events else None
-        except QuotaReached:
+        except QuotaReached as exc:
             self.events.clear()
             self.stopped_for_quota = True
+            self.quota_reason = str(exc)
             self._new_cursors = cursors
             self._done = True
             return
