@@ -12,19 +12,19 @@ the same steps, locks, Idempotency-Keys and rate governor as any other (``reason
   soonest (its sync asks the breaker and is let through as the probe), or, with nothing parked, one
   cheap read (``gateway.ping``). Syncs parked longer than CRMSYNC_PARK_MAX_AGE_S while it
   stays open become dead letters (with the webhook's alert).
-- One drain at a time (a lock); a sent sync stays in the parking, pushed a lease ahead, until
-  its replay ends: a replay lost with a SIGKILLed worker is sent again by a later drain.
+- One drain at a time (a lock); a sent sync stays in the parking until its replay ends. A
+  replay whose worker was killed comes back from the broker; one lost for good (its message
+  gone with Redis data) is sent again once its lease ran out and nothing is queued.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from worker.app import app, declare_queue
+from worker.app import QUEUE, TASK_TIME_LIMIT_S, app, declare_queue
 from worker.breaker import iso
 from worker.context import WorkerContext, get_context
 from worker.keys import DRAIN_LOCK_TTL_S
@@ -48,10 +48,11 @@ Publish = Callable[[Sequence[ParkedSync]], None]
 
 
 def claim_lease_s(ctx: WorkerContext) -> float:
-    """How long a sent parked sync is left alone before a drain sends it again: twice the
-    longest backoff, so a replay still queued behind a backlog is rarely sent twice (a second
-    copy is harmless: a dedupe hit or a wait on the account lock)."""
-    return max(1.0, 2 * ctx.settings.park_backoff_max_s)
+    """How long a sent parked sync whose replay has not ended is left alone before a drain
+    (with the queue empty) sends it again: longer than a task may run (its hard time limit),
+    so a replay still running is not sent twice, and at least twice the longest backoff. A
+    second copy would be harmless anyway (a dedupe hit, or a wait on the account lock)."""
+    return max(float(TASK_TIME_LIMIT_S), 2 * ctx.settings.park_backoff_max_s)
 
 
 def publish_replays(items: Sequence[ParkedSync]) -> None:
@@ -107,16 +108,27 @@ def _drain(ctx: WorkerContext, *, everything: bool, publish: Publish) -> dict[st
         marker is None or float(str(marker)) < state.closed_at_ms
     )
     everything = everything or recovered
-    started = time.time()
-    # "Everything" is bounded by the claim lease: a sync this drain sent is pushed past it.
-    due_by = started + lease / 2 if everything else None
     sent = 0
     while sent < DRAIN_MAX:
-        items = parking.claim(limit=CLAIM_CHUNK, lease_s=lease, due_by=due_by)
+        items = parking.claim(
+            limit=CLAIM_CHUNK, lease_s=lease, due_by=float("inf") if everything else None
+        )
         if not items:
             break
         publish(items)
         sent += len(items)
+    # A replay whose lease ran out and that never ended was lost (its message gone with Redis
+    # data): sent again, but only with nothing queued -- a queued one is not lost, only late.
+    resent = 0
+    if not store.client.llen(QUEUE):
+        while resent < DRAIN_MAX:
+            items = parking.reclaim(limit=CLAIM_CHUNK, lease_s=lease)
+            if not items:
+                break
+            publish(items)
+            resent += len(items)
+        if resent:
+            log.warning("drain: sent again %d parked sync(s) whose replay never ended", resent)
     if recovered and state.closed_at_ms is not None:
         store.client.set(store.keys.parked_drained_all, repr(state.closed_at_ms))
     if sent:
@@ -127,7 +139,13 @@ def _drain(ctx: WorkerContext, *, everything: bool, publish: Publish) -> dict[st
             if recovered
             else "",
         )
-    return {"status": "ok", "sent": sent, "everything": everything, "parked": parking.count()}
+    return {
+        "status": "ok",
+        "sent": sent,
+        "resent": resent,
+        "everything": everything,
+        "parked": parking.count(),
+    }
 
 
 def _expire(ctx: WorkerContext) -> int:

@@ -239,11 +239,17 @@ class Keys:
 
     @property
     def parked_due(self) -> str:
-        """Sorted set: account id → when its parked sync is next due (epoch seconds). The drain
-        reads the due ones; a claimed one is pushed a lease ahead, not removed, so a replay
-        lost with its worker comes back. No TTL: a parked sync leaves only by syncing or by
-        becoming a dead letter (CRMSYNC_PARK_MAX_AGE_S)."""
+        """Sorted set: account id → when its parked sync is next due (epoch seconds), for the
+        ones waiting; the drain moves the due ones to parked_sent. No TTL: a parked sync
+        leaves only by syncing or by becoming a dead letter (CRMSYNC_PARK_MAX_AGE_S)."""
         return f"{self.prefix}:parked:due"
+
+    @property
+    def parked_sent(self) -> str:
+        """Sorted set: account id → when its replay, sent by the drain and not ended yet, may
+        be sent again if it never ends (a lease; only with the queue empty: worker/parking.py).
+        No TTL (see parked_due)."""
+        return f"{self.prefix}:parked:sent"
 
     @property
     def parked_since(self) -> str:

@@ -7,17 +7,22 @@ countdowns stay far under the visibility timeout). So a sync whose quick retries
 or that meets an open circuit breaker, is *parked* (``tasks/sync.py``) and the drain
 (``tasks/parked.py``) sends it again when it is due:
 
-- three keys (``worker/keys.py``): a sorted set by next attempt, a sorted set by first park
-  (the oldest, the expiry), and a hash of the parked syncs as JSON -- the account's newest
-  snapshot, why it was parked (which call, which answer), since, attempts;
+- four keys (``worker/keys.py``): a hash of the parked syncs as JSON -- the account's newest
+  snapshot, why it was parked (which call, which answer), since, attempts --, a sorted set of
+  those waiting by next attempt, one of those sent (their replay on its way) by when they may
+  be sent again, and one by first park (the oldest, the expiry);
 - one entry per account: parking a second snapshot of a parked account merges the two
   (:func:`merge_snapshots`): the newer one wins, and every won deal either carried is kept,
   so no contract is lost with the older one; applying stays guarded by the snapshot stamps;
 - the backoff doubles from PARK_BACKOFF_BASE_S up to CRMSYNC_PARK_BACKOFF_MAX_S (minutes);
   after a breaker closes every parked sync is sent at once, due or not;
-- a claimed sync is not removed, only pushed a lease ahead: if its replay dies with its
-  worker it comes back by itself; only a replay that ends (synced, or a dead letter) removes
-  it, and only if no newer snapshot was parked meanwhile;
+- a sent sync is not removed, only moved to the sent set: only a replay that ends (synced,
+  or a dead letter) removes it, and only if no newer snapshot was parked meanwhile. A replay
+  lost for good (its message gone with Redis data) is sent again once its lease ran out *and
+  the queue is empty* (``tasks/parked.py``): with a backlog queued, a lease cannot tell a lost
+  message from a waiting one, and re-sending every waiting one would only double the backlog
+  (seen in the chaos run: 750 duplicates queued behind 965 replays). A replay whose worker
+  was killed comes back from the broker (acks_late), parked or not;
 - parked for CRMSYNC_PARK_MAX_AGE_S (24 h: Metronome keeps an Idempotency-Key's answer that
   long) and still failing, it becomes a dead letter.
 
@@ -52,39 +57,56 @@ PARK_BACKOFF_BASE_S = 5.0
 #: Attempts to win the compare-and-set against another sync parking the same account.
 CAS_ATTEMPTS = 20
 
-# KEYS: items hash, due zset, since zset. ARGV: account, expected old JSON ("" = absent), new
-# JSON ("" = delete), next attempt, since. Writes only if the item is still what was read.
+# KEYS: items hash, due zset, sent zset, since zset. ARGV: account, expected old JSON ("" =
+# absent), new JSON ("" = delete), next attempt, since. Writes only if the item is still what
+# was read. A (re)parked sync waits again: out of the sent set, into the due one.
 _CAS = """
 local current = redis.call('HGET', KEYS[1], ARGV[1]) or ''
 if current ~= ARGV[2] then return 0 end
+redis.call('ZREM', KEYS[3], ARGV[1])
 if ARGV[3] == '' then
   redis.call('HDEL', KEYS[1], ARGV[1])
   redis.call('ZREM', KEYS[2], ARGV[1])
-  redis.call('ZREM', KEYS[3], ARGV[1])
+  redis.call('ZREM', KEYS[4], ARGV[1])
   return 1
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
-redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
+redis.call('ZADD', KEYS[4], ARGV[5], ARGV[1])
 return 1
 """
 
-# KEYS: items hash, due zset. ARGV: highest due score to take (or "+inf"), how many at most,
-# the score to push them to (a lease). Returns account, JSON, account, JSON, ...
+# KEYS: items hash, the set to take from (due, or sent), the sent set. ARGV: highest score to
+# take (or "+inf"), how many at most, the lease end to give them in the sent set. Returns
+# account, JSON, account, JSON, ...
 _CLAIM = """
 local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 local reply = {}
 for _, id in ipairs(ids) do
+  redis.call('ZREM', KEYS[2], id)
   local item = redis.call('HGET', KEYS[1], id)
   if item then
-    redis.call('ZADD', KEYS[2], ARGV[3], id)
+    redis.call('ZADD', KEYS[3], ARGV[3], id)
     reply[#reply + 1] = id
     reply[#reply + 1] = item
-  else
-    redis.call('ZREM', KEYS[2], id)
   end
 end
 return reply
+"""
+
+# KEYS: items hash, due zset, sent zset. ARGV: now, then accounts. Makes the parked ones of
+# them due now (waiting or sent); returns those.
+_DUE_NOW = """
+local made = {}
+for i = 2, #ARGV do
+  local id = ARGV[i]
+  if redis.call('HEXISTS', KEYS[1], id) == 1 then
+    redis.call('ZREM', KEYS[3], id)
+    redis.call('ZADD', KEYS[2], ARGV[1], id)
+    made[#made + 1] = id
+  end
+end
+return made
 """
 
 
@@ -164,6 +186,7 @@ class Parking:
         self.base_s = min(base_s, backoff_max_s)
         self._cas = client.register_script(_CAS)
         self._claim = client.register_script(_CLAIM)
+        self._due_now = client.register_script(_DUE_NOW)
 
     @classmethod
     def from_settings(cls, settings: Settings, client: redis.Redis, keys: Keys) -> Parking:
@@ -225,14 +248,13 @@ class Parking:
 
     def finish(self, account_id: str, record: dict[str, Any]) -> bool:
         """The replay of ``record`` ended (synced, or a dead letter): remove the parked sync,
-        unless a newer snapshot was parked meanwhile (then it stays, due at once)."""
+        unless a newer snapshot was parked meanwhile (it waits again: :meth:`park`)."""
         for _ in range(CAS_ATTEMPTS):
             raw = cast(str | None, self.client.hget(self.keys.parked_items, account_id))
             if not raw:
                 return False
-            item = ParkedSync.from_json(raw)
-            if _canonical(item.record) != _canonical(record):
-                self.client.zadd(self.keys.parked_due, {account_id: time.time()}, xx=True)
+            if _canonical(ParkedSync.from_json(raw).record) != _canonical(record):
+                self.make_due([account_id])  # the newer one: due at once
                 return False
             if int(self._cas(keys=self._keys(), args=[account_id, raw, "", "0", "0"])):
                 return True
@@ -246,34 +268,41 @@ class Parking:
         return bool(int(self._cas(keys=self._keys(), args=[account_id, raw, "", "0", "0"])))
 
     def make_due(self, account_ids: Iterable[str] | None = None) -> list[str]:
-        """Due now: the given accounts (those of them parked), or every parked sync. Returns
-        the accounts made due."""
-        if account_ids is None:
-            ids = [
-                _text(i) for i in cast(list[Any], self.client.zrange(self.keys.parked_due, 0, -1))
-            ]
-        else:
-            ids = list(dict.fromkeys(account_ids))
+        """Due now: the given accounts (those of them parked, waiting or sent), or every
+        parked sync. Returns the accounts made due."""
+        ids = (
+            [_text(i) for i in cast(list[Any], self.client.hkeys(self.keys.parked_items))]
+            if account_ids is None
+            else list(dict.fromkeys(account_ids))
+        )
         if not ids:
             return []
-        pipe = self.client.pipeline(transaction=False)
-        for account in ids:
-            pipe.zscore(self.keys.parked_due, account)
-        parked = [a for a, score in zip(ids, pipe.execute(), strict=True) if score is not None]
-        if parked:
-            self.client.zadd(self.keys.parked_due, dict.fromkeys(parked, time.time()), xx=True)
-        return parked
+        reply = self._due_now(
+            keys=[self.keys.parked_items, self.keys.parked_due, self.keys.parked_sent],
+            args=[repr(time.time()), *ids],
+        )
+        return [_text(i) for i in cast(list[Any], reply)]
 
     # -- the drain -----------------------------------------------------------------------
 
     def claim(self, *, limit: int, lease_s: float, due_by: float | None = None) -> list[ParkedSync]:
-        """Up to ``limit`` parked syncs due by ``due_by`` (now by default; ``inf`` for all),
-        oldest due first, each pushed ``lease_s`` ahead so another drain does not send it
-        again; it leaves the parking only when its replay ends (:meth:`finish`)."""
+        """Up to ``limit`` waiting parked syncs due by ``due_by`` (now by default; ``inf``:
+        all of them), soonest due first, moved to the sent set with a lease of ``lease_s``;
+        they leave the parking only when their replay ends (:meth:`finish`)."""
+        return self._take(self.keys.parked_due, limit=limit, lease_s=lease_s, due_by=due_by)
+
+    def reclaim(self, *, limit: int, lease_s: float) -> list[ParkedSync]:
+        """Sent parked syncs whose lease ran out and whose replay never ended: to send again
+        (only when the queue is empty: see the module docstring)."""
+        return self._take(self.keys.parked_sent, limit=limit, lease_s=lease_s, due_by=None)
+
+    def _take(
+        self, source: str, *, limit: int, lease_s: float, due_by: float | None
+    ) -> list[ParkedSync]:
         moment = time.time()
         bound = "+inf" if due_by == float("inf") else repr(moment if due_by is None else due_by)
         reply = self._claim(
-            keys=[self.keys.parked_items, self.keys.parked_due],
+            keys=[self.keys.parked_items, source, self.keys.parked_sent],
             args=[bound, str(limit), repr(moment + lease_s)],
         )
         items = cast(list[Any], reply)
@@ -283,7 +312,16 @@ class Parking:
         ]
 
     def next_due_account(self) -> str | None:
+        """The waiting parked sync due soonest (the drain's probe), else a sent one whose
+        lease ran out."""
         first = cast(list[Any], self.client.zrange(self.keys.parked_due, 0, 0))
+        if not first:
+            first = cast(
+                list[Any],
+                self.client.zrangebyscore(
+                    self.keys.parked_sent, "-inf", repr(time.time()), start=0, num=1
+                ),
+            )
         return _text(first[0]) if first else None
 
     def oldest_account(self) -> str | None:
@@ -291,12 +329,15 @@ class Parking:
         return _text(first[0]) if first else None
 
     def claim_account(self, account_id: str, *, lease_s: float) -> ParkedSync | None:
-        """Claim one given parked sync (the probe: the oldest one)."""
+        """Send one given parked sync (the probe)."""
         moment = time.time()
         raw = cast(str | None, self.client.hget(self.keys.parked_items, account_id))
         if not raw:
             return None
-        self.client.zadd(self.keys.parked_due, {account_id: moment + lease_s}, xx=True)
+        pipe = self.client.pipeline(transaction=True)
+        pipe.zrem(self.keys.parked_due, account_id)
+        pipe.zadd(self.keys.parked_sent, {account_id: moment + lease_s})
+        pipe.execute()
         return ParkedSync.from_json(raw, moment + lease_s)
 
     def expired_accounts(self, now: float | None = None) -> list[str]:
@@ -315,11 +356,8 @@ class Parking:
         return int(self.client.hlen(self.keys.parked_items))
 
     def get(self, account_id: str) -> ParkedSync | None:
-        pipe = self.client.pipeline(transaction=False)
-        pipe.hget(self.keys.parked_items, account_id)
-        pipe.zscore(self.keys.parked_due, account_id)
-        raw, due = pipe.execute()
-        return ParkedSync.from_json(_text(raw), due) if raw else None
+        found = self._read([account_id])
+        return found[0] if found else None
 
     def oldest(self) -> ParkedSync | None:
         account = self.oldest_account()
@@ -331,24 +369,34 @@ class Parking:
             _text(i)
             for i in cast(list[Any], self.client.zrange(self.keys.parked_since, 0, limit - 1))
         ]
+        return self._read(ids)
+
+    def _read(self, ids: list[str]) -> list[ParkedSync]:
+        """The items, with when each is next due (waiting) or may be sent again (sent)."""
         if not ids:
             return []
         pipe = self.client.pipeline(transaction=False)
         for account in ids:
             pipe.hget(self.keys.parked_items, account)
             pipe.zscore(self.keys.parked_due, account)
+            pipe.zscore(self.keys.parked_sent, account)
         replies = pipe.execute()
         found = []
         for index in range(len(ids)):
-            raw, due = replies[2 * index], replies[2 * index + 1]
+            raw, due, sent = replies[3 * index : 3 * index + 3]
             if raw:
-                found.append(ParkedSync.from_json(_text(raw), due))
+                found.append(ParkedSync.from_json(_text(raw), due if due is not None else sent))
         return found
 
     # -- plumbing ------------------------------------------------------------------------
 
     def _keys(self) -> list[str]:
-        return [self.keys.parked_items, self.keys.parked_due, self.keys.parked_since]
+        return [
+            self.keys.parked_items,
+            self.keys.parked_due,
+            self.keys.parked_sent,
+            self.keys.parked_since,
+        ]
 
     def _write(self, account_id: str, expected: str, item: ParkedSync) -> bool:
         args = [account_id, expected, item.to_json(), repr(item.next_at), repr(item.since)]

@@ -72,16 +72,29 @@ def test_the_backoff_doubles_up_to_minutes_never_hours(parking: Parking) -> None
     assert ceilings[-1] > 150  # the cap is reached, with jitter below it
 
 
-def test_a_claim_is_a_lease_and_only_a_finished_replay_leaves(parking: Parking) -> None:
+def test_a_sent_sync_stays_parked_until_its_replay_ends(parking: Parking) -> None:
     record = snapshot(DEAL_X, OLD)
     parking.park(ACCOUNT, record, reason="503")
-    parking.make_due([ACCOUNT])
-    [claimed] = parking.claim(limit=10, lease_s=60)
-    assert claimed.record == record
-    assert parking.claim(limit=10, lease_s=60) == []  # not sent twice while leased
-    assert parking.claim(limit=10, lease_s=60, due_by=time.time() + 120)  # the lease ran out
+    assert parking.make_due([ACCOUNT, "001000000000009AAA"]) == [ACCOUNT]
+    [sent] = parking.claim(limit=10, lease_s=60)
+    assert sent.record == record and parking.count() == 1
+    assert parking.claim(limit=10, lease_s=60, due_by=float("inf")) == []  # sent once
+    assert parking.reclaim(limit=10, lease_s=60) == []  # its lease has not run out
     assert parking.finish(ACCOUNT, record) is True
     assert parking.count() == 0 and parking.items() == []
+
+
+def test_a_replay_that_never_ends_can_be_sent_again_after_its_lease(parking: Parking) -> None:
+    parking.park(ACCOUNT, snapshot(DEAL_X, OLD), reason="503")
+    parking.make_due()
+    [sent] = parking.claim(limit=10, lease_s=0)  # a lease already run out
+    [again] = parking.reclaim(limit=10, lease_s=60)
+    assert again.record == sent.record
+    assert parking.reclaim(limit=10, lease_s=60) == []
+    # Parked again meanwhile (the replay failed): it waits, out of the sent set.
+    parking.park(ACCOUNT, snapshot(DEAL_X, OLD), reason="still 503", now=time.time() - 10)
+    assert parking.reclaim(limit=10, lease_s=0) == []
+    assert [i.account_id for i in parking.claim(limit=10, lease_s=60)] == [ACCOUNT]
 
 
 def test_a_newer_snapshot_parked_during_the_replay_stays_parked(parking: Parking) -> None:
