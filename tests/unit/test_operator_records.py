@@ -160,6 +160,19 @@ def test_history_verdicts(store: SyncStore) -> None:
     assert history.timeline[0].task_id == "t2"  # resolved by the sync that created it
 
 
+def test_history_shows_a_parked_sync_of_the_account_and_of_its_deal(store: SyncStore) -> None:
+    from worker.parking import Parking
+
+    record = {"Id": DEAL, "AccountId": ACCOUNT, "Account": {"Id": ACCOUNT, "Name": "Acme"}}
+    Parking(store.client, store.keys).park(ACCOUNT, record, reason="create answered 503")
+    for record_id in (ACCOUNT, DEAL):
+        history = build_history(store, record_id)
+        [parked] = history.parked
+        assert (parked.account_id, parked.reason) == (ACCOUNT, "create answered 503")
+        assert "parked since" in history.verdict and not history.needs_explaining
+    assert build_history(store, OTHER).parked == []
+
+
 def test_since_takes_durations_and_dates() -> None:
     now = datetime(2026, 11, 29, 12, tzinfo=UTC)
     assert parse_since("24h", now) == now - timedelta(hours=24)
