@@ -57,12 +57,16 @@ def open_deal(sf: Salesforce, stage: str = "Prospecting") -> str:
 
 
 def read(sub: Subscription, count: int, *, keepalives_too: bool = False) -> list[pb.FetchResponse]:
-    """The next ``count`` responses with events (or any, with ``keepalives_too``)."""
+    """The responses carrying the next ``count`` events (or the next ``count`` responses of
+    any kind, keepalives included, with ``keepalives_too``). Counting events, not responses:
+    events published together may arrive in one response (the server sends what it has)."""
     out: list[pb.FetchResponse] = []
+    seen = 0
     for response in sub.responses():
         if response.events or keepalives_too:
             out.append(response)
-        if len(out) >= count:
+            seen += 1 if keepalives_too else len(response.events)
+        if seen >= count:
             break
     return out
 
