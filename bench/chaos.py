@@ -74,7 +74,13 @@ def say(what: str, **data: Any) -> None:
 @dataclass
 class Outage:
     """What the Metronome outage did: the requests it saw, and how long after it ended the
-    last parked sync was done (no parked sync left)."""
+    last sync parked by it was done.
+
+    ``recovery_s`` follows the syncs parked when Metronome came back: done once none of those
+    accounts is parked any more (its replay synced it). The run's normal faults (a 5xx in
+    five, 429s, dropped answers) go on after the outage and park a sync now and then, so
+    "the parking is empty" (``parking_empty_s``) also waits for those, and says more about
+    the normal faults' backoff than about the recovery."""
 
     down_at: float | None = None
     up_at: float | None = None
@@ -83,7 +89,10 @@ class Outage:
     #: Injected-fault counts of the normal faults, put aside while the outage's own ran.
     faults_before: dict[str, int] = field(default_factory=dict)
     parked_peak: int = 0
+    #: The accounts parked when Metronome came back.
+    parked_at_up: frozenset[str] = frozenset()
     recovery_s: float | None = None
+    parking_empty_s: float | None = None
 
     def per_minute(self) -> float | None:
         if self.requests is None or self.down_at is None or self.up_at is None:
@@ -223,16 +232,34 @@ def parked_count(run: Run) -> int:
     return int(retrying(lambda: run.client().hlen(keys.parked_items)))
 
 
+def parked_accounts(run: Run) -> frozenset[str]:
+    keys = Keys(run.stack.settings().redis_prefix)
+    return frozenset(str(a) for a in retrying(lambda: run.client().hkeys(keys.parked_items)))
+
+
 def watch_outage(run: Run) -> None:
-    """The parked syncs' peak during the outage, and when the last was done after it."""
+    """The parked syncs' peak during the outage, and when those parked at its end were done
+    (and when the parking was first empty) after it."""
     outage = run.outage
-    if outage.down_at is None or outage.recovery_s is not None:
+    if outage.down_at is None or outage.parking_empty_s is not None:
         return
-    parked = parked_count(run)
-    outage.parked_peak = max(outage.parked_peak, parked)
-    if outage.up_at is not None and parked == 0:
-        outage.recovery_s = round(run.now() - outage.up_at, 1)
-        say("recovered", recovery_s=outage.recovery_s, parked_peak=outage.parked_peak)
+    parked = parked_accounts(run)
+    outage.parked_peak = max(outage.parked_peak, len(parked))
+    if outage.up_at is None:
+        return
+    since_up = round(run.now() - outage.up_at, 1)
+    if outage.recovery_s is None and not parked & outage.parked_at_up:
+        outage.recovery_s = since_up
+        say(
+            "recovered",
+            recovery_s=since_up,
+            parked_at_up=len(outage.parked_at_up),
+            parked_peak=outage.parked_peak,
+            parked_now=len(parked),
+        )
+    if not parked:
+        outage.parking_empty_s = since_up
+        say("parking_empty", parking_empty_s=since_up)
 
 
 def _metronome_down(run: Run) -> dict[str, Any]:
@@ -254,6 +281,7 @@ def _metronome_up(run: Run) -> dict[str, Any]:
     outage = run.outage
     outage.requests = api.total_requests() - outage.requests_at_down
     outage.up_at = run.now()
+    outage.parked_at_up = parked_accounts(run)
     api.set_faults(_faults(run.config))
     return {"requests_during_outage": outage.requests, "per_minute": outage.per_minute()}
 
@@ -449,10 +477,12 @@ def verdict(run: Run) -> dict[str, Any]:
         "liveness_restarts": len(run.liveness.restarts) if run.liveness else 0,
         "faults_injected": {**_normal_faults(run), **run.done},
         # The outage phase: requests Metronome saw while down, per minute, and how long after
-        # it came back the last parked sync was done (none parked any more).
+        # it came back the last sync it parked was done (Outage explains the two figures).
         "outage_requests": run.outage.requests,
         "outage_requests_per_min": run.outage.per_minute(),
         "recovery_s": run.outage.recovery_s,
+        "parked_at_recovery": len(run.outage.parked_at_up),
+        "parking_empty_s": run.outage.parking_empty_s,
         "parked_peak": run.outage.parked_peak,
         "parked_at_end": parked_count(run),
         "examples": {
