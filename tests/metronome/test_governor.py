@@ -156,6 +156,29 @@ def test_a_slot_reserved_before_a_decrease_is_given_back_and_taken_again() -> No
     assert grant.rate == pytest.approx(10 * policy.decrease)
 
 
+def test_slots_given_back_after_a_decrease_are_free_for_the_requests_after_it() -> None:
+    policy = Policy(max_rps=10, burst_s=0.0, horizon_s=0.5)
+    clock = PinnedClock()
+    governor = pinned(policy, clock)
+    start = clock.now_ms
+    # Six threads hold slots up to the horizon (0, 100, ... 500 ms) when one request is
+    # answered 429: every one of those slots was paced at the old rate and is given back.
+    governor._sleep = lambda _seconds: None  # the six reserve at once, nobody sleeps
+    reserved = [governor.acquire() for _ in range(6)]
+    governor._sleep = clock.sleep
+    assert [g.slot_ms - start for g in reserved] == pytest.approx(
+        [0, 100, 200, 300, 400, 500], abs=EPSILON_MS
+    )
+    clock.now_ms += 1
+    governor.refused(reserved[0], retry_after_s=0.0, limit_type="client")
+    # The next request goes now, at the lowered rate: not behind the six void slots (which
+    # cost half a second of the budget per decrease before).
+    taken = [governor.acquire() for _ in range(3)]
+    assert taken[0].slot_ms == pytest.approx(start + 1, abs=EPSILON_MS)
+    interval = 1000 / (10 * policy.decrease)
+    assert taken[2].slot_ms - taken[0].slot_ms == pytest.approx(2 * interval, rel=0.02)
+
+
 def test_the_rate_never_falls_below_its_floor_and_climbs_back_linearly() -> None:
     policy = Policy(max_rps=10)
     clock = PinnedClock()

@@ -133,6 +133,12 @@ if op == 'refused' then
       cut = now
       redis.call('HSET', key, 'base', num(base), 'cut', num(cut))
       rate = rate_at(max_rps, min_rps, increase, base, cut)
+      -- Every slot reserved before now was paced at the old rate, and its holder gives it
+      -- back (governor.py): those slots are free again. Left reserved, each decrease wasted
+      -- up to a horizon of the budget (half of it with a 429 every second or so).
+      if tat > now then
+        redis.call('HSET', key, 'tat', num(now))
+      end
     end
   end
   redis.call('PEXPIRE', key, ttl)
