@@ -13,7 +13,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from mappings import load_default_mapping
 from tasks import inflight
-from tasks.batch import parse_items, run_batch
+from tasks.batch import BATCH_TIME_BUDGET_S, batch_budget_s, parse_items, run_batch
 from tasks.publish import BATCH_SIZE, MIN_BATCHES, SyncItem, split_batches
 from worker.context import WorkerContext
 from worker.keys import Keys
@@ -90,6 +90,14 @@ def test_a_spent_time_budget_hands_the_unstarted_accounts_on(ctx: WorkerContext)
     again = run_batch(ctx, items, task_id="budget-2")
     assert again.outcomes == {"unchanged": 1, "created": 3}
     assert again.unstarted == [] and again.retries == []
+
+
+def test_a_batch_hands_on_well_before_the_broker_would_deliver_it_again() -> None:
+    # The default visibility timeout (900 s) leaves the 60 s budget as it is; a short one
+    # (chaos runs 30 s) shortens it to a quarter, so no batch outlives its message's lease.
+    assert batch_budget_s(900) == BATCH_TIME_BUDGET_S
+    assert batch_budget_s(120) == 30.0
+    assert batch_budget_s(30) == 7.5
 
 
 def test_a_busy_account_is_returned_for_a_retry_that_is_not_a_failure(
