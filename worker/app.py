@@ -17,6 +17,7 @@ from typing import Any
 
 from celery import Celery
 from celery.signals import before_task_publish, setup_logging
+from kombu import pools as kombu_pools
 
 from worker import metrics
 from worker.logs import configure_logging, scrub
@@ -193,6 +194,9 @@ def _drop_connections() -> None:
     amqp = app.__dict__.get("amqp")
     if amqp is not None:
         amqp._producer_pool = None
+    # kombu also keeps producer pools per broker URL, process-wide: pointed back at a URL it
+    # used before, the app would get that URL's old pool, whose connections were closed above.
+    kombu_pools.reset()  # type: ignore[no-untyped-call]
 
 
 def declare_queue() -> None:

@@ -25,7 +25,7 @@ class OpsStack:
 
 
 @pytest.fixture(scope="session")
-def ops(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpsStack]:
+def running_ops(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpsStack]:
     base = tmp_path_factory.mktemp("ops")
     receiver = Receiver()
     stack = SandboxStack(
@@ -48,3 +48,12 @@ def ops(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpsStack]:
     finally:
         stack.stop()
         receiver.close()
+
+
+@pytest.fixture
+def ops(running_ops: OpsStack) -> OpsStack:
+    """The session's running product, with this process's Celery app pointed at it again: a
+    module of another package run in between (pytest-xdist sends files to workers in any
+    order) started a stack of its own, which took the process-wide app."""
+    running_ops.stack.activate()
+    return running_ops

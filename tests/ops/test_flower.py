@@ -24,7 +24,8 @@ AUTH = ("operator", "flower-pass-42")
 
 
 @pytest.fixture(scope="module")
-def flower(ops: OpsStack) -> Iterator[str]:
+def flower(running_ops: OpsStack) -> Iterator[str]:
+    ops = running_ops
     port = free_port()
     env = {**ops.stack.env(), "FLOWER_USER": AUTH[0], "FLOWER_PASSWORD": AUTH[1]}
     log_path = ops.base / "flower.log"

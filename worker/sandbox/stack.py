@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from worker.app import configure
+from worker.app import app, configure
 from worker.context import WorkerContext, build_context, reset_context
 from worker.redis_server import RedisServer
 from worker.sandbox.metronome import MetronomeEmulator, MetronomeFaults
@@ -61,6 +61,15 @@ class SandboxStack:
             pubsub_port=0,
             pubsub_keepalive_s=self.pubsub_keepalive_s,
         ).start()
+        return self.activate()
+
+    def activate(self) -> SandboxStack:
+        """Point this process's Celery app and context at this stack. ``start`` does it; a
+        caller holding a long-lived stack while others start and stop in the same process (a
+        test session) calls it again before using it. Already pointed at it, it changes
+        nothing (re-pointing closes the pooled connections other threads may hold)."""
+        if app.conf.broker_url == self.redis_url:
+            return self
         configure(self.redis_url, self.settings())
         reset_context()
         return self
