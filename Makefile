@@ -33,8 +33,8 @@ $(STAMP): $(UV) requirements-dev.lock pyproject.toml
 		|| { echo "pyproject.toml and requirements-dev.lock disagree: run make lock" >&2; exit 1; }
 	@touch $(STAMP)
 
-# Re-resolve both lock files (and uv's own) from pyproject.toml, newest versions allowed by
-# its bounds. Commit the three files together.
+# Re-resolve both lock files (and uv's own) from pyproject.toml: uv keeps the versions already
+# pinned where the bounds still allow them. Commit the three files together.
 lock: $(UV)
 	$(UV) pip compile $(LOCK_FLAGS) -o requirements.lock pyproject.toml
 	$(UV) pip compile $(LOCK_FLAGS) --extra dev -o requirements-dev.lock pyproject.toml
@@ -45,8 +45,12 @@ demo: $(STAMP)
 	$(BIN)/crmsync demo
 
 # pytest exits 5 when it collects no test, so an empty run fails here instead of passing.
+# The suite mostly waits (real processes, emulators, timeouts): alone it keeps two cores about
+# a third busy and took 17 minutes, so TEST_WORKERS pytest processes share it out, a file at
+# a time (its module-scoped stack stays one). TEST_WORKERS=0 runs it in this one process.
+TEST_WORKERS ?= 3
 test: $(STAMP) rules
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # The Prometheus alert rules (deploy/prometheus): promtool checks them and runs their unit
 # tests. promtool comes from Debian's `prometheus` package (.ci/run installs it); without it

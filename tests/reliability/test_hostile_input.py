@@ -161,7 +161,11 @@ def test_fuzzed_records_never_escape_the_sync_as_an_exception(
 
 
 class AnswerWith:
-    """A Metronome that answers every call with the same (fuzzed) status and bytes."""
+    """A Metronome that answers every call with the same (fuzzed) status and bytes.
+
+    Every answer carries ``retry-after-ms: 1``: a 429 is re-sent MAX_REFUSALS times under the
+    governor, each after the hold Metronome asks for (1 s when it names none), and the fuzz is
+    about the bodies, not about waiting ten seconds per 429 example."""
 
     def __init__(self) -> None:
         self.status = 200
@@ -169,7 +173,8 @@ class AnswerWith:
         self.server = HttpServer(self.handle).start()
 
     async def handle(self, request: Request) -> Response:
-        return Response(self.status, self.body, [("content-type", "application/json")])
+        headers = [("content-type", "application/json"), ("retry-after-ms", "1")]
+        return Response(self.status, self.body, headers)
 
 
 @pytest.fixture(scope="module")
