@@ -89,8 +89,13 @@ class Outage:
     #: Injected-fault counts of the normal faults, put aside while the outage's own ran.
     faults_before: dict[str, int] = field(default_factory=dict)
     parked_peak: int = 0
-    #: The accounts parked when Metronome came back.
+    #: The accounts parked when Metronome came back, and the wall clock then (the breaker
+    #: stamps its state changes with Redis's clock, in epoch ms).
     parked_at_up: frozenset[str] = frozenset()
+    up_wall_s: float = 0.0
+    #: From the end of the outage to the breaker closing (a probe got through): the parked
+    #: syncs are all sent at that moment.
+    resumed_s: float | None = None
     recovery_s: float | None = None
     parking_empty_s: float | None = None
 
@@ -237,6 +242,13 @@ def parked_accounts(run: Run) -> frozenset[str]:
     return frozenset(str(a) for a in retrying(lambda: run.client().hkeys(keys.parked_items)))
 
 
+def breaker_closed_at_s(run: Run) -> float | None:
+    """When Metronome's breaker last closed (epoch seconds), or None while it never did."""
+    key = Keys(run.stack.settings().redis_prefix).breaker("metronome")
+    raw = retrying(lambda: run.client().hget(key, "closed_at"))
+    return None if raw is None else float(raw) / 1000
+
+
 def watch_outage(run: Run) -> None:
     """The parked syncs' peak during the outage, and when those parked at its end were done
     (and when the parking was first empty) after it."""
@@ -248,6 +260,11 @@ def watch_outage(run: Run) -> None:
     if outage.up_at is None:
         return
     since_up = round(run.now() - outage.up_at, 1)
+    if outage.resumed_s is None:
+        closed_at = breaker_closed_at_s(run)
+        if closed_at is not None and closed_at >= outage.up_wall_s:
+            outage.resumed_s = round(closed_at - outage.up_wall_s, 1)
+            say("breaker_closed", resumed_s=outage.resumed_s)
     if outage.recovery_s is None and not parked & outage.parked_at_up:
         outage.recovery_s = since_up
         say(
@@ -281,6 +298,7 @@ def _metronome_up(run: Run) -> dict[str, Any]:
     outage = run.outage
     outage.requests = api.total_requests() - outage.requests_at_down
     outage.up_at = run.now()
+    outage.up_wall_s = time.time()
     outage.parked_at_up = parked_accounts(run)
     api.set_faults(_faults(run.config))
     return {"requests_during_outage": outage.requests, "per_minute": outage.per_minute()}
@@ -480,6 +498,7 @@ def verdict(run: Run) -> dict[str, Any]:
         # it came back the last sync it parked was done (Outage explains the two figures).
         "outage_requests": run.outage.requests,
         "outage_requests_per_min": run.outage.per_minute(),
+        "resumed_s": run.outage.resumed_s,
         "recovery_s": run.outage.recovery_s,
         "parked_at_recovery": len(run.outage.parked_at_up),
         "parking_empty_s": run.outage.parking_empty_s,

@@ -307,3 +307,30 @@ def test_a_sync_parked_past_its_max_age_while_the_breaker_stays_open_is_dead_let
     [letter] = ctx.store.dead_letters()
     assert letter.kind == "transient_exhausted" and "create answered 503" in letter.reason
     assert letter.snapshot == record() and emulator.total_requests() == 0
+
+
+def test_once_a_probe_closes_the_breaker_every_parked_sync_is_sent_due_or_not(
+    ctx: WorkerContext,
+) -> None:
+    """Recovery does not wait out the backoff (up to CRMSYNC_PARK_BACKOFF_MAX_S, minutes):
+    the first drain after the breaker closed sends every parked sync; later drains only the
+    due ones."""
+    other = "001000000000002AAA"
+    breaker = ctx.metronome_breaker
+    breaker.shared.failed("503", force=True, probe_after_s=0)
+    for account, snapshot in ((ACCOUNT, record()), (other, record_of(other))):
+        parked = ctx.parking.park(account, snapshot, reason="create answered 503")
+        assert parked.next_at is not None and parked.next_at > time.time() + 1  # not due yet
+    probe: list[Any] = []
+    assert run_drain(ctx, publish=probe.extend)["status"] == "probe"
+    [first] = probe  # one parked sync goes as the probe; its sync is let through
+    admission = breaker.admit()
+    assert admission.probe
+    with breaker.probing(admission):
+        assert breaker.succeeded()  # the probe's sync went through: closed
+    sent: list[Any] = []
+    result = run_drain(ctx, publish=sent.extend)
+    assert result["everything"]
+    assert [i.account_id for i in sent] == [a for a in (ACCOUNT, other) if a != first.account_id]
+    again: list[Any] = []
+    assert run_drain(ctx, publish=again.extend)["sent"] == 0 and again == []
