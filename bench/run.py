@@ -115,8 +115,10 @@ def run_stack_phases(base: Path) -> dict[str, Any]:
 def latency_phase(stack: SandboxStack, base: Path) -> dict[str, Any]:
     assert stack.salesforce is not None and stack.metronome is not None  # noqa: S101
     env = child_environment(stack.env())
+    ctx = stack.context()
     beat = latency.start_beat(env, base / "beat.log")
     try:
+        latency.wait_for_first_poll(ctx.store.last_poll)
         sf = build_sandbox_salesforce(stack.salesforce.url, stack.credentials)
         progress(f"latency: {LATENCY_CLOSES} closes, beat every {POLL_INTERVAL_S:g}s")
         result = latency.measure(
@@ -125,6 +127,7 @@ def latency_phase(stack: SandboxStack, base: Path) -> dict[str, Any]:
     finally:
         beat.terminate()
         beat.wait(timeout=30)
+        ctx.close()
     summary = {
         "samples": len(result.seconds),
         "missing": result.missing,
