@@ -49,19 +49,26 @@ class SandboxStack:
     _listeners: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def start(self) -> SandboxStack:
+        """Start Redis and both emulators; if one fails, what did start is stopped before the
+        error goes on (a ``with`` block never reaches ``__exit__`` when ``__enter__`` raises,
+        and a failed ``crmsync demo`` left its redis-server running)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.redis = RedisServer(self.data_dir / "redis").start()
-        self.metronome = MetronomeEmulator(
-            token=self.metronome_token, faults=self.metronome_faults
-        ).start()
-        self.salesforce = SalesforceEmulator(
-            self.credentials,
-            session_ttl_s=self.salesforce_session_ttl_s,
-            faults=self.salesforce_faults,
-            pubsub_port=0,
-            pubsub_keepalive_s=self.pubsub_keepalive_s,
-        ).start()
-        return self.activate()
+        try:
+            self.redis = RedisServer(self.data_dir / "redis").start()
+            self.metronome = MetronomeEmulator(
+                token=self.metronome_token, faults=self.metronome_faults
+            ).start()
+            self.salesforce = SalesforceEmulator(
+                self.credentials,
+                session_ttl_s=self.salesforce_session_ttl_s,
+                faults=self.salesforce_faults,
+                pubsub_port=0,
+                pubsub_keepalive_s=self.pubsub_keepalive_s,
+            ).start()
+            return self.activate()
+        except BaseException:
+            self.stop()
+            raise
 
     def activate(self) -> SandboxStack:
         """Point this process's Celery app and context at this stack. ``start`` does it; a
