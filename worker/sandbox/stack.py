@@ -65,21 +65,26 @@ class SandboxStack:
                 pubsub_port=0,
                 pubsub_keepalive_s=self.pubsub_keepalive_s,
             ).start()
-            return self.activate()
+            self._point_app_here()
         except BaseException:
             self.stop()
             raise
+        return self
 
     def activate(self) -> SandboxStack:
-        """Point this process's Celery app and context at this stack. ``start`` does it; a
-        caller holding a long-lived stack while others start and stop in the same process (a
-        test session) calls it again before using it. Already pointed at it, it changes
-        nothing (re-pointing closes the pooled connections other threads may hold)."""
-        if app.conf.broker_url == self.redis_url:
-            return self
+        """Point this process's Celery app and context at this running stack again: a caller
+        holding a long-lived stack while others start and stop in the same process (a test
+        session) calls it before using it. Already pointed at it, it changes nothing
+        (re-pointing closes the pooled connections other threads may hold)."""
+        if app.conf.broker_url != self.redis_url:
+            self._point_app_here()
+        return self
+
+    def _point_app_here(self) -> None:
+        """Always, at start: a new stack may get the port of one stopped before it, with
+        other settings (the beat schedule, the visibility timeout) and a stale context."""
         configure(self.redis_url, self.settings())
         reset_context()
-        return self
 
     def stop(self) -> None:
         self.stop_listeners()
