@@ -14,7 +14,7 @@ import pytest
 from simple_salesforce.api import Salesforce
 
 from tests.integration.test_pipeline import close_deal, customers_of
-from tests.support.processes import REPO_ROOT, crmsync_env
+from tests.support.processes import REPO_ROOT, crmsync_env, run_cli
 from tests.support.stack import poll_and_wait, salesforce_client, stack_with_worker
 from worker.progress import terminal_total, wait_for_syncs
 from worker.sandbox.stack import SandboxStack
@@ -37,15 +37,7 @@ def sf(stack: SandboxStack) -> Salesforce:
 
 
 def cli(stack: SandboxStack, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args],
-        cwd=REPO_ROOT,
-        env=crmsync_env(stack.env()),
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    return run_cli(stack.env(), *args)
 
 
 def test_poll_command_enqueues_and_waits(stack: SandboxStack, sf: Salesforce) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,7 +14,7 @@ import pytest
 from simple_salesforce.api import Salesforce
 
 from tests.integration.test_pipeline import close_deal, customers_of
-from tests.support.processes import REPO_ROOT, crmsync_env
+from tests.support.processes import run_cli
 from tests.support.stack import poll_and_wait, salesforce_client, stack_with_worker
 from worker.sandbox.stack import SandboxStack
 
@@ -36,15 +35,7 @@ def sf(stack: SandboxStack) -> Salesforce:
 
 
 def cli(stack: SandboxStack, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args],
-        cwd=REPO_ROOT,
-        env=crmsync_env(stack.env()),
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    return run_cli(stack.env(), *args)
 
 
 def cli_json(stack: SandboxStack, *args: str) -> Any:
@@ -228,26 +219,11 @@ def test_read_only_commands_refuse_a_malformed_id_and_need_a_running_crmsync(
 ) -> None:
     bad = cli(stack, "history", "not-an-id")
     assert bad.returncode == 2 and "Salesforce id" in bad.stderr
-    alone = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "history", "001000000000001AAA"],
-        cwd=REPO_ROOT,
-        env=crmsync_env({"CRMSYNC_DATA_DIR": str(stack.data_dir / "nothing-here")}),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    nowhere = {"CRMSYNC_DATA_DIR": str(stack.data_dir / "nothing-here")}
+    alone = run_cli(nowhere, "history", "001000000000001AAA", timeout_s=60)
     assert alone.returncode == 1 and "no crmsync running here" in alone.stderr
     for command in (["attention"], ["dead-letters", "list"]):
-        result = subprocess.run(
-            [sys.executable, "-m", "worker.cli", *command],
-            cwd=REPO_ROOT,
-            env=crmsync_env({"CRMSYNC_DATA_DIR": str(stack.data_dir / "nothing-here")}),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = run_cli(nowhere, *command, timeout_s=60)
         assert result.returncode == 1 and "no crmsync running here" in result.stderr
     assert not (stack.data_dir / "nothing-here").exists()  # and started no Redis there
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -20,7 +19,7 @@ from tasks.poll import poll_closed_won
 from tests.ops.conftest import OpsStack
 from tests.ops.support import wait_until
 from tests.ops.test_metrics import Samples, scrape, total
-from tests.support.processes import REPO_ROOT, crmsync_env
+from tests.support.processes import run_cli
 from worker.sandbox.metronome import MetronomeFaults
 
 pytestmark = pytest.mark.integration
@@ -29,15 +28,7 @@ ACCOUNTS = 6  # more than CRMSYNC_BREAKER_FAILURES (5): the last ones park witho
 
 
 def cli(ops: OpsStack, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args],
-        cwd=REPO_ROOT,
-        env=crmsync_env(ops.stack.env()),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_cli(ops.stack.env(), *args, timeout_s=120)
 
 
 def close(ops: OpsStack, n: int) -> str:

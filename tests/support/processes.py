@@ -31,6 +31,22 @@ def crmsync_env(extra: Mapping[str, str]) -> dict[str, str]:
     return child_environment(extra)
 
 
+def run_cli(
+    env: Mapping[str, str], *args: str, timeout_s: float = 180
+) -> subprocess.CompletedProcess[str]:
+    """``python -m worker.cli ARGS`` as an operator runs it, on ``env`` alone (a stack's
+    ``env()``): output captured as text, the exit code left to the caller."""
+    return subprocess.run(
+        [sys.executable, "-m", "worker.cli", *args],
+        cwd=REPO_ROOT,
+        env=crmsync_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+
+
 @contextlib.contextmanager
 def worker_process(
     env: Mapping[str, str],
