@@ -108,25 +108,17 @@ def _drain(ctx: WorkerContext, *, everything: bool, publish: Publish) -> dict[st
         marker is None or float(str(marker)) < state.closed_at_ms
     )
     everything = everything or recovered
-    sent = 0
-    while sent < DRAIN_MAX:
-        items = parking.claim(
-            limit=CLAIM_CHUNK, lease_s=lease, due_by=float("inf") if everything else None
-        )
-        if not items:
-            break
-        publish(items)
-        sent += len(items)
+    due_by = float("inf") if everything else None
+    sent = _publish_claimed(
+        lambda: parking.claim(limit=CLAIM_CHUNK, lease_s=lease, due_by=due_by), publish
+    )
     # A replay whose lease ran out and that never ended was lost (its message gone with Redis
     # data): sent again, but only with nothing queued -- a queued one is not lost, only late.
     resent = 0
     if not store.client.llen(QUEUE):
-        while resent < DRAIN_MAX:
-            items = parking.reclaim(limit=CLAIM_CHUNK, lease_s=lease)
-            if not items:
-                break
-            publish(items)
-            resent += len(items)
+        resent = _publish_claimed(
+            lambda: parking.reclaim(limit=CLAIM_CHUNK, lease_s=lease), publish
+        )
         if resent:
             log.warning("drain: sent again %d parked sync(s) whose replay never ended", resent)
     if recovered and state.closed_at_ms is not None:
@@ -146,6 +138,19 @@ def _drain(ctx: WorkerContext, *, everything: bool, publish: Publish) -> dict[st
         "everything": everything,
         "parked": parking.count(),
     }
+
+
+def _publish_claimed(claim: Callable[[], Sequence[ParkedSync]], publish: Publish) -> int:
+    """Claim a chunk and publish it, until nothing is left or DRAIN_MAX went out (the next
+    drain sends more); returns how many were sent."""
+    sent = 0
+    while sent < DRAIN_MAX:
+        items = claim()
+        if not items:
+            break
+        publish(items)
+        sent += len(items)
+    return sent
 
 
 def _expire(ctx: WorkerContext) -> int:
