@@ -21,6 +21,7 @@ drifted customer, or an unexpected dead letter.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import random
 import sys
@@ -130,6 +131,11 @@ class Run:
     def client(self) -> redis.Redis:
         return redis.Redis.from_url(self.stack.redis_url, decode_responses=True, socket_timeout=5)
 
+    @functools.cached_property
+    def keys(self) -> Keys:
+        """The stack's Redis key names (its prefix is fixed for the run)."""
+        return Keys(self.stack.settings().redis_prefix)
+
 
 def start(config: ChaosConfig, base: Path) -> Run:
     faults = _faults(config)
@@ -233,19 +239,17 @@ def event_fault(kind: str, config: ChaosConfig) -> dict[str, Any]:
 
 
 def parked_count(run: Run) -> int:
-    keys = Keys(run.stack.settings().redis_prefix)
-    return int(retrying(lambda: run.client().hlen(keys.parked_items)))
+    return int(retrying(lambda: run.client().hlen(run.keys.parked_items)))
 
 
 def parked_accounts(run: Run) -> frozenset[str]:
-    keys = Keys(run.stack.settings().redis_prefix)
-    return frozenset(str(a) for a in retrying(lambda: run.client().hkeys(keys.parked_items)))
+    items = retrying(lambda: run.client().hkeys(run.keys.parked_items))
+    return frozenset(str(a) for a in items)
 
 
 def breaker_closed_at_s(run: Run) -> float | None:
     """When Metronome's breaker last closed (epoch seconds), or None while it never did."""
-    key = Keys(run.stack.settings().redis_prefix).breaker("metronome")
-    raw = retrying(lambda: run.client().hget(key, "closed_at"))
+    raw = retrying(lambda: run.client().hget(run.keys.breaker("metronome"), "closed_at"))
     return None if raw is None else float(raw) / 1000
 
 
