@@ -127,8 +127,8 @@ def report_contract_problems(
             record=record,
             task_id=task_id,
             trigger=reason,
+            state_hash=bad_hash,
         )
-        ctx.contract_store.mark_dead(identity, bad_hash)
     for desired, differences in plan.changed:
         opportunity = desired.salesforce_opportunity_id
         store.attention.record(
@@ -197,8 +197,8 @@ def ensure_contracts(
                 record=record,
                 task_id=task_id,
                 trigger=reason,
+                state_hash=desired.state_hash(),
             )
-            ctx.contract_store.mark_dead(opportunity, desired.state_hash())
             results.dead_lettered += 1
             continue
         ctx.contract_store.record_contract(
@@ -296,8 +296,11 @@ def _dead_letter(
     why: str,
     record: dict[str, Any],
     task_id: str,
+    state_hash: str,
     trigger: str = "",
 ) -> None:
+    """A dead letter for the deal's contract, once per state of the deal: ``state_hash`` is
+    remembered, so the same refused state is not sent (nor dead-lettered) again."""
     ctx.store.dead_letter(
         account_id=account,
         kind=CONTRACT_KIND,
@@ -316,6 +319,7 @@ def _dead_letter(
         why,
         extra={"account_id": account, "task_id": task_id},
     )
+    ctx.contract_store.mark_dead(opportunity, state_hash)
 
 
 def _bad_hash(exc: MappingError) -> str:
