@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.test_pipeline import close_deal
-from tests.support.processes import REPO_ROOT, crmsync_env
+from tests.support.processes import REPO_ROOT, crmsync_env, run_cli
 from tests.support.stack import salesforce_client
 from worker.redis_server import redis_server_binary
 from worker.sandbox.httpserver import HttpServer, Request, Response
@@ -60,15 +60,7 @@ def closed_port() -> int:
 
 
 def crmsync(env: Mapping[str, str], *args: str, timeout: float = 120) -> Result:
-    return subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args],
-        cwd=REPO_ROOT,
-        env=crmsync_env(env),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    return run_cli(env, *args, timeout_s=timeout)
 
 
 def run_all(env: Mapping[str, str], commands: Sequence[Sequence[str]]) -> dict[str, Result]:
