@@ -62,10 +62,10 @@ from bench.chaos_scenario import (
 from bench.chaos_verify import dead_letter_reasons, expected_state, judge, judge_contracts
 from tasks.parked import run_drain
 from tasks.poll import run_poll
-from worker.demo import PROVIDERS, deal_terms, provider_fields
-from worker.keys import Keys
+from worker.demo.run import PROVIDERS, deal_terms, provider_fields
 from worker.sandbox.metronome import MetronomeFaults
 from worker.sandbox.stack import SandboxStack
+from worker.state.keys import Keys
 
 
 def say(what: str, **data: Any) -> None:
@@ -531,7 +531,7 @@ def verdict(run: Run) -> dict[str, Any]:
 
 def listener_summary(run: Run) -> dict[str, Any]:
     """What the listener did beside the poll: events, skipped, reconnects, syncs by event."""
-    from worker.salesforce.events.state import ListenerState, listener_report
+    from worker.state.listener import ListenerState, listener_report
 
     state = ListenerState.from_url(run.stack.redis_url)
     try:

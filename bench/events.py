@@ -29,11 +29,11 @@ from typing import Any
 from bench import latency
 from bench.data import account_fields, seed_won_accounts
 from tasks.poll import run_poll
-from worker.progress import terminal_total, wait_for_syncs
+from worker.ops.progress import terminal_total, wait_for_syncs
 from worker.salesforce import build_sandbox_salesforce
-from worker.salesforce.events.state import ListenerState
 from worker.sandbox.stack import SANDBOX_METRONOME_TOKEN, SandboxStack
 from worker.settings import Settings
+from worker.state.listener import ListenerState
 
 POLL_INTERVAL_S = Settings.model_fields["poll_interval_s"].default
 EVENTS_INTERVAL_S = Settings.model_fields["events_interval_s"].default

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from tasks.poll import run_poll
-from worker.progress import terminal_total, wait_for_syncs
+from worker.ops.progress import terminal_total, wait_for_syncs
 from worker.sandbox.stack import SandboxStack
 
 _T0 = time.monotonic()

@@ -13,10 +13,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from mappings import contract_engine, engine
-from mappings.contract import ContractRule
+from mappings import engine
+from mappings.contracts import engine as contract_engine
+from mappings.contracts.desired import DesiredContract
+from mappings.contracts.model import ContractRule
 from mappings.desired import DeliveryMethod, DesiredCustomer
-from mappings.desired_contract import DesiredContract
 from mappings.expressions import MAX_RELATIONSHIP_HOPS, Cond, Expr, path_segments
 from mappings.hierarchy import find_top_account
 from mappings.ids import check_id_alias_format, to_18

@@ -25,11 +25,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from worker.app import QUEUE, TASK_TIME_LIMIT_S, app, declare_queue
-from worker.breaker import iso
 from worker.context import WorkerContext, get_context
-from worker.keys import DRAIN_LOCK_TTL_S
 from worker.metronome.errors import MetronomeError, TransientError
-from worker.parking import ParkedSync
+from worker.outages.breaker import iso
+from worker.outages.parking import ParkedSync
+from worker.state.keys import DRAIN_LOCK_TTL_S
 
 log = logging.getLogger(__name__)
 

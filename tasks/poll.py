@@ -20,14 +20,14 @@ from typing import Any
 
 import requests
 
-from mappings.contract_engine import WON_OPPORTUNITIES_KEY
+from mappings.contracts.engine import WON_OPPORTUNITIES_KEY
 from tasks.publish import EnqueueChunk, batch_publisher
 from worker.app import app, declare_queue
 from worker.context import WorkerContext, get_context
 from worker.logs import inherit_task, running_task
-from worker.metronome.breaker import BreakerOpenError
+from worker.outages.metronome import BreakerOpenError
+from worker.outages.salesforce import outage_reason
 from worker.salesforce import Cursors, SourceEvent
-from worker.salesforce.pause import outage_reason
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def _guarded(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
 
 
 def _cursor_text(value: datetime) -> str:
-    """Fixed-width UTC text, so Redis can compare cursors as strings (worker.store)."""
+    """Fixed-width UTC text, so Redis can compare cursors as strings (worker.state.store)."""
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
@@ -177,9 +177,9 @@ def run_poll(
     messages (tasks.publish). Tests pass their own to watch or interrupt a poll.
     ``raise_outage`` (``crmsync poll``, run by hand): an outage is still counted and recorded,
     then its error is raised, so the command names what it could not reach and where
-    (worker/cli_errors.py) instead of a bare "no answer".
+    (worker/commands/errors.py) instead of a bare "no answer".
 
-    Salesforce's circuit breaker (worker/salesforce/pause.py) comes first: while Salesforce is
+    Salesforce's circuit breaker (worker/outages/salesforce.py) comes first: while Salesforce is
     down or its quota spent, a poll makes no call and moves no cursor ("paused"), but one
     poll is the probe now and then, and its success resumes polling."""
     store = ctx.store
@@ -312,7 +312,7 @@ def vars_of(cursors: Cursors) -> dict[str, datetime | None]:
 
 def _record_events(ctx: WorkerContext, events: list[SourceEvent]) -> int:
     """Re-opened deals (that we knew as won) and deleted/merged accounts → "needs attention"
-    items (worker.attention, each with its ledger entry), never acted on."""
+    items (worker.state.attention, each with its ledger entry), never acted on."""
     store = ctx.store
     reopened_candidates = [e for e in events if e.kind == "opportunity_reopened"]
     reopened = set(store.forget_won(e.record_id for e in reopened_candidates))

@@ -9,7 +9,7 @@ The order of the steps is the product's promise:
 5. take the per-account lock and let the upsert engine converge Metronome;
 6. record hash, customer id and a ledger entry;
 7. still under the lock, make the contract of each won deal that has none yet
-   (tasks/contract_step.py: exactly once per opportunity, never an edit).
+   (worker/contracts/step.py: exactly once per opportunity, never an edit).
 
 Step 3 also maps the record's won deals to contracts: a deal that cannot be mapped
 dead-letters alone, a deal changed after its contract was made is "needs attention", and an
@@ -17,11 +17,12 @@ account whose customer and contracts are all as last synced costs zero API calls
 
 Transient failures (5xx, 429, no answer, a timeout) are never dead letters while they could
 still clear: a few quick retries with Celery's countdown (exponential, full jitter, capped far
-below the visibility timeout) for a blip, then the sync is *parked* (worker/parking.py) and the
+below the visibility timeout) for a blip, then the sync is *parked*
+(worker/outages/parking.py) and the
 drain (tasks/parked.py) sends it again, with a backoff capped at minutes, for a day. While
 Metronome's circuit breaker is open a sync parks at once, without a call (step 4b). Permanent
 failures dead-letter at once; a later sync of the account that succeeds resolves them
-(in finish_sync's MULTI, worker/dead_letters.py).
+(in finish_sync's MULTI, worker/state/dead_letters.py).
 """
 
 from __future__ import annotations
@@ -40,25 +41,25 @@ from celery.backends.base import DisabledBackend
 from celery.exceptions import SoftTimeLimitExceeded
 
 from mappings import MappingError
-from tasks.contract_step import (
+from tasks.parked import request_drain
+from worker.app import RETRY_BACKOFF_MAX_S, app, declare_queue
+from worker.context import WorkerContext, get_context
+from worker.contracts.step import (
     ContractResults,
     ensure_contracts,
     plan_contracts,
     report_contract_problems,
 )
-from tasks.parked import request_drain
-from worker.app import RETRY_BACKOFF_MAX_S, app, declare_queue
-from worker.context import WorkerContext, get_context
-from worker.metronome.breaker import BreakerOpenError, describe_open
 from worker.metronome.errors import (
     PermanentError,
     RateLimitedError,
     TransientError,
     UnresolvableConflictError,
 )
+from worker.outages.metronome import BreakerOpenError, describe_open
 from worker.salesforce.ids import InvalidSalesforceId, normalize_salesforce_id
 from worker.salesforce.stamps import is_superseded, snapshot_stamp
-from worker.store import AccountState, LockBusy
+from worker.state.store import AccountState, LockBusy
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +197,7 @@ def _sync(
         return dead("permanent", why, account, record)
 
     def park(exc: Exception) -> Done:
-        """Transient, not dead: the sync waits in the parking (worker/parking.py) and the
+        """Transient, not dead: the sync waits in the parking (worker/outages/parking.py) and the
         drain sends it again; a dead letter only once it has failed for a whole day."""
         item = ctx.parking.park(
             account, record, reason=str(exc), force=force, sync_reason=reason, task_id=task_id
@@ -330,7 +331,7 @@ def _sync(
         store.count_outcome("unchanged")
         return Done("unchanged", state.customer_id)
 
-    # 4b. Metronome's circuit breaker (worker/metronome/breaker.py): while it is open the sync
+    # 4b. Metronome's circuit breaker (worker/outages/metronome.py): while it is open the sync
     # parks at once, with zero calls; the first one asking once a probe is due is the probe.
     admission = breaker.admit()
     if not admission.go:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from worker.redis_server import RedisServer
+from worker.runtime.redis_server import RedisServer
 from worker.settings import SETTINGS_PREFIXES
 
 

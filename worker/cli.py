@@ -4,7 +4,7 @@ Each command module exposes ``add_parser(subparsers)`` which registers its parse
 ``func`` to a callable taking the parsed arguments and returning the exit code. Keeping one
 module per command keeps imports lazy-ish and lets each part of the product own its command.
 
-Failures are handled here, once, for every command: an expected one (worker/cli_errors.py)
+Failures are handled here, once, for every command: an expected one (worker/commands/errors.py)
 is one line on stderr and an exit code, a closed stdout is a quiet exit, and only a bug shows
 a traceback. A command module raises; it does not print its own version of these errors.
 """
@@ -20,7 +20,7 @@ import traceback
 from collections.abc import Sequence
 from importlib import metadata
 
-from worker.cli_errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, explain
+from worker.commands.errors import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, explain
 from worker.logs import configure_logging
 from worker.settings import Settings, SettingsError, load_settings
 

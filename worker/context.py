@@ -15,19 +15,19 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from mappings import Mapping, load_default_mapping, load_mapping
-from worker.contract_state import ContractStore
 from worker.settings import Settings, load_settings
-from worker.store import SyncStore
+from worker.state.opportunities import ContractStore
+from worker.state.store import SyncStore
 
 if TYPE_CHECKING:
     from simple_salesforce.api import Salesforce
 
+    from worker.contracts.engine import ContractEngine
     from worker.metronome import MetronomeGateway, UpsertEngine
-    from worker.metronome.breaker import MetronomeBreaker
-    from worker.metronome.contracts import ContractEngine
-    from worker.parking import Parking
+    from worker.outages.metronome import MetronomeBreaker
+    from worker.outages.parking import Parking
+    from worker.outages.salesforce import SalesforcePause
     from worker.salesforce import ClosedWonSource
-    from worker.salesforce.pause import SalesforcePause
 
 
 class NotConfigured(RuntimeError):
@@ -79,7 +79,7 @@ class WorkerContext:
         if self._breaker is None:
             with self._building:
                 if self._breaker is None:
-                    from worker.metronome.breaker import MetronomeBreaker
+                    from worker.outages.metronome import MetronomeBreaker
 
                     self._breaker = MetronomeBreaker.from_settings(
                         self.settings, self.store.client, self.store.keys
@@ -90,7 +90,7 @@ class WorkerContext:
     def salesforce_pause(self) -> SalesforcePause:
         """Salesforce's circuit breaker, as the poll uses it (stateless here: Redis holds it)."""
         if self._pause is None:
-            from worker.salesforce.pause import SalesforcePause
+            from worker.outages.salesforce import SalesforcePause
 
             self._pause = SalesforcePause.from_settings(
                 self.settings, self.store.client, self.store.keys
@@ -101,7 +101,7 @@ class WorkerContext:
     def parking(self) -> Parking:
         """The parked syncs (stateless here: Redis holds them)."""
         if self._parking is None:
-            from worker.parking import Parking
+            from worker.outages.parking import Parking
 
             self._parking = Parking.from_settings(self.settings, self.store.client, self.store.keys)
         return self._parking
@@ -137,7 +137,7 @@ class WorkerContext:
         return self._contracts
 
     def _build_contracts(self) -> ContractEngine:
-        from worker.metronome.contracts import ContractEngine
+        from worker.contracts.engine import ContractEngine
 
         engine = ContractEngine(self.gateway, self.store)
         rule = self.mapping.contract
@@ -203,7 +203,7 @@ def build_context(settings: Settings | None = None, redis_url: str | None = None
     settings = settings or load_settings()
     url = redis_url or settings.redis_url or os.environ.get("REDIS_URL")
     if not url:
-        from worker.redis_server import find_embedded
+        from worker.runtime.redis_server import find_embedded
 
         url = find_embedded(settings.data_dir)
     if not url:

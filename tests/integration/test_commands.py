@@ -16,7 +16,7 @@ from simple_salesforce.api import Salesforce
 from tests.integration.test_pipeline import close_deal, customers_of
 from tests.support.processes import REPO_ROOT, crmsync_env, run_cli
 from tests.support.stack import poll_and_wait, salesforce_client, stack_with_worker
-from worker.progress import terminal_total, wait_for_syncs
+from worker.ops.progress import terminal_total, wait_for_syncs
 from worker.sandbox.stack import SandboxStack
 
 pytestmark = pytest.mark.integration

@@ -16,7 +16,7 @@ from simple_salesforce.api import Salesforce
 from tasks.resync import run_resync
 from tests.metronome.spec import assert_requests_match_spec, load_spec
 from tests.support.stack import held_by, poll_and_wait, salesforce_client, stack_with_worker
-from worker.progress import terminal_total, wait_for_syncs
+from worker.ops.progress import terminal_total, wait_for_syncs
 from worker.sandbox.metronome.faults import MetronomeFaults
 from worker.sandbox.stack import SANDBOX_METRONOME_TOKEN, SandboxStack
 

@@ -22,9 +22,9 @@ from tasks.poll import run_poll
 from tests.integration.test_pipeline import close_deal, creates, customers_of
 from tests.ops.support import Receiver, wait_until
 from tests.support.stack import salesforce_client, stack_with_worker
-from worker.progress import terminal_total, wait_for_syncs
-from worker.salesforce.events.state import ListenerState
+from worker.ops.progress import terminal_total, wait_for_syncs
 from worker.sandbox.stack import SandboxStack
+from worker.state.listener import ListenerState
 
 pytestmark = pytest.mark.integration
 
@@ -342,8 +342,8 @@ def test_status_and_metrics_show_the_listener(
     stack: SandboxStack, state: ListenerState, logs: Path
 ) -> None:
     from worker.commands.status import collect_status
-    from worker.metrics import RedisStateCollector
-    from worker.store import SyncStore
+    from worker.ops.metrics import RedisStateCollector
+    from worker.state.store import SyncStore
 
     listener = active_listener(stack, state, logs)
     try:  # an idle stream gets a keepalive every second here

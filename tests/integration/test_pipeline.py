@@ -19,7 +19,7 @@ from tasks.publish import SyncItem
 from tasks.resync import run_resync
 from tasks.sync import sync_account
 from tests.support.stack import held_by, poll_and_wait, salesforce_client, stack_with_worker
-from worker.progress import terminal_total, wait_for_syncs
+from worker.ops.progress import terminal_total, wait_for_syncs
 from worker.sandbox.stack import SANDBOX_METRONOME_TOKEN, SandboxStack
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ import redis
 
 from tests.support.processes import wait_for_worker, worker_process
 from worker.app import app, configure
-from worker.redis_server import STATE_FILE, RedisServer, ensure_embedded, find_embedded
+from worker.runtime.redis_server import STATE_FILE, RedisServer, ensure_embedded, find_embedded
 from worker.settings import load_settings
 
 pytestmark = pytest.mark.integration

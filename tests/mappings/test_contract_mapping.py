@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from mappings import MappingError, MappingFileError, load_default_mapping, parse_mapping
-from mappings.contract_engine import WON_OPPORTUNITIES_KEY, won_opportunity_rows
-from mappings.desired_contract import uniqueness_key
+from mappings.contracts.desired import uniqueness_key
+from mappings.contracts.engine import WON_OPPORTUNITIES_KEY, won_opportunity_rows
 from mappings.ids import to_18
 from tasks.poll import group_by_account
 

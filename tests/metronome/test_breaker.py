@@ -15,12 +15,12 @@ import fakeredis
 import pytest
 import redis
 
-from worker.breaker import GO, PROBE, WAIT, CircuitBreaker, Policy, breaker_state
-from worker.keys import Keys
 from worker.metronome import MetronomeGateway
-from worker.metronome.breaker import BreakerOpenError, MetronomeBreaker
-from worker.redis_server import RedisServer
+from worker.outages.breaker import GO, PROBE, WAIT, CircuitBreaker, Policy, breaker_state
+from worker.outages.metronome import BreakerOpenError, MetronomeBreaker
+from worker.runtime.redis_server import RedisServer
 from worker.sandbox.metronome import MetronomeEmulator, MetronomeFaults
+from worker.state.keys import Keys
 
 from .conftest import TOKEN
 

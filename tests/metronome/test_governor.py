@@ -20,7 +20,6 @@ import pytest
 import redis
 
 from tests.ops.support import wait_until
-from worker.keys import Keys
 from worker.metronome import MetronomeGateway
 from worker.metronome.governor import (
     GovernorUnavailable,
@@ -29,8 +28,9 @@ from worker.metronome.governor import (
     RateGovernor,
     governor_state,
 )
-from worker.redis_server import RedisServer
+from worker.runtime.redis_server import RedisServer
 from worker.sandbox.metronome import MetronomeEmulator, MetronomeFaults
+from worker.state.keys import Keys
 
 from .conftest import TOKEN
 

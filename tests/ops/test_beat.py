@@ -19,7 +19,7 @@ import redis
 from tests.ops.support import wait_until
 from tests.support.processes import REPO_ROOT, crmsync_env
 from worker.app import QUEUE
-from worker.redis_server import RedisServer
+from worker.runtime.redis_server import RedisServer
 from worker.sandbox.stack import stop_processes
 
 pytestmark = pytest.mark.integration

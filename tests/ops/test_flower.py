@@ -15,7 +15,7 @@ from tasks.poll import poll_closed_won
 from tests.ops.conftest import OpsStack
 from tests.ops.support import free_port, wait_until
 from tests.support.processes import REPO_ROOT, crmsync_env
-from worker.progress import terminal_total
+from worker.ops.progress import terminal_total
 from worker.sandbox.stack import stop_processes
 
 pytestmark = pytest.mark.integration

@@ -19,7 +19,7 @@ import redis
 from tasks.sync import MAX_DELIVERIES, sync_account
 from tests.support.stack import stack_with_worker
 from worker.app import QUEUE, app
-from worker.progress import terminal_total, wait_for_syncs
+from worker.ops.progress import terminal_total, wait_for_syncs
 from worker.sandbox.stack import SandboxStack
 
 pytestmark = pytest.mark.integration

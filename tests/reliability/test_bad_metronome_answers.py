@@ -22,12 +22,12 @@ from mappings import load_default_mapping
 from tasks.sync import Done, Retry, run_sync
 from tests.reliability.misbehaving import SPOILERS, SpoilingProxy
 from worker.context import WorkerContext
-from worker.keys import Keys
 from worker.metronome import MetronomeGateway
 from worker.metronome.errors import ConnectionFailedError, ServerError, UnexpectedAnswerError
 from worker.sandbox.metronome import MetronomeEmulator
 from worker.settings import load_settings
-from worker.store import SyncStore
+from worker.state.keys import Keys
+from worker.state.store import SyncStore
 
 TOKEN = "bad-answers-token"
 ACCOUNT = "001000000000009AAA"
@@ -234,7 +234,7 @@ def test_a_request_that_gets_no_answer_is_counted_per_endpoint(
 ) -> None:
     from prometheus_client import REGISTRY
 
-    from worker.metrics import MULTIPROC_ENV
+    from worker.ops.metrics import MULTIPROC_ENV
 
     monkeypatch.setenv(MULTIPROC_ENV, str(tmp_path))  # counting on, as in a worker
     with socket.socket() as closed:  # a loopback port nobody listens on

@@ -16,10 +16,10 @@ from mappings import load_default_mapping
 from tasks.poll import run_poll
 from tests.reliability.misbehaving import SPOILERS, SpoilingProxy
 from worker.context import WorkerContext
-from worker.keys import Keys
 from worker.sandbox.salesforce import SalesforceEmulator, SandboxCredentials
 from worker.settings import load_settings
-from worker.store import SyncStore
+from worker.state.keys import Keys
+from worker.state.store import SyncStore
 
 CREDENTIALS = SandboxCredentials()
 

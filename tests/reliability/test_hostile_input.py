@@ -22,11 +22,11 @@ from mappings import MappingFileError, load_default_mapping, parse_mapping
 from tasks.resync import ResyncRequestError, run_resync
 from tasks.sync import Done, Retry, run_sync
 from worker.context import WorkerContext
-from worker.keys import Keys
 from worker.sandbox.httpserver import HttpServer, Request, Response
 from worker.sandbox.metronome import MetronomeEmulator
 from worker.settings import load_settings
-from worker.store import SyncStore
+from worker.state.keys import Keys
+from worker.state.store import SyncStore
 
 TOKEN = "hostile-token"
 ACCOUNT = "001000000000003AAA"

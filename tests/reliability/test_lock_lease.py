@@ -26,15 +26,15 @@ from mappings import load_default_mapping
 from tasks.sync import Done, Retry, run_sync
 from tests.reliability.test_bad_metronome_answers import ACCOUNT, TOKEN, record
 from worker.context import WorkerContext
-from worker.keys import Keys
-from worker.redis_server import RedisServer
+from worker.runtime.redis_server import RedisServer
 from worker.sandbox.metronome import MetronomeEmulator
 from worker.settings import load_settings
-from worker.store import LockBusy, SyncStore
+from worker.state.keys import Keys
+from worker.state.store import LockBusy, SyncStore
 
 HOLDER = """
 import sys, time
-from worker.store import SyncStore
+from worker.state.store import SyncStore
 store = SyncStore.from_url(sys.argv[1])
 if sys.argv[2] == "poll":
     assert store.acquire_poll_lock(lease_s=1.0) is not None

@@ -25,7 +25,7 @@ from tasks.poll import run_poll
 from tasks.resync import run_resync
 from worker.app import app
 from worker.metronome import MetronomeGateway
-from worker.progress import terminal_total, wait_for_syncs
+from worker.ops.progress import terminal_total, wait_for_syncs
 from worker.sandbox.metronome import MetronomeFaults
 from worker.sandbox.salesforce import SandboxCredentials
 from worker.sandbox.stack import SandboxStack

@@ -33,7 +33,7 @@ def salesforce_client(stack: SandboxStack) -> Salesforce:
 def poll_and_wait(stack: SandboxStack) -> dict[str, Any]:
     """One poll in this process, then wait until the worker finished every sync it enqueued."""
     from tasks.poll import run_poll
-    from worker.progress import terminal_total, wait_for_syncs
+    from worker.ops.progress import terminal_total, wait_for_syncs
 
     ctx = stack.context()
     try:

@@ -16,12 +16,12 @@ from tasks import inflight
 from tasks.batch import BATCH_TIME_BUDGET_S, batch_budget_s, parse_items, run_batch
 from tasks.publish import BATCH_SIZE, MIN_BATCHES, SyncItem, split_batches
 from worker.context import WorkerContext
-from worker.keys import Keys
 from worker.metronome import UpsertEngine
 from worker.salesforce.ids import normalize_salesforce_id
 from worker.sandbox.metronome import MetronomeEmulator
 from worker.settings import load_settings
-from worker.store import SyncStore
+from worker.state.keys import Keys
+from worker.state.store import SyncStore
 
 TOKEN = "batch-unit-token"
 

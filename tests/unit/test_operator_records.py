@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from worker.attention import UnknownItem
-from worker.history import build_history, parse_since
-from worker.redis_server import RedisServer
-from worker.store import SyncStore
+from worker.ops.history import build_history, parse_since
+from worker.runtime.redis_server import RedisServer
+from worker.state.attention import UnknownItem
+from worker.state.store import SyncStore
 
 ACCOUNT = "001000000000001AAA"
 OTHER = "001000000000002AAA"
@@ -161,7 +161,7 @@ def test_history_verdicts(store: SyncStore) -> None:
 
 
 def test_history_shows_a_parked_sync_of_the_account_and_of_its_deal(store: SyncStore) -> None:
-    from worker.parking import Parking
+    from worker.outages.parking import Parking
 
     record = {"Id": DEAL, "AccountId": ACCOUNT, "Account": {"Id": ACCOUNT, "Name": "Acme"}}
     Parking(store.client, store.keys).park(ACCOUNT, record, reason="create answered 503")

@@ -1,4 +1,5 @@
-"""The parking (worker/parking.py) on fakeredis: one entry per account with its newest snapshot
+"""The parking (worker/outages/parking.py) on fakeredis: one entry per account with its
+newest snapshot
 and every won deal, since/attempts kept, a backoff capped at minutes, claims that are leases."""
 
 from __future__ import annotations
@@ -9,9 +10,9 @@ from typing import Any
 import fakeredis
 import pytest
 
-from mappings.contract_engine import WON_OPPORTUNITIES_KEY, won_opportunity_rows
-from worker.keys import Keys
-from worker.parking import Parking, merge_snapshots
+from mappings.contracts.engine import WON_OPPORTUNITIES_KEY, won_opportunity_rows
+from worker.outages.parking import Parking, merge_snapshots
+from worker.state.keys import Keys
 
 ACCOUNT = "001000000000001AAA"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import fakeredis
 import pytest
 
-from worker.keys import Keys
-from worker.store import LockBusy, SyncStore
+from worker.state.keys import Keys
+from worker.state.store import LockBusy, SyncStore
 
 
 @pytest.fixture

@@ -16,10 +16,10 @@ from mappings import load_default_mapping
 from tasks.parked import run_drain
 from tasks.sync import MAX_DELIVERIES, PARKED_REASON, Done, Retry, run_sync
 from worker.context import WorkerContext
-from worker.keys import Keys
 from worker.sandbox.metronome import MetronomeEmulator, MetronomeFaults
 from worker.settings import load_settings
-from worker.store import SyncStore
+from worker.state.keys import Keys
+from worker.state.store import SyncStore
 
 ACCOUNT = "001000000000001AAA"
 

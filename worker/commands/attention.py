@@ -1,16 +1,16 @@
 """``crmsync attention``: what crmsync saw and deliberately did not act on (re-opened deals,
 merged or deleted accounts, a deal changed after its contract, a contract archived by a person,
 a customer conflict), each with what to do; ``attention ack ID`` marks one handled, kept for
-audit (worker/attention.py)."""
+audit (worker/state/attention.py)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from worker.attention import AttentionItem, UnknownItem
-from worker.cli_errors import UsageError
-from worker.runtime import runtime
+from worker.commands.errors import UsageError
+from worker.runtime.bootstrap import runtime
+from worker.state.attention import AttentionItem, UnknownItem
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -5,7 +5,7 @@ contract catalog, the change-event topics, a live worker) and each says what it 
 operator reading a failed health check knows which side is broken: a mapping mistake is
 reported on the mapping's line, never as a Salesforce failure. Each problem gets a line of its
 own (three wrong variables: three lines). Failures are described as the CLI describes them
-everywhere (worker/cli_errors.py). Credentials are used, never printed.
+everywhere (worker/commands/errors.py). Credentials are used, never printed.
 
 ``--quick`` (the container health check) makes no Salesforce or Metronome call, so it spends
 no API quota however often it runs, but it still validates settings and mapping: a worker
@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import redis
 
 from mappings import Mapping, MappingFileError
-from worker.cli_errors import explain
+from worker.commands.errors import explain
 from worker.logs import redacted_url, scrub
-from worker.redis_server import NoCrmsyncRunning, find_embedded
+from worker.runtime.redis_server import NoCrmsyncRunning, find_embedded
 from worker.settings import Settings, SettingsError, load_settings, salesforce_auth_mode
 
 #: The custom field that identifies a customer's Salesforce account (worker/metronome/engine.py).

@@ -13,9 +13,9 @@ import itertools
 from typing import TYPE_CHECKING
 
 from mappings import Mapping, MappingError
-from mappings.contract_engine import won_opportunity_rows
-from mappings.desired_contract import DesiredContract
-from worker.metronome.contracts import FIXED
+from mappings.contracts.desired import DesiredContract
+from mappings.contracts.engine import won_opportunity_rows
+from worker.contracts.engine import FIXED
 from worker.metronome.state import CatalogEntry, ProductState
 
 if TYPE_CHECKING:

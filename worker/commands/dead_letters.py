@@ -1,16 +1,16 @@
 """``crmsync dead-letters``: list them (grouped by what to fix), or redrive them (re-enqueue the
 latest stored snapshot). A group stays open until a later sync of its account (or its deal's
-contract) succeeds; see worker/dead_letters.py."""
+contract) succeeds; see worker/state/dead_letters.py."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from worker.cli_errors import UsageError
-from worker.dead_letters import DeadLetter
-from worker.runtime import runtime
+from worker.commands.errors import UsageError
+from worker.runtime.bootstrap import runtime
 from worker.salesforce.ids import normalize_salesforce_id
+from worker.state.dead_letters import DeadLetter
 
 #: Every kind of dead letter the tasks write (tests/unit/test_cli.py keeps this in step with
 #: tasks/), so ``--kind`` can refuse a typo instead of matching nothing, silently.

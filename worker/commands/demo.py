@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from worker.demo import run_demo
+from worker.demo.run import run_demo
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -15,7 +15,7 @@ import os
 import sys
 
 from worker.logs import configure_logging
-from worker.runtime import runtime
+from worker.runtime.bootstrap import runtime
 from worker.settings import load_settings
 
 

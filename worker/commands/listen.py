@@ -14,7 +14,7 @@ from types import FrameType
 
 from worker.context import build_context
 from worker.logs import configure_logging
-from worker.runtime import service_runtime
+from worker.runtime.bootstrap import service_runtime
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,9 +27,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
-    from worker.alerts import WebhookSender
+    from worker.ops.alerts import WebhookSender
     from worker.salesforce.events.listener import Listener
-    from worker.salesforce.events.state import ListenerState
+    from worker.state.listener import ListenerState
 
     # A long-lived service: the mapping is validated before anything starts, the embedded
     # Redis is started or joined (and announced), an external one waited for.

@@ -23,8 +23,8 @@ from mappings import (
     load_mapping,
     record_from_account,
 )
-from mappings.contract_engine import won_opportunity_rows
-from worker.cli_errors import mapping_problems
+from mappings.contracts.engine import won_opportunity_rows
+from worker.commands.errors import mapping_problems
 
 #: Exit codes: 0 fine, 1 the record cannot be mapped, 2 the mapping or the input is invalid.
 EXIT_RECORD_INVALID = 1

@@ -6,10 +6,10 @@ import argparse
 import sys
 
 from mappings import MappingError
-from tasks.contract_step import describe_contracts
 from tasks.poll import group_by_account
 from worker.context import build_context
-from worker.runtime import runtime
+from worker.contracts.step import describe_contracts
+from worker.runtime.bootstrap import runtime
 from worker.salesforce.ids import normalize_salesforce_id
 
 

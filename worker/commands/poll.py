@@ -8,8 +8,8 @@ import sys
 
 from tasks.poll import run_poll
 from worker.context import build_context
-from worker.progress import SyncWatch, wait_for_syncs
-from worker.runtime import runtime
+from worker.ops.progress import SyncWatch, wait_for_syncs
+from worker.runtime.bootstrap import runtime
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

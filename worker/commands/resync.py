@@ -7,8 +7,8 @@ import json
 
 from tasks.resync import run_resync
 from worker.context import build_context
-from worker.progress import SyncWatch, wait_for_syncs
-from worker.runtime import runtime
+from worker.ops.progress import SyncWatch, wait_for_syncs
+from worker.runtime.bootstrap import runtime
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     """Prints one JSON object: what was enqueued and, after waiting, what the syncs did.
 
     Exit 1 when an id had no won deal, a sync was dead-lettered, or the wait timed out; a
-    malformed id or selector is a ResyncRequestError (exit 2, worker/cli_errors.py).
+    malformed id or selector is a ResyncRequestError (exit 2, worker/commands/errors.py).
     """
     with runtime() as rt:
         ctx = build_context(rt.settings, rt.redis.url)

@@ -6,7 +6,7 @@ import argparse
 
 from worker.app import BEAT_SCHEDULER, QUEUE
 from worker.commands.worker import add_metrics_arguments, operations
-from worker.runtime import service_runtime
+from worker.runtime.bootstrap import service_runtime
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

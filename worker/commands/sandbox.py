@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-from worker.cli_errors import UsageError
+from worker.commands.errors import UsageError
 from worker.sandbox.salesforce.auth import SandboxCredentials
 from worker.sandbox.stack import SANDBOX_METRONOME_TOKEN
 

@@ -9,14 +9,14 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from worker.alerts import sync_lag
 from worker.app import QUEUE
-from worker.breaker import APIS, breaker_state
 from worker.metronome.governor import governor_state
-from worker.parking import Parking
-from worker.runtime import runtime
-from worker.salesforce.events.state import ListenerState, listener_report
-from worker.store import SyncStore
+from worker.ops.alerts import sync_lag
+from worker.outages.breaker import APIS, breaker_state
+from worker.outages.parking import Parking
+from worker.runtime.bootstrap import runtime
+from worker.state.listener import ListenerState, listener_report
+from worker.state.store import SyncStore
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -2,9 +2,9 @@
 
 ``--metrics-port`` serves Prometheus metrics from this (the main) process. Tasks run in prefork
 children, so counts go through prometheus-client's multiprocess directory, which this command
-creates empty before the pool forks and removes when the worker stops (worker/metrics.py).
+creates empty before the pool forks and removes when the worker stops (worker/ops/metrics.py).
 With CRMSYNC_ALERT_WEBHOOK_URL set, this process also watches for dead letters and cursor lag
-(worker/alerts.py).
+(worker/ops/alerts.py).
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from worker import alerts, metrics
 from worker.app import QUEUE
-from worker.runtime import Runtime, service_runtime
-from worker.store import SyncStore
+from worker.ops import alerts, metrics
+from worker.runtime.bootstrap import Runtime, service_runtime
+from worker.state.store import SyncStore
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

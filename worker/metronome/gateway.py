@@ -37,7 +37,6 @@ import metronome
 import stamina
 from pydantic import SecretStr
 
-from worker.metrics import record_metronome_no_answer, record_metronome_response
 from worker.metronome.errors import (
     ConflictError,
     ConnectionFailedError,
@@ -55,6 +54,7 @@ from worker.metronome.state import (
     CustomerState,
     ProductState,
 )
+from worker.ops.metrics import record_metronome_no_answer, record_metronome_response
 
 if TYPE_CHECKING:
     from worker.settings import Settings

@@ -6,7 +6,7 @@
 -- caller here *reserves* its slot and sleeps until it, so one round trip is one request.
 -- Everything runs on the server's clock (TIME): processes on different hosts agree on "now".
 --
--- KEYS[1]  the governor hash (worker/keys.py, Keys.governor)
+-- KEYS[1]  the governor hash (worker/state/keys.py, Keys.governor)
 -- ARGV[1]  operation: "acquire", "refused" or "state"
 -- ARGV[2]  now in ms, or "" for the server's clock (the maths tests pin time with it)
 -- ARGV[3]  max_rps     the ceiling (METRONOME_MAX_RPS)

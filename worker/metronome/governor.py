@@ -41,17 +41,17 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import redis
 
-from worker.keys import GOVERNOR_TTL_S
-from worker.metrics import (
+from worker.ops.metrics import (
     record_governor_redis_error,
     record_governor_wait,
     record_metronome_refusal,
     record_ungoverned_request,
 )
+from worker.state.keys import GOVERNOR_TTL_S
 
 if TYPE_CHECKING:
-    from worker.keys import Keys
     from worker.settings import Settings
+    from worker.state.keys import Keys
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import requests
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 from simple_salesforce.api import Salesforce
 
-from worker.metrics import record_salesforce_response
+from worker.ops.metrics import record_salesforce_response
 from worker.settings import SalesforceAuthMode, Settings, salesforce_auth_mode
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ class TimeoutSession(requests.Session):
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self.default_timeout
         response = super().request(method, url, *args, **kwargs)
-        record_salesforce_response(method, url, response.status_code)  # worker/metrics.py
+        record_salesforce_response(method, url, response.status_code)  # worker/ops/metrics.py
         return response
 
 

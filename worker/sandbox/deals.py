@@ -52,7 +52,7 @@ def add_account(
     sf: Salesforce, name: str, *, provider: str = "aws_marketplace", email: str | None = None
 ) -> Edit:
     """An Account whose fields the default mapping needs, with one open deal on it."""
-    from worker.demo import provider_fields
+    from worker.demo.run import provider_fields
 
     number = next(_unique)
     fields: dict[str, Any] = {

@@ -12,15 +12,15 @@ import pytest
 
 from mappings import load_default_mapping
 from worker.context import WorkerContext
-from worker.keys import Keys
 from worker.salesforce.events.auth import Authenticator
 from worker.salesforce.events.dispatch import Dispatched, Dispatcher
 from worker.salesforce.events.listener import Listener
 from worker.salesforce.events.relevance import Triage, Verdict
-from worker.salesforce.events.state import ListenerState
 from worker.salesforce.events.stream import Delivery
 from worker.settings import Settings
-from worker.store import SyncStore
+from worker.state.keys import Keys
+from worker.state.listener import ListenerState
+from worker.state.store import SyncStore
 
 OPPS = "/data/OpportunityChangeEvent"
 ACCOUNTS = "/data/AccountChangeEvent"

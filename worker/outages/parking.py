@@ -7,7 +7,7 @@ countdowns stay far under the visibility timeout). So a sync whose quick retries
 or that meets an open circuit breaker, is *parked* (``tasks/sync.py``) and the drain
 (``tasks/parked.py``) sends it again when it is due:
 
-- four keys (``worker/keys.py``): a hash of the parked syncs as JSON -- the account's newest
+- four keys (``worker/state/keys.py``): a hash of the parked syncs as JSON -- the account's newest
   snapshot, why it was parked (which call, which answer), since, attempts --, a sorted set of
   those waiting by next attempt, one of those sent (their replay on its way) by when they may
   be sent again, and one by first park (the oldest, the expiry);
@@ -43,14 +43,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from mappings.contract_engine import WON_OPPORTUNITIES_KEY
+from mappings.contracts.engine import WON_OPPORTUNITIES_KEY
 from worker.salesforce.stamps import snapshot_stamp
 
 if TYPE_CHECKING:
     import redis
 
-    from worker.keys import Keys
     from worker.settings import Settings
+    from worker.state.keys import Keys
 
 #: The first wait of a parked sync (seconds); it doubles with each attempt up to the cap.
 PARK_BACKOFF_BASE_S = 5.0

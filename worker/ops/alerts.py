@@ -4,7 +4,7 @@ Five events are sent:
 
 * ``dead_letter`` -- one per new dead-letter group (an unbilled customer until someone acts;
   a record failing again into its open group is counted there, not alerted again);
-* ``needs_attention`` -- one per new "needs attention" item (worker.attention: a re-opened
+* ``needs_attention`` -- one per new "needs attention" item (worker.state.attention: a re-opened
   deal, a merged account, a changed or archived contract, a customer conflict);
 * ``breaker_open`` / ``breaker_closed`` -- when an API's circuit breaker opens (Metronome or
   Salesforce is down, or the Salesforce quota is spent: syncs park, polls pause) and when it
@@ -144,7 +144,7 @@ def dead_letter_alert(entry_id: str, fields: Mapping[str, str]) -> dict[str, Any
 
 
 def attention_alert(item: Any) -> dict[str, Any]:
-    """The webhook body for one new "needs attention" item (worker.attention.AttentionItem)."""
+    """The webhook body for one new "needs attention" item (state.attention.AttentionItem)."""
     return {
         "service": "crmsync",
         "event": "needs_attention",
@@ -160,7 +160,7 @@ def attention_alert(item: Any) -> dict[str, Any]:
 
 def breaker_alert(event: str, state: Any, parked: int) -> dict[str, Any]:
     """The webhook body for a breaker that opened or closed (``state``: a BreakerState)."""
-    from worker.breaker import iso
+    from worker.outages.breaker import iso
 
     body: dict[str, Any] = {
         "service": "crmsync",
@@ -217,7 +217,7 @@ def worst_lag(cursors: Mapping[str, str], now: datetime) -> tuple[str, float] | 
 def claim(client: Any, prefix: str, name: str, ttl_s: int) -> bool:
     """True for the one process that may send alert ``name`` now (SET NX with a TTL): many
     workers, or a listener and its standby, see the same condition and alert once."""
-    from worker.keys import Keys
+    from worker.state.keys import Keys
 
     return bool(client.set(Keys(prefix).alerted(name), "1", nx=True, ex=ttl_s))
 
@@ -226,7 +226,7 @@ def claim(client: Any, prefix: str, name: str, ttl_s: int) -> bool:
 class AlertWatcher:
     """Looks for new dead letters and cursor lag every ``interval_s``; claims, then sends."""
 
-    store: Any  # worker.store.SyncStore
+    store: Any  # worker.state.store.SyncStore
     sender: WebhookSender
     lag_threshold_s: float
     interval_s: float = 15.0
@@ -293,7 +293,7 @@ class AlertWatcher:
     def check_breakers(self, now_ms: float | None = None) -> int:
         """One ``breaker_open`` per episode of an open breaker (claimed by when it opened) and
         one ``breaker_closed`` when it ends (claimed by when it closed)."""
-        from worker.breaker import APIS, breaker_state
+        from worker.outages.breaker import APIS, breaker_state
 
         sent = 0
         parked = int(self.store.client.hlen(self.store.keys.parked_items))

@@ -24,7 +24,7 @@ from typing import Any, cast
 
 import redis
 
-from worker.keys import Keys
+from worker.state.keys import Keys
 
 _ACQUIRE = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then

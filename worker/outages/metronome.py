@@ -1,5 +1,5 @@
 """Metronome's circuit breaker: what counts as a failure, who probes, and the gate every
-request passes (the shared state and its transitions: ``worker/breaker.py``).
+request passes (the shared state and its transitions: ``worker/outages/breaker.py``).
 
 - **A failure is a sync** that ended in a transient Metronome error after the gateway's and
   the engine's own retries (5xx, no answer, a timeout, 429s beyond the governed resends, an
@@ -31,7 +31,8 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from worker.breaker import (
+from worker.metronome.errors import TransientError
+from worker.outages.breaker import (
     GO,
     METRONOME,
     Admission,
@@ -40,13 +41,12 @@ from worker.breaker import (
     Policy,
     iso,
 )
-from worker.metronome.errors import TransientError
 
 if TYPE_CHECKING:
     import redis
 
-    from worker.keys import Keys
     from worker.settings import Settings
+    from worker.state.keys import Keys
 
 #: How long a process trusts the breaker state it read last (seconds).
 GATE_CACHE_S = 0.25
@@ -122,7 +122,7 @@ class MetronomeBreaker:
 
     def failed(self, reason: str, *, account: str = "") -> str:
         """A sync of ``account`` ended in a transient Metronome error; returns opened,
-        reopened, counted or open (``worker.breaker.CircuitBreaker.failed``: the threshold
+        reopened, counted or open (``worker.outages.breaker.CircuitBreaker.failed``: the threshold
         counts different accounts)."""
         outcome = self._breaker.failed(reason, probe=self._is_probe(), subject=account)
         self._reported()

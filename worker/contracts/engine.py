@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from mappings.desired_contract import OPPORTUNITY_FIELD, DesiredCommit, DesiredContract
+from mappings.contracts.desired import OPPORTUNITY_FIELD, DesiredCommit, DesiredContract
 from worker.metronome.errors import (
     ConflictError,
     PermanentError,

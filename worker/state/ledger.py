@@ -1,7 +1,7 @@
 """The ledger: one stream entry per thing crmsync did or saw, indexed by the records it concerns.
 
 Every sync that changed something, every contract made or adopted, every dead letter and every
-"needs attention" event is one entry of the ``ledger`` stream (:mod:`worker.keys`). ``crmsync
+"needs attention" event is one entry of the ``ledger`` stream (:mod:`worker.state.keys`). ``crmsync
 history ACCOUNT_ID`` must find one account's entries among up to CRMSYNC_LEDGER_MAX_ENTRIES
 without reading them all, so the same Lua script that appends an entry also adds its id to a
 small sorted set per Salesforce id it names (the account, the roll-up owner, the opportunity,
@@ -23,7 +23,7 @@ from typing import Any, cast
 
 import redis
 
-from worker.keys import LEDGER_INDEX_MAX_PER_ID, Keys
+from worker.state.keys import LEDGER_INDEX_MAX_PER_ID, Keys
 
 #: The entry fields that name a Salesforce record the entry is about: its index keys.
 INDEXED_FIELDS = (

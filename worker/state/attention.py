@@ -11,7 +11,7 @@ and last-seen time instead of opening a second one; once acknowledged, a new occ
 a new item. Each item is also a ``needs_attention`` ledger entry (the account's history) and
 counted in the ``needs_attention`` outcome, written in the same MULTI as the item.
 
-The alert watcher (:mod:`worker.alerts`) sends one ``needs_attention`` webhook per new item;
+The alert watcher (:mod:`worker.ops.alerts`) sends one ``needs_attention`` webhook per new item;
 ``crmsync_attention_open{event}`` counts the open ones at scrape time.
 """
 
@@ -26,8 +26,8 @@ from typing import Any, cast
 
 import redis
 
-from worker.keys import CLOSED_ITEMS_KEPT, Keys
-from worker.ledger import Ledger, now_iso
+from worker.state.keys import CLOSED_ITEMS_KEPT, Keys
+from worker.state.ledger import Ledger, now_iso
 
 #: What an operator does about each event; the recorder's own text, when it has one, wins.
 WHAT_TO_DO: dict[str, str] = {

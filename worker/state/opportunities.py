@@ -17,7 +17,7 @@ from typing import Any, cast
 
 import redis
 
-from worker.keys import Keys
+from worker.state.keys import Keys
 
 _FIELDS = ("contract_id", "contract_hash", "contract", "attention_hash", "dead_hash")
 

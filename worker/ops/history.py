@@ -2,9 +2,10 @@
 
 ``crmsync history ID`` puts side by side what Redis knows about a Salesforce record: its ledger
 entries (each sync, contract, dead-lettered attempt and "needs attention" event, through the
-per-record index of :mod:`worker.ledger`), its dead-letter groups with whether and by which sync
-they were resolved (:mod:`worker.dead_letters`), its "needs attention" items and who
-acknowledged them (:mod:`worker.attention`), and the syncs parked during an outage
+per-record index of :mod:`worker.state.ledger`), its dead-letter
+groups with whether and by which sync
+they were resolved (:mod:`worker.state.dead_letters`), its "needs attention" items and who
+acknowledged them (:mod:`worker.state.attention`), and the syncs parked during an outage
 (:func:`parked_syncs`, the hook the outage work fills in). The *verdict* reads them in order of
 what answers the operator first: synced (with the customer), dead-lettered (why), parked
 (since when), seen only as an event, or never seen -- where Salesforce has the rest of the
@@ -21,10 +22,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from worker.attention import AttentionItem
-from worker.dead_letters import DeadLetter
-from worker.ledger import stream_ms
-from worker.store import SyncStore
+from worker.state.attention import AttentionItem
+from worker.state.dead_letters import DeadLetter
+from worker.state.ledger import stream_ms
+from worker.state.store import SyncStore
 
 #: Salesforce key prefix of an Opportunity id (every other id is treated as an Account's).
 OPPORTUNITY_PREFIX = "006"
@@ -42,9 +43,9 @@ class ParkedSync:
 
 
 def parked_syncs(store: SyncStore, record_ids: Sequence[str]) -> list[ParkedSync]:
-    """The parked syncs of these records (worker/parking.py, issue #16): an account's own, or
+    """The parked syncs of these records (worker/outages/parking.py): an account's own, or
     for a deal the parked sync of the account that carries it."""
-    from worker.parking import Parking, deal_ids
+    from worker.outages.parking import Parking, deal_ids
 
     parking = Parking(store.client, store.keys)
     found: dict[str, Any] = {}

@@ -32,9 +32,9 @@ import yaml
 from metronome import Metronome
 
 from tasks.poll import run_poll
-from worker.progress import wait_for_syncs
+from worker.ops.progress import wait_for_syncs
 from worker.sandbox.stack import SANDBOX_METRONOME_TOKEN, SandboxStack
-from worker.store import SyncStore
+from worker.state.store import SyncStore
 
 #: Every billing provider the default mapping knows, and none (the demo's and the benchmark's
 #: seeded accounts cycle through them).
@@ -244,7 +244,7 @@ def run_pass(
 def start_listener(stack: SandboxStack, store: SyncStore, base: Path) -> None:
     """``crmsync listen`` as its own process, subscribed, and the poll it asks for at its first
     start (no replay id stored yet) finished, so that pass 3 starts from quiet."""
-    from worker.salesforce.events.state import ListenerState
+    from worker.state.listener import ListenerState
 
     before = store.last_poll().get("finished_at", "")
     baseline = sum(store.outcomes().get(k, 0) for k in _TERMINAL)

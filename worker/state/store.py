@@ -1,8 +1,9 @@
 """Redis state: fenced poll lock and cursors, dedupe hashes, account locks, ledger, dead letters.
 
-Key names and their lifetimes are in :mod:`worker.keys`. The ledger's index
-(:mod:`worker.ledger`), grouped dead letters (:mod:`worker.dead_letters`) and "needs attention"
-items (:mod:`worker.attention`) are modules of their own; the store holds one of each.
+Key names and their lifetimes are in :mod:`worker.state.keys`. The ledger's index
+(:mod:`worker.state.ledger`), grouped dead letters
+(:mod:`worker.state.dead_letters`) and "needs attention"
+items (:mod:`worker.state.attention`) are modules of their own; the store holds one of each.
 Every compare-and-set is a Lua script so it is atomic on the server: a lock is released or
 extended only by its holder, and the cursor only moves forward, only for the poll that still
 holds the newest fencing token.
@@ -22,15 +23,15 @@ from typing import Any, cast
 
 import redis
 
-from worker.attention import AttentionBook
-from worker.dead_letters import DeadLetter, DeadLetterBook
-from worker.keys import (
+from worker.state.attention import AttentionBook
+from worker.state.dead_letters import DeadLetter, DeadLetterBook
+from worker.state.keys import (
     ACCOUNT_LOCK_TTL_S,
     DELIVERY_COUNT_TTL_S,
     POLL_LOCK_TTL_S,
     Keys,
 )
-from worker.ledger import Ledger
+from worker.state.ledger import Ledger
 
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -451,7 +452,7 @@ class SyncStore:
         opportunity_id: str = "",
         trigger: str = "",
     ) -> str:
-        """Count a failed attempt in its dead-letter group (worker.dead_letters); the group id."""
+        """Count a failed attempt in its dead-letter group (state.dead_letters); the group id."""
         return self.dead_letter_book.record(
             account_id=account_id,
             kind=kind,

@@ -92,7 +92,7 @@ def causes(exc: BaseException) -> Iterator[BaseException]:
 def _ours(exc: BaseException, settings: Settings | None) -> Failure | None:
     from tasks.resync import ResyncRequestError
     from worker.context import NotConfigured
-    from worker.redis_server import EmbeddedRedisError, NoCrmsyncRunning
+    from worker.runtime.redis_server import EmbeddedRedisError, NoCrmsyncRunning
     from worker.salesforce.ids import InvalidSalesforceId
 
     if isinstance(exc, MappingFileError):

@@ -16,8 +16,8 @@ from collections.abc import Iterator
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from mappings.contracts.desired import OPPORTUNITY_FIELD, Pricing, UsageStatementSchedule
 from mappings.desired import DeliveryMethod
-from mappings.desired_contract import OPPORTUNITY_FIELD, Pricing, UsageStatementSchedule
 from mappings.expressions import Cond, Expr, FieldExpr
 
 

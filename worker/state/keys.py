@@ -125,7 +125,7 @@ class Keys:
         LEDGER_INDEX_MAX_PER_ID; no TTL (a missing index only means a scan of the stream)."""
         return f"{self.prefix}:ledger:of:{record_id}"
 
-    # --- dead letters, grouped (worker/dead_letters.py) ---------------------------------
+    # --- dead letters, grouped (worker/state/dead_letters.py) ---------------------------------
     @property
     def dead_letter_groups(self) -> str:
         """Hash: group id → JSON of one dead-letter group (what to fix: an account or an
@@ -162,7 +162,7 @@ class Keys:
         DEAD_LETTER_GROUPS_PER_ID; no TTL."""
         return f"{self.prefix}:dead-letter-groups:of:{record_id}"
 
-    # --- needs attention (worker/attention.py) -------------------------------------------
+    # --- needs attention (worker/state/attention.py) -------------------------------------------
     @property
     def attention_items(self) -> str:
         """Hash: item id → JSON of one "needs attention" item (a re-opened deal, a merged
@@ -212,8 +212,8 @@ class Keys:
         return f"{self.prefix}:events-check"
 
     def alerted(self, name: str) -> str:
-        """String claimed with SET NX by the worker that sends one alert (worker.alerts), so
-        several watchers send it once; TTL from worker.alerts (CLAIM_TTL_S, LAG_REPEAT_S)."""
+        """String claimed with SET NX by the worker that sends one alert (worker.ops.alerts), so
+        several watchers send it once; TTL from worker.ops.alerts (CLAIM_TTL_S, LAG_REPEAT_S)."""
         return f"{self.prefix}:alerted:{name}"
 
     @property
@@ -224,7 +224,7 @@ class Keys:
         client-wide limit, so one budget covers every endpoint."""
         return f"{self.prefix}:governor:metronome"
 
-    # --- riding out outages (worker/breaker.py, worker/parking.py) --------------------------
+    # --- riding out outages (worker/outages/breaker.py, worker/outages/parking.py) -------
     def breaker(self, api: str) -> str:
         """Hash: one API's circuit breaker shared by every process (state, since, consecutive
         failures, next probe, the probe's lease, last reason, counts). No TTL: an open breaker
@@ -247,7 +247,8 @@ class Keys:
     @property
     def parked_sent(self) -> str:
         """Sorted set: account id → when its replay, sent by the drain and not ended yet, may
-        be sent again if it never ends (a lease; only with the queue empty: worker/parking.py).
+        be sent again if it never ends (a lease; only with the queue
+        empty: worker/outages/parking.py).
         No TTL (see parked_due)."""
         return f"{self.prefix}:parked:sent"
 

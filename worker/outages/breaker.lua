@@ -1,8 +1,8 @@
 -- A circuit breaker shared by every crmsync process: one hash per API, every transition in
 -- this one script, so two workers never both open it, both take the probe, or lose a count.
--- worker/breaker.py says why it is built so.
+-- worker/outages/breaker.py says why it is built so.
 --
--- KEYS[1]  the breaker hash (worker/keys.py, Keys.breaker)
+-- KEYS[1]  the breaker hash (worker/state/keys.py, Keys.breaker)
 -- KEYS[2]  the set of subjects (accounts) that failed since the last success
 --          (Keys.breaker_failing): N failures must be N *different* syncs, so one account
 --          whose sync always fails cannot open the breaker for everyone by itself

@@ -1,7 +1,7 @@
 """Salesforce's circuit breaker: polling pauses while Salesforce is down or its daily API quota
 is spent, with the cursors untouched, and resumes by itself.
 
-The shared state and its transitions are ``worker/breaker.py``'s; here is what they mean for
+The shared state and its transitions are ``worker/outages/breaker.py``'s; here is what they mean for
 the poll (``tasks/poll.py``):
 
 - **A failure is a poll** that Salesforce answered with a 5xx, with something unreadable, or
@@ -25,13 +25,13 @@ from typing import TYPE_CHECKING
 import requests
 from simple_salesforce.exceptions import SalesforceAuthenticationFailed, SalesforceGeneralError
 
-from worker.breaker import SALESFORCE, Admission, BreakerState, CircuitBreaker, Policy
+from worker.outages.breaker import SALESFORCE, Admission, BreakerState, CircuitBreaker, Policy
 
 if TYPE_CHECKING:
     import redis
 
-    from worker.keys import Keys
     from worker.settings import Settings
+    from worker.state.keys import Keys
 
 
 class SalesforcePause:

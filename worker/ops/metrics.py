@@ -255,7 +255,7 @@ class RedisStateCollector:
 
     Cursor lag is "now minus the SystemModstamp high-water mark": it grows when polls fail,
     stop for quota or beat is down -- and also in a quiet org, which is why the alert uses
-    ``crmsync_sync_lag_seconds`` (worker.alerts.sync_lag). Neither needs a busy worker.
+    ``crmsync_sync_lag_seconds`` (worker.ops.alerts.sync_lag). Neither needs a busy worker.
     """
 
     def __init__(self, store_factory: Callable[[], Any], queue: str) -> None:
@@ -266,9 +266,9 @@ class RedisStateCollector:
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import GaugeMetricFamily
 
-        from worker.alerts import sync_lag
-        from worker.breaker import APIS, breaker_state
         from worker.metronome.governor import governor_state
+        from worker.ops.alerts import sync_lag
+        from worker.outages.breaker import APIS, breaker_state
 
         lag = GaugeMetricFamily(
             "crmsync_cursor_lag_seconds",
@@ -308,7 +308,7 @@ class RedisStateCollector:
             labels=["api"],
         )
         parked = GaugeMetricFamily(
-            "crmsync_parked_syncs", "Syncs parked until an API is back (worker/parking.py)"
+            "crmsync_parked_syncs", "Syncs parked until an API is back (worker/outages/parking.py)"
         )
         up = GaugeMetricFamily("crmsync_redis_up", "1 if Redis answered this scrape")
         try:
@@ -359,7 +359,7 @@ class RedisStateCollector:
 
 class _ListenerFamilies:
     """The change-event listener's state as the listener itself records it in Redis
-    (worker/salesforce/events/state.py), so any worker's endpoint shows it."""
+    (worker/state/listener.py), so any worker's endpoint shows it."""
 
     def __init__(self) -> None:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -395,7 +395,7 @@ class _ListenerFamilies:
         )
 
     def add(self, store: Any, now: float) -> None:
-        from worker.salesforce.events.state import ListenerState, listener_report
+        from worker.state.listener import ListenerState, listener_report
 
         report = listener_report(
             ListenerState(store.client, store.keys), now, with_replay_ids=False

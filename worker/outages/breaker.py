@@ -18,9 +18,9 @@ one hash per API, and every transition is one Lua script (``breaker.lua``), on R
                                    └─ the probe failed: open again, next probe a pause later
 
 What is a failure, what is a probe and what waits is the caller's business: for Metronome a
-*sync* that ended in a transient error (``worker/metronome/breaker.py``: a sync, not a request,
+*sync* that ended in a transient error (``worker/outages/metronome.py``: a sync, not a request,
 so a write-only outage whose reads still work opens it too), for Salesforce a *poll*
-(``worker/salesforce/pause.py``). Only the probe closes an open breaker: a call sent before it
+(``worker/outages/salesforce.py``). Only the probe closes an open breaker: a call sent before it
 opened proves nothing about now.
 """
 
@@ -37,7 +37,7 @@ import redis
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from worker.keys import Keys
+    from worker.state.keys import Keys
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ APIS = (METRONOME, SALESFORCE)
 #: itself (a Metronome sync that fails takes seconds; a poll, about one query).
 PROBE_LEASE_S = 120.0
 
-_SCRIPT = files("worker").joinpath("breaker.lua").read_text(encoding="utf-8")
+_SCRIPT = files("worker.outages").joinpath("breaker.lua").read_text(encoding="utf-8")
 
 GO = "go"
 PROBE = "probe"

@@ -19,7 +19,7 @@ from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 from mappings.constraints import CUSTOM_FIELD_VALUE_MAX_CHARS, clean_name, truncate_name
-from mappings.desired_contract import (
+from mappings.contracts.desired import (
     OPPORTUNITY_FIELD,
     DesiredCommit,
     DesiredContract,
@@ -30,7 +30,7 @@ from mappings.ids import to_18
 from mappings.records import NotAScalarError, Scalar, get_key, to_text
 
 if TYPE_CHECKING:
-    from mappings.contract import CommitRule, ContractRule
+    from mappings.contracts.model import CommitRule, ContractRule
     from mappings.expressions import Expr
 
 Problems = list[tuple[str, str]]

@@ -16,7 +16,8 @@ Every attempt is still one entry of the ``dead-letters`` stream (group id, wheth
 the group, reason; no snapshot): the alert watcher reads it to alert once per new group, and
 ``poll --wait`` / ``resync`` read it to report the attempts their syncs made.
 
-Storage (:mod:`worker.keys`): groups as JSON in one hash, updated by Lua scripts (atomic; every
+Storage (:mod:`worker.state.keys`): groups as JSON in one
+hash, updated by Lua scripts (atomic; every
 key they touch is passed in KEYS), an "open" hash from group key to id, per-record sorted sets
 for history and resolution, and a sorted set of resolved ids to trim the oldest.
 """
@@ -31,13 +32,13 @@ from typing import Any, cast
 
 import redis
 
-from worker.keys import (
+from worker.state.keys import (
     CLOSED_ITEMS_KEPT,
     DEAD_LETTER_GROUPS_PER_ID,
     DEAD_LETTER_MAX_ENTRIES,
     Keys,
 )
-from worker.ledger import Ledger, now_iso
+from worker.state.ledger import Ledger, now_iso
 
 #: The dead-letter kind of a deal whose contract cannot be made; grouped by opportunity.
 CONTRACT_KIND = "contract"

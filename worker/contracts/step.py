@@ -23,16 +23,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mappings import DesiredCustomer, MappingError
-from mappings.contract_engine import opportunity_id, won_opportunity_rows
-from mappings.desired_contract import DesiredContract
+from mappings.contracts.desired import DesiredContract
+from mappings.contracts.engine import opportunity_id, won_opportunity_rows
 from worker.context import WorkerContext
-from worker.dead_letters import CONTRACT_KIND as DEAD_LETTER_CONTRACT_KIND
-from worker.metronome.contracts import (
+from worker.contracts.engine import (
     ContractConflictError,
     ContractInputError,
     ContractOutcome,
 )
 from worker.metronome.state import BillingConfigurationState, canonical_json
+from worker.state.dead_letters import CONTRACT_KIND as DEAD_LETTER_CONTRACT_KIND
 
 log = logging.getLogger(__name__)
 

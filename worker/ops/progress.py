@@ -1,6 +1,6 @@
 """Waiting for enqueued syncs to finish, with a progress bar on a terminal.
 
-Completion is read from the outcome counters (worker.keys ``outcomes``): every sync ends in
+Completion is read from the outcome counters (worker.state.keys ``outcomes``): every sync ends in
 exactly one terminal outcome, so "terminal outcomes grew by N" means N syncs finished.
 """
 
@@ -12,9 +12,9 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from worker.store import SyncStore
+from worker.state.store import SyncStore
 
-#: "parked" ends a sync for now (worker/parking.py): its replay later counts once more.
+#: "parked" ends a sync for now (worker/outages/parking.py): its replay later counts once more.
 TERMINAL_OUTCOMES = ("created", "updated", "in_sync", "unchanged", "dead_lettered", "parked")
 
 
@@ -101,5 +101,5 @@ class SyncWatch:
         return {"outcomes": outcomes, "dead_letters": dead}
 
 
-#: Dead letters are capped in Redis (worker.store); reading them all is bounded.
+#: Dead letters are capped in Redis (worker.state.store); reading them all is bounded.
 DEAD_LETTER_SCAN = 100_000
