@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from worker.runtime.redis_server import RedisServer
 from worker.settings import SETTINGS_PREFIXES
+from worker.state.server import RedisServer
 
 
 @pytest.fixture(autouse=True)

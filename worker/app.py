@@ -20,9 +20,9 @@ from celery.signals import before_task_publish, setup_logging
 from kombu import pools as kombu_pools
 
 from worker.logs import configure_logging, scrub
-from worker.ops import metrics
-from worker.runtime.redis_server import find_embedded
 from worker.settings import Settings, default_data_dir
+from worker.state.server import find_embedded
+from worker.telemetry import metrics
 
 TASK_MODULES = [
     "tasks.health",
@@ -49,8 +49,8 @@ QUEUE = "crmsync"
 #: How long a dead beat keeps the scheduler lock before a standby beat takes over
 #: (the default of CRMSYNC_BEAT_LOCK_TIMEOUT_S).
 REDBEAT_LOCK_TIMEOUT_S = 60
-#: redbeat, healed after a Redis flush (worker/runtime/scheduler.py says how).
-BEAT_SCHEDULER = "worker.runtime.scheduler:CrmsyncScheduler"
+#: redbeat, healed after a Redis flush (worker/scheduler.py says how).
+BEAT_SCHEDULER = "worker.scheduler:CrmsyncScheduler"
 
 
 def static_config() -> dict[str, Any]:

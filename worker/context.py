@@ -203,7 +203,7 @@ def build_context(settings: Settings | None = None, redis_url: str | None = None
     settings = settings or load_settings()
     url = redis_url or settings.redis_url or os.environ.get("REDIS_URL")
     if not url:
-        from worker.runtime.redis_server import find_embedded
+        from worker.state.server import find_embedded
 
         url = find_embedded(settings.data_dir)
     if not url:

@@ -28,10 +28,10 @@ import pytest
 from tests.integration.test_pipeline import close_deal
 from tests.support.processes import REPO_ROOT, crmsync_env, run_cli
 from tests.support.stack import salesforce_client
-from worker.runtime.redis_server import redis_server_binary
 from worker.sandbox.httpserver import HttpServer, Request, Response
 from worker.sandbox.salesforce.auth import INSTANCE_URL
 from worker.sandbox.stack import SandboxStack
+from worker.state.server import redis_server_binary
 
 pytestmark = pytest.mark.integration
 

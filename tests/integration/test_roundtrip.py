@@ -10,8 +10,8 @@ import redis
 
 from tests.support.processes import wait_for_worker, worker_process
 from worker.app import app, configure
-from worker.runtime.redis_server import STATE_FILE, RedisServer, ensure_embedded, find_embedded
 from worker.settings import load_settings
+from worker.state.server import STATE_FILE, RedisServer, ensure_embedded, find_embedded
 
 pytestmark = pytest.mark.integration
 

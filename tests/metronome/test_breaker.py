@@ -18,9 +18,9 @@ import redis
 from worker.metronome import MetronomeGateway
 from worker.outages.breaker import GO, PROBE, WAIT, CircuitBreaker, Policy, breaker_state
 from worker.outages.metronome import BreakerOpenError, MetronomeBreaker
-from worker.runtime.redis_server import RedisServer
 from worker.sandbox.metronome import MetronomeEmulator, MetronomeFaults
 from worker.state.keys import Keys
+from worker.state.server import RedisServer
 
 from .conftest import TOKEN
 

@@ -28,9 +28,9 @@ from worker.metronome.governor import (
     RateGovernor,
     governor_state,
 )
-from worker.runtime.redis_server import RedisServer
 from worker.sandbox.metronome import MetronomeEmulator, MetronomeFaults
 from worker.state.keys import Keys
+from worker.state.server import RedisServer
 
 from .conftest import TOKEN
 

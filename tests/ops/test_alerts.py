@@ -13,9 +13,9 @@ import pytest
 from tasks.poll import poll_closed_won
 from tests.ops.conftest import OpsStack
 from tests.ops.support import Receiver, wait_until
-from worker.ops.alerts import AlertWatcher, WebhookSender, sync_lag
-from worker.runtime.redis_server import RedisServer
+from worker.state.server import RedisServer
 from worker.state.store import SyncStore
+from worker.telemetry.alerts import AlertWatcher, WebhookSender, sync_lag
 
 
 @pytest.fixture

@@ -19,8 +19,8 @@ import redis
 from tests.ops.support import wait_until
 from tests.support.processes import REPO_ROOT, crmsync_env
 from worker.app import QUEUE
-from worker.runtime.redis_server import RedisServer
 from worker.sandbox.stack import stop_processes
+from worker.state.server import RedisServer
 
 pytestmark = pytest.mark.integration
 

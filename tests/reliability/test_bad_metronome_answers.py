@@ -234,7 +234,7 @@ def test_a_request_that_gets_no_answer_is_counted_per_endpoint(
 ) -> None:
     from prometheus_client import REGISTRY
 
-    from worker.ops.metrics import MULTIPROC_ENV
+    from worker.telemetry.metrics import MULTIPROC_ENV
 
     monkeypatch.setenv(MULTIPROC_ENV, str(tmp_path))  # counting on, as in a worker
     with socket.socket() as closed:  # a loopback port nobody listens on

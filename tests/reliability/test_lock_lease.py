@@ -26,10 +26,10 @@ from mappings import load_default_mapping
 from tasks.sync import Done, Retry, run_sync
 from tests.reliability.test_bad_metronome_answers import ACCOUNT, TOKEN, record
 from worker.context import WorkerContext
-from worker.runtime.redis_server import RedisServer
 from worker.sandbox.metronome import MetronomeEmulator
 from worker.settings import load_settings
 from worker.state.keys import Keys
+from worker.state.server import RedisServer
 from worker.state.store import LockBusy, SyncStore
 
 HOLDER = """

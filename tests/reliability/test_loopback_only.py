@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from worker.runtime.redis_server import RedisServer
 from worker.sandbox.httpserver import HttpServer, Request, Response
 from worker.sandbox.metronome import MetronomeEmulator
 from worker.sandbox.salesforce import SalesforceEmulator, SandboxCredentials
+from worker.state.server import RedisServer
 
 LISTEN = "0A"
 

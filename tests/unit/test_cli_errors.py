@@ -21,10 +21,10 @@ from simple_salesforce.exceptions import (
 from mappings import MappingFileError
 from worker.commands.errors import EXIT_CONFIG, EXIT_FAILED, UsageError, explain
 from worker.metronome.errors import ConnectionFailedError, PermanentError, ServerError
-from worker.runtime.redis_server import NoCrmsyncRunning
 from worker.salesforce.ids import InvalidSalesforceId
 from worker.salesforce.source import QuotaReached
 from worker.settings import Settings, load_settings
+from worker.state.server import NoCrmsyncRunning
 
 SOAP = {
     "salesforce_username": "ops@acme.test",

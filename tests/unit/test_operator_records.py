@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from worker.ops.history import build_history, parse_since
-from worker.runtime.redis_server import RedisServer
 from worker.state.attention import UnknownItem
+from worker.state.server import RedisServer
 from worker.state.store import SyncStore
 
 ACCOUNT = "001000000000001AAA"

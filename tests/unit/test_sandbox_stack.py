@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from worker.runtime.redis_server import RedisServer
 from worker.sandbox.salesforce import SalesforceEmulator
 from worker.sandbox.stack import SandboxStack
+from worker.state.server import RedisServer
 
 
 def test_a_stack_that_fails_to_start_stops_the_redis_server_it_started(

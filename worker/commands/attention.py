@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from worker.commands.bootstrap import runtime
 from worker.commands.errors import UsageError
-from worker.runtime.bootstrap import runtime
 from worker.state.attention import AttentionItem, UnknownItem
 
 

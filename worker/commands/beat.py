@@ -1,6 +1,6 @@
 """``crmsync beat``: the scheduler that sends ``crmsync.poll_closed_won`` every interval.
 
-Safe to run twice: see worker/runtime/scheduler.py for the lock and how it heals after Redis loses
+Safe to run twice: see worker/scheduler.py for the lock and how it heals after Redis loses
 its data.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from worker.app import BEAT_SCHEDULER
-from worker.runtime.bootstrap import service_runtime
+from worker.commands.bootstrap import service_runtime
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -25,8 +25,8 @@ import redis
 from mappings import Mapping, MappingFileError
 from worker.commands.errors import explain
 from worker.logs import redacted_url, scrub
-from worker.runtime.redis_server import NoCrmsyncRunning, find_embedded
 from worker.settings import Settings, SettingsError, load_settings, salesforce_auth_mode
+from worker.state.server import NoCrmsyncRunning, find_embedded
 
 #: The custom field that identifies a customer's Salesforce account (worker/metronome/engine.py).
 IDENTITY_KEY = "sfdc_account_id"
@@ -179,8 +179,8 @@ def check_pubsub(settings: Settings) -> CheckResult:
     (Change Data Capture selected for the object, View All for the user). Needs no mapping:
     a mapping mistake stays on the mapping's line."""
     from worker.context import salesforce_client
+    from worker.listener.process import check_topics, pubsub_channel_for
     from worker.salesforce.events.auth import Authenticator
-    from worker.salesforce.events.listener import check_topics, pubsub_channel_for
 
     if not settings.salesforce_configured:
         return CheckResult("pubsub", False, "no Salesforce login configured (SALESFORCE_*)")

@@ -7,8 +7,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from worker.commands.bootstrap import runtime
 from worker.commands.errors import UsageError
-from worker.runtime.bootstrap import runtime
 from worker.salesforce.ids import normalize_salesforce_id
 from worker.state.dead_letters import DeadLetter
 

@@ -92,8 +92,8 @@ def causes(exc: BaseException) -> Iterator[BaseException]:
 def _ours(exc: BaseException, settings: Settings | None) -> Failure | None:
     from tasks.resync import ResyncRequestError
     from worker.context import NotConfigured
-    from worker.runtime.redis_server import EmbeddedRedisError, NoCrmsyncRunning
     from worker.salesforce.ids import InvalidSalesforceId
+    from worker.state.server import EmbeddedRedisError, NoCrmsyncRunning
 
     if isinstance(exc, MappingFileError):
         return Failure(mapping_problems(exc), EXIT_CONFIG)

@@ -14,8 +14,8 @@ import argparse
 import os
 import sys
 
+from worker.commands.bootstrap import runtime
 from worker.logs import configure_logging
-from worker.runtime.bootstrap import runtime
 from worker.settings import load_settings
 
 

@@ -9,9 +9,9 @@ import argparse
 import json
 from datetime import datetime
 
+from worker.commands.bootstrap import Runtime, runtime
 from worker.commands.errors import UsageError
 from worker.ops.history import History, build_history, parse_since
-from worker.runtime.bootstrap import Runtime, runtime
 from worker.salesforce.cursors import parse_salesforce_datetime
 from worker.salesforce.ids import normalize_salesforce_id
 

@@ -12,9 +12,9 @@ import argparse
 import signal
 from types import FrameType
 
+from worker.commands.bootstrap import service_runtime
 from worker.context import build_context
 from worker.logs import configure_logging
-from worker.runtime.bootstrap import service_runtime
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -27,9 +27,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
-    from worker.ops.alerts import WebhookSender
-    from worker.salesforce.events.listener import Listener
+    from worker.listener.process import Listener
     from worker.state.listener import ListenerState
+    from worker.telemetry.alerts import WebhookSender
 
     # A long-lived service: the mapping is validated before anything starts, the embedded
     # Redis is started or joined (and announced), an external one waited for.

@@ -15,9 +15,9 @@ import time
 
 from tasks.parked import DRAIN_TASK
 from worker.app import declare_queue
+from worker.commands.bootstrap import runtime
 from worker.outages.breaker import METRONOME, CircuitBreaker, Policy, breaker_state
 from worker.outages.parking import Parking
-from worker.runtime.bootstrap import runtime
 from worker.salesforce.ids import normalize_salesforce_id
 
 

@@ -7,9 +7,9 @@ import json
 import sys
 
 from tasks.poll import run_poll
+from worker.commands.bootstrap import runtime
 from worker.context import build_context
 from worker.ops.progress import SyncWatch, wait_for_syncs
-from worker.runtime.bootstrap import runtime
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -6,9 +6,9 @@ import argparse
 import json
 
 from tasks.resync import run_resync
+from worker.commands.bootstrap import runtime
 from worker.context import build_context
 from worker.ops.progress import SyncWatch, wait_for_syncs
-from worker.runtime.bootstrap import runtime
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

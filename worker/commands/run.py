@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from worker.app import BEAT_SCHEDULER, QUEUE
+from worker.commands.bootstrap import service_runtime
 from worker.commands.worker import add_metrics_arguments, operations
-from worker.runtime.bootstrap import service_runtime
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

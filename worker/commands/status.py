@@ -10,13 +10,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from worker.app import QUEUE
+from worker.commands.bootstrap import runtime
 from worker.metronome.governor import governor_state
-from worker.ops.alerts import sync_lag
 from worker.outages.breaker import APIS, breaker_state
 from worker.outages.parking import Parking
-from worker.runtime.bootstrap import runtime
 from worker.state.listener import ListenerState, listener_report
 from worker.state.store import SyncStore
+from worker.telemetry.alerts import sync_lag
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -2,9 +2,9 @@
 
 ``--metrics-port`` serves Prometheus metrics from this (the main) process. Tasks run in prefork
 children, so counts go through prometheus-client's multiprocess directory, which this command
-creates empty before the pool forks and removes when the worker stops (worker/ops/metrics.py).
+creates empty before the pool forks and removes when the worker stops (worker/telemetry/metrics.py).
 With CRMSYNC_ALERT_WEBHOOK_URL set, this process also watches for dead letters and cursor lag
-(worker/ops/alerts.py).
+(worker/telemetry/alerts.py).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from worker.app import QUEUE
-from worker.ops import alerts, metrics
-from worker.runtime.bootstrap import Runtime, service_runtime
+from worker.commands.bootstrap import Runtime, service_runtime
 from worker.state.store import SyncStore
+from worker.telemetry import alerts, metrics
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

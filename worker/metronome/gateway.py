@@ -54,7 +54,7 @@ from worker.metronome.state import (
     CustomerState,
     ProductState,
 )
-from worker.ops.metrics import record_metronome_no_answer, record_metronome_response
+from worker.telemetry.metrics import record_metronome_no_answer, record_metronome_response
 
 if TYPE_CHECKING:
     from worker.settings import Settings

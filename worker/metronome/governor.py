@@ -41,13 +41,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import redis
 
-from worker.ops.metrics import (
+from worker.state.keys import GOVERNOR_TTL_S
+from worker.telemetry.metrics import (
     record_governor_redis_error,
     record_governor_wait,
     record_metronome_refusal,
     record_ungoverned_request,
 )
-from worker.state.keys import GOVERNOR_TTL_S
 
 if TYPE_CHECKING:
     from worker.settings import Settings

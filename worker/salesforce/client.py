@@ -14,8 +14,8 @@ import requests
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 from simple_salesforce.api import Salesforce
 
-from worker.ops.metrics import record_salesforce_response
 from worker.settings import SalesforceAuthMode, Settings, salesforce_auth_mode
+from worker.telemetry.metrics import record_salesforce_response
 
 if TYPE_CHECKING:
     from worker.sandbox.salesforce.auth import SandboxCredentials
@@ -40,7 +40,7 @@ class TimeoutSession(requests.Session):
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self.default_timeout
         response = super().request(method, url, *args, **kwargs)
-        record_salesforce_response(method, url, response.status_code)  # worker/ops/metrics.py
+        record_salesforce_response(method, url, response.status_code)  # worker/telemetry/metrics.py
         return response
 
 

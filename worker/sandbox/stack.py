@@ -20,10 +20,10 @@ from types import TracebackType
 
 from worker.app import app, configure
 from worker.context import WorkerContext, build_context, reset_context
-from worker.runtime.redis_server import RedisServer
 from worker.sandbox.metronome import MetronomeEmulator, MetronomeFaults
 from worker.sandbox.salesforce import SalesforceEmulator, SalesforceFaults, SandboxCredentials
 from worker.settings import SETTINGS_PREFIXES, Settings, child_environment, load_settings
+from worker.state.server import RedisServer
 
 SANDBOX_METRONOME_TOKEN = "sandbox-metronome-token"  # noqa: S105 - the emulator's demo token
 

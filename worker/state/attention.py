@@ -11,7 +11,8 @@ and last-seen time instead of opening a second one; once acknowledged, a new occ
 a new item. Each item is also a ``needs_attention`` ledger entry (the account's history) and
 counted in the ``needs_attention`` outcome, written in the same MULTI as the item.
 
-The alert watcher (:mod:`worker.ops.alerts`) sends one ``needs_attention`` webhook per new item;
+The alert watcher (:mod:`worker.telemetry.alerts`) sends one ``needs_attention`` webhook per new
+item;
 ``crmsync_attention_open{event}`` counts the open ones at scrape time.
 """
 

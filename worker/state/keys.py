@@ -212,8 +212,8 @@ class Keys:
         return f"{self.prefix}:events-check"
 
     def alerted(self, name: str) -> str:
-        """String claimed with SET NX by the worker that sends one alert (worker.ops.alerts), so
-        several watchers send it once; TTL from worker.ops.alerts (CLAIM_TTL_S, LAG_REPEAT_S)."""
+        """String claimed with SET NX by the worker that sends one alert (worker.telemetry.alerts),
+        so several watchers send it once; TTL from telemetry.alerts (CLAIM_TTL_S, LAG_REPEAT_S)."""
         return f"{self.prefix}:alerted:{name}"
 
     @property

@@ -12,11 +12,11 @@ import pytest
 
 from mappings import load_default_mapping
 from worker.context import WorkerContext
+from worker.listener.dispatch import Dispatched, Dispatcher
+from worker.listener.process import Listener
+from worker.listener.stream import Delivery
 from worker.salesforce.events.auth import Authenticator
-from worker.salesforce.events.dispatch import Dispatched, Dispatcher
-from worker.salesforce.events.listener import Listener
 from worker.salesforce.events.relevance import Triage, Verdict
-from worker.salesforce.events.stream import Delivery
 from worker.settings import Settings
 from worker.state.keys import Keys
 from worker.state.listener import ListenerState

@@ -255,7 +255,7 @@ class RedisStateCollector:
 
     Cursor lag is "now minus the SystemModstamp high-water mark": it grows when polls fail,
     stop for quota or beat is down -- and also in a quiet org, which is why the alert uses
-    ``crmsync_sync_lag_seconds`` (worker.ops.alerts.sync_lag). Neither needs a busy worker.
+    ``crmsync_sync_lag_seconds`` (worker.telemetry.alerts.sync_lag). Neither needs a busy worker.
     """
 
     def __init__(self, store_factory: Callable[[], Any], queue: str) -> None:
@@ -267,8 +267,8 @@ class RedisStateCollector:
         from prometheus_client.core import GaugeMetricFamily
 
         from worker.metronome.governor import governor_state
-        from worker.ops.alerts import sync_lag
         from worker.outages.breaker import APIS, breaker_state
+        from worker.telemetry.alerts import sync_lag
 
         lag = GaugeMetricFamily(
             "crmsync_cursor_lag_seconds",

@@ -26,18 +26,18 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from worker.listener.dispatch import Dispatcher
+from worker.listener.stream import Delivery, TopicStream
 from worker.salesforce.events.auth import Authenticator
 from worker.salesforce.events.client import PubSubClient, PubSubError, open_channel
-from worker.salesforce.events.dispatch import Dispatcher
 from worker.salesforce.events.relevance import Interest, Verdict
 from worker.salesforce.events.schemas import SchemaCache
-from worker.salesforce.events.stream import Delivery, TopicStream
 from worker.state.listener import ListenerLease, ListenerState
 
 if TYPE_CHECKING:
     from worker.context import WorkerContext
-    from worker.ops.alerts import WebhookSender
     from worker.settings import Settings
+    from worker.telemetry.alerts import WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +200,7 @@ class Listener:
         self.request_poll("delivery allocation exhausted")
         if self._alerts is None:
             return
-        from worker.ops.alerts import claim
+        from worker.telemetry.alerts import claim
 
         store = self.ctx.store
         if claim(store.client, store.keys.prefix, "listener-limit", LIMIT_ALERT_REPEAT_S):

@@ -32,8 +32,8 @@ from mappings import Mapping
 from worker.app import configure
 from worker.context import NotConfigured, load_configured_mapping
 from worker.logs import redacted_url
-from worker.runtime.redis_server import EmbeddedRedis, redis_for
 from worker.settings import Settings, load_settings
+from worker.state.server import EmbeddedRedis, redis_for
 from worker.state.store import SyncStore
 
 

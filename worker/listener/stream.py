@@ -42,8 +42,8 @@ from worker.salesforce.events.client import (
 from worker.salesforce.events.relevance import Triage, Verdict, triage
 
 if TYPE_CHECKING:
+    from worker.listener.process import Listener
     from worker.salesforce.events import pubsub_pb2 as pb
-    from worker.salesforce.events.listener import Listener
 
 log = logging.getLogger(__name__)
 
