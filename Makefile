@@ -17,7 +17,7 @@ STAMP := $(VENV)/.installed-stamp
 LOCK_FLAGS := --quiet --universal --python-version 3.11 --generate-hashes \
 	--custom-compile-command "make lock"
 
-.PHONY: demo test lint audit chaos bench lock proto clean rules
+.PHONY: demo test lint audit chaos bench lock proto clean rules docs
 
 $(UV): requirements-uv.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -69,10 +69,13 @@ rules:
 # CRMSYNC_AUDIT=1 (and always in `make audit`), fails on a known vulnerability and is skipped,
 # saying so, when the database cannot be reached. It is opt-in so that a CVE published
 # overnight in some transitive package cannot block every landing unannounced.
+# The docs site (mkdocs.yml, docs/) is built with --strict: a broken link or a page missing
+# from the nav fails lint. The built site goes to .site/ (ignored); `make docs` serves it.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/mkdocs build --strict --quiet --site-dir .site
 	@if [ "$${CRMSYNC_AUDIT:-0}" = "1" ]; then $(BIN)/python -m bench.chaos_audit; \
 	else echo "dependency audit: opt-in (CRMSYNC_AUDIT=1 make lint, or make audit)"; fi
 
@@ -93,5 +96,8 @@ bench: $(STAMP)
 proto: $(STAMP)
 	$(BIN)/python -m worker.salesforce.events.generate
 
+docs: $(STAMP)
+	$(BIN)/mkdocs serve
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .crmsync-data
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .crmsync-data .site
