@@ -4,7 +4,6 @@ from worker.salesforce.client import (
     SalesforceNotConfigured,
     TimeoutSession,
     build_salesforce,
-    build_sandbox_salesforce,
 )
 from worker.salesforce.cursors import Cursors, SourceEvent
 from worker.salesforce.ids import InvalidSalesforceId, normalize_salesforce_id
@@ -27,7 +26,6 @@ __all__ = [
     "SourceEvent",
     "TimeoutSession",
     "build_salesforce",
-    "build_sandbox_salesforce",
     "normalize_salesforce_id",
     "strip_attributes",
 ]
