@@ -1,12 +1,12 @@
 """The Salesforce side of crmsync: client construction, id rules and the closed-won source."""
 
+from mappings.ids import InvalidSalesforceId, normalize_salesforce_id
 from worker.salesforce.client import (
     SalesforceNotConfigured,
     TimeoutSession,
     build_salesforce,
 )
 from worker.salesforce.cursors import Cursors, SourceEvent
-from worker.salesforce.ids import InvalidSalesforceId, normalize_salesforce_id
 from worker.salesforce.source import (
     ClosedWonSource,
     PollReader,

@@ -31,9 +31,9 @@ from typing import Any
 from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import SalesforceExpiredSession, SalesforceRefusedRequest
 
+from mappings.ids import normalize_salesforce_id
 from worker.salesforce import queries
 from worker.salesforce.cursors import Cursors, SourceEvent, parse_salesforce_datetime
-from worker.salesforce.ids import normalize_salesforce_id
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from typing import Any
 from simple_salesforce.api import Salesforce
 from simple_salesforce.format import format_soql
 
-from worker.salesforce.ids import normalize_salesforce_id
+from mappings.ids import normalize_salesforce_id
 from worker.sandbox.billing import provider_fields
 
 #: The stages the emulator knows (worker/sandbox/salesforce/schema.py); IsWon follows them.
