@@ -15,14 +15,11 @@ from typing import Any
 import requests
 from simple_salesforce.api import Salesforce
 
+from worker.salesforce.errors import SalesforceNotConfigured
 from worker.settings import SalesforceAuthMode, Settings, salesforce_auth_mode
 from worker.telemetry.metrics import record_salesforce_response
 
 CONNECT_TIMEOUT_S = 10.0
-
-
-class SalesforceNotConfigured(RuntimeError):
-    """No SALESFORCE_* login is configured (the CLI points the operator to ``crmsync demo``)."""
 
 
 class TimeoutSession(requests.Session):
@@ -51,7 +48,7 @@ def build_salesforce(settings: Settings, session: requests.Session | None = None
 
     The SOAP, OAuth-password, JWT and client-credentials modes keep a login callable inside
     the client, so an expired session is renewed on the next query. The pre-issued session mode
-    cannot renew: the source turns its 401 into :class:`~worker.salesforce.source.SessionExpired`.
+    cannot renew: the source turns its 401 into :class:`~worker.salesforce.errors.SessionExpired`.
     """
     mode = salesforce_auth_mode(settings)
     if mode is None:
