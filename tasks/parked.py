@@ -29,12 +29,14 @@ from worker.context import WorkerContext, get_context
 from worker.metronome.errors import MetronomeError, TransientError
 from worker.outages.breaker import iso
 from worker.outages.parking import ParkedSync
+from worker.queue.names import DRAIN, PARKED_REASON
+from worker.queue.publish import send_batch, split_batches
 from worker.state.keys import DRAIN_LOCK_TTL_S
 
 log = logging.getLogger(__name__)
 
 #: The task name, stable for operators (``celery call crmsync.drain_parked``).
-DRAIN_TASK = "crmsync.drain_parked"
+DRAIN_TASK = DRAIN
 #: Parked syncs read per round trip, and sent per drain at most (the next drain sends more).
 CLAIM_CHUNK = 500
 DRAIN_MAX = 20_000
@@ -57,10 +59,7 @@ def claim_lease_s(ctx: WorkerContext) -> float:
 
 def publish_replays(items: Sequence[ParkedSync]) -> None:
     """The default publisher: ``crmsync.sync_batch`` messages, one per force flag and ≤ 50
-    accounts (tasks/publish.py)."""
-    from tasks.publish import send_batch, split_batches
-    from tasks.sync import PARKED_REASON
-
+    accounts (worker/queue/publish.py)."""
     declare_queue()
     for force in (False, True):
         chosen = [(i.account_id, i.record, False) for i in items if i.force is force]
@@ -194,16 +193,6 @@ def _read_probe(ctx: WorkerContext) -> str:
         except MetronomeError:
             pass  # a 4xx: Metronome is up and answering
         return "closed" if breaker.succeeded() else "ok"
-
-
-def request_drain(*, everything: bool = False) -> None:
-    """Ask a worker to drain now (a probe just closed the breaker): the periodic drain would
-    do it within a poll interval anyway, so a failure here is only logged."""
-    try:
-        declare_queue()
-        app.send_task(DRAIN_TASK, kwargs={"everything": everything})
-    except Exception as exc:  # the broker away: the beat's drain catches up
-        log.warning("could not request a drain of the parked syncs: %s", type(exc).__name__)
 
 
 @app.task(name=DRAIN_TASK, ignore_result=False, acks_late=False)

@@ -41,7 +41,6 @@ from celery.backends.base import DisabledBackend
 from celery.exceptions import SoftTimeLimitExceeded
 
 from mappings import MappingError
-from tasks.parked import request_drain
 from worker.app import RETRY_BACKOFF_MAX_S, app, declare_queue
 from worker.context import WorkerContext, get_context
 from worker.contracts.step import (
@@ -57,6 +56,8 @@ from worker.metronome.errors import (
     UnresolvableConflictError,
 )
 from worker.outages.metronome import BreakerOpenError, describe_open
+from worker.queue.names import PARKED_REASON, SYNC_ACCOUNT
+from worker.queue.publish import request_drain
 from worker.salesforce.ids import InvalidSalesforceId, normalize_salesforce_id
 from worker.salesforce.stamps import is_superseded, snapshot_stamp
 from worker.state.store import AccountState, LockBusy
@@ -69,8 +70,6 @@ MAX_DELIVERIES = 10
 RETRY_BACKOFF_BASE_S = 2.0
 #: A busy account lock clears when the other sync ends (seconds): retry soon.
 LOCK_BUSY_COUNTDOWN_S = 1.0
-#: The ``reason`` of a parked sync's replay (tasks/parked.py).
-PARKED_REASON = "parked"
 #: Waits for a busy account lock before giving up: each waits at least a second and the lock
 #: is a lease that a dead holder stops renewing, so this bounds only a pathological case.
 MAX_LOCK_WAITS = 400
@@ -588,7 +587,7 @@ def retry_while_redis_is_away(task: Task, what: str, exc: Exception) -> Exceptio
     return cast(Exception, task.retry(countdown=wait, exc=None))
 
 
-@app.task(name="crmsync.sync_account", **SYNC_TASK_OPTIONS)
+@app.task(name=SYNC_ACCOUNT, **SYNC_TASK_OPTIONS)
 def sync_account(
     self: Task,
     account_id: str,
