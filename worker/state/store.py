@@ -349,6 +349,14 @@ class SyncStore:
     def forget_hash(self, account_id: str) -> None:
         self.client.hdel(self.keys.account(account_id), "state_hash")
 
+    def dead_hash(self, account_id: str) -> str | None:
+        """The hash of the account's snapshot last refused (dead-lettered), if any."""
+        return cast("str | None", self.client.hget(self.keys.account(account_id), "dead_hash"))
+
+    def remember_dead_hash(self, account_id: str, snapshot_hash: str) -> None:
+        """The snapshot is refused as it stands: not sent again until it changes."""
+        self.client.hset(self.keys.account(account_id), "dead_hash", snapshot_hash)
+
     @contextlib.contextmanager
     def account_lock(
         self,
