@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,11 +22,13 @@ import requests
 
 from worker.app import app, declare_queue
 from worker.context import WorkerContext, get_context
+from worker.outages.breaker import Admission
 from worker.outages.salesforce import outage_reason
 from worker.queue.grouping import CHUNK_ROWS, chunks, find_absent, group_by_account
 from worker.queue.names import POLL
 from worker.queue.publish import EnqueueChunk, batch_publisher
-from worker.salesforce import Cursors, SourceEvent
+from worker.salesforce import Cursors, PollReader, SourceEvent
+from worker.state.store import PollLease
 
 __all__ = ["group_by_account", "poll_closed_won", "run_poll"]
 
@@ -53,6 +56,14 @@ def _guarded(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
 def _cursor_text(value: datetime) -> str:
     """Fixed-width UTC text, so Redis can compare cursors as strings (worker.state.store)."""
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(slots=True)
+class _Progress:
+    """How far a poll got: what a failed poll reports."""
+
+    rows: int = 0
+    accounts: int = 0
 
 
 def run_poll(
@@ -88,16 +99,10 @@ def run_poll(
         stored: dict[str, str | None] = dict(store.cursors())
         cursors = Cursors.from_json(stored or None)
         with_events = store.events_due(ctx.settings.events_interval_s)
-        rows = accounts = 0
+        progress = _Progress()
         try:
             reader = ctx.source.poll(cursors, with_events=with_events)  # logs in on first use
-            for chunk in chunks(_guarded(reader), CHUNK_ROWS):
-                rows += len(chunk)
-                store.mark_won(str(row["Id"]) for row in chunk if row.get("Id"))
-                grouped = group_by_account(chunk)
-                absent = find_absent(ctx, grouped)
-                enqueue([(a, record, a in absent) for a, record in grouped.items()])
-                accounts += len(grouped)
+            _enqueue_changes(ctx, reader, enqueue, progress)
         except Exception as exc:
             reason = _outage(exc)
             if reason is None:
@@ -105,44 +110,12 @@ def run_poll(
             log.warning("poll failed: %s", reason)
             pause.outage(reason, admission)
             reported = True
-            failed: dict[str, Any] = {
-                "status": "failed",
-                "reason": reason,
-                "rows": rows,
-                "enqueued": accounts,
-                "finished_at": _cursor_text(datetime.now(UTC)),
-                "duration_s": round(time.monotonic() - started, 3),
-                "cursors": store.cursors(),
-            }
-            store.record_poll(failed)
+            failed = _record_failure(ctx, reason, progress, started)
             if raise_outage and not isinstance(exc, SalesforceUnreadable):
                 raise
             return failed
-        attention = _record_events(ctx, reader.events)
-        usage = ctx.source.sf.api_usage.get("api-usage")
-        summary: dict[str, Any] = {
-            "status": "stopped_for_quota" if reader.stopped_for_quota else "ok",
-            "rows": rows,
-            "enqueued": accounts,
-            "needs_attention": attention,
-            "salesforce_calls": reader.salesforce_calls,
-            "salesforce_api_usage": [usage.used, usage.total] if usage else None,
-            "finished_at": _cursor_text(datetime.now(UTC)),
-            "duration_s": round(time.monotonic() - started, 3),
-        }
-        if reader.stopped_for_quota:
-            # The quota pauses polls at once (every poll would only spend more of it).
-            pause.quota(reader.quota_reason or "quota reached")
-        else:
-            pause.succeeded(admission)
-            new = {
-                name: _cursor_text(value)
-                for name, value in vars_of(reader.new_cursors).items()
-                if value is not None
-            }
-            if not store.advance_cursors(lease, new):
-                summary["status"] = "fenced_out"
-                log.warning("poll finished after a newer poll took over; cursor left to it")
+        summary = _summary(ctx, reader, progress, started)
+        _conclude(ctx, reader, summary, lease, admission)
         reported = True
         summary["cursors"] = store.cursors()
         store.record_poll(summary)
@@ -152,6 +125,78 @@ def run_poll(
         if not reported:
             pause.release(admission)  # a probe that learnt nothing gives its turn back
         store.release_poll_lock(lease)
+
+
+def _enqueue_changes(
+    ctx: WorkerContext, reader: PollReader, enqueue: EnqueueChunk, progress: _Progress
+) -> None:
+    """Stream the changed rows chunk by chunk: one snapshot per account, its syncs queued."""
+    for chunk in chunks(_guarded(reader), CHUNK_ROWS):
+        progress.rows += len(chunk)
+        ctx.store.mark_won(str(row["Id"]) for row in chunk if row.get("Id"))
+        grouped = group_by_account(chunk)
+        absent = find_absent(ctx, grouped)
+        enqueue([(a, record, a in absent) for a, record in grouped.items()])
+        progress.accounts += len(grouped)
+
+
+def _record_failure(
+    ctx: WorkerContext, reason: str, progress: _Progress, started: float
+) -> dict[str, Any]:
+    """A poll Salesforce failed: recorded as the last poll, cursors unchanged."""
+    failed: dict[str, Any] = {
+        "status": "failed",
+        "reason": reason,
+        "rows": progress.rows,
+        "enqueued": progress.accounts,
+        "finished_at": _cursor_text(datetime.now(UTC)),
+        "duration_s": round(time.monotonic() - started, 3),
+        "cursors": ctx.store.cursors(),
+    }
+    ctx.store.record_poll(failed)
+    return failed
+
+
+def _summary(
+    ctx: WorkerContext, reader: PollReader, progress: _Progress, started: float
+) -> dict[str, Any]:
+    """What a finished poll did (its events recorded as "needs attention" first)."""
+    attention = _record_events(ctx, reader.events)
+    usage = ctx.source.sf.api_usage.get("api-usage")
+    return {
+        "status": "stopped_for_quota" if reader.stopped_for_quota else "ok",
+        "rows": progress.rows,
+        "enqueued": progress.accounts,
+        "needs_attention": attention,
+        "salesforce_calls": reader.salesforce_calls,
+        "salesforce_api_usage": [usage.used, usage.total] if usage else None,
+        "finished_at": _cursor_text(datetime.now(UTC)),
+        "duration_s": round(time.monotonic() - started, 3),
+    }
+
+
+def _conclude(
+    ctx: WorkerContext,
+    reader: PollReader,
+    summary: dict[str, Any],
+    lease: PollLease,
+    admission: Admission,
+) -> None:
+    """The breaker learns how the poll went; the cursors move, fenced by the poll lease."""
+    pause = ctx.salesforce_pause
+    if reader.stopped_for_quota:
+        # The quota pauses polls at once (every poll would only spend more of it).
+        pause.quota(reader.quota_reason or "quota reached")
+        return
+    pause.succeeded(admission)
+    new = {
+        name: _cursor_text(value)
+        for name, value in vars_of(reader.new_cursors).items()
+        if value is not None
+    }
+    if not ctx.store.advance_cursors(lease, new):
+        summary["status"] = "fenced_out"
+        log.warning("poll finished after a newer poll took over; cursor left to it")
 
 
 def _paused(ctx: WorkerContext) -> dict[str, Any]:
