@@ -20,7 +20,6 @@ the same steps, locks, Idempotency-Keys and rate governor as any other (``reason
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -31,7 +30,6 @@ from worker.outages.breaker import iso
 from worker.outages.parking import ParkedSync
 from worker.queue.names import DRAIN, PARKED_REASON
 from worker.queue.publish import send_batch, split_batches
-from worker.state.keys import DRAIN_LOCK_TTL_S
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +38,6 @@ DRAIN_TASK = DRAIN
 #: Parked syncs read per round trip, and sent per drain at most (the next drain sends more).
 CLAIM_CHUNK = 500
 DRAIN_MAX = 20_000
-
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 Publish = Callable[[Sequence[ParkedSync]], None]
 
@@ -72,13 +65,13 @@ def run_drain(
 ) -> dict[str, Any]:
     """Send what is due (see the module docstring); returns what was done."""
     store = ctx.store
-    token = secrets.token_hex(8)
-    if not store.client.set(store.keys.drain_lock, token, nx=True, ex=DRAIN_LOCK_TTL_S):
+    token = store.take_drain_lock()
+    if token is None:
         return {"status": "skipped", "reason": "another drain is running"}
     try:
         return _drain(ctx, everything=everything, publish=publish or publish_replays)
     finally:
-        store.client.register_script(_RELEASE)(keys=[store.keys.drain_lock], args=[token])
+        store.release_drain_lock(token)
 
 
 def _drain(ctx: WorkerContext, *, everything: bool, publish: Publish) -> dict[str, Any]:
@@ -102,10 +95,8 @@ def _drain(ctx: WorkerContext, *, everything: bool, publish: Publish) -> dict[st
         if probed != "closed":
             return {"status": "probe", "read": probed, "expired": expired}
         state = breaker.state()
-    marker = store.client.get(store.keys.parked_drained_all)
-    recovered = state.closed_at_ms is not None and (
-        marker is None or float(str(marker)) < state.closed_at_ms
-    )
+    marker = store.drained_all_at()
+    recovered = state.closed_at_ms is not None and (marker is None or marker < state.closed_at_ms)
     everything = everything or recovered
     due_by = float("inf") if everything else None
     sent = _publish_claimed(
@@ -114,14 +105,14 @@ def _drain(ctx: WorkerContext, *, everything: bool, publish: Publish) -> dict[st
     # A replay whose lease ran out and that never ended was lost (its message gone with Redis
     # data): sent again, but only with nothing queued -- a queued one is not lost, only late.
     resent = 0
-    if not store.client.llen(QUEUE):
+    if not store.queued_messages(QUEUE):
         resent = _publish_claimed(
             lambda: parking.reclaim(limit=CLAIM_CHUNK, lease_s=lease), publish
         )
         if resent:
             log.warning("drain: sent again %d parked sync(s) whose replay never ended", resent)
     if recovered and state.closed_at_ms is not None:
-        store.client.set(store.keys.parked_drained_all, repr(state.closed_at_ms))
+        store.mark_drained_all(state.closed_at_ms)
     if sent:
         log.info(
             "drain: sent %d parked sync(s)%s",
