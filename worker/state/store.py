@@ -1,4 +1,5 @@
-"""Redis state: fenced poll lock and cursors, dedupe hashes, account locks, ledger, dead letters.
+"""Redis state: dedupe hashes, account locks, the drain lock, ledger, dead letters (and, from
+worker/state/polls.py, the fenced poll lock and cursors).
 
 Key names and their lifetimes are in :mod:`worker.state.keys`. The ledger's index
 (:mod:`worker.state.ledger`), grouped dead letters
@@ -12,7 +13,6 @@ holds the newest fencing token.
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -26,27 +26,11 @@ from worker.state.keys import (
     ACCOUNT_LOCK_TTL_S,
     DELIVERY_COUNT_TTL_S,
     DRAIN_LOCK_TTL_S,
-    POLL_LOCK_TTL_S,
     Keys,
 )
 from worker.state.ledger import Ledger
 from worker.state.locks import LeaseKeeper, TokenLocks, new_token
-
-# KEYS: cursors hash, fence key. ARGV: fence token, then field/value pairs.
-# Writes a field only if the fence is still ours and the new value is later than the old one
-# (ISO-8601 UTC strings of one fixed format compare in time order).
-_ADVANCE = """
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
-local moved = 0
-for i = 2, #ARGV, 2 do
-  local old = redis.call('HGET', KEYS[1], ARGV[i])
-  if (not old) or ARGV[i + 1] > old then
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-    moved = moved + 1
-  end
-end
-return moved
-"""
+from worker.state.polls import ADVANCE_CURSORS, PollLease, PollState
 
 #: The account lock is a *lease*: held for this long and renewed by its holder every third of
 #: it while the sync runs (up to ACCOUNT_LOCK_TTL_S in all). A SIGKILLed or OOM-killed holder
@@ -55,8 +39,6 @@ return moved
 #: redelivery and every later sync of the account met "lock busy" until they gave up (seen in
 #: the chaos run: four closes dead-lettered as transient_exhausted).
 ACCOUNT_LOCK_LEASE_S = 15.0
-#: The poll lock's lease, renewed the same way (up to POLL_LOCK_TTL_S).
-POLL_LOCK_LEASE_S = 30.0
 
 _STATE_FIELDS = ("state_hash", "customer_id", "dead_hash")
 
@@ -66,12 +48,6 @@ _FieldValue = bytes | bytearray | memoryview | str | int | float
 
 class LockBusy(Exception):
     """Another process holds the lock (a concurrent sync of the same account, or a poll)."""
-
-
-@dataclass(frozen=True, slots=True)
-class PollLease:
-    token: str
-    fence: str
 
 
 @dataclass(slots=True)
@@ -100,7 +76,10 @@ class AccountState:
 __all__ = ["AccountState", "DeadLetter", "HeldLock", "LockBusy", "PollLease", "SyncStore"]
 
 
-class SyncStore:
+class SyncStore(PollState):
+    """Every piece of a sync's Redis state the jobs read and write (the poll's part:
+    worker/state/polls.py)."""
+
     def __init__(
         self, client: redis.Redis, keys: Keys | None = None, ledger_max_entries: int = 100_000
     ) -> None:
@@ -109,7 +88,7 @@ class SyncStore:
         self.ledger_max_entries = ledger_max_entries
         self.locks = TokenLocks(client)
         self._leases = LeaseKeeper(self.locks)
-        self._advance = client.register_script(_ADVANCE)
+        self._advance = client.register_script(ADVANCE_CURSORS)
         self.ledger_log = Ledger(client, self.keys, ledger_max_entries)
         self.dead_letter_book = DeadLetterBook(client, self.keys, self.ledger_log)
         self.attention = AttentionBook(client, self.keys, self.ledger_log)
@@ -127,34 +106,6 @@ class SyncStore:
             retry_on_timeout=True,
         )
         return cls(client, Keys(prefix), ledger_max_entries)
-
-    # --- poll lock and cursors ----------------------------------------------------------
-    def acquire_poll_lock(
-        self, ttl_s: int = POLL_LOCK_TTL_S, lease_s: float = POLL_LOCK_LEASE_S
-    ) -> PollLease | None:
-        """The poll lock, as a lease renewed while the poll runs (at most ``ttl_s`` in all).
-
-        A poll whose worker is SIGKILLed stops renewing, so the next poll can start within
-        ``lease_s``; a fixed 600 s TTL kept every poll out for ten minutes (chaos run, seed 3:
-        a worker killed mid-poll, every beat poll after it "skipped").
-        """
-        token = new_token()
-        lease_ms = max(1, int(min(float(ttl_s), lease_s) * 1000))
-        if not self.locks.take(self.keys.poll_lock, token, lease_ms=lease_ms):
-            return None
-        fence = str(self.client.incr(self.keys.poll_fence))
-        self._start_renewing(self.keys.poll_lock, token, lease_ms, ttl_s)
-        return PollLease(token=token, fence=fence)
-
-    def release_poll_lock(self, lease: PollLease) -> None:
-        self._stop_renewing(lease.token)
-        self.locks.release(self.keys.poll_lock, lease.token)
-
-    def _start_renewing(self, key: str, token: str, lease_ms: int, ttl_s: float) -> None:
-        self._leases.hold(key, token, lease_ms, ttl_s)
-
-    def _stop_renewing(self, token: str) -> None:
-        self._leases.drop(token)
 
     # --- the drain of parked syncs ------------------------------------------------------
     def take_drain_lock(self) -> str | None:
@@ -177,52 +128,6 @@ class SyncStore:
     def queued_messages(self, queue: str) -> int:
         """Messages waiting in the broker's ``queue`` (the same Redis)."""
         return int(self.client.llen(queue))
-
-    def cursors(self) -> dict[str, str]:
-        return cast(dict[str, str], self.client.hgetall(self.keys.cursors))
-
-    def advance_cursors(self, lease: PollLease, values: Mapping[str, str]) -> bool:
-        """Move cursors forward; False when a newer poll has taken the fence since."""
-        if not values:
-            return True
-        args: list[str] = [lease.fence]
-        for name, value in values.items():
-            args += [name, value]
-        result = int(self._advance(keys=[self.keys.cursors, self.keys.poll_fence], args=args))
-        return result >= 0
-
-    def events_due(self, interval_s: float) -> bool:
-        """True at most once per ``interval_s`` (always when it is 0): time to read the
-        re-opened-deal and deleted-account streams."""
-        if interval_s <= 0:
-            return True
-        return bool(self.client.set(self.keys.events_check, "1", nx=True, ex=int(interval_s)))
-
-    def record_poll(self, summary: Mapping[str, Any]) -> None:
-        self.client.hset(
-            self.keys.last_poll, mapping={k: json.dumps(v) for k, v in summary.items()}
-        )
-
-    def last_poll(self) -> dict[str, Any]:
-        raw = cast(dict[str, str], self.client.hgetall(self.keys.last_poll))
-        return {k: json.loads(v) for k, v in raw.items()}
-
-    # --- won opportunities (re-open detection) -------------------------------------------
-    def mark_won(self, opportunity_ids: Iterable[str]) -> None:
-        ids = list(opportunity_ids)
-        if ids:
-            self.client.sadd(self.keys.won_opportunities, *ids)
-
-    def forget_won(self, opportunity_ids: Iterable[str]) -> list[str]:
-        """Remove ids from the won set; returns those that were in it (the re-opened ones)."""
-        ids = list(opportunity_ids)
-        if not ids:
-            return []
-        flags = cast(list[int], self.client.smismember(self.keys.won_opportunities, ids))
-        reopened = [i for i, flag in zip(ids, flags, strict=True) if flag]
-        if reopened:
-            self.client.srem(self.keys.won_opportunities, *reopened)
-        return reopened
 
     # --- accounts ----------------------------------------------------------------------
     def account_state(self, account_id: str) -> AccountState:
