@@ -2,7 +2,8 @@
 
 Beat sends it every CRMSYNC_POLL_INTERVAL_S (and a sync whose probe closed Metronome's breaker
 sends one at once), so after an outage the parked syncs are on their way within a poll
-interval. It never schedules anything ahead (no ETA, no countdown: DESIGN.md), it only
+interval. It never schedules anything ahead (no ETA, no countdown: the Redis broker hands a
+message waiting past its visibility timeout out twice), it only
 publishes what is due now, as ordinary ``crmsync.sync_batch`` messages whose syncs go through
 the same steps, locks, Idempotency-Keys and rate governor as any other (``reason="parked"``).
 

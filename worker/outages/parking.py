@@ -2,8 +2,8 @@
 is back -- never in a dead letter, never in a long countdown.
 
 A dead letter means "a person must fix this"; an outage of Metronome is not that, and a
-retry countdown long enough to outlast one is delivered twice by the Redis broker (DESIGN.md:
-countdowns stay far under the visibility timeout). So a sync whose quick retries are spent,
+retry countdown long enough to outlast one is delivered twice by the Redis broker (a
+countdown must stay far under the visibility timeout). So a sync whose quick retries are spent,
 or that meets an open circuit breaker, is *parked* (``tasks/sync.py``) and the drain
 (``tasks/parked.py``) sends it again when it is due:
 

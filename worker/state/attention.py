@@ -1,6 +1,6 @@
 """ "Needs attention": what crmsync saw and, on purpose, did not act on, kept until a person has.
 
-crmsync never archives, edits or moves anything on its own (DESIGN.md): a re-opened deal, a
+crmsync never archives, edits or moves anything on its own (a person decides): a re-opened deal, a
 merged or deleted account, a deal changed after its contract was made, a contract a person
 archived, or a customer that cannot be made right without taking an alias from another one are
 each recorded as an *item* with what to do, listed by ``crmsync attention`` and acknowledged

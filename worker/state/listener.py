@@ -6,7 +6,7 @@
   (paused past the TTL, cut off from Redis) can no longer move the replay id under the new
   holder's feet. What it may still do is enqueue a sync the new holder enqueues again: the
   dedupe hash makes that second sync free.
-* **Replay ids are bytes** (opaque to us; DESIGN.md "Change events"), so this module keeps its
+* **Replay ids are bytes** (opaque to us: Salesforce defines them), so this module keeps its
   own Redis client without ``decode_responses``.
 * **Topic stats** (last event, last keepalive, lag, reconnects) are plain hash fields, written
   as they happen, so ``crmsync status`` and the metrics read them without asking the listener.
