@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from mappings.contracts.desired import OPPORTUNITY_FIELD, DesiredCommit, DesiredContract
 from worker.metronome.errors import (
     ConflictError,
+    ContractConflictError,
+    ContractInputError,
     PermanentError,
     ServerError,
     TransientError,
@@ -58,17 +60,6 @@ GENERATION_PREFIX = "contract:"
 FIXED = "FIXED"
 
 BillingLoader = Callable[[], Sequence[BillingConfigurationState]]
-
-
-class ContractInputError(PermanentError):
-    """This opportunity's contract cannot be made as mapped (unknown product, a product that
-    is not FIXED, no matching billing configuration, a body the API refuses): the deal
-    dead-letters with this reason; the customer and every other deal go on."""
-
-
-class ContractConflictError(PermanentError):
-    """The create was refused with 409 and no contract of this customer holds our key: the key
-    or the ``sfdc_opportunity_id`` value is used elsewhere. A person must decide."""
 
 
 @dataclass(frozen=True, slots=True)
