@@ -55,6 +55,12 @@ class SettingsError(Exception):
         super().__init__("\n".join(f"crmsync: configuration: {p}" for p in problems))
 
 
+class NotConfigured(RuntimeError):
+    """A setting the operation needs is missing (a Metronome token, a Salesforce login, a
+    Redis URL); the message names it and what to do, often ``crmsync demo``. The CLI prints
+    it without a traceback and exits 2, like a SettingsError."""
+
+
 class SalesforceAuthMode(enum.StrEnum):
     """How the Salesforce client logs in, chosen by which SALESFORCE_* variables are set."""
 

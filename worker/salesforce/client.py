@@ -14,7 +14,7 @@ import requests
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 from simple_salesforce.api import Salesforce
 
-from worker.settings import SalesforceAuthMode, Settings, salesforce_auth_mode
+from worker.settings import NotConfigured, SalesforceAuthMode, Settings, salesforce_auth_mode
 from worker.telemetry.metrics import record_salesforce_response
 
 if TYPE_CHECKING:
@@ -23,8 +23,9 @@ if TYPE_CHECKING:
 CONNECT_TIMEOUT_S = 10.0
 
 
-class SalesforceNotConfigured(RuntimeError):
-    """No SALESFORCE_* login is configured (the CLI points the operator to ``crmsync demo``)."""
+#: No SALESFORCE_* login is configured: crmsync's one "not configured" error, under the name
+#: this package has always exported.
+SalesforceNotConfigured = NotConfigured
 
 
 class TimeoutSession(requests.Session):
