@@ -32,6 +32,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from mappings.contracts.desired import OPPORTUNITY_FIELD, DesiredCommit, DesiredContract
+from worker.metronome.actual import (
+    BillingConfigurationState,
+    ContractState,
+    ProductState,
+    canonical_json,
+)
 from worker.metronome.errors import (
     ConflictError,
     ContractConflictError,
@@ -42,12 +48,6 @@ from worker.metronome.errors import (
 )
 from worker.metronome.gateway import MetronomeGateway
 from worker.metronome.idempotency import IdempotencyGenerations, idempotency_key
-from worker.metronome.state import (
-    BillingConfigurationState,
-    ContractState,
-    ProductState,
-    canonical_json,
-)
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Metronome's answers read into our state values (worker/metronome/state.py).
+"""Metronome's answers read into our values of what it holds (worker/metronome/actual.py).
 
 The SDK builds its models without validating them, so every field is checked here as it is
 read: a wrong shape raises TypeError/AttributeError, which the gateway's ``read_answer`` turns
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
-from worker.metronome.state import CatalogEntry, ContractState, CustomerState, ProductState
+from worker.metronome.actual import CatalogEntry, ContractState, CustomerState, ProductState
 
 _T = TypeVar("_T")
 CUSTOM_FIELD_ENTITY: Literal["customer"] = "customer"

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, TypeVar, cast
 
+from worker.metronome.actual import CatalogEntry, ContractState, ProductState
 from worker.metronome.answers import (
     body_cursor,
     catalog_entry,
@@ -20,7 +21,6 @@ from worker.metronome.answers import (
     product_state,
     required_text,
 )
-from worker.metronome.state import CatalogEntry, ContractState, ProductState
 from worker.metronome.transport import GatewayCore, key_header, read_answer
 
 _T = TypeVar("_T")

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any, Literal, cast
 
+from worker.metronome.actual import BillingConfigurationState, CustomerState
 from worker.metronome.answers import (
     CUSTOM_FIELD_ENTITY,
     customer_state,
@@ -20,7 +21,6 @@ from worker.metronome.answers import (
     required_text,
 )
 from worker.metronome.errors import PermanentError
-from worker.metronome.state import BillingConfigurationState, CustomerState
 from worker.metronome.transport import GatewayCore, key_header, read_answer
 
 LIST_PAGE_SIZE = 100

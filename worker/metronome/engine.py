@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from mappings.desired import DesiredCustomer
+from worker.metronome.actual import CustomerState, canonical_json
 from worker.metronome.errors import (
     ConflictError,
     ServerError,
@@ -44,7 +45,6 @@ from worker.metronome.plan import (
     needs_billing_configurations,
     plan_sync,
 )
-from worker.metronome.state import CustomerState, canonical_json
 
 log = logging.getLogger(__name__)
 
