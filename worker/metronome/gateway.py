@@ -18,15 +18,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from worker.metronome.contract_calls import ContractCalls
-from worker.metronome.customer_calls import CustomerCalls, CustomFieldEntity
+from worker.metronome.customer_calls import CustomerCalls
 from worker.metronome.errors import PermanentError
 from worker.metronome.governor import Governor
-from worker.metronome.transport import MAX_REFUSALS, retry_decision
 
 if TYPE_CHECKING:
     from worker.settings import Settings
-
-__all__ = ["MAX_REFUSALS", "CustomFieldEntity", "MetronomeGateway", "retry_decision"]
 
 
 class MetronomeGateway(CustomerCalls, ContractCalls):

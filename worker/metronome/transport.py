@@ -67,7 +67,7 @@ class _CountingTransport(httpx.HTTPTransport):
 
 
 class GatewayCore:
-    """The SDK client and the one way to call it (:meth:`call`); the gateway's customer and
+    """The SDK client and the one way to call it (:meth:`_call`); the gateway's customer and
     contract calls are built on it."""
 
     def __init__(
