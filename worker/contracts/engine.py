@@ -17,8 +17,8 @@ It shares the customer engine's gateway and its recover-by-reading pattern, and 
   existing contract. The engine only creates; differences are the caller's "needs attention".
 
 What Metronome alone knows is resolved here, before the create: the id of the customer's
-billing provider configuration the contract bills through (DESIGN.md: reference it by id) and
-the ids of commit products named by name (which must be FIXED). Both come from reads that are
+billing provider configuration the contract bills through (the create takes it by id) and the
+ids of commit products named by name (which must be FIXED). Both come from reads that are
 cached (the catalog per process, the configurations per sync).
 """
 

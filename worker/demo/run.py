@@ -279,7 +279,7 @@ def run_demo(as_json: bool = False, workdir: Path | None = None) -> int:
                 third.problems.append(f"duplicate contracts for {doubled}")
     if not as_json:
         _print_table(passes)
-    # Last, always: one JSON object (DESIGN.md: the make targets end with one).
+    # Last, always: one JSON object, so a script (or a make target) can read the outcome.
     print(json.dumps({"passes": [_public(p) for p in passes], "ok": all(p.ok for p in passes)}))
     return 0 if all(p.ok for p in passes) else 1
 
