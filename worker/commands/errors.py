@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 from mappings.errors import MappingFileError
 from worker.logs import redacted_url, scrub
 from worker.settings import (
+    NotConfigured,
     SalesforceAuthMode,
     Settings,
     SettingsError,
@@ -91,7 +92,6 @@ def causes(exc: BaseException) -> Iterator[BaseException]:
 
 def _ours(exc: BaseException, settings: Settings | None) -> Failure | None:
     from tasks.resync import ResyncRequestError
-    from worker.context import NotConfigured
     from worker.salesforce.ids import InvalidSalesforceId
     from worker.state.server import EmbeddedRedisError, NoCrmsyncRunning
 
