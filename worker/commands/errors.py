@@ -91,8 +91,8 @@ def causes(exc: BaseException) -> Iterator[BaseException]:
 
 
 def _ours(exc: BaseException, settings: Settings | None) -> Failure | None:
+    from mappings.ids import InvalidSalesforceId
     from tasks.resync import ResyncRequestError
-    from worker.salesforce.ids import InvalidSalesforceId
     from worker.state.server import EmbeddedRedisError, NoCrmsyncRunning
 
     if isinstance(exc, MappingFileError):

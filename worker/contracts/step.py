@@ -26,8 +26,8 @@ from mappings import DesiredCustomer, MappingError
 from mappings.contracts.desired import DesiredContract
 from mappings.contracts.engine import opportunity_id, won_opportunity_rows
 from worker.contracts.engine import ContractOutcome
+from worker.metronome.actual import BillingConfigurationState, canonical_json
 from worker.metronome.errors import ContractConflictError, ContractInputError
-from worker.metronome.state import BillingConfigurationState, canonical_json
 from worker.state.dead_letters import CONTRACT_KIND as DEAD_LETTER_CONTRACT_KIND
 
 if TYPE_CHECKING:
