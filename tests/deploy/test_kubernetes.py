@@ -9,7 +9,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from tests.deploy.support import manifests
+from tests.support.deploy_files import manifests
 from worker.cli import build_parser
 
 #: The version the schemas are checked against (kubernetes-validate ships each release's).

@@ -9,9 +9,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tasks.poll import poll_closed_won
 from tasks.sync import sync_account
-from tests.deploy.support import METRICS_ANOTHER_ISSUE_ADDS, names_used
-from tests.ops.conftest import OpsStack
-from tests.ops.support import wait_until
+from tests.support.deploy_files import METRICS_ANOTHER_ISSUE_ADDS, names_used
+from tests.support.ops_stack import OpsStack
+from tests.support.waiting import wait_until
 from worker.app import app
 
 pytestmark = pytest.mark.integration

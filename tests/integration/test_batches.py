@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from tasks.batch import sync_batch
-from tests.ops.support import wait_until
 from tests.support.stack import stack_with_worker
+from tests.support.waiting import wait_until
 from worker.ops.progress import terminal_total, wait_for_syncs
 from worker.salesforce.ids import normalize_salesforce_id
 from worker.sandbox.stack import SandboxStack

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_pipeline import close_deal
+from tests.support.deals import close_deal
 from tests.support.processes import REPO_ROOT, crmsync_env, run_cli
 from tests.support.stack import salesforce_client
 from worker.sandbox.httpserver import HttpServer, Request, Response

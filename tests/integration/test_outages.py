@@ -24,11 +24,10 @@ from simple_salesforce.api import Salesforce
 
 from tasks.parked import run_drain
 from tasks.poll import run_poll
-from tests.integration.test_contracts import new_account, win
-from tests.integration.test_pipeline import close_deal, customers_of
-from tests.ops.support import wait_until
+from tests.support.deals import close_deal, customers_of, new_account, win
 from tests.support.outage import COMMIT_THEN_DOWN, DOWN, UP, OutageSwitch
 from tests.support.stack import salesforce_client
+from tests.support.waiting import wait_until
 from worker.context import WorkerContext
 from worker.sandbox.stack import SandboxStack
 

@@ -20,7 +20,8 @@ import pytest
 
 from mappings import load_default_mapping
 from tasks.sync import Done, Retry, run_sync
-from tests.reliability.misbehaving import SPOILERS, SpoilingProxy
+from tests.support.bad_answers import ACCOUNT, TOKEN, record
+from tests.support.proxy import SPOILERS, SpoilingProxy
 from worker.context import WorkerContext
 from worker.metronome import MetronomeGateway
 from worker.metronome.errors import ConnectionFailedError, ServerError, UnexpectedAnswerError
@@ -28,26 +29,6 @@ from worker.sandbox.metronome import MetronomeEmulator
 from worker.settings import load_settings
 from worker.state.keys import Keys
 from worker.state.store import SyncStore
-
-TOKEN = "bad-answers-token"
-ACCOUNT = "001000000000009AAA"
-
-
-def record() -> dict[str, Any]:
-    return {
-        "Id": "006000000000009AAA",
-        "AccountId": ACCOUNT,
-        "SystemModstamp": "2026-11-20T10:00:00.000+0000",
-        "Account": {
-            "Id": ACCOUNT,
-            "Name": "Spoiled Answers Ltd",
-            "Billing_Email__c": "ops@spoiled.example",
-            "Billing_Provider__c": "stripe",
-            "Stripe_Customer_Id__c": "cus_spoiled0001",
-            "Stripe_Collection_Method__c": "send_invoice",
-            "Parent": None,
-        },
-    }
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 
 from mappings import load_default_mapping
 from tasks.poll import run_poll
-from tests.reliability.misbehaving import SPOILERS, SpoilingProxy
+from tests.support.proxy import SPOILERS, SpoilingProxy
 from worker.context import WorkerContext
 from worker.sandbox.salesforce import SalesforceEmulator, SandboxCredentials
 from worker.settings import load_settings

@@ -1,4 +1,9 @@
-"""Shared fixtures: one emulator per session (reset per test), the real SDK through our gateway."""
+"""The Metronome emulator as fixtures: one emulator per session (reset per test), the real SDK
+through our gateway; and desired customers to sync against it.
+
+The fixtures reach a test directory through its conftest.py (tests/metronome/ for the client,
+tests/sandbox/metronome/ for the emulator itself): each imports them from here.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,9 @@
-"""Fixtures: a fresh emulator per test and clients that talk to it over real HTTP."""
+"""The Salesforce emulator as fixtures: a fresh emulator per test and clients that talk to it
+over real HTTP; and the small helpers those tests share.
+
+The fixtures reach a test directory through its conftest.py (tests/salesforce/ for our client,
+tests/sandbox/salesforce/ for the emulator itself): each imports them from here.
+"""
 
 from __future__ import annotations
 

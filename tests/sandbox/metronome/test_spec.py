@@ -17,16 +17,15 @@ import jsonschema  # type: ignore[import-untyped]
 import metronome
 import pytest
 
-from worker.sandbox.metronome import MetronomeEmulator, MetronomeFaults
-from worker.sandbox.metronome.routes import ROUTES, match
-
-from .conftest import TOKEN
-from .spec import (
+from tests.support.metronome_emulator import TOKEN
+from tests.support.metronome_spec import (
     assert_requests_match_spec,
     load_spec,
     openapi_to_jsonschema,
     request_errors,
 )
+from worker.sandbox.metronome import MetronomeEmulator, MetronomeFaults
+from worker.sandbox.metronome.routes import ROUTES, match
 
 
 @pytest.fixture(scope="module")
