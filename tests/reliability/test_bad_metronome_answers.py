@@ -21,7 +21,7 @@ import pytest
 from mappings import load_default_mapping
 from tasks.sync import Done, Retry, run_sync
 from tests.support.bad_answers import ACCOUNT, TOKEN, record
-from tests.support.proxy import SPOILERS, SpoilingProxy
+from tests.support.proxy import SPOILERS, FaultProxy
 from worker.context import WorkerContext
 from worker.metronome import MetronomeGateway
 from worker.metronome.errors import ConnectionFailedError, ServerError, UnexpectedAnswerError
@@ -73,7 +73,7 @@ def customers_of(emulator: MetronomeEmulator) -> list[dict[str, Any]]:
 def test_an_unreadable_answer_to_a_committed_create_is_retried_and_makes_one_customer(
     emulator: MetronomeEmulator, kind: str
 ) -> None:
-    proxy = SpoilingProxy(emulator.url, spoil=SPOILERS[kind]).start()
+    proxy = FaultProxy(emulator.url, spoil=SPOILERS[kind]).start()
     ctx = make_context(proxy.url)
     try:
         done, retries = sync_until_done(ctx)
@@ -96,7 +96,7 @@ def test_a_wrong_shape_answer_to_a_committed_create_is_reread_and_makes_one_cust
 
     Before, the engine crashed on the answer (an AttributeError or TypeError) and the record
     was dead-lettered under that name, waiting for an operator's redrive."""
-    proxy = SpoilingProxy(emulator.url, spoil=SPOILERS[kind]).start()
+    proxy = FaultProxy(emulator.url, spoil=SPOILERS[kind]).start()
     ctx = make_context(proxy.url)
     try:
         done, retries = sync_until_done(ctx)
@@ -115,7 +115,7 @@ def test_a_wrong_shape_answer_to_a_committed_create_is_reread_and_makes_one_cust
 def test_a_read_that_keeps_answering_the_wrong_shape_says_so(
     emulator: MetronomeEmulator, kind: str
 ) -> None:
-    proxy = SpoilingProxy(
+    proxy = FaultProxy(
         emulator.url, method="GET", path="/v1/customers*", spoil=SPOILERS[kind], times=100
     ).start()
     gateway = MetronomeGateway(TOKEN, proxy.url, timeout_s=5, retry_immediately=True)
@@ -132,7 +132,7 @@ def test_an_absurdly_slow_answer_times_out_as_unknown_and_is_adopted_not_duplica
 ) -> None:
     # Slower than the client's timeout on both attempts inside the gateway, then normal: the
     # create committed upstream each time, the task retries, and the key replays it.
-    proxy = SpoilingProxy(emulator.url, delay_s=1.5, times=2).start()
+    proxy = FaultProxy(emulator.url, delay_s=1.5, times=2).start()
     ctx = make_context(proxy.url, timeout_s=0.5, attempts=2)
     started = time.monotonic()
     try:
@@ -159,7 +159,7 @@ def test_the_gateway_surfaces_unreadable_reads_as_json_errors(
     emulator: MetronomeEmulator, kind: str, call: str
 ) -> None:
     path = "/v1/customers" if call == "list" else "/v1/customers/c-1"
-    proxy = SpoilingProxy(emulator.url, method="GET", path=path, spoil=SPOILERS[kind]).start()
+    proxy = FaultProxy(emulator.url, method="GET", path=path, spoil=SPOILERS[kind]).start()
     gateway = MetronomeGateway(TOKEN, proxy.url, timeout_s=5, retry_immediately=True)
     try:
         with pytest.raises(json.JSONDecodeError):
