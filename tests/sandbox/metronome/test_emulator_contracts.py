@@ -48,7 +48,7 @@ def accepted_means_allowed(emulator: MetronomeEmulator) -> Iterator[None]:
     spec's request schema allows (the emulator is never more lenient than the spec)."""
     yield
     if not (reference_dir() / SPEC_NAME).is_file():
-        return  # test_contract.py reports the missing spec
+        return  # test_spec.py reports the missing spec
     spec = load_spec()
     for route in (CREATE, "POST /v2/contracts/list", "POST /v1/contracts/archive"):
         method, template = route.split(" ")

@@ -2,7 +2,8 @@
 emulator sends validates against the schema Metronome's OpenAPI spec gives for it, and every
 request body the emulator accepts validates against the spec's request schema.
 
-The spec lives outside the repo (see ``spec.py``); without it these tests skip and say why.
+The spec lives outside the repo (see tests/support/metronome_spec.py); without it these
+tests skip and say why.
 """
 
 from __future__ import annotations
