@@ -21,6 +21,7 @@ import pytest
 from mappings import load_default_mapping
 from tasks.sync import Done, Retry, run_sync
 from tests.support.bad_answers import ACCOUNT, TOKEN, record
+from tests.support.deals import customers_in
 from tests.support.proxy import SPOILERS, FaultProxy
 from worker.context import WorkerContext
 from worker.metronome import MetronomeGateway
@@ -61,14 +62,6 @@ def sync_until_done(ctx: WorkerContext, attempts: int = 6) -> tuple[Done, list[R
     raise AssertionError(f"still retrying after {attempts} attempts: {retries}")
 
 
-def customers_of(emulator: MetronomeEmulator) -> list[dict[str, Any]]:
-    return [
-        c
-        for c in emulator.customers()
-        if (c.get("custom_fields") or {}).get("sfdc_account_id") == ACCOUNT
-    ]
-
-
 @pytest.mark.parametrize("kind", ["truncated", "html_with_json_type", "empty_body"])
 def test_an_unreadable_answer_to_a_committed_create_is_retried_and_makes_one_customer(
     emulator: MetronomeEmulator, kind: str
@@ -84,7 +77,7 @@ def test_an_unreadable_answer_to_a_committed_create_is_retried_and_makes_one_cus
     assert "POST /v1/customers 200" in proxy.seen  # the create really committed upstream
     assert [r.reason for r in retries] and "unreadable JSON" in retries[0].reason
     assert done.outcome == "created"
-    assert len(customers_of(emulator)) == 1
+    assert len(customers_in(emulator, ACCOUNT)) == 1
 
 
 @pytest.mark.parametrize("kind", ["html_page", "wrong_shape"])
@@ -108,7 +101,7 @@ def test_a_wrong_shape_answer_to_a_committed_create_is_reread_and_makes_one_cust
     assert "POST /v1/customers 200" in proxy.seen  # the create really committed upstream
     assert letters == []
     assert done.outcome in ("created", "updated", "in_sync"), (done, retries)
-    assert len(customers_of(emulator)) == 1
+    assert len(customers_in(emulator, ACCOUNT)) == 1
 
 
 @pytest.mark.parametrize("kind", ["html_page", "wrong_shape"])
@@ -145,7 +138,7 @@ def test_an_absurdly_slow_answer_times_out_as_unknown_and_is_adopted_not_duplica
     # the key replayed) and adopted the customer instead of creating a second one.
     assert time.monotonic() - started < 30  # bounded by the client timeout, not the server
     assert done.outcome in ("created", "updated", "in_sync"), (done, retries)
-    assert len(customers_of(emulator)) == 1
+    assert len(customers_in(emulator, ACCOUNT)) == 1
 
 
 @pytest.mark.parametrize(

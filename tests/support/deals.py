@@ -12,6 +12,7 @@ from typing import Any
 from simple_salesforce.api import Salesforce
 
 from tests.support.stack import held_by
+from worker.sandbox.metronome import MetronomeEmulator
 from worker.sandbox.stack import SandboxStack
 
 
@@ -67,10 +68,15 @@ def win(sf: Salesforce, account_id: str, name: str, **terms: Any) -> str:
     return opportunity_id
 
 
+def customers_in(metronome: MetronomeEmulator, account_id: str) -> list[dict[str, Any]]:
+    """The emulator's customers linked to this Salesforce account (0, 1, or a bug)."""
+    return held_by(metronome.customers(), "sfdc_account_id", account_id)
+
+
 def customers_of(stack: SandboxStack, account_id: str) -> list[dict[str, Any]]:
-    """The stack's Metronome customers linked to this Salesforce account (0, 1, or a bug)."""
+    """The stack's Metronome customers linked to this Salesforce account."""
     assert stack.metronome is not None
-    return held_by(stack.metronome.customers(), "sfdc_account_id", account_id)
+    return customers_in(stack.metronome, account_id)
 
 
 def creates(stack: SandboxStack) -> int:
