@@ -73,14 +73,33 @@ def subscribed(state: ListenerState, pid: int) -> bool:
     return all(s.get("state") == "subscribed" for s in stats)
 
 
+def live(state: ListenerState, pid: int, since: float) -> bool:
+    """Subscribed since ``since``, each stream has answered since its subscribe (an event or a
+    keepalive) and a replay id is stored for it: the server took the replay id it was given,
+    so where each topic resumed from is settled, and a stream torn down from here on (a stall
+    under load) resumes from the stored id, asking for no poll."""
+    if not subscribed(state, pid):
+        return False
+    for topic in TOPICS:
+        if state.replay_id(topic) is None:
+            return False
+        stats = state.topic_stats(topic)
+        subscribed_at = float(stats.get("subscribed_at") or 0)
+        heard = max(float(stats.get(f) or 0) for f in ("last_event_at", "last_keepalive_at"))
+        if subscribed_at < since or heard < subscribed_at:
+            return False
+    return True
+
+
 def active_listener(stack: SandboxStack, state: ListenerState, log: Path, **env: str) -> Any:
-    """A listener that holds the lease and is subscribed to both topics, after the poll it
-    asks for when a topic has no stored replay id has finished: what follows is the events'."""
-    expect_poll = any(state.replay_id(topic) is None for topic in TOPICS)
-    started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """A listener that holds the lease and whose streams on both topics are live, after the
+    poll it asks for when a topic resumed from LATEST (no stored replay id, or one refused)
+    has finished: what follows is the events'."""
+    now = datetime.now(UTC)
+    started = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     process = start_listener(stack, log, **env)
-    wait_until(lambda: subscribed(state, process.pid), timeout_s=60)
-    if expect_poll:
+    wait_until(lambda: live(state, process.pid, now.timestamp()), timeout_s=60)
+    if any(state.topic_stats(topic).get("subscribed_from") == "LATEST" for topic in TOPICS):
         ctx = stack.context()
         try:
             wait_until(lambda: ctx.store.last_poll().get("finished_at", "") > started, 90)

@@ -169,6 +169,10 @@ def test_an_expired_or_foreign_replay_id_is_refused(
         with pytest.raises(PubSubError) as refused:
             read(sub, 1)
         assert refused.value.code == REPLAY_CORRUPTED
+    # What a stream from LATEST hands out after the expiry (in its keepalives) resumes.
+    [keepalive] = read(client.subscribe(TOPIC, creds, replay_id=None), 1, keepalives_too=True)
+    resumed = client.subscribe(TOPIC, creds, replay_id=bytes(keepalive.latest_replay_id))
+    assert read(resumed, 1, keepalives_too=True)
 
 
 def test_faults_stall_limit_and_suppression(

@@ -278,9 +278,15 @@ class EventBus:
             return event
 
     def expire_all(self) -> None:
-        """Let the retention window pass: every replay id issued so far becomes invalid."""
+        """Let the retention window pass: every replay id issued so far becomes invalid.
+
+        The position moves on by one seq that holds no event, so the replay id a stream
+        subscribed from LATEST hands out from now on (in its keepalives) is one the bus still
+        serves, as Salesforce's current position always is: otherwise a listener that stored
+        it would be refused again on its next resubscribe and poll for nothing."""
         with self.changed:
             self._expired_through = self._next_seq
+            self._next_seq += 1
             self._events.clear()
             self.changed.notify_all()
 
