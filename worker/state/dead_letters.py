@@ -322,6 +322,14 @@ class DeadLetterBook:
         )
         return rows[0][0] if rows else "0-0"
 
+    def stream_after(self, entry_id: str, count: int) -> list[tuple[str, dict[str, str]]]:
+        """The stream's raw entries after ``entry_id`` (exclusive), oldest first: the alert
+        watcher reads every field as written."""
+        return cast(
+            list[tuple[str, dict[str, str]]],
+            self.client.xrange(self.keys.dead_letters, min=f"({entry_id}", count=count),
+        )
+
     def occurrences_since(self, entry_id: str = "0-0", count: int = 100_000) -> list[Occurrence]:
         """Attempts after ``entry_id`` (exclusive), oldest first."""
         rows = cast(
