@@ -78,7 +78,13 @@ def static_config() -> dict[str, Any]:
             "socket_connect_timeout": 10,
             "socket_keepalive": True,
             "health_check_interval": 25,
-            "retry_on_timeout": True,
+            # No retry inside redis-py: every lost connection must reach kombu, which then
+            # rebuilds all of them. With a retry, redis-py reconnected the remote-control
+            # pub/sub connection behind kombu's back after a failover; kombu kept polling the
+            # old socket's file number, and when another socket reused it, read the new
+            # pub/sub socket with no timeout (PubSub.parse_response blocks) forever: a worker
+            # alive, deaf to SIGTERM, consuming nothing (docs/reliability.md, "Failover").
+            "retry_on_timeout": False,
         },
         "result_backend_transport_options": {"visibility_timeout": VISIBILITY_TIMEOUT_S},
         # Results only where something reads them (ping, poll, resync for the CLI); the
