@@ -21,6 +21,7 @@ from kombu import pools as kombu_pools
 
 from worker.logs import configure_logging, scrub
 from worker.settings import Settings, default_data_dir
+from worker.state.broker import TRANSPORT
 from worker.state.server import find_embedded
 from worker.telemetry import metrics
 
@@ -156,9 +157,21 @@ def _redact_arguments(headers: dict[str, Any] | None = None, **_: Any) -> None:
 setup_logging.connect(_setup_logging, weak=False)
 before_task_publish.connect(_redact_arguments, weak=False)
 metrics.connect_signals()
+
+
+def broker_transport(url: str) -> str | None:
+    """Our kombu transport for TCP URLs: it drops a connection to a demoted primary
+    (worker/state/broker.py); ``None`` leaves the URL's scheme to choose."""
+    return TRANSPORT if url.startswith(("redis://", "rediss://")) else None
+
+
 _initial_url = _url_from_environment()
 if _initial_url:
-    app.conf.update(broker_url=_initial_url, result_backend=_initial_url)
+    app.conf.update(
+        broker_url=_initial_url,
+        result_backend=_initial_url,
+        broker_transport=broker_transport(_initial_url),
+    )
 
 
 def configure(redis_url: str, settings: Settings) -> Celery:
@@ -170,6 +183,7 @@ def configure(redis_url: str, settings: Settings) -> Celery:
         broker_transport_options=transport,
         result_backend_transport_options={"visibility_timeout": settings.visibility_timeout_s},
         broker_url=redis_url,
+        broker_transport=broker_transport(redis_url),
         result_backend=redis_url,
         beat_schedule=beat_schedule(settings),
         # One scheduler even with two beat replicas: redbeat keeps the schedule in Redis

@@ -1,0 +1,84 @@
+"""Every Redis client crmsync makes, built in one place so all of them survive a failover.
+
+A failover replaces the server behind a connection in one of two ways. The old primary dies:
+the connection breaks, and the next command reconnects (to the endpoint's new server). Or the
+old primary lives on, demoted to a replica of the new one: the connection stays open and
+every write is refused with ``READONLY``. redis-py retries neither (a ``ResponseError`` is an
+answer, not a fault), so a client would be refused forever. :class:`PrimaryConnection` turns
+that answer into what it means: this server is no longer the primary; it disconnects and
+raises ``ConnectionError``, so the retry or reconnect of the caller reaches the new primary
+(redis-py's Sentinel connections do the same, ``SentinelManagedConnection``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError
+
+#: Socket timeouts and health checks on every client: a connection whose server vanished
+#: without closing it (a failover's moving endpoint, a NAT timeout) fails within these bounds
+#: instead of waiting forever.
+SOCKET_TIMEOUT_S = 30.0
+SOCKET_CONNECT_TIMEOUT_S = 10.0
+HEALTH_CHECK_INTERVAL_S = 25
+
+
+class DemotedPrimary(RedisConnectionError):
+    """The server answered ``READONLY``: it was the primary and is now a replica."""
+
+
+def _drop_if_demoted(connection: redis.Connection, call: Any) -> Any:
+    try:
+        return call()
+    except ReadOnlyError as exc:
+        connection.disconnect()  # type: ignore[no-untyped-call]
+        raise DemotedPrimary(f"the server is a read-only replica now (failover): {exc}") from exc
+
+
+class PrimaryConnection(redis.Connection):
+    """A TCP connection that is dropped when its server turns out to be a replica."""
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        return _drop_if_demoted(
+            self, lambda: super(PrimaryConnection, self).read_response(*args, **kwargs)
+        )
+
+
+class PrimarySSLConnection(redis.SSLConnection):
+    """:class:`PrimaryConnection` over TLS (``rediss://``)."""
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        return _drop_if_demoted(
+            self, lambda: super(PrimarySSLConnection, self).read_response(*args, **kwargs)
+        )
+
+
+def redis_client(
+    url: str,
+    *,
+    decode_responses: bool = False,
+    socket_timeout: float = SOCKET_TIMEOUT_S,
+    socket_connect_timeout: float = SOCKET_CONNECT_TIMEOUT_S,
+) -> redis.Redis:
+    """A client for crmsync's own state: timeouts, health checks, one retry after a lost
+    connection (which reconnects, to the new primary after a failover), and no connection
+    kept to a demoted primary."""
+    options: dict[str, Any] = {}
+    if url.startswith("rediss://"):
+        options["connection_class"] = PrimarySSLConnection
+    elif url.startswith("redis://"):
+        options["connection_class"] = PrimaryConnection
+    pool = redis.ConnectionPool.from_url(
+        url,
+        **options,
+        decode_responses=decode_responses,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=socket_connect_timeout,
+        socket_keepalive=True,
+        health_check_interval=HEALTH_CHECK_INTERVAL_S,
+        retry_on_timeout=True,
+    )
+    return redis.Redis(connection_pool=pool)
