@@ -8,6 +8,7 @@ but consumed nothing, blocked in a pub/sub read, answered no ping and ignored SI
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import time
@@ -22,6 +23,7 @@ from tests.support.processes import run_cli
 from worker.app import configure
 from worker.sandbox.metronome import MetronomeFaults
 from worker.sandbox.stack import SandboxStack
+from worker.state.consumers import TICK_S
 
 ACCOUNTS = 120
 #: The issue's promise: every process goes on consuming within 30 s of the failover.
@@ -96,6 +98,15 @@ def test_workers_resume_after_the_endpoint_moves(
         stack.env(), "check", "--quick", "--node", f"{WORKERS[0]}@{socket.gethostname()}"
     )
     assert check.returncode == 0, check.stdout + check.stderr
+
+    # `crmsync status` lists both workers' main loops as turning (the stuck ones stopped
+    # ticking: STALLED there).
+    status = run_cli(stack.env(), "status", "--json")
+    assert status.returncode == 0, status.stderr
+    listed = {c["node"]: c for c in json.loads(status.stdout)["consumers"]}
+    assert set(listed) == {f"{name}@{socket.gethostname()}" for name in WORKERS}
+    assert not any(c["stalled"] for c in listed.values())
+    assert all(c["seconds_since_tick"] < 3 * TICK_S for c in listed.values())
 
     # A warm shutdown still works: SIGTERM reaches a loop that is not stuck in a read.
     for process in workers:

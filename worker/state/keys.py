@@ -73,6 +73,13 @@ class Keys:
         return f"{self.prefix}:poll:last"
 
     @property
+    def consumers(self) -> str:
+        """Hash: worker node name -> the last time its main loop ticked (epoch seconds). No
+        TTL: a worker stuck alive must stay listed, as stalled; a stopping worker removes
+        its own field."""
+        return f"{self.prefix}:consumers"
+
+    @property
     def won_opportunities(self) -> str:
         """Set of opportunity ids seen won: tells a re-opened deal from a never-won one."""
         return f"{self.prefix}:won-opportunities"
