@@ -19,7 +19,7 @@ from pathlib import Path
 
 from worker.app import QUEUE
 from worker.commands.bootstrap import Runtime, service_runtime
-from worker.ops import consuming
+from worker.ops import consuming, redelivery
 from worker.ops.scrape import RedisStateCollector
 from worker.ops.watcher import start_watcher
 from worker.state.keys import Keys
@@ -104,5 +104,6 @@ def run(args: argparse.Namespace) -> int:
             argv.append(f"--hostname={args.hostname}")
         preload_metronome_sdk()
         consuming.install(rt.app, rt.redis.url, Keys(rt.settings.redis_prefix))
+        redelivery.install(rt.app)
         rt.app.worker_main(argv)
     return 0

@@ -17,6 +17,9 @@ from typing import Any
 import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError
+from redis.sentinel import Sentinel
+
+from worker.settings.sentinel import SentinelTarget, is_sentinel_url, parse_sentinel_url
 
 #: Socket timeouts and health checks on every client: a connection whose server vanished
 #: without closing it (a failover's moving endpoint, a NAT timeout) fails within these bounds
@@ -65,20 +68,51 @@ def redis_client(
 ) -> redis.Redis:
     """A client for crmsync's own state: timeouts, health checks, one retry after a lost
     connection (which reconnects, to the new primary after a failover), and no connection
-    kept to a demoted primary."""
+    kept to a demoted primary. A ``redis-sentinel://`` URL gives a client of the primary the
+    sentinels name (worker/settings/sentinel.py)."""
+    common: dict[str, Any] = {
+        "decode_responses": decode_responses,
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": socket_connect_timeout,
+        "socket_keepalive": True,
+        "health_check_interval": HEALTH_CHECK_INTERVAL_S,
+        "retry_on_timeout": True,
+    }
+    if is_sentinel_url(url):
+        target = parse_sentinel_url(url)
+        client: redis.Redis = _sentinel(target).master_for(  # type: ignore[no-untyped-call]
+            target.service_name, redis_class=redis.Redis, **_sentinel_data_options(target), **common
+        )
+        return client
     options: dict[str, Any] = {}
     if url.startswith("rediss://"):
         options["connection_class"] = PrimarySSLConnection
     elif url.startswith("redis://"):
         options["connection_class"] = PrimaryConnection
-    pool = redis.ConnectionPool.from_url(
-        url,
-        **options,
-        decode_responses=decode_responses,
-        socket_timeout=socket_timeout,
-        socket_connect_timeout=socket_connect_timeout,
-        socket_keepalive=True,
-        health_check_interval=HEALTH_CHECK_INTERVAL_S,
-        retry_on_timeout=True,
-    )
+    pool = redis.ConnectionPool.from_url(url, **options, **common)
     return redis.Redis(connection_pool=pool)
+
+
+def _sentinel(target: SentinelTarget) -> Sentinel:
+    return Sentinel(  # type: ignore[no-untyped-call]
+        list(target.sentinels), sentinel_kwargs=target.sentinel_kwargs()
+    )
+
+
+def _sentinel_data_options(target: SentinelTarget) -> dict[str, Any]:
+    options: dict[str, Any] = {"db": target.db}
+    if target.password:
+        options["password"] = target.password
+    if target.tls:
+        options["ssl"] = True
+    return options
+
+
+def primary_address(url: str) -> str | None:
+    """``host:port`` of the primary the sentinels name now (None for a plain URL): what
+    ``crmsync check`` shows, so an operator sees where crmsync writes after a failover."""
+    if not is_sentinel_url(url):
+        return None
+    target = parse_sentinel_url(url)
+    host, port = _sentinel(target).discover_master(target.service_name)  # type: ignore[no-untyped-call]
+    return f"{host}:{port}"
