@@ -116,3 +116,13 @@ def primary_address(url: str) -> str | None:
     target = parse_sentinel_url(url)
     host, port = _sentinel(target).discover_master(target.service_name)  # type: ignore[no-untyped-call]
     return f"{host}:{port}"
+
+
+def primary_run_id(client: redis.Redis) -> str:
+    """The server's ``run_id`` (INFO server): new at every start, so a different one means
+    another server (a failover) or a restart since it was recorded. Empty where INFO is not
+    served (a managed proxy that hides it, fakeredis): the failover rule is then off."""
+    try:
+        return str(client.info("server").get("run_id", ""))
+    except redis.ResponseError:
+        return ""
