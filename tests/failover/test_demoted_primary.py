@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.support.endpoint import Endpoint
-from tests.support.failover import wait_in_sync
+from worker.sandbox.endpoint import Endpoint
+from worker.sandbox.failover import wait_in_sync
 from worker.state.connections import DemotedPrimary, redis_client
 from worker.state.server import RedisServer
 

@@ -2,7 +2,7 @@
 
 Real servers on 127.0.0.1: the stack's Redis is the primary, a replica follows it, and the
 workers reach it only through an endpoint that moves to the promoted replica while the old
-primary is SIGKILLed (tests/support/failover.py). Before the fix, both workers stayed alive
+primary is SIGKILLed (worker/sandbox/failover.py). Before the fix, both workers stayed alive
 but consumed nothing, blocked in a pub/sub read, answered no ping and ignored SIGTERM.
 """
 
@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from bench.data import seed_won_accounts
-from tests.support.failover import ReplicatedRedis, replicated
 from tests.support.processes import run_cli
 from worker.app import configure
+from worker.sandbox.failover import ReplicatedRedis, replicated
 from worker.sandbox.metronome import MetronomeFaults
 from worker.sandbox.stack import SandboxStack
 from worker.state.consumers import TICK_S

@@ -17,9 +17,9 @@ import pytest
 
 from bench.data import seed_won_accounts
 from tasks.poll import run_poll
-from tests.support.failover import ReplicatedRedis, replicated, wait_in_sync
 from worker.app import configure
 from worker.context import build_context
+from worker.sandbox.failover import ReplicatedRedis, replicated, wait_in_sync
 from worker.sandbox.stack import SandboxStack
 
 ACCOUNTS = 30

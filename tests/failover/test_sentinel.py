@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from bench.data import seed_won_accounts
-from tests.support.failover import replicated
 from tests.support.processes import run_cli
 from tests.support.sentinels import SERVICE, sentinels, wait_for_primary
 from worker.app import configure
 from worker.context import build_context
+from worker.sandbox.failover import replicated
 from worker.sandbox.metronome import MetronomeFaults
 from worker.sandbox.stack import SandboxStack
 from worker.state.server import RedisServer

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import redis
 
-from tests.support.endpoint import Endpoint
+from worker.sandbox.endpoint import Endpoint
 from worker.state.server import RedisServer
 
 SYNC_TIMEOUT_S = 30.0
@@ -37,19 +37,30 @@ class ReplicatedRedis:
     def fail_over(self, *, serve_on_s: float = 0.0) -> None:
         """Promote the replica, let the old primary go on serving ``serve_on_s`` (its writes
         then are lost), kill it and move the endpoint."""
+        self.promote()
+        if serve_on_s:
+            time.sleep(serve_on_s)  # the old primary's last acknowledged writes: to be lost
+        process = self.primary.process
+        if process is not None:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+            self.primary.process = None
+        self.endpoint.move(self.replica.port)
+
+    def promote(self) -> None:
+        """Only the first step of :meth:`fail_over`: the replica stops following and takes
+        writes, while the old primary still serves (whatever it takes now is lost)."""
         client = redis.Redis(port=self.replica.port, socket_timeout=5)
         try:
             client.replicaof("NO", "ONE")
         finally:
             client.close()
-        if serve_on_s:
-            time.sleep(serve_on_s)  # the old primary's last acknowledged writes: to be lost
-        process = self.primary.process
-        assert process is not None
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-        self.primary.process = None
-        self.endpoint.move(self.replica.port)
+
+    def new_replica(self, data_dir: Path) -> None:
+        """After a failover: the promoted server is the primary, a fresh server its replica
+        (ready for the next failover)."""
+        self.primary = self.replica
+        self.replica = follow(self.primary, data_dir)
 
 
 def wait_in_sync(primary: RedisServer, replica: RedisServer) -> None:
@@ -71,16 +82,25 @@ def wait_in_sync(primary: RedisServer, replica: RedisServer) -> None:
         source.close()
 
 
+def follow(primary: RedisServer, data_dir: Path) -> RedisServer:
+    """A new server replicating ``primary``, caught up."""
+    replica = RedisServer(data_dir).start()
+    client = redis.Redis(port=replica.port, socket_timeout=5)
+    try:
+        client.replicaof("127.0.0.1", primary.port)
+    finally:
+        client.close()
+    wait_in_sync(primary, replica)
+    return replica
+
+
 @contextlib.contextmanager
 def replicated(primary: RedisServer, base: Path) -> Iterator[ReplicatedRedis]:
     """A replica of the running ``primary`` and an endpoint in front of the primary."""
-    replica = RedisServer(base / "replica").start()
+    pair = ReplicatedRedis(primary, follow(primary, base / "replica"), Endpoint(primary.port))
     try:
-        client = redis.Redis(port=replica.port, socket_timeout=5)
-        client.replicaof("127.0.0.1", primary.port)
-        client.close()
-        wait_in_sync(primary, replica)
-        with Endpoint(primary.port) as endpoint:
-            yield ReplicatedRedis(primary, replica, endpoint)
+        with pair.endpoint:
+            yield pair
     finally:
-        replica.stop()
+        for server in (pair.primary, pair.replica):
+            server.stop()

@@ -1,4 +1,5 @@
-"""A TCP endpoint that forwards to one Redis server and can be moved to another.
+"""A TCP endpoint that forwards to one Redis server and can be moved to another (the failover
+tests and the chaos run's failover phase).
 
 A managed Redis fails over by moving its endpoint (a DNS name or a virtual IP) from the old
 primary to the promoted replica: clients keep one ``REDIS_URL`` and find a different server
