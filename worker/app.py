@@ -30,6 +30,13 @@ from worker.settings.sentinel import (
     redbeat_options,
 )
 from worker.state.broker import TRANSPORT
+from worker.state.connections import (
+    HEALTH_CHECK_INTERVAL_S,
+    SOCKET_CONNECT_TIMEOUT_S,
+    SOCKET_TIMEOUT_S,
+    PrimaryConnection,
+    PrimarySSLConnection,
+)
 from worker.state.server import find_embedded
 from worker.telemetry import metrics
 
@@ -191,7 +198,7 @@ def redis_conf(url: str, visibility_timeout_s: int = VISIBILITY_TIMEOUT_S) -> di
             "result_backend": url,
             "result_backend_transport_options": backend,
             "redbeat_redis_url": url,
-            "redbeat_redis_options": {},
+            "redbeat_redis_options": redbeat_plain_options(url),
         }
     target = parse_sentinel_url(url)
     tls = {"ssl_cert_reqs": ssl.CERT_REQUIRED} if target.tls else None
@@ -206,6 +213,24 @@ def redis_conf(url: str, visibility_timeout_s: int = VISIBILITY_TIMEOUT_S) -> di
         "redbeat_redis_url": "redis-sentinel://",
         "redbeat_redis_options": redbeat_options(target, socket_timeout=30.0),
         "redbeat_redis_use_ssl": tls,
+    }
+
+
+def redbeat_plain_options(url: str) -> dict[str, Any]:
+    """redbeat's client, with the store's timeouts and its rule for a demoted primary
+    (worker/state/connections.py): beat follows a moving endpoint like the workers."""
+    if url.startswith("rediss://"):
+        connection_class: type = PrimarySSLConnection
+    elif url.startswith("redis://"):
+        connection_class = PrimaryConnection
+    else:
+        return {}
+    return {
+        "connection_class": connection_class,
+        "socket_timeout": SOCKET_TIMEOUT_S,
+        "socket_connect_timeout": SOCKET_CONNECT_TIMEOUT_S,
+        "health_check_interval": HEALTH_CHECK_INTERVAL_S,
+        "retry_on_timeout": True,
     }
 
 

@@ -8,6 +8,7 @@ import pytest
 from worker.app import redis_conf
 from worker.settings import Settings, SettingsError, load_settings
 from worker.settings.sentinel import parse_sentinel_url
+from worker.state.connections import PrimaryConnection
 
 
 def _settings(monkeypatch: pytest.MonkeyPatch, **env: str) -> Settings:
@@ -68,3 +69,5 @@ def test_a_plain_url_keeps_our_transport() -> None:
     conf = redis_conf("redis://127.0.0.1:6379/0")
     assert conf["broker_transport"] == "worker.state.broker:Transport"
     assert conf["broker_transport_options"]["retry_on_timeout"] is False
+    # beat's redbeat client also drops a connection to a demoted primary
+    assert conf["redbeat_redis_options"]["connection_class"] is PrimaryConnection
