@@ -234,9 +234,10 @@ def _describe(exc: BaseException, settings: Settings) -> str:
 
 
 def check_worker(url: str, timeout: float, node: str | None) -> CheckResult:
-    from worker.app import app
+    from worker.app import app, redis_conf
 
-    app.conf.update(broker_url=url, result_backend=url)
+    # In Celery's and kombu's own forms (a redis-sentinel:// URL becomes sentinel:// + master).
+    app.conf.update(redis_conf(url))
     if node is not None:
         return _ping_node(node, timeout)
     from tasks.health import ping
