@@ -635,6 +635,31 @@ def run_chaos(config: ChaosConfig, workdir: Path | None = None) -> dict[str, Any
             say("stopped", seconds=round(time.monotonic() - stopping, 1))
 
 
+def failover_phase(config: ChaosConfig, workdir: Path | None) -> dict[str, Any]:
+    """Three Redis failovers under a fixed REDIS_URL, on a stack of their own
+    (bench/chaos_failover.py); ``failover_ok`` also needs each resumption within 30 s."""
+    from bench.chaos_failover import FailoverConfig, run_failover_phase
+
+    phase = FailoverConfig(accounts=config.failover_accounts, workers=min(config.workers, 2))
+    with tempfile.TemporaryDirectory(prefix="crmsync-failover-") as tmp:
+        base = (workdir / "failover") if workdir else Path(tmp)
+        base.mkdir(parents=True, exist_ok=True)
+        result = run_failover_phase(phase, base)
+    resumed = result["failover_resumed_s"]
+    result["failover_ok"] = bool(
+        result["failover_ok"]
+        and result["failover_converged"]
+        and resumed is not None
+        and resumed <= FAILOVER_RESUME_S
+    )
+    say("failover_phase", **result)
+    return result
+
+
+#: The promise: every process consumes again within 30 s of a failover.
+FAILOVER_RESUME_S = 30.0
+
+
 def _flag(text: str) -> bool:
     return text.strip().lower() in ("1", "true", "yes", "on")
 
@@ -663,6 +688,9 @@ def parse_args(argv: list[str] | None) -> tuple[ChaosConfig, Path | None]:
 def main(argv: list[str] | None = None) -> int:
     config, workdir = parse_args(argv)
     result = run_chaos(config, workdir)
+    if config.failover_accounts:
+        result.update(failover_phase(config, workdir))
+        result["ok"] = bool(result["ok"] and result["failover_ok"])
     print(json.dumps(result, sort_keys=False))
     return 0 if result["ok"] else 1
 

@@ -90,6 +90,9 @@ class ChaosConfig:
     #: Longer than the listener's keepalive bound, so the stall is detected and resubscribed.
     stall_s: float = 6.0
     listener_keepalive_timeout_s: float = 3.0
+    #: The failover phase after the main run (bench/chaos_failover.py): won accounts it
+    #: backfills through three Redis failovers; 0 skips it.
+    failover_accounts: int = 300
 
     def public(self) -> dict[str, Any]:
         return asdict(self)
@@ -115,6 +118,7 @@ class ChaosConfig:
             breaker_probe_s=2.0,
             park_backoff_max_s=2.0,
             timeout_s=240.0,
+            failover_accounts=0,  # tests/failover/ covers failovers in `make test`
         )
 
 

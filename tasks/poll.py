@@ -92,7 +92,8 @@ def run_poll(
         if enqueue is None:
             declare_queue()
             enqueue = batch_publisher(reason="poll")
-        stored: dict[str, str | None] = dict(store.cursors())
+        start, run_id = store.cursors_for_poll()  # the failover rule (worker/state/polls.py)
+        stored: dict[str, str | None] = dict(start)
         cursors = Cursors.from_json(stored or None)
         with_events = store.events_due(ctx.settings.events_interval_s)
         progress = _Progress()
@@ -111,7 +112,7 @@ def run_poll(
                 raise
             return failed
         summary = _summary(ctx, reader, progress, started)
-        _conclude(ctx, reader, summary, lease, admission)
+        _conclude(ctx, reader, summary, lease, admission, origin=(run_id, start))
         reported = True
         summary["cursors"] = store.cursors()
         store.record_poll(summary)
@@ -177,8 +178,11 @@ def _conclude(
     summary: dict[str, Any],
     lease: PollLease,
     admission: Admission,
+    *,
+    origin: tuple[str, dict[str, str]],
 ) -> None:
-    """The breaker learns how the poll went; the cursors move, fenced by the poll lease."""
+    """The breaker learns how the poll went; the cursors move, fenced by the poll lease, with
+    ``origin`` (the primary's run id and the cursors the poll started from) beside them."""
     pause = ctx.salesforce_pause
     if reader.stopped_for_quota:
         # The quota pauses polls at once (every poll would only spend more of it).
@@ -190,7 +194,8 @@ def _conclude(
         for name, value in vars_of(reader.new_cursors).items()
         if value is not None
     }
-    if not ctx.store.advance_cursors(lease, new):
+    run_id, started_from = origin
+    if not ctx.store.advance_cursors(lease, new, run_id=run_id, started_from=started_from):
         summary["status"] = "fenced_out"
         log.warning("poll finished after a newer poll took over; cursor left to it")
 

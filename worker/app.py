@@ -10,6 +10,7 @@ the data directory.
 from __future__ import annotations
 
 import os
+import ssl
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -21,6 +22,21 @@ from kombu import pools as kombu_pools
 
 from worker.logs import configure_logging, scrub
 from worker.settings import Settings, default_data_dir
+from worker.settings.sentinel import (
+    is_sentinel_url,
+    kombu_options,
+    kombu_url,
+    parse_sentinel_url,
+    redbeat_options,
+)
+from worker.state.broker import TRANSPORT
+from worker.state.connections import (
+    HEALTH_CHECK_INTERVAL_S,
+    SOCKET_CONNECT_TIMEOUT_S,
+    SOCKET_TIMEOUT_S,
+    PrimaryConnection,
+    PrimarySSLConnection,
+)
 from worker.state.server import find_embedded
 from worker.telemetry import metrics
 
@@ -78,7 +94,13 @@ def static_config() -> dict[str, Any]:
             "socket_connect_timeout": 10,
             "socket_keepalive": True,
             "health_check_interval": 25,
-            "retry_on_timeout": True,
+            # No retry inside redis-py: every lost connection must reach kombu, which then
+            # rebuilds all of them. With a retry, redis-py reconnected the remote-control
+            # pub/sub connection behind kombu's back after a failover; kombu kept polling the
+            # old socket's file number, and when another socket reused it, read the new
+            # pub/sub socket with no timeout (PubSub.parse_response blocks) forever: a worker
+            # alive, deaf to SIGTERM, consuming nothing (docs/reliability.md, "Failover").
+            "retry_on_timeout": False,
         },
         "result_backend_transport_options": {"visibility_timeout": VISIBILITY_TIMEOUT_S},
         # Results only where something reads them (ping, poll, resync for the CLI); the
@@ -150,27 +172,83 @@ def _redact_arguments(headers: dict[str, Any] | None = None, **_: Any) -> None:
 setup_logging.connect(_setup_logging, weak=False)
 before_task_publish.connect(_redact_arguments, weak=False)
 metrics.connect_signals()
+
+
+def broker_transport(url: str) -> str | None:
+    """Our kombu transport for TCP URLs: it drops a connection to a demoted primary
+    (worker/state/broker.py); ``None`` leaves the URL's scheme to choose."""
+    return TRANSPORT if url.startswith(("redis://", "rediss://")) else None
+
+
+def redis_conf(url: str, visibility_timeout_s: int = VISIBILITY_TIMEOUT_S) -> dict[str, Any]:
+    """Where the broker, the result backend and redbeat find Redis, in each one's own form.
+
+    A ``redis-sentinel://`` URL (REDIS_SENTINELS; worker/settings/sentinel.py) becomes kombu's
+    ``sentinel://…;sentinel://…`` with ``master_name`` for the broker and the results, and
+    redbeat's ``redis-sentinel://`` with its sentinel options: every client asks the
+    sentinels for the primary, so all of them follow a failover."""
+    transport = {**static_config()["broker_transport_options"]}
+    transport["visibility_timeout"] = visibility_timeout_s
+    backend: dict[str, Any] = {"visibility_timeout": visibility_timeout_s}
+    if not is_sentinel_url(url):
+        return {
+            "broker_url": url,
+            "broker_transport": broker_transport(url),
+            "broker_transport_options": transport,
+            "result_backend": url,
+            "result_backend_transport_options": backend,
+            "redbeat_redis_url": url,
+            "redbeat_redis_options": redbeat_plain_options(url),
+        }
+    target = parse_sentinel_url(url)
+    tls = {"ssl_cert_reqs": ssl.CERT_REQUIRED} if target.tls else None
+    return {
+        "broker_url": kombu_url(target),
+        "broker_transport": None,
+        "broker_transport_options": {**transport, **kombu_options(target)},
+        "broker_use_ssl": tls,
+        "result_backend": kombu_url(target),
+        "result_backend_transport_options": {**backend, **kombu_options(target)},
+        "redis_backend_use_ssl": tls,
+        "redbeat_redis_url": "redis-sentinel://",
+        "redbeat_redis_options": redbeat_options(target, socket_timeout=30.0),
+        "redbeat_redis_use_ssl": tls,
+    }
+
+
+def redbeat_plain_options(url: str) -> dict[str, Any]:
+    """redbeat's client, with the store's timeouts and its rule for a demoted primary
+    (worker/state/connections.py): beat follows a moving endpoint like the workers."""
+    if url.startswith("rediss://"):
+        connection_class: type = PrimarySSLConnection
+    elif url.startswith("redis://"):
+        connection_class = PrimaryConnection
+    else:
+        return {}
+    return {
+        "connection_class": connection_class,
+        "socket_timeout": SOCKET_TIMEOUT_S,
+        "socket_connect_timeout": SOCKET_CONNECT_TIMEOUT_S,
+        "health_check_interval": HEALTH_CHECK_INTERVAL_S,
+        "retry_on_timeout": True,
+    }
+
+
 _initial_url = _url_from_environment()
 if _initial_url:
-    app.conf.update(broker_url=_initial_url, result_backend=_initial_url)
+    app.conf.update(redis_conf(_initial_url))
 
 
 def configure(redis_url: str, settings: Settings) -> Celery:
     """Point the app at ``redis_url`` and install the beat schedule from ``settings``."""
     _drop_connections()
-    transport = {**app.conf.broker_transport_options}
-    transport["visibility_timeout"] = settings.visibility_timeout_s
+    app.conf.update(redis_conf(redis_url, settings.visibility_timeout_s))
     app.conf.update(
-        broker_transport_options=transport,
-        result_backend_transport_options={"visibility_timeout": settings.visibility_timeout_s},
-        broker_url=redis_url,
-        result_backend=redis_url,
         beat_schedule=beat_schedule(settings),
         # One scheduler even with two beat replicas: redbeat keeps the schedule in Redis
         # behind a lock; a second beat waits on it and takes over when the first stops.
         # Our subclass also re-creates the schedule and lock after Redis lost its data.
         beat_scheduler=BEAT_SCHEDULER,
-        redbeat_redis_url=redis_url,
         redbeat_key_prefix=f"{settings.redis_prefix}:redbeat",
         redbeat_lock_timeout=settings.beat_lock_timeout_s,
         # Beat must wake (and renew the lock) well within the lock's timeout.

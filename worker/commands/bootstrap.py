@@ -33,6 +33,7 @@ from worker.app import configure
 from worker.context import load_configured_mapping
 from worker.logs import redacted_url
 from worker.settings import NotConfigured, Settings, load_settings
+from worker.state.connections import redis_client
 from worker.state.server import EmbeddedRedis, redis_for
 from worker.state.store import SyncStore
 
@@ -156,7 +157,7 @@ def wait_for_redis(url: str, wait_s: float) -> None:
     deadline = time.monotonic() + wait_s
     logged = False
     while True:
-        client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=5)
+        client = redis_client(url, socket_connect_timeout=3, socket_timeout=5)
         try:
             client.ping()
             return

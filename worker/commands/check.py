@@ -26,6 +26,7 @@ from mappings import Mapping, MappingFileError
 from worker.commands.errors import explain
 from worker.logs import redacted_url, scrub
 from worker.settings import Settings, SettingsError, load_settings, salesforce_auth_mode
+from worker.state.connections import primary_address, redis_client
 from worker.state.server import NoCrmsyncRunning, find_embedded
 
 #: The custom field that identifies a customer's Salesforce account (worker/metronome/engine.py).
@@ -101,8 +102,9 @@ def check_redis(settings: Settings) -> tuple[CheckResult, str | None]:
     if url is None:
         message = str(NoCrmsyncRunning(settings.data_dir)).removeprefix("crmsync: ")
         return CheckResult("redis", False, message), None
-    client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=5)
+    client = redis_client(url, socket_connect_timeout=3, socket_timeout=5)
     try:
+        primary = primary_address(url)
         info = client.info("server")
         policy = client.config_get("maxmemory-policy").get("maxmemory-policy", "?")
     except redis.RedisError as exc:
@@ -111,6 +113,8 @@ def check_redis(settings: Settings) -> tuple[CheckResult, str | None]:
         client.close()
     ok = policy == "noeviction"
     detail = f"{redacted_url(url)} redis {info.get('redis_version')}, maxmemory-policy {policy}"
+    if primary is not None:
+        detail += f"; the sentinels name {primary} as the primary"
     if not ok:
         detail += " (must be noeviction: Celery's queues would be evicted under memory pressure)"
     return CheckResult("redis", ok, detail), url
@@ -230,9 +234,10 @@ def _describe(exc: BaseException, settings: Settings) -> str:
 
 
 def check_worker(url: str, timeout: float, node: str | None) -> CheckResult:
-    from worker.app import app
+    from worker.app import app, redis_conf
 
-    app.conf.update(broker_url=url, result_backend=url)
+    # In Celery's and kombu's own forms (a redis-sentinel:// URL becomes sentinel:// + master).
+    app.conf.update(redis_conf(url))
     if node is not None:
         return _ping_node(node, timeout)
     from tasks.health import ping

@@ -13,6 +13,7 @@ from worker.app import QUEUE
 from worker.commands.bootstrap import runtime
 from worker.outages.breaker import APIS, breaker_state
 from worker.outages.parking import Parking
+from worker.state.consumers import consumers
 from worker.state.listener import ListenerState, listener_report
 from worker.state.store import SyncStore
 from worker.telemetry.alerts import sync_lag
@@ -52,6 +53,7 @@ def collect_status(
         "last_poll": last_poll,
         "outcomes": store.outcomes(),
         "queued": store.queued_messages(QUEUE),
+        "consumers": [c.as_dict() for c in consumers(store.client, store.keys)],
         "dead_letters": {
             "count": store.dead_letter_book.open_count(),
             "resolved": store.dead_letter_book.resolved_count(),
@@ -99,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     )
     print("outcomes: " + ", ".join(f"{k}={v}" for k, v in sorted(status["outcomes"].items())))
     print(f"queued messages: {status['queued']}")
+    print(f"workers: {describe_consumers(status['consumers'])}")
     print(f"metronome rate: {describe_rate(status['metronome_rate'])}")
     print_listener(status["listener"])
     for api, breaker in status["breakers"].items():
@@ -135,6 +138,17 @@ def print_listener(report: dict[str, Any] | None) -> None:
             f"events {row['events']} ({row['skipped']} skipped), "
             f"replay id {row['stored_replay_id'] or 'none'}"
         )
+
+
+def describe_consumers(found: list[dict[str, Any]]) -> str:
+    """Each worker's main loop, turning or STALLED (alive but consuming nothing)."""
+    if not found:
+        return "none has started"
+    return ", ".join(
+        f"{c['node']} {'STALLED' if c['stalled'] else 'consuming'} "
+        f"(loop ticked {c['seconds_since_tick']:.0f}s ago)"
+        for c in found
+    )
 
 
 def describe_rate(rate: dict[str, Any] | None) -> str:

@@ -19,8 +19,10 @@ from pathlib import Path
 
 from worker.app import QUEUE
 from worker.commands.bootstrap import Runtime, service_runtime
+from worker.ops import consuming, redelivery
 from worker.ops.scrape import RedisStateCollector
 from worker.ops.watcher import start_watcher
+from worker.state.keys import Keys
 from worker.state.store import SyncStore
 from worker.telemetry import metrics
 
@@ -101,5 +103,7 @@ def run(args: argparse.Namespace) -> int:
         if args.hostname:
             argv.append(f"--hostname={args.hostname}")
         preload_metronome_sdk()
+        consuming.install(rt.app, rt.redis.url, Keys(rt.settings.redis_prefix))
+        redelivery.install(rt.app)
         rt.app.worker_main(argv)
     return 0

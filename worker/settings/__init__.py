@@ -42,6 +42,7 @@ from worker.settings.salesforce_login import (
     salesforce_mode_variables,
 )
 from worker.settings.secrets import SECRET_FILES, read_secret_file, url_with_password
+from worker.settings.sentinel import SentinelTarget, is_sentinel_url, parse_hosts
 
 __all__ = [
     "SECRET_FILES",
@@ -88,6 +89,18 @@ class Settings(BaseSettings):
         ),
     )
     redis_password_file: Path | None = None
+    redis_sentinels: str | None = Field(
+        default=None,
+        description=(
+            "host:port,host:port of Redis Sentinels, instead of REDIS_URL: every client then "
+            "asks them for the primary named by REDIS_SENTINEL_MASTER and follows a failover "
+            "(REDIS_PASSWORD is the primary's password)."
+        ),
+    )
+    redis_sentinel_master: str | None = None
+    redis_sentinel_password: SecretStr | None = None
+    redis_sentinel_password_file: Path | None = None
+    redis_sentinel_tls: bool = False
     redis_wait_s: float = Field(
         default=60.0,
         ge=0,
@@ -379,8 +392,8 @@ class Settings(BaseSettings):
     def _redis_url(cls, value: str | None) -> str | None:
         if not value:
             return None
-        if not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        if not value.startswith(("redis://", "rediss://", "unix://", "redis-sentinel://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL (or REDIS_SENTINELS)")
         return value
 
     @field_validator("salesforce_emulator_url")
@@ -423,6 +436,27 @@ class Settings(BaseSettings):
                 )
             value = read_secret_file(path, _variable(file_field))
             object.__setattr__(self, secret, value)  # frozen: set during validation
+        return self
+
+    @model_validator(mode="after")
+    def _sentinels_into_url(self) -> Settings:
+        """REDIS_SENTINELS becomes a ``redis-sentinel://`` URL in redis_url (worker/settings/
+        sentinel.py), the one value every Redis client reads; a plain REDIS_URL beside it is
+        refused (which one would win is a guess)."""
+        if not self.redis_sentinels:
+            return self
+        if self.redis_url and not is_sentinel_url(self.redis_url):
+            raise ValueError("REDIS_SENTINELS and REDIS_URL are both set; set one")
+        if not self.redis_sentinel_master:
+            raise ValueError("REDIS_SENTINELS is set but REDIS_SENTINEL_MASTER is not")
+        secret = self.redis_sentinel_password
+        target = SentinelTarget(
+            sentinels=parse_hosts(self.redis_sentinels),
+            service_name=self.redis_sentinel_master,
+            sentinel_password=secret.get_secret_value() if secret else None,
+            tls=self.redis_sentinel_tls,
+        )
+        object.__setattr__(self, "redis_url", target.url())
         return self
 
     @model_validator(mode="after")

@@ -23,6 +23,7 @@ SECRET_FILES: dict[str, str] = {
     "salesforce_session_id": "salesforce_session_id_file",
     "flower_password": "flower_password_file",
     "redis_password": "redis_password_file",
+    "redis_sentinel_password": "redis_sentinel_password_file",
 }
 
 

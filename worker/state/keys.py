@@ -73,6 +73,20 @@ class Keys:
         return f"{self.prefix}:poll:last"
 
     @property
+    def cursor_origin(self) -> str:
+        """Hash: the primary's run id when the last cursor advance's poll started, and the
+        cursors it started from (JSON): the failover rule's memory (worker/state/polls.py).
+        No TTL, like the cursors."""
+        return f"{self.prefix}:cursors:origin"
+
+    @property
+    def consumers(self) -> str:
+        """Hash: worker node name -> the last time its main loop ticked (epoch seconds). No
+        TTL: a worker stuck alive must stay listed, as stalled; a stopping worker removes
+        its own field."""
+        return f"{self.prefix}:consumers"
+
+    @property
     def won_opportunities(self) -> str:
         """Set of opportunity ids seen won: tells a re-opened deal from a never-won one."""
         return f"{self.prefix}:won-opportunities"

@@ -24,6 +24,7 @@ from typing import Any, cast
 
 import redis
 
+from worker.state.connections import redis_client
 from worker.state.keys import Keys
 from worker.state.locks import TokenLocks
 
@@ -63,13 +64,7 @@ class ListenerState:
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "crmsync") -> ListenerState:
-        client = redis.Redis.from_url(
-            url,
-            socket_timeout=10,
-            socket_connect_timeout=5,
-            health_check_interval=25,
-            retry_on_timeout=True,
-        )
+        client = redis_client(url, socket_timeout=10, socket_connect_timeout=5)
         return cls(client, Keys(prefix))
 
     def close(self) -> None:

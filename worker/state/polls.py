@@ -8,22 +8,28 @@ token (a Lua compare-and-set): a poll that lost its lease cannot move it back.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
 import redis
 
+from worker.state.connections import primary_run_id
 from worker.state.keys import POLL_LOCK_TTL_S, Keys
 from worker.state.locks import LeaseKeeper, TokenLocks, new_token
 
-# KEYS: cursors hash, fence key. ARGV: fence token, then field/value pairs.
+# KEYS: cursors hash, fence key, origin hash. ARGV: fence token, the primary's run id at the
+# poll's start, the cursors it started from (JSON), then field/value pairs.
 # Writes a field only if the fence is still ours and the new value is later than the old one
-# (ISO-8601 UTC strings of one fixed format compare in time order).
+# (ISO-8601 UTC strings of one fixed format compare in time order); records, in the same
+# step, which primary the poll's messages went to and where the poll started (the failover
+# rule, :meth:`PollState.cursors_for_poll`).
 ADVANCE_CURSORS = """
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
+redis.call('HSET', KEYS[3], 'run_id', ARGV[2], 'from', ARGV[3])
 local moved = 0
-for i = 2, #ARGV, 2 do
+for i = 4, #ARGV, 2 do
   local old = redis.call('HGET', KEYS[1], ARGV[i])
   if (not old) or ARGV[i + 1] > old then
     redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
@@ -32,6 +38,8 @@ for i = 2, #ARGV, 2 do
 end
 return moved
 """
+
+log = logging.getLogger("tasks.poll")
 
 #: The poll lock's lease, renewed the same way (up to POLL_LOCK_TTL_S).
 POLL_LOCK_LEASE_S = 30.0
@@ -83,14 +91,45 @@ class PollState:
     def cursors(self) -> dict[str, str]:
         return cast(dict[str, str], self.client.hgetall(self.keys.cursors))
 
-    def advance_cursors(self, lease: PollLease, values: Mapping[str, str]) -> bool:
+    def cursors_for_poll(self) -> tuple[dict[str, str], str]:
+        """The cursors a poll starts from, and the primary's run id now.
+
+        The failover rule: Redis replicates asynchronously, so a failover can lose the tail of
+        a poll's messages while its cursor survives (the cursor written through a connection
+        that already reached the new primary). Each cursor advance records the run id of the
+        primary the poll started on and the cursors it started from; when the primary's run
+        id differs now, a failover (or a restart) came between, and this poll starts again
+        from where the last one started: it re-reads everything whose messages may be lost.
+        A row re-read whose sync did happen costs one read (its dedupe hash matches)."""
+        run_id = primary_run_id(self.client)
+        cursors = self.cursors()
+        origin = cast(dict[str, str], self.client.hgetall(self.keys.cursor_origin))
+        if origin.get("run_id") and origin["run_id"] != run_id:
+            started_from: dict[str, str] = json.loads(origin.get("from") or "{}")
+            log.warning(
+                "poll: the Redis primary changed since the last cursor advance (run id %s -> "
+                "%s): reading again from where that poll started, %s",
+                origin["run_id"][:8],
+                run_id[:8],
+                started_from or "the beginning",
+            )
+            return started_from, run_id
+        return cursors, run_id
+
+    def advance_cursors(
+        self,
+        lease: PollLease,
+        values: Mapping[str, str],
+        *,
+        run_id: str = "",
+        started_from: Mapping[str, str] | None = None,
+    ) -> bool:
         """Move cursors forward; False when a newer poll has taken the fence since."""
-        if not values:
-            return True
-        args: list[str] = [lease.fence]
+        args: list[str] = [lease.fence, run_id, json.dumps(dict(started_from or {}))]
         for name, value in values.items():
             args += [name, value]
-        result = int(self._advance(keys=[self.keys.cursors, self.keys.poll_fence], args=args))
+        keys = [self.keys.cursors, self.keys.poll_fence, self.keys.cursor_origin]
+        result = int(self._advance(keys=keys, args=args))
         return result >= 0
 
     def events_due(self, interval_s: float) -> bool:

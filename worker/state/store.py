@@ -21,6 +21,7 @@ from typing import Any, cast
 import redis
 
 from worker.state.attention import AttentionBook
+from worker.state.connections import redis_client
 from worker.state.dead_letters import DeadLetter, DeadLetterBook
 from worker.state.keys import (
     ACCOUNT_LOCK_TTL_S,
@@ -98,14 +99,7 @@ class SyncStore(PollState):
     def from_url(
         cls, url: str, prefix: str = "crmsync", ledger_max_entries: int = 100_000
     ) -> SyncStore:
-        client = redis.Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_timeout=30,
-            socket_connect_timeout=10,
-            health_check_interval=25,
-            retry_on_timeout=True,
-        )
+        client = redis_client(url, decode_responses=True)
         return cls(client, Keys(prefix), ledger_max_entries)
 
     # --- the drain of parked syncs ------------------------------------------------------
