@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from worker.sandbox.metronome import edits
 from worker.sandbox.metronome.contracts import ContractStore
 from worker.sandbox.metronome.store import MetronomeStore
 
@@ -158,6 +159,14 @@ def _list_contracts(backend: Backend, _p: dict[str, str], body: Body, _q: Query)
     return {"data": [backend.contracts.v2(c) for c in page], "cursor": cursor}
 
 
+def _edit_contract(backend: Backend, _p: dict[str, str], body: Body, _q: Query) -> Any:
+    return {"data": {"id": edits.edit(backend.contracts, body)["id"]}}
+
+
+def _get_contract(backend: Backend, _p: dict[str, str], body: Body, _q: Query) -> Any:
+    return {"data": edits.get(backend.contracts, body)}
+
+
 ROUTES: tuple[Route, ...] = (
     _route("GET", "/v1/customers", _list_customers),
     _route("POST", "/v1/customers", _create),
@@ -180,6 +189,8 @@ ROUTES: tuple[Route, ...] = (
     _route("POST", "/v1/contracts/create", _create_contract),
     _route("POST", "/v1/contracts/archive", _archive_contract),
     _route("POST", "/v2/contracts/list", _list_contracts),
+    _route("POST", "/v2/contracts/edit", _edit_contract),
+    _route("POST", "/v2/contracts/get", _get_contract),
 )
 
 
