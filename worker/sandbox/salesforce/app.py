@@ -195,7 +195,7 @@ class SalesforceApp:
             if not rows:
                 out[child.key] = None
                 continue
-            compiled = CompiledQuery(child.compiled.sobject, rows, child.compiled.render_plan)
+            compiled = CompiledQuery(child.sobject, rows, child.render_plan)
             sub = _Cursor(compiled, cursor.version, CHILD_BATCH, cursor.endpoint)
             locator = self._register(sub) if len(rows) > CHILD_BATCH else ""
             out[child.key] = self._payload(locator, sub, 0)

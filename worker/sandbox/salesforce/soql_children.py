@@ -13,14 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
 from worker.sandbox.salesforce.schema import SObjectType, sobject_type
 from worker.sandbox.salesforce.soql_parser import Query, SoqlError
 from worker.sandbox.salesforce.store import Record
 
-if TYPE_CHECKING:
-    from worker.sandbox.salesforce.soql_eval import CompiledQuery
+#: Runs a query on the store: its rows (filtered, ordered) and how to render one.
+Runner = Callable[[Query], tuple[list[Record], Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,13 +29,12 @@ class ChildPlan:
     run for it (its FROM already the child object's name), and its rows by parent id."""
 
     key: str
-    compiled: CompiledQuery
+    sobject: SObjectType
+    render_plan: Any
     rows_by_parent: dict[str, list[Record]]
 
 
-def compile_children(
-    query: Query, parent: SObjectType, run: Callable[[Query], CompiledQuery]
-) -> tuple[ChildPlan, ...]:
+def compile_children(query: Query, parent: SObjectType, run: Runner) -> tuple[ChildPlan, ...]:
     """Each subquery of ``query`` run once (``run`` executes a query on the store)."""
     plans = []
     seen: set[str] = set()
@@ -57,11 +56,11 @@ def compile_children(
                 f"sObject type '{relationship.target}' is not supported", "INVALID_TYPE"
             )
         unbounded = Query(child.fields, target.name, child.where, child.order_by, None)
-        compiled = run(unbounded)
+        rows, render_plan = run(unbounded)
         by_parent: dict[str, list[Record]] = {}
-        for row in compiled.rows:
+        for row in rows:
             by_parent.setdefault(row[relationship.foreign_key], []).append(row)
         if child.limit is not None:
             by_parent = {k: v[: child.limit] for k, v in by_parent.items()}
-        plans.append(ChildPlan(relationship.name, compiled, by_parent))
+        plans.append(ChildPlan(relationship.name, target, render_plan, by_parent))
     return tuple(plans)

@@ -77,9 +77,12 @@ def execute(query: Query, store: RecordStore, *, include_deleted: bool) -> Compi
         )
     if query.limit is not None:
         rows = rows[: query.limit]
-    children = compile_children(
-        query, sobject, lambda child: execute(child, store, include_deleted=include_deleted)
-    )
+
+    def run(child: Query) -> tuple[list[Record], _RenderNode]:
+        compiled = execute(child, store, include_deleted=include_deleted)
+        return compiled.rows, compiled.render_plan
+
+    children = compile_children(query, sobject, run)
     return CompiledQuery(sobject, rows, plan, children)
 
 
