@@ -18,8 +18,8 @@ from collections.abc import Callable
 
 from simple_salesforce.api import Salesforce
 
+from mappings.ids import InvalidSalesforceId, normalize_salesforce_id
 from worker.salesforce.events.client import Credentials
-from worker.salesforce.ids import InvalidSalesforceId, normalize_salesforce_id
 
 Login = Callable[[], Salesforce]
 
