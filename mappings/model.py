@@ -175,6 +175,11 @@ class Mapping(_Strict):
             fields.append("Account" + ".Parent" * self.hierarchy_rollup.max_depth + ".ParentId")
         return _dedupe(fields)
 
+    def line_item_fields(self) -> list[str]:
+        """The line-item fields the contract block reads: the deal query's subquery on
+        ``OpportunityLineItems`` (empty: the mapping reads no line items)."""
+        return [] if self.contract is None else self.contract.line_item_paths()
+
     def account_fields(self) -> list[str]:
         """The same list for ``SELECT ... FROM Account`` (Account edits do not bump the
         Opportunity's SystemModstamp, so accounts are polled on their own too)."""

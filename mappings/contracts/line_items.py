@@ -149,6 +149,8 @@ def map_line_items(
             if rule.unmatched == "fail":
                 line.fail("no line item rule matches it")
             continue
+        if chosen.ignore:
+            continue
         product = _product(rule, line)
         if product is None:
             continue

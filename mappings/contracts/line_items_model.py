@@ -120,9 +120,11 @@ class ScheduledChargeTerm(_Strict):
 
 
 class LineItemRule(_Strict):
-    """A condition on a line item and the one term it makes."""
+    """A condition on a line item and the one term it makes (``ignore: true``: none, e.g.
+    a usage product billed at its list price)."""
 
     when: Cond | None = None
+    ignore: bool = False
     subscription: SubscriptionTerm | None = None
     commit: CommitTerm | None = None
     recurring_commit: RecurringCommitTerm | None = None
@@ -131,10 +133,10 @@ class LineItemRule(_Strict):
 
     @model_validator(mode="after")
     def _one_term(self) -> LineItemRule:
-        if len(self.terms()) != 1:
+        if len(self.terms()) + self.ignore != 1:
             raise ValueError(
                 "a line item rule makes exactly one of: subscription, commit, "
-                "recurring_commit, override, scheduled_charge"
+                "recurring_commit, override, scheduled_charge (or says ignore: true)"
             )
         return self
 
