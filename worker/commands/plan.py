@@ -9,7 +9,7 @@ from mappings import MappingError
 from tasks.poll import group_by_account
 from worker.commands.bootstrap import runtime
 from worker.context import build_context
-from worker.contracts.step import describe_contracts
+from worker.contracts.describe import describe_contracts
 from worker.salesforce.ids import normalize_salesforce_id
 
 

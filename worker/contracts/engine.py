@@ -149,6 +149,11 @@ class ContractEngine:
         self._generations = generations
         self.catalog = catalog or ProductCatalog(gateway)
 
+    @property
+    def generations(self) -> IdempotencyGenerations:
+        """The Idempotency-Key generations (shared with the expansion edits)."""
+        return self._generations
+
     def bootstrap(self, keys: Sequence[str]) -> None:
         """Register the contract custom field keys (entity ``contract``), ours unique."""
         existing = dict(self._gateway.list_custom_field_keys("contract"))

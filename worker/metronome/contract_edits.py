@@ -1,0 +1,83 @@
+"""The Metronome calls of the deal lifecycle: read one contract (``POST /v2/contracts/get``)
+and edit it (``POST /v2/contracts/edit``), through the gateway's governor, retries and error
+translation.
+
+An edit carries a ``uniqueness_key``, so it is exactly once whatever happens to the answer:
+a 409 means the edit was applied before (:class:`~worker.metronome.errors.ConflictError`,
+which the caller treats as done), and an ambiguous outcome is answered by sending the same
+key again. A refusal because contract editing is not enabled for the Metronome client is
+:class:`EditingNotEnabledError`: an operator's matter, never retried.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from worker.metronome.errors import PermanentError
+from worker.metronome.gateway import MetronomeGateway, _key, _read
+
+#: Words of Metronome's refusal when contract editing is not enabled for the client.
+NOT_ENABLED_WORDS = ("not enabled",)
+
+
+class EditingNotEnabledError(PermanentError):
+    """Metronome refused the edit: contract editing is not enabled for this client."""
+
+
+@dataclass(frozen=True, slots=True)
+class LiveContract:
+    """What an edit or a renewal needs to know of a contract."""
+
+    id: str
+    starting_at: str
+    ending_before: str | None
+    archived: bool
+    uniqueness_key: str | None = None
+    #: (product id, billing frequency) -> subscription id.
+    subscriptions: dict[tuple[str, str], str] = field(default_factory=dict)
+
+
+def get_contract(gateway: MetronomeGateway, customer_id: str, contract_id: str) -> LiveContract:
+    """POST /v2/contracts/get: the contract with its subscriptions. (The gateway's own
+    governed, translated call is used: these calls share its rate, retries and errors.)"""
+    answer = gateway._call(
+        "getContract",
+        lambda: gateway._client.v2.contracts.retrieve(
+            customer_id=customer_id, contract_id=contract_id
+        ),
+    )
+    return _read("getContract", lambda: _live(answer.data))
+
+
+def edit_contract(gateway: MetronomeGateway, body: Mapping[str, Any], *, key: str) -> str:
+    """POST /v2/contracts/edit; the edit's id. A 409 (the uniqueness key was used: the edit
+    is applied) comes back as ConflictError, never retried here."""
+    try:
+        answer = gateway._call(
+            "editContract",
+            lambda: gateway._client.v2.contracts.edit(**cast(Any, body), extra_headers=_key(key)),
+            post=True,
+        )
+    except PermanentError as exc:
+        if any(words in exc.message.lower() for words in NOT_ENABLED_WORDS):
+            raise EditingNotEnabledError(exc.message, status=exc.status) from exc
+        raise
+    return _read("editContract", lambda: str(answer.data.id))
+
+
+def _live(data: Any) -> LiveContract:
+    subscriptions: dict[tuple[str, str], str] = {}
+    for item in getattr(data, "subscriptions", None) or []:
+        rate = item.subscription_rate
+        subscriptions[(str(rate.product.id), str(rate.billing_frequency).upper())] = str(item.id)
+    ending = getattr(data, "ending_before", None)
+    return LiveContract(
+        id=str(data.id),
+        starting_at=str(data.starting_at),
+        ending_before=None if ending is None else str(ending),
+        archived=getattr(data, "archived_at", None) is not None,
+        uniqueness_key=getattr(data, "uniqueness_key", None),
+        subscriptions=subscriptions,
+    )
