@@ -37,13 +37,13 @@ import redis
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
+from mappings.ids import InvalidSalesforceId, normalize_salesforce_id
 from tasks.inflight import run_in_flight
 from tasks.sync import run_sync
 from worker.app import app, declare_queue
 from worker.context import WorkerContext, get_context
 from worker.queue.names import SYNC_BATCH
 from worker.queue.publish import SyncItem, send_batch, send_sync
-from worker.salesforce.ids import InvalidSalesforceId, normalize_salesforce_id
 from worker.syncing.outcomes import Done, Retry
 from worker.wiring import SYNC_TASK_OPTIONS, dead_letter_message, retry_while_redis_is_away
 

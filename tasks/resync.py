@@ -13,11 +13,11 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+from mappings.ids import normalize_salesforce_id
 from worker.app import app, declare_queue
 from worker.context import WorkerContext, get_context
 from worker.queue.grouping import chunks, find_absent, group_by_account
 from worker.queue.publish import EnqueueChunk, batch_publisher
-from worker.salesforce.ids import normalize_salesforce_id
 
 log = logging.getLogger(__name__)
 

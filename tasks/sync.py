@@ -36,10 +36,10 @@ from typing import Any
 import redis
 from celery import Task
 
+from mappings.ids import InvalidSalesforceId, normalize_salesforce_id
 from worker.app import app
 from worker.context import WorkerContext, get_context
 from worker.queue.names import PARKED_REASON, SYNC_ACCOUNT
-from worker.salesforce.ids import InvalidSalesforceId, normalize_salesforce_id
 from worker.state.store import AccountState
 from worker.syncing import steps
 from worker.syncing.outcomes import MAX_DELIVERIES, Done, Retry, SyncRun, backoff, snapshot_hash

@@ -6,11 +6,11 @@ import argparse
 import sys
 
 from mappings import MappingError
+from mappings.ids import normalize_salesforce_id
 from tasks.poll import group_by_account
 from worker.commands.bootstrap import runtime
 from worker.context import build_context
 from worker.contracts.describe import describe_contracts
-from worker.salesforce.ids import normalize_salesforce_id
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -28,10 +28,10 @@ from typing import TYPE_CHECKING, Any
 from mappings import DesiredCustomer, MappingError
 from mappings.contracts.desired import OPPORTUNITY_FIELD, DesiredContract, uniqueness_key
 from mappings.contracts.edits import DesiredEdit
-from worker.metronome.contract_edits import EditingNotEnabledError, edit_contract, get_contract
+from worker.metronome.actual import ContractState, canonical_json
+from worker.metronome.contract_edits import EditingNotEnabledError
 from worker.metronome.errors import ConflictError, PermanentError, ServerError, TransientError
 from worker.metronome.idempotency import idempotency_key
-from worker.metronome.state import ContractState, canonical_json
 
 if TYPE_CHECKING:
     from worker.contracts.context import ContractContext
@@ -173,6 +173,26 @@ def renewal_terms(
     return desired, target.contract_id
 
 
+def resolve_renewal(
+    ctx: ContractContext,
+    desired: DesiredContract,
+    row: dict[str, Any] | None,
+    customer: DesiredCustomer,
+    customer_id: str,
+    *,
+    account: str,
+    task_id: str,
+    reason: str,
+) -> tuple[DesiredContract, str | None] | None:
+    """What to create for a renewal, and the contract it renews; None (after recording
+    "needs attention") when there is no such contract, or several."""
+    resolved = renewal_terms(ctx, desired, row, customer, customer_id)
+    if isinstance(resolved, Target):
+        renewal_attention(ctx, desired, resolved, account=account, task_id=task_id, reason=reason)
+        return None
+    return resolved
+
+
 # -- expansions -------------------------------------------------------------------------------
 
 
@@ -268,7 +288,7 @@ def _edit_body(
     edit = ctx.mapping.map_expansion(item.row, customer, end.date() if end else None) or item.edit
     subscriptions: dict[tuple[str, str], str] = {}
     if edit.line_terms.subscriptions:  # a seat line may update a subscription: its id is needed
-        subscriptions = get_contract(ctx.gateway, customer_id, target.contract_id).subscriptions
+        subscriptions = ctx.gateway.get_contract(customer_id, target.contract_id).subscriptions
     return edit.request_body(customer_id, target.contract_id, subscriptions)
 
 
@@ -285,7 +305,7 @@ def _send_edit(ctx: ContractContext, edit: DesiredEdit, body: dict[str, Any]) ->
         canonical_json(body),
     )
     try:
-        edit_contract(ctx.gateway, body, key=key)
+        ctx.gateway.edit_contract(body, key=key)
     except ConflictError:
         return "contract_edit_exists"
     except TransientError as exc:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence, Set
+from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -28,16 +28,13 @@ from mappings.contracts.edits import DesiredEdit
 from mappings.contracts.engine import opportunity_id, won_opportunity_rows
 from worker.contracts import lifecycle
 from worker.contracts.context import ContractContext
-from worker.contracts.engine import (
-    ContractConflictError,
-    ContractInputError,
-    ContractOutcome,
-)
-from worker.metronome.state import BillingConfigurationState, canonical_json
+from worker.contracts.engine import ContractOutcome
+from worker.metronome.actual import BillingConfigurationState, canonical_json
+from worker.metronome.errors import ContractConflictError, ContractInputError
 from worker.state.dead_letters import CONTRACT_KIND as DEAD_LETTER_CONTRACT_KIND
 
 if TYPE_CHECKING:
-    pass
+    from worker.metronome import MetronomeGateway
 
 log = logging.getLogger(__name__)
 
@@ -193,13 +190,7 @@ def ensure_contracts(
     engine = ctx.contracts
     gateway = ctx.gateway
     start = gateway.calls
-    loaded: list[tuple[BillingConfigurationState, ...]] = []
-
-    def billing() -> tuple[BillingConfigurationState, ...]:
-        if not loaded:  # one read per sync, whatever the number of deals
-            loaded.append(gateway.get_billing_configurations(customer_id))
-        return loaded[0]
-
+    billing = _billing_loader(gateway, customer_id)
     preferred = [
         (c.billing_provider, c.delivery_method, canonical_json(c.configuration))
         for c in customer.billing_provider_configurations
@@ -208,17 +199,15 @@ def ensure_contracts(
         opportunity = desired.salesforce_opportunity_id
         try:
             found = engine.find(desired, customer_id) if opportunity in verify else None
-            sent, renews = desired, None
+            resolved: tuple[DesiredContract, str | None] | None = (desired, None)
             if found is None and desired.kind == "renewal":
-                resolved = lifecycle.renewal_terms(
-                    ctx, desired, (rows or {}).get(opportunity), customer, customer_id
-                )
-                if isinstance(resolved, lifecycle.Target):
-                    lifecycle.renewal_attention(
-                        ctx, desired, resolved, account=account, task_id=task_id, reason=reason
-                    )
-                    continue
-                sent, renews = resolved
+                resolved = lifecycle.resolve_renewal(
+                    ctx, desired, (rows or {}).get(opportunity), customer, customer_id,
+                    account=account, task_id=task_id, reason=reason,
+                )  # fmt: skip
+            if resolved is None:
+                continue  # needs attention: no contract to renew, or several
+            sent, renews = resolved
             outcome = (
                 ContractOutcome(found.id, False, found.archived, 1)
                 if found is not None
@@ -254,6 +243,21 @@ def ensure_contracts(
                  account=account, record=record, task_id=task_id, reason=reason)  # fmt: skip
     results.calls = gateway.calls - start
     return results
+
+
+def _billing_loader(
+    gateway: MetronomeGateway, customer_id: str
+) -> Callable[[], tuple[BillingConfigurationState, ...]]:
+    """The customer's billing configurations, read at most once per sync (and only when a
+    contract must name one by id)."""
+    loaded: list[tuple[BillingConfigurationState, ...]] = []
+
+    def billing() -> tuple[BillingConfigurationState, ...]:
+        if not loaded:
+            loaded.append(gateway.get_billing_configurations(customer_id))
+        return loaded[0]
+
+    return billing
 
 
 def _apply_edits(

@@ -1,6 +1,6 @@
-"""The Metronome calls of the deal lifecycle: read one contract (``POST /v2/contracts/get``)
-and edit it (``POST /v2/contracts/edit``), through the gateway's governor, retries and error
-translation.
+"""The gateway's deal-lifecycle calls: read one contract (``POST /v2/contracts/get``) and
+edit it (``POST /v2/contracts/edit``), sent through :meth:`GatewayCore._call` like every
+other call (breaker gate, governor turn, retries, our errors).
 
 An edit carries a ``uniqueness_key``, so it is exactly once whatever happens to the answer:
 a 409 means the edit was applied before (:class:`~worker.metronome.errors.ConflictError`,
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from worker.metronome.errors import PermanentError
-from worker.metronome.gateway import MetronomeGateway, _key, _read
+from worker.metronome.transport import GatewayCore, key_header, read_answer
 
 #: Words of Metronome's refusal when contract editing is not enabled for the client.
 NOT_ENABLED_WORDS = ("not enabled",)
@@ -39,32 +39,37 @@ class LiveContract:
     subscriptions: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
-def get_contract(gateway: MetronomeGateway, customer_id: str, contract_id: str) -> LiveContract:
-    """POST /v2/contracts/get: the contract with its subscriptions. (The gateway's own
-    governed, translated call is used: these calls share its rate, retries and errors.)"""
-    answer = gateway._call(
-        "getContract",
-        lambda: gateway._client.v2.contracts.retrieve(
-            customer_id=customer_id, contract_id=contract_id
-        ),
-    )
-    return _read("getContract", lambda: _live(answer.data))
+class ContractEditCalls(GatewayCore):
+    """Read a contract with its subscriptions; edit it exactly once."""
 
-
-def edit_contract(gateway: MetronomeGateway, body: Mapping[str, Any], *, key: str) -> str:
-    """POST /v2/contracts/edit; the edit's id. A 409 (the uniqueness key was used: the edit
-    is applied) comes back as ConflictError, never retried here."""
-    try:
-        answer = gateway._call(
-            "editContract",
-            lambda: gateway._client.v2.contracts.edit(**cast(Any, body), extra_headers=_key(key)),
-            post=True,
+    def get_contract(self, customer_id: str, contract_id: str) -> LiveContract:
+        """POST /v2/contracts/get: the contract with its subscriptions."""
+        answer = self._call(
+            "getContract",
+            lambda: self._client.v2.contracts.retrieve(
+                customer_id=customer_id, contract_id=contract_id
+            ),
         )
-    except PermanentError as exc:
-        if any(words in exc.message.lower() for words in NOT_ENABLED_WORDS):
-            raise EditingNotEnabledError(exc.message, status=exc.status) from exc
-        raise
-    return _read("editContract", lambda: str(answer.data.id))
+        live: LiveContract = read_answer("getContract", lambda: _live(answer.data))
+        return live
+
+    def edit_contract(self, body: Mapping[str, Any], *, key: str) -> str:
+        """POST /v2/contracts/edit; the edit's id. A 409 (the uniqueness key was used: the
+        edit is applied) comes back as ConflictError, never retried here."""
+        try:
+            answer = self._call(
+                "editContract",
+                lambda: self._client.v2.contracts.edit(
+                    **cast(Any, body), extra_headers=key_header(key)
+                ),
+                post=True,
+            )
+        except PermanentError as exc:
+            if any(words in exc.message.lower() for words in NOT_ENABLED_WORDS):
+                raise EditingNotEnabledError(exc.message, status=exc.status) from exc
+            raise
+        edit_id: str = read_answer("editContract", lambda: str(answer.data.id))
+        return edit_id
 
 
 def _live(data: Any) -> LiveContract:

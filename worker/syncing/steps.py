@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 
 from mappings import DesiredCustomer, MappingError
+from mappings.ids import InvalidSalesforceId, normalize_salesforce_id
 from worker.contracts.step import (
     ContractPlan,
     ContractResults,
@@ -22,7 +23,6 @@ from worker.contracts.step import (
     report_contract_problems,
 )
 from worker.outages.metronome import BreakerOpenError, describe_open
-from worker.salesforce.ids import InvalidSalesforceId, normalize_salesforce_id
 from worker.salesforce.stamps import is_superseded, snapshot_stamp
 from worker.state.store import AccountState
 from worker.syncing.failures import dead, failure_outcome, park, succeeded
