@@ -195,7 +195,8 @@ def ensure_contracts(
         (c.billing_provider, c.delivery_method, canonical_json(c.configuration))
         for c in customer.billing_provider_configurations
     ]
-    for desired in pending:
+    # Renewals last: the contract a renewal renews may be made by this very sync.
+    for desired in sorted(pending, key=lambda d: d.kind == "renewal"):
         opportunity = desired.salesforce_opportunity_id
         try:
             found = engine.find(desired, customer_id) if opportunity in verify else None
