@@ -15,6 +15,7 @@ from simple_salesforce.api import Salesforce
 
 from tests.metronome.spec import SPEC_NAME, assert_requests_match_spec, load_spec, reference_dir
 from tests.support.stack import held_by, poll_and_wait, salesforce_client, stack_with_worker
+from worker.ops.history import build_history
 from worker.sandbox.stack import SandboxStack
 
 pytestmark = pytest.mark.integration
@@ -154,6 +155,17 @@ def test_line_items_expansion_and_renewal(
     assert renewed["transitions"] == [
         {"type": "RENEWAL", "from_contract_id": contract["id"], "to_contract_id": renewed["id"]}
     ]
+    # `crmsync history` tells each deal's story: its contract, the edit, the renewal.
+    ctx = stack.context()
+    try:
+        edited = build_history(ctx.store, expansion)
+        renewed_story = build_history(ctx.store, renewal)
+    finally:
+        ctx.close()
+    assert edited.verdict.startswith(f"synced: edit of contract {contract['id']}")
+    assert any("expansion" in e.detail and "edit of contract" in e.detail for e in edited.timeline)
+    assert any(f"a renewal of contract {contract['id']}" in e.detail
+               for e in renewed_story.timeline)  # fmt: skip
     if (reference_dir() / SPEC_NAME).is_file():
         spec = load_spec()
         assert stack.metronome is not None

@@ -234,6 +234,7 @@ def ensure_contracts(
             ctx,
             desired,
             outcome,
+            renews=renews,
             adopted_known=found is not None,
             customer_id=customer_id,
             account=account,
@@ -291,6 +292,7 @@ def _record_contract(
     desired: DesiredContract,
     outcome: ContractOutcome,
     *,
+    renews: str | None = None,
     adopted_known: bool,
     customer_id: str,
     account: str,
@@ -325,6 +327,7 @@ def _record_contract(
             "calls": outcome.calls,
             "reason": reason,
             "task_id": task_id,
+            **({"renews_contract_id": renews} if renews else {}),
         }
     )
     if outcome.archived:
