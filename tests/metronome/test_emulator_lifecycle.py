@@ -32,7 +32,12 @@ START = "2026-01-01T00:00:00.000Z"
 MID = "2026-07-01T00:00:00.000Z"
 END = "2027-01-01T00:00:00.000Z"
 NO_SUCH_ID = "00000000-0000-0000-0000-000000000000"
-ROUTES = ("POST /v1/contracts/create", "POST /v2/contracts/edit", "POST /v2/contracts/get")
+ROUTES = (
+    "POST /v1/contracts/create",
+    "POST /v2/contracts/edit",
+    "POST /v2/contracts/get",
+    "POST /v1/contract-pricing/rate-cards/getRates",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -418,3 +423,46 @@ def test_faults_limited_to_edits_drop_the_answer_after_the_write(
     counts = emulator.request_counts()
     assert counts["POST /v2/contracts/edit DROP"] == 1
     assert counts["POST /v2/contracts/edit 409"] == 1
+
+
+# -- crmsync check: products by type, subscription rates on the rate card --------------------
+
+
+def test_check_finds_line_item_products_of_the_wrong_type_and_missing_rates(
+    emulator: MetronomeEmulator, customer: str
+) -> None:
+    from mappings.contracts.desired import DesiredContract
+    from mappings.contracts.terms import DesiredCharge, DesiredSubscription, LineTerms
+    from worker.commands.check_contracts import catalog_problems, rate_problems
+    from worker.metronome import MetronomeGateway
+
+    def subscription(product: str, frequency: str) -> DesiredSubscription:
+        return DesiredSubscription(
+            line_item_id="00k1", product_id=pid(emulator, product),
+            billing_frequency=frequency,  # type: ignore[arg-type]
+            quantity=5, collection_schedule="ADVANCE", prorated=True,
+        )  # fmt: skip
+
+    terms = LineTerms(
+        subscriptions=(subscription("Platform seat", "ANNUAL"),
+                       subscription("Platform seat", "QUARTERLY")),
+        scheduled_charges=(DesiredCharge(line_item_id="00k2", product_id=pid(emulator, "Compute"),
+                                         items=(("2026-01-01T00:00:00Z", 100),)),),
+    )  # fmt: skip
+    contract = DesiredContract(
+        salesforce_opportunity_id="006A", salesforce_account_id="001A", uniqueness_key="k",
+        pricing="rate_card_alias", pricing_value="standard", starting_at=START, line_terms=terms,
+    )  # fmt: skip
+    gateway = MetronomeGateway(TOKEN, emulator.url, timeout_s=5.0, retry_immediately=True)
+    try:
+        cards = gateway.list_rate_cards()
+        problems = catalog_problems([contract], cards, [], gateway.list_products())
+        rates = rate_problems([contract], cards, gateway)
+        seat_rates = gateway.rate_card_rates(emulator.catalog.rate_card_named("Standard").id, START)
+    finally:
+        gateway.close()
+    assert problems == ["scheduled charge product 'Compute' is USAGE, not FIXED"]
+    assert len(rates) == 1 and "no QUARTERLY rate" in rates[0]
+    assert {(pid(emulator, "Platform seat"), "ANNUAL"), (pid(emulator, "Compute"), None)} <= (
+        seat_rates
+    )

@@ -1,6 +1,8 @@
-"""The gateway's deal-lifecycle calls: read one contract (``POST /v2/contracts/get``) and
-edit it (``POST /v2/contracts/edit``), sent through :meth:`GatewayCore._call` like every
-other call (breaker gate, governor turn, retries, our errors).
+"""The gateway's deal-lifecycle calls: read one contract (``POST /v2/contracts/get``), edit
+it (``POST /v2/contracts/edit``), and read a rate card's rates (``POST
+/v1/contract-pricing/rate-cards/getRates``: what a subscription must match), each sent
+through :meth:`GatewayCore._call` like every other call (breaker gate, governor turn,
+retries, our errors).
 
 An edit carries a ``uniqueness_key``, so it is exactly once whatever happens to the answer:
 a 409 means the edit was applied before (:class:`~worker.metronome.errors.ConflictError`,
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, cast
 
 from worker.metronome.errors import PermanentError
@@ -70,6 +73,38 @@ class ContractEditCalls(GatewayCore):
             raise
         edit_id: str = read_answer("editContract", lambda: str(answer.data.id))
         return edit_id
+
+    def rate_card_rates(self, rate_card_id: str, at: str) -> set[tuple[str, str | None]]:
+        """(product id, billing frequency or None) of every rate on the rate card at ``at``,
+        every page."""
+        found: set[tuple[str, str | None]] = set()
+        cursor: str | None = None
+        while True:
+            extra: dict[str, Any] = {"next_page": cursor} if cursor else {}
+
+            def fetch(e: dict[str, Any] = extra) -> Any:
+                return self._client.v1.contracts.rate_cards.rates.list(
+                    rate_card_id=rate_card_id, at=at, **e
+                )
+
+            page = self._call("getRates", fetch)
+            found.update(read_answer("getRates", partial(_rates, page)))
+            cursor = read_answer("getRates", partial(_next_page, page))
+            if not cursor:
+                return found
+
+
+def _next_page(page: Any) -> str | None:
+    cursor = getattr(page, "next_page", None)
+    return None if cursor is None else str(cursor)
+
+
+def _rates(page: Any) -> set[tuple[str, str | None]]:
+    out: set[tuple[str, str | None]] = set()
+    for item in page.data:
+        frequency = getattr(item, "billing_frequency", None)
+        out.add((str(item.product_id), None if frequency is None else str(frequency).upper()))
+    return out
 
 
 def _live(data: Any) -> LiveContract:

@@ -268,6 +268,29 @@ class Catalog:
         rules.only_fields(body, frozenset(), "POST /v1/contract-pricing/rate-cards/list")
         return rules.paged(self.rate_cards, query, default_limit=CATALOG_PAGE_DEFAULT)
 
+    def get_rates(
+        self, body: dict[str, Any], query: dict[str, str]
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """POST /v1/contract-pricing/rate-cards/getRates: a rate card's rates (RateSchedule),
+        all of them or those of the products ``selectors`` name; ``rate_card_id`` and ``at``
+        are required. Rates are in USD cents and start with the catalog."""
+        rules.only_fields(body, frozenset({"rate_card_id", "at", "selectors"}), "getRates")
+        card = self.rate_card(str(body.get("rate_card_id")))
+        if card is None:
+            raise bad_request(f"rate card {body.get('rate_card_id')!r} not found")
+        rules.timestamp(body.get("at"), "at")
+        wanted = {
+            str(s.get("product_id"))
+            for s in body.get("selectors") or []
+            if isinstance(s, dict) and "product_id" in s
+        }
+        schedules = [
+            _rate_schedule(rate, self.product(rate.product_id))
+            for rate in card.rates
+            if not wanted or rate.product_id in wanted
+        ]
+        return rules.paged(schedules, query, default_limit=CATALOG_PAGE_DEFAULT)
+
     def list_products(
         self, body: dict[str, Any], query: dict[str, str]
     ) -> tuple[list[Product], str | None]:
@@ -281,6 +304,26 @@ class Catalog:
         rules.only_fields(body, frozenset({"archive_filter"}), "packages/list")
         matches = _archive_filtered(self.packages, body, lower_case_too=True)
         return rules.paged(matches, query, default_limit=PACKAGES_PAGE_DEFAULT)
+
+
+def _rate_schedule(rate: Rate, product: Product | None) -> dict[str, Any]:
+    subscription = product is not None and product.type == "SUBSCRIPTION"
+    out: dict[str, Any] = {
+        "product_id": rate.product_id,
+        "product_name": product.name if product else "",
+        "product_tags": [],
+        "product_custom_fields": {},
+        "starting_at": rfc3339(CATALOG_EPOCH),
+        "entitled": True,
+        "rate": {
+            "rate_type": "SUBSCRIPTION" if subscription else "FLAT",
+            "price": rate.price,
+            "credit_type": dict(USD_CENTS),
+        },
+    }
+    if rate.billing_frequency is not None:
+        out["billing_frequency"] = rate.billing_frequency
+    return out
 
 
 Aliased = TypeVar("Aliased", RateCard, Package)

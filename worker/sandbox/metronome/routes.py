@@ -136,6 +136,11 @@ def _list_rate_cards(backend: Backend, _p: dict[str, str], body: Body, query: Qu
     return {"data": [r.detail() for r in page], "next_page": next_page}
 
 
+def _get_rates(backend: Backend, _p: dict[str, str], body: Body, query: Query) -> Any:
+    page, next_page = backend.contracts.catalog.get_rates(body, query)
+    return {"data": page, "next_page": next_page}
+
+
 def _list_products(backend: Backend, _p: dict[str, str], body: Body, query: Query) -> Any:
     page, next_page = backend.contracts.catalog.list_products(body, query)
     return {"data": [p.detail() for p in page], "next_page": next_page}
@@ -184,6 +189,7 @@ ROUTES: tuple[Route, ...] = (
     _route("POST", "/v1/getCustomerBillingProviderConfigurations", _get_configs),
     _route("POST", "/v1/archiveCustomerBillingProviderConfigurations", _archive_configs),
     _route("POST", "/v1/contract-pricing/rate-cards/list", _list_rate_cards),
+    _route("POST", "/v1/contract-pricing/rate-cards/getRates", _get_rates),
     _route("POST", "/v1/contract-pricing/products/list", _list_products),
     _route("POST", "/v1/packages/list", _list_packages),
     _route("POST", "/v1/contracts/create", _create_contract),
