@@ -57,6 +57,8 @@ class RecordStore:
     def __init__(self, stages: Mapping[str, tuple[bool, bool]] | None = None) -> None:
         self.stages = dict(stages or DEFAULT_STAGES)
         self.tables: dict[str, dict[str, Record]] = {s.name: {} for s in SOBJECTS.values()}
+        #: Opportunity id -> its line items' records (the roll-up reads them, not the table).
+        self.lines_of: dict[str, dict[str, Record]] = {}
         self._serial = 0
         self._last_stamp = datetime(2000, 1, 1, tzinfo=UTC)
         self.on_change: ChangeHook | None = None
@@ -198,14 +200,11 @@ class RecordStore:
         roll-up), so a poll on the opportunity's ``SystemModstamp`` sees line item edits."""
         if record["attributes_type"] != OPPORTUNITY_LINE_ITEM.name:
             return
+        self.lines_of.setdefault(record["OpportunityId"], {})[record["Id"]] = record
         opportunity = self.tables[OPPORTUNITY.name].get(record["OpportunityId"])
         if opportunity is None:
             return
-        lines = [
-            r
-            for r in self.tables[OPPORTUNITY_LINE_ITEM.name].values()
-            if r["OpportunityId"] == opportunity["Id"] and not r["IsDeleted"]
-        ]
+        lines = [r for r in self.lines_of[opportunity["Id"]].values() if not r["IsDeleted"]]
         before = opportunity["Amount"]
         opportunity["Amount"] = sum(r["TotalPrice"] or 0.0 for r in lines) if lines else before
         opportunity["SystemModstamp"] = opportunity["LastModifiedDate"] = max(
