@@ -160,12 +160,17 @@ def test_line_items_expansion_and_renewal(
     try:
         edited = build_history(ctx.store, expansion)
         renewed_story = build_history(ctx.store, renewal)
+        original = build_history(ctx.store, first)
     finally:
         ctx.close()
     assert edited.verdict.startswith(f"synced: edit of contract {contract['id']}")
     assert any("expansion" in e.detail and "edit of contract" in e.detail for e in edited.timeline)
     assert any(f"a renewal of contract {contract['id']}" in e.detail
                for e in renewed_story.timeline)  # fmt: skip
+    # The original deal's story shows its contract, the edit and the renewal.
+    details = [e.detail for e in original.timeline]
+    assert any("edit of contract" in d for d in details), details
+    assert any("a renewal of contract" in d for d in details), details
     if (reference_dir() / SPEC_NAME).is_file():
         spec = load_spec()
         assert stack.metronome is not None

@@ -242,38 +242,64 @@ def apply_edits(
         except (PermanentError, MappingError) as exc:
             results.dead.append((opportunity, str(exc), item.edit.state_hash()))
             continue
-        ctx.contract_store.record_contract(
-            opportunity,
-            contract_id=target.contract_id,
+        _record_edit(
+            ctx,
+            item.edit,
+            target.contract_id,
+            outcome,
             customer_id=customer_id,
-            contract_hash=item.edit.state_hash(),
-            canonical=item.edit.canonical(),
-        )
-        ctx.store.dead_letter_book.resolve(
-            account, opportunity_id=opportunity, by=task_id, how=outcome
-        )
-        ctx.store.count_outcome(outcome)
-        ctx.store.append_ledger(
-            {
-                "account_id": account,
-                "opportunity_id": opportunity,
-                "customer_id": customer_id,
-                "contract_id": target.contract_id,
-                "outcome": outcome,
-                "reason": reason,
-                "task_id": task_id,
-                "edit_uniqueness_key": item.edit.uniqueness_key,
-            }
+            account=account,
+            task_id=task_id,
+            reason=reason,
         )
         results.applied.append(opportunity)
-        log.info(
-            "%s: contract %s for expansion %s",
-            outcome,
-            target.contract_id,
-            opportunity,
-            extra={"account_id": account, "task_id": task_id},
-        )
     return results
+
+
+def _record_edit(
+    ctx: ContractContext,
+    edit: DesiredEdit,
+    contract_id: str,
+    outcome: str,
+    *,
+    customer_id: str,
+    account: str,
+    task_id: str,
+    reason: str,
+) -> None:
+    """The expansion is applied: remember it (an unchanged one costs nothing later), resolve
+    its dead letter, count it, write its ledger line (indexed on the deal it expands too)."""
+    opportunity = edit.salesforce_opportunity_id
+    ctx.contract_store.record_contract(
+        opportunity,
+        contract_id=contract_id,
+        customer_id=customer_id,
+        contract_hash=edit.state_hash(),
+        canonical=edit.canonical(),
+    )
+    ctx.store.dead_letter_book.resolve(account, opportunity_id=opportunity, by=task_id, how=outcome)
+    ctx.store.count_outcome(outcome)
+    parent = edit.parent_opportunity_id
+    ctx.store.append_ledger(
+        {
+            "account_id": account,
+            "opportunity_id": opportunity,
+            "customer_id": customer_id,
+            "contract_id": contract_id,
+            "outcome": outcome,
+            "reason": reason,
+            "task_id": task_id,
+            "edit_uniqueness_key": edit.uniqueness_key,
+            **({"parent_opportunity_id": parent} if parent else {}),
+        }
+    )
+    log.info(
+        "%s: contract %s for expansion %s",
+        outcome,
+        contract_id,
+        opportunity,
+        extra={"account_id": account, "task_id": task_id},
+    )
 
 
 def _edit_body(

@@ -327,7 +327,14 @@ def _record_contract(
             "calls": outcome.calls,
             "reason": reason,
             "task_id": task_id,
-            **({"renews_contract_id": renews} if renews else {}),
+            **(
+                {
+                    "renews_contract_id": renews,
+                    "parent_opportunity_id": desired.parent_opportunity_id,
+                }
+                if renews
+                else {}
+            ),
         }
     )
     if outcome.archived:
