@@ -3,7 +3,7 @@
 ::
 
     SalesforceFailure                  anything below (never raised itself)
-    ├── SalesforceNotConfigured        no SALESFORCE_* login is configured
+    ├── SalesforceNotConfigured        no SALESFORCE_* login is configured (a NotConfigured)
     ├── SessionExpired                 the pre-issued session was refused; it cannot be renewed
     └── SalesforceUnavailable          retryable: the same call later can succeed
         ├── SalesforceUnreadable       the poll's answer was unreadable, or none came
