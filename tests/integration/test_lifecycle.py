@@ -13,7 +13,12 @@ from typing import Any
 import pytest
 from simple_salesforce.api import Salesforce
 
-from tests.metronome.spec import SPEC_NAME, assert_requests_match_spec, load_spec, reference_dir
+from tests.support.metronome_spec import (
+    SPEC_NAME,
+    assert_requests_match_spec,
+    load_spec,
+    reference_dir,
+)
 from tests.support.stack import held_by, poll_and_wait, salesforce_client, stack_with_worker
 from worker.ops.history import build_history
 from worker.sandbox.stack import SandboxStack

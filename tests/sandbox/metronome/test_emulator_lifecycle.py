@@ -14,19 +14,18 @@ import jsonschema  # type: ignore[import-untyped]
 import metronome
 import pytest
 
-from worker.sandbox.metronome import MetronomeEmulator, MetronomeFaults
-from worker.sandbox.metronome.catalog import FIAT_CREDIT_TYPES, USD_CENTS
-from worker.sandbox.metronome.contracts import UNIQUENESS_KEY_USED
-from worker.sandbox.metronome.edits import EDITING_NOT_ENABLED
-
-from .conftest import TOKEN
-from .spec import (
+from tests.support.metronome_emulator import TOKEN
+from tests.support.metronome_spec import (
     SPEC_NAME,
     assert_requests_match_spec,
     load_spec,
     openapi_to_jsonschema,
     reference_dir,
 )
+from worker.sandbox.metronome import MetronomeEmulator, MetronomeFaults
+from worker.sandbox.metronome.catalog import FIAT_CREDIT_TYPES, USD_CENTS
+from worker.sandbox.metronome.contracts import UNIQUENESS_KEY_USED
+from worker.sandbox.metronome.edits import EDITING_NOT_ENABLED
 
 START = "2026-01-01T00:00:00.000Z"
 MID = "2026-07-01T00:00:00.000Z"

@@ -13,8 +13,7 @@ from mappings.contracts.edits import map_expansion
 from mappings.contracts.engine import map_contract
 from mappings.contracts.model import ContractRule
 from mappings.ids import to_18
-
-from .helpers import WIDGETS_ACCOUNT_ID, widgets_record
+from tests.support.mapping_records import WIDGETS_ACCOUNT_ID, widgets_record
 
 SEAT = "7c2f4f57-7f59-5e39-9d6c-3b0c9b3a2d11"
 COMPUTE = "0d8f0c8e-6b0b-5d7e-9a1d-2f6b5c4e3a21"
