@@ -59,7 +59,14 @@ from bench.chaos_scenario import (
     Event,
     schedule,
 )
-from bench.chaos_verify import dead_letter_reasons, expected_state, judge, judge_contracts
+from bench.chaos_verify import (
+    dead_letter_reasons,
+    expected_state,
+    judge,
+    judge_contracts,
+    judge_lifecycle,
+)
+from bench.expansions import seed_expansions
 from tasks.parked import run_drain
 from tasks.poll import run_poll
 from worker.demo.seed import deal_terms
@@ -160,6 +167,9 @@ def start(config: ChaosConfig, base: Path) -> Run:
     # ``accounts`` is the number of *won* accounts (the N); the rest stay open, for
     # the deals closed during the run.
     stack.salesforce.seed(seeded(config), config.seed, config.won_fraction)
+    assert stack.metronome is not None  # noqa: S101
+    # Expansions and renewals of a share of the won deals, synced with them under the faults.
+    seed_expansions(stack.salesforce, stack.metronome, max(1, config.accounts // 10), renewals=True)
     _index_opportunities(run)
     for n in range(config.workers):
         spawn_worker(run, n)
@@ -466,6 +476,14 @@ def verdict(run: Run) -> dict[str, Any]:
         contracts = judge_contracts(
             won_rows, ctx.mapping.map_record, ctx.mapping.map_contract, stack.metronome.contracts()
         )
+        lifecycle = judge_lifecycle(
+            won_rows,
+            ctx.mapping.map_record,
+            map_expansion=ctx.mapping.map_expansion,
+            map_contract=ctx.mapping.map_contract,
+            edits=stack.metronome.contract_edits(),
+            contracts=stack.metronome.contracts(),
+        )
     finally:
         ctx.close()
     letters = list(run.dead_letters.values())
@@ -490,6 +508,11 @@ def verdict(run: Run) -> dict[str, Any]:
         "contracts_expected": contracts.expected,
         "duplicate_contracts": contracts.duplicates,
         "missing_contracts": contracts.missing,
+        "edits_expected": lifecycle.edits_expected,
+        "duplicate_edits": lifecycle.duplicate_edits,
+        "missing_edits": lifecycle.missing_edits,
+        "renewals_expected": lifecycle.renewals_expected,
+        "duplicate_renewals": lifecycle.duplicate_renewals,
         "unattributed": result.unattributed,
         "dead_lettered": len(lettered),
         "dead_letter_reasons": dead_letter_reasons({(a, k, "") for a, k, _ in distinct}),
@@ -512,6 +535,7 @@ def verdict(run: Run) -> dict[str, Any]:
         "examples": {
             **result.examples,
             **contracts.examples,
+            **lifecycle.examples,
             **(
                 {"unexpected_dead_letters": result.unexpected_dead_letters[:5]}
                 if result.unexpected_dead_letters
@@ -524,6 +548,9 @@ def verdict(run: Run) -> dict[str, Any]:
             and not unreported
             and not contracts.duplicates
             and not contracts.missing
+            and not lifecycle.duplicate_edits
+            and not lifecycle.missing_edits
+            and not lifecycle.duplicate_renewals
             and parked_count(run) == 0
             and (run.outage.down_at is None or run.outage.recovery_s is not None)
         ),

@@ -208,6 +208,65 @@ def judge_contracts(
     return verdict
 
 
+@dataclass(slots=True)
+class LifecycleVerdict:
+    edits_expected: int = 0
+    duplicate_edits: int = 0
+    missing_edits: int = 0
+    renewals_expected: int = 0
+    duplicate_renewals: int = 0
+    examples: dict[str, list[str]] = field(default_factory=dict)
+
+
+def judge_lifecycle(
+    records: Iterable[dict[str, Any]],
+    map_record: MapRecord,
+    *,
+    map_expansion: Callable[[dict[str, Any], DesiredCustomer], Any],
+    map_contract: Callable[[dict[str, Any], DesiredCustomer], Any],
+    edits: Iterable[dict[str, Any]],
+    contracts: Iterable[dict[str, Any]],
+) -> LifecycleVerdict:
+    """Every expansion deal's edit is applied exactly once (by its uniqueness key), and no
+    contract is renewed twice (one RENEWAL transition from it at most, one renewal contract
+    per renewal deal; a missing renewal contract is a missing contract)."""
+    verdict = LifecycleVerdict()
+    applied: Counter[str] = Counter(str(e.get("uniqueness_key")) for e in edits)
+    every = list(contracts)
+    renewed_from: Counter[str] = Counter(
+        t["from_contract_id"]
+        for c in every
+        for t in c.get("transitions") or []
+        if t.get("to_contract_id") == c["id"]
+    )
+    for source, count in renewed_from.items():
+        if count > 1:
+            verdict.duplicate_renewals += count - 1
+            verdict.examples.setdefault("duplicate_renewals", []).append(source)
+    for row in records:
+        try:
+            customer = map_record(row)
+            edit = map_expansion(row, customer)
+            desired = map_contract(row, customer) if edit is None else None
+        except MappingError:
+            continue
+        if desired is not None and desired.kind == "renewal":
+            verdict.renewals_expected += 1
+        if edit is None:
+            continue
+        verdict.edits_expected += 1
+        count = applied[edit.uniqueness_key]
+        if count > 1:
+            verdict.duplicate_edits += count - 1
+            verdict.examples.setdefault("duplicate_edits", []).append(edit.uniqueness_key)
+        elif count == 0:
+            verdict.missing_edits += 1
+            bucket = verdict.examples.setdefault("missing_edits", [])
+            if len(bucket) < 5:
+                bucket.append(edit.salesforce_opportunity_id)
+    return verdict
+
+
 def dead_letter_reasons(dead_letters: Iterable[tuple[str, str, str]]) -> dict[str, int]:
     """Dead letters counted by kind (mapping, permanent, transient_exhausted, ...)."""
     counts: Counter[str] = Counter()

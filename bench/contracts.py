@@ -15,9 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.data import seed_won_accounts
+from bench.expansions import edit_calls, seed_expansions
 from worker.sandbox.stack import SandboxStack
 
 CONTRACT_ACCOUNTS = int(os.environ.get("BENCH_CONTRACT_ACCOUNTS", "1000"))
+#: Won expansion deals, each on one of the backfilled accounts' deals.
+EXPANSIONS = int(os.environ.get("BENCH_EXPANSIONS", "200"))
 WORKER_PROCESSES = 4
 
 TimedPass = Callable[[SandboxStack, str], dict[str, Any]]
@@ -38,6 +41,12 @@ def phase(base: Path, timed_pass: TimedPass, progress: Callable[[str], None]) ->
         backfill = timed_pass(stack, "contracts backfill")
         rerun = timed_pass(stack, "contracts re-run")
         contracts = len(stack.metronome.contracts())
+        expansions = seed_expansions(
+            stack.salesforce, stack.metronome, min(EXPANSIONS, CONTRACT_ACCOUNTS)
+        )
+        progress(f"contracts: seeded {expansions} expansion deals")
+        expanded = timed_pass(stack, "expansions")
+        expanded_rerun = timed_pass(stack, "expansions re-run")
     made = max(1, backfill["outcomes"].get("contract_created", 0))
     by_route = backfill["metronome_by_route"]
     contract_calls = sum(
@@ -53,4 +62,11 @@ def phase(base: Path, timed_pass: TimedPass, progress: Callable[[str], None]) ->
         "contract_step_calls_per_won_opportunity": round(contract_calls / made, 3),
         "contract_won_opportunities_per_s": round(made / backfill["seconds"], 1),
         "contract_rerun_metronome_calls": rerun["metronome_calls"],
+        "expansions": expansions,
+        "expansions_edited": expanded["outcomes"].get("contract_edited", 0),
+        "expansion_metronome_calls_per_expansion": round(
+            expanded["metronome_calls"] / max(1, expansions), 3
+        ),
+        "expansion_edit_calls": edit_calls(expanded["metronome_by_route"]),
+        "expansion_rerun_metronome_calls": expanded_rerun["metronome_calls"],
     }

@@ -225,6 +225,18 @@ TARGETS: dict[str, Target] = {
     ),
     "poll_100k_peak_rss_mb": ("<= 200", lambda f: f["poll_100k_peak_rss_mb"] <= 200),
     "contract_rerun_metronome_calls": ("= 0", lambda f: f["contract_rerun_metronome_calls"] == 0),
+    "contract_metronome_calls_per_won_opportunity": (
+        "<= 3.05",
+        _at_most("contract_metronome_calls_per_won_opportunity", 3.05),
+    ),
+    "expansion_metronome_calls_per_expansion": (
+        "<= 1.1",
+        _at_most("expansion_metronome_calls_per_expansion", 1.1),
+    ),
+    "expansion_rerun_metronome_calls": (
+        "= 0",
+        lambda f: f["expansion_rerun_metronome_calls"] == 0,
+    ),
     "event_latency_p99_s": ("<= 2", lambda f: f["event_latency_p99_s"] <= 2),
     **ratelimit_targets(),
 }

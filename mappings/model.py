@@ -9,6 +9,7 @@ from the same object that does the mapping and the two cannot drift apart.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import date
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -16,6 +17,7 @@ from pydantic import Field, field_validator, model_validator
 from mappings import engine
 from mappings.contracts import engine as contract_engine
 from mappings.contracts.desired import DesiredContract
+from mappings.contracts.edits import DesiredEdit, map_expansion
 from mappings.contracts.model import ContractRule
 from mappings.desired import DesiredCustomer
 from mappings.expressions import Expr, path_segments
@@ -119,6 +121,11 @@ class Mapping(Strict):
             fields.append("Account" + ".Parent" * self.hierarchy_rollup.max_depth + ".ParentId")
         return _dedupe(fields)
 
+    def line_item_fields(self) -> list[str]:
+        """The line-item fields the contract block reads: the deal query's subquery on
+        ``OpportunityLineItems`` (empty: the mapping reads no line items)."""
+        return [] if self.contract is None else self.contract.line_item_paths()
+
     def account_fields(self) -> list[str]:
         """The same list for ``SELECT ... FROM Account`` (Account edits do not bump the
         Opportunity's SystemModstamp, so accounts are polled on their own too)."""
@@ -134,15 +141,39 @@ class Mapping(Strict):
         return engine.map_record(self, record)
 
     def map_contract(
-        self, opportunity: dict[str, Any], customer: DesiredCustomer
+        self,
+        opportunity: dict[str, Any],
+        customer: DesiredCustomer,
+        starting_at_override: date | None = None,
     ) -> DesiredContract | None:
         """The contract one won opportunity row (with its Account) gets on ``customer``;
-        None without a ``contract`` block or when its ``when`` does not hold. Raises
-        ``MappingError`` naming every problem."""
+        None without a ``contract`` block, when its ``when`` does not hold, or for an
+        expansion (:meth:`map_expansion`). Raises ``MappingError`` naming every problem.
+        ``starting_at_override``: a renewal's start where the renewed contract ends."""
         if self.contract is None:
             return None
         return contract_engine.map_contract(
-            self.contract, self._as_owner(opportunity, customer), customer.salesforce_account_id
+            self.contract,
+            self._as_owner(opportunity, customer),
+            customer.salesforce_account_id,
+            starting_at_override,
+        )
+
+    def map_expansion(
+        self,
+        opportunity: dict[str, Any],
+        customer: DesiredCustomer,
+        contract_end: date | None = None,
+    ) -> DesiredEdit | None:
+        """The edit an expansion deal makes to the contract it expands (None: the deal is
+        not an expansion); ``contract_end`` bounds its added terms."""
+        if self.contract is None:
+            return None
+        return map_expansion(
+            self.contract,
+            self._as_owner(opportunity, customer),
+            customer.salesforce_account_id,
+            contract_end,
         )
 
     def _as_owner(self, opportunity: dict[str, Any], customer: DesiredCustomer) -> dict[str, Any]:

@@ -169,6 +169,7 @@ def build_source(settings: Settings, mapping: Mapping) -> ClosedWonSource:
         mapping.opportunity_fields(),
         overlap_s=settings.overlap_s,
         quota_fraction=settings.salesforce_quota_fraction,
+        line_item_fields=mapping.line_item_fields(),
     )
 
 

@@ -21,6 +21,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mappings.contracts.terms import LineTerms
+
 #: Uniqueness keys are account-wide in Metronome and never released (not even by archiving),
 #: so ours are namespaced: nothing else in the account can collide with them.
 UNIQUENESS_KEY_FORMAT = "crmsync:sfdc-opportunity:{opportunity_id}"
@@ -89,6 +91,17 @@ class DesiredContract(BaseModel):
     delivery_method: str | None = None
     commits: tuple[DesiredCommit, ...] = ()
     custom_fields: dict[str, str] = Field(default_factory=dict)
+    #: "new" or "renewal" (an expansion is a DesiredEdit, not a contract).
+    kind: Literal["new", "renewal"] = "new"
+    #: The 18-character id of the deal a renewal renews, when the deal names it.
+    parent_opportunity_id: str | None = None
+    #: The credit type the line items' amounts are in; None: USD cents.
+    credit_type_id: str | None = None
+    #: The terms the deal's line items make.
+    line_terms: LineTerms = Field(default_factory=LineTerms)
+    #: A renewal that names no start of its own starts where the renewed contract ends: the
+    #: worker maps it again with that date (``map_contract(..., starting_at_override=)``).
+    follows_renewed: bool = False
 
     def __hash__(self) -> int:
         return hash(self.canonical_json())
@@ -98,8 +111,14 @@ class DesiredContract(BaseModel):
         return self.pricing in ("package_alias", "package_id")
 
     def canonical(self) -> dict[str, Any]:
-        """Everything that decides the contract, in a fixed order (the dedupe form)."""
-        return json.loads(self.model_dump_json())  # type: ignore[no-any-return]
+        """Everything that decides the contract, in a fixed order (the dedupe form). The
+        lifecycle fields are left out while they hold their defaults, so a deal without line
+        items keeps the hash it had before they existed (no spurious "needs attention")."""
+        dumped: dict[str, Any] = json.loads(self.model_dump_json())
+        for name, default in _LIFECYCLE_DEFAULTS.items():
+            if dumped.get(name) == default:
+                dumped.pop(name, None)
+        return dumped
 
     def canonical_json(self) -> str:
         return json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
@@ -119,12 +138,17 @@ class DesiredContract(BaseModel):
         *,
         billing_configuration_id: str | None,
         product_ids: Mapping[str, str],
+        billing_by_provider: bool = False,
+        renews_contract_id: str | None = None,
     ) -> dict[str, Any]:
         """The ``POST /v1/contracts/create`` body.
 
         ``product_ids`` maps each commit's :meth:`DesiredCommit.product_ref` to the product id.
         A package contract carries only what the API allows with a package (customer, start,
         package, uniqueness key, custom fields): anything else is a 400.
+        ``billing_by_provider`` names the billing configuration by ``{billing_provider,
+        delivery_method}`` (no configuration read needed; only when the customer has exactly
+        one such configuration). ``renews_contract_id`` adds the RENEWAL transition.
         """
         body: dict[str, Any] = {
             "customer_id": customer_id,
@@ -134,6 +158,8 @@ class DesiredContract(BaseModel):
         }
         if self.custom_fields:
             body["custom_fields"] = dict(sorted(self.custom_fields.items()))
+        if renews_contract_id is not None:
+            body["transition"] = {"type": "RENEWAL", "from_contract_id": renews_contract_id}
         if self.is_package:
             return body
         if self.name is not None:
@@ -150,9 +176,27 @@ class DesiredContract(BaseModel):
             body["billing_provider_configuration"] = {
                 "billing_provider_configuration_id": billing_configuration_id
             }
-        if self.commits:
-            body["commits"] = [_commit_body(c, product_ids[c.product_ref()]) for c in self.commits]
+        elif billing_by_provider and self.billing_provider is not None:
+            body["billing_provider_configuration"] = {
+                "billing_provider": self.billing_provider,
+                "delivery_method": self.delivery_method or "direct_to_billing_provider",
+            }
+        terms = self.line_terms.create_fields()
+        commits = [_commit_body(c, product_ids[c.product_ref()]) for c in self.commits]
+        commits += terms.pop("commits", [])
+        if commits:
+            body["commits"] = commits
+        body.update(terms)
         return body
+
+
+_LIFECYCLE_DEFAULTS: dict[str, Any] = {
+    "kind": "new",
+    "parent_opportunity_id": None,
+    "credit_type_id": None,
+    "line_terms": json.loads(LineTerms().model_dump_json()),
+    "follows_renewed": False,
+}
 
 
 def _commit_body(commit: DesiredCommit, product_id: str) -> dict[str, Any]:

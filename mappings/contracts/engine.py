@@ -25,6 +25,9 @@ from mappings.contracts.desired import (
     DesiredContract,
     uniqueness_key,
 )
+from mappings.contracts.lifecycle import credit_type, deal_kind
+from mappings.contracts.line_items import TermWindow, map_line_items
+from mappings.contracts.terms import LineTerms
 from mappings.errors import MappingError
 from mappings.ids import to_18
 from mappings.records import NotAScalarError, Scalar, get_key, to_text
@@ -112,7 +115,10 @@ def opportunity_id(record: Any) -> str | None:
 
 
 def map_contract(
-    rule: ContractRule, record: dict[str, Any], owner_account_id: str
+    rule: ContractRule,
+    record: dict[str, Any],
+    owner_account_id: str,
+    starting_at_override: date | None = None,
 ) -> DesiredContract | None:
     """The contract for one won opportunity row (with its ``Account``), or None.
 
@@ -127,13 +133,17 @@ def map_contract(
         if values.problems:
             raise MappingError(opportunity, values.problems)
         return None
+    kind, parent = deal_kind(rule.deal_kind, record, values.problems)
+    if kind == "expansion" and not values.problems:
+        return None
 
     name = _name(rule, values)
     pricing, pricing_expression = rule.pricing.chosen()[0]
     pricing_value = to_text(values.value(f"contract.pricing.{pricing}", pricing_expression))
     if pricing_value is None or not pricing_value.strip():
         values.fail(f"contract.pricing.{pricing}", "is empty", pricing_expression)
-    start = _date(values, "contract.starting_at", rule.starting_at)
+    start = starting_at_override or _date(values, "contract.starting_at", rule.starting_at)
+    follows = kind == "renewal" and starting_at_override is None and not _names_start(rule, record)
     months = _term_months(values, rule)
     end = _add_months(start, months) if start is not None and months is not None else None
     terms = _whole_number(
@@ -146,6 +156,11 @@ def map_contract(
     provider = _billing_provider(values, rule)
     commits = _commits(values, rule, start, end)
     custom_fields = _custom_fields(values, rule, opportunity)
+    credit = credit_type(rule.currency, record, values.problems)
+    line_terms = LineTerms()
+    if rule.line_items is not None and start is not None:
+        window = TermWindow(start, end, credit)
+        line_terms = map_line_items(rule.line_items, record, window, values.problems)
 
     if values.problems or start is None or pricing_value is None:
         raise MappingError(opportunity, values.problems or [("contract", "incomplete")])
@@ -168,7 +183,24 @@ def map_contract(
         ),
         commits=tuple(commits),
         custom_fields=custom_fields,
+        kind="renewal" if kind == "renewal" else "new",
+        parent_opportunity_id=parent,
+        credit_type_id=credit,
+        line_terms=line_terms,
+        follows_renewed=follows,
     )
+
+
+def _names_start(rule: ContractRule, record: dict[str, Any]) -> bool:
+    """Whether a renewal says where it starts (else it follows the renewed contract)."""
+    expression = rule.deal_kind.renewal_starting_at if rule.deal_kind is not None else None
+    if expression is None:
+        return True
+    try:
+        text = to_text(expression.evaluate(record))
+    except NotAScalarError:
+        return True  # reported by the start date's own evaluation
+    return text is not None and text.strip() != ""
 
 
 def _name(rule: ContractRule, values: _Values) -> str | None:

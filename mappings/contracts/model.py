@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from mappings.contracts.desired import OPPORTUNITY_FIELD, Pricing, UsageStatementSchedule
+from mappings.contracts.line_items_model import CurrencyRule, DealKindRule, LineItemsRule
 from mappings.desired import DeliveryMethod
 from mappings.expressions import Cond, Expr, FieldExpr
 
@@ -123,6 +124,12 @@ class ContractRule(_Strict):
     #: Contract custom fields (entity ``contract``); ``sfdc_opportunity_id`` is always the
     #: 18-character opportunity id.
     custom_fields: dict[str, Expr] = Field(default_factory=dict)
+    #: The deal's line items -> subscriptions, commits, overrides, fees (line_items_model).
+    line_items: LineItemsRule | None = None
+    #: New, expansion or renewal, by the deal's Type; absent: every deal is new.
+    deal_kind: DealKindRule | None = None
+    #: The deal's currency -> a Metronome credit type; absent: USD cents.
+    currency: CurrencyRule | None = None
 
     @model_validator(mode="after")
     def _package_takes_only_what_the_api_allows(self) -> ContractRule:
@@ -137,6 +144,7 @@ class ContractRule(_Strict):
                 ("usage_statement_schedule", self.usage_statement_schedule),
                 ("billing_provider_configuration", self.billing_provider_configuration),
                 ("commits", self.commits or None),
+                ("line_items", self.line_items),
             )
             if value is not None
         ]
@@ -186,3 +194,15 @@ class ContractRule(_Strict):
         for key, expression in self.custom_fields.items():
             if key != OPPORTUNITY_FIELD:
                 yield from expression.paths()
+        for extra in (self.deal_kind, self.currency):
+            if extra is not None:
+                yield from extra.paths()
+
+    def line_item_paths(self) -> list[str]:
+        """The line-item fields the rules read: the subquery's field list (empty: none)."""
+        if self.line_items is None:
+            return []
+        seen: dict[str, None] = {}
+        for path in self.line_items.paths():
+            seen.setdefault(path, None)
+        return list(seen)

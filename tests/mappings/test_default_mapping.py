@@ -153,10 +153,23 @@ def test_the_query_field_list_is_exactly_what_the_mapping_reads() -> None:
         "Account.Stripe_Collection_Method__c",
         "Account.NetSuite_Customer_Id__c",
         "Metronome_Rate_Card__c",
+        "Type",
         "Name",
         "Contract_Start_Date__c",
         "CloseDate",
         "Contract_Term_Months__c",
+        "Metronome_Parent_Opportunity__c",
+        "CurrencyIsoCode",
+    ]
+    # Line items are read by a subquery of the same query, on these fields.
+    assert MAPPING.line_item_fields() == [
+        "Id",
+        "Product2.Metronome_Product_Id__c",
+        "Product2.Metronome_Kind__c",
+        "Quantity",
+        "TotalPrice",
+        "Discount",
+        "Product2.Name",
     ]
     assert MAPPING.account_fields()[:3] == ["Id", "Name", "Billing_Email__c"]
     assert not MAPPING.rollup_enabled

@@ -42,6 +42,10 @@ def test_short_chaos_run_has_no_duplicate_no_lost_close_and_no_drift() -> None:
     assert (result["duplicates"], result["missing"], result["drifted"]) == (0, 0, 0), result
     assert (result["duplicate_contracts"], result["missing_contracts"]) == (0, 0), result
     assert result["contracts_expected"] > 0, result
+    # Expansions edit their contract once, renewals transition from theirs once.
+    lifecycle = ("duplicate_edits", "missing_edits", "duplicate_renewals")
+    assert [result[k] for k in lifecycle] == [0, 0, 0], result
+    assert result["edits_expected"] > 0 and result["renewals_expected"] > 0, result
     assert result["unattributed"] == 0 and result["dead_letters_unexpected"] == 0, result
     assert result["unmappable_not_dead_lettered"] == 0, result
     faults = result["faults_injected"]

@@ -1,5 +1,8 @@
 """``crmsync check``'s contract line: every rate card, package and product the mapping can
-produce exists in Metronome, before the first deal dead-letters over it.
+produce exists in Metronome, before the first deal dead-letters over it -- line items
+included: each term's product exists and is of the type the term needs (SUBSCRIPTION for a
+subscription, FIXED for a commit, recurring commit or fee), and each subscription's product
+and billing frequency is a rate on the contract's rate card.
 
 Literal values in the ``contract`` block are checked as written. Values that come from a
 Salesforce field (the default: ``Metronome_Rate_Card__c``) are the values the won deals hold
@@ -15,6 +18,7 @@ from typing import TYPE_CHECKING
 from mappings import Mapping, MappingError
 from mappings.contracts.desired import DesiredContract
 from mappings.contracts.engine import won_opportunity_rows
+from mappings.contracts.terms import LineTerms
 from worker.contracts.engine import FIXED
 from worker.metronome.actual import CatalogEntry, ProductState
 
@@ -70,7 +74,61 @@ def catalog_problems(
                 problems.add(
                     f"commit product {commit.product_ref()!r} is {product.type}, not FIXED"
                 )
+        problems.update(line_term_problems(contract.line_terms, products))
     return sorted(problems)
+
+
+#: The product type each line-item term needs (None: any product).
+TERM_PRODUCT_TYPES: dict[str, str | None] = {
+    "subscriptions": "SUBSCRIPTION",
+    "commits": FIXED,
+    "recurring_commits": FIXED,
+    "scheduled_charges": FIXED,
+    "overrides": None,
+}
+
+
+def line_term_problems(terms: LineTerms, products: list[ProductState]) -> set[str]:
+    """Line-item terms naming a product that does not exist or is of the wrong type."""
+    problems: set[str] = set()
+    for kind, wanted in TERM_PRODUCT_TYPES.items():
+        for term in getattr(terms, kind):
+            product = _product(products, term.product_id, None)
+            what = kind.rstrip("s").replace("_", " ")
+            if product is None or product.archived:
+                problems.add(f"{what} product {term.product_id!r} does not exist")
+            elif wanted is not None and product.type.upper() != wanted:
+                problems.add(f"{what} product {product.name!r} is {product.type}, not {wanted}")
+    return problems
+
+
+def rate_problems(
+    contracts: list[DesiredContract], rate_cards: list[CatalogEntry], gateway: MetronomeGateway
+) -> list[str]:
+    """Subscriptions whose product and billing frequency are not a rate on the contract's rate
+    card (one getRates read per rate card, as of its earliest contract)."""
+    needed: dict[str, tuple[str, set[tuple[str, str]]]] = {}
+    for contract in contracts:
+        if not contract.line_terms.subscriptions or contract.is_package:
+            continue
+        card = _card_id(contract, rate_cards)
+        if card is None:
+            continue  # reported as a missing rate card
+        at, pairs = needed.get(card, (contract.starting_at, set()))
+        pairs.update((s.product_id, s.billing_frequency) for s in contract.line_terms.subscriptions)
+        needed[card] = (min(at, contract.starting_at), pairs)
+    problems = []
+    for card, (at, pairs) in needed.items():
+        rates = gateway.rate_card_rates(card, at)
+        for product, frequency in sorted(pairs - {(p, f) for p, f in rates if f}):
+            problems.append(f"rate card {card} has no {frequency} rate for product {product}")
+    return problems
+
+
+def _card_id(contract: DesiredContract, rate_cards: list[CatalogEntry]) -> str | None:
+    if contract.pricing == "rate_card_id":
+        return contract.pricing_value
+    return next((c.id for c in rate_cards if contract.pricing_value in c.aliases), None)
 
 
 def check_contract_catalog(
@@ -78,16 +136,17 @@ def check_contract_catalog(
 ) -> tuple[bool, str]:
     """(ok, detail) for ``crmsync check``."""
     contracts, truncated = produced_contracts(mapping, source)
-    products = gateway.list_products() if any(c.commits for c in contracts) else []
-    problems = catalog_problems(
-        contracts, gateway.list_rate_cards(), gateway.list_packages(), products
-    )
+    needs_products = any(c.commits or not c.line_terms.is_empty() for c in contracts)
+    products = gateway.list_products() if needs_products else []
+    rate_cards = gateway.list_rate_cards()
+    problems = catalog_problems(contracts, rate_cards, gateway.list_packages(), products)
+    problems += rate_problems(contracts, rate_cards, gateway)
     detail = f"{len(contracts)} won deals map to contracts"
     if truncated:
         detail += f" (first {MAX_ROWS} read)"
     if problems:
         return False, detail + "; " + "; ".join(problems)
-    return True, detail + "; every rate card, package and product they name exists"
+    return True, detail + "; every rate card, package, product and rate they name exists"
 
 
 def _names(entries: list[CatalogEntry]) -> tuple[set[str], set[str]]:

@@ -71,6 +71,7 @@ def run_check(args: argparse.Namespace) -> int:
         "account_fields": mapping.account_fields(),
         "notes": mapping.notes,
         "contract": mapping.contract is not None,
+        "line_item_fields": mapping.line_item_fields(),
     }
     if args.json:
         print(json.dumps(report, indent=2))
@@ -81,6 +82,12 @@ def run_check(args: argparse.Namespace) -> int:
     if mapping.contract is not None:
         pricing = mapping.contract.pricing.chosen()[0][0]
         print(f"Contracts: won deals get a contract (pricing by {pricing})")
+        if mapping.line_item_fields():
+            print("Line item fields read: " + ", ".join(mapping.line_item_fields()))
+        kinds = mapping.contract.deal_kind
+        if kinds is not None:
+            print(f"Expansions (Type): {', '.join(kinds.expansion)}; edit the live contract")
+            print(f"Renewals (Type): {', '.join(kinds.renewal)}; transition from the old one")
     for note in mapping.notes:
         print(f"note: {note}")
     return 0
@@ -146,7 +153,7 @@ def _preview_contracts(
             out.append({"opportunity_id": exc.record_id, "problems": dict(exc.problems)})
             continue
         if contract is None:
-            out.append({"opportunity_id": row.get("Id"), "contract": None})
+            out.append(_preview_edit(mapping, row, desired))
             continue
         body = contract.request_body(
             "<customer id>",
@@ -158,6 +165,29 @@ def _preview_contracts(
             product_ids={
                 c.product_ref(): f"<id of product {c.product_ref()}>" for c in contract.commits
             },
+            renews_contract_id=(
+                f"<id of the contract of {contract.parent_opportunity_id or 'the renewed deal'}>"
+                if contract.kind == "renewal"
+                else None
+            ),
         )
         out.append({"opportunity_id": contract.salesforce_opportunity_id, "contract": body})
     return out, bad
+
+
+def _preview_edit(
+    mapping: Mapping, row: dict[str, Any], desired: DesiredCustomer
+) -> dict[str, Any]:
+    """An expansion's edit body (the contract it edits shown as a placeholder); a deal that
+    is neither gets ``contract: null``. Problems were reported by the contract's mapping."""
+    try:
+        edit = mapping.map_expansion(row, desired)
+    except MappingError as exc:
+        return {"opportunity_id": exc.record_id, "problems": dict(exc.problems)}
+    if edit is None:
+        return {"opportunity_id": row.get("Id"), "contract": None}
+    target = edit.parent_opportunity_id or "the account's one live contract"
+    return {
+        "opportunity_id": edit.salesforce_opportunity_id,
+        "edit": edit.request_body("<customer id>", f"<id of the contract of {target}>"),
+    }

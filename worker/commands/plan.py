@@ -10,7 +10,7 @@ from mappings.ids import normalize_salesforce_id
 from tasks.poll import group_by_account
 from worker.commands.bootstrap import runtime
 from worker.context import build_context
-from worker.contracts.step import describe_contracts
+from worker.contracts.describe import describe_contracts
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -140,6 +140,11 @@ class ContractEngine:
         self._generations = generations
         self.catalog = catalog or ProductCatalog(gateway)
 
+    @property
+    def generations(self) -> IdempotencyGenerations:
+        """The Idempotency-Key generations (shared with the expansion edits)."""
+        return self._generations
+
     def bootstrap(self, keys: Sequence[str]) -> None:
         """Register the contract custom field keys (entity ``contract``), ours unique."""
         existing = dict(self._gateway.list_custom_field_keys("contract"))
@@ -161,12 +166,22 @@ class ContractEngine:
         customer_id: str,
         billing: Sequence[BillingConfigurationState],
         preferred: Sequence[tuple[str, str, str]] = (),
+        *,
+        by_provider: bool = False,
+        renews_contract_id: str | None = None,
     ) -> dict[str, object]:
-        """The exact create body: billing configuration and products resolved to ids."""
-        configuration_id = choose_billing_configuration(desired, billing, preferred)
+        """The exact create body: billing configuration and products resolved to ids (the
+        configuration by provider and delivery method when ``by_provider``)."""
+        configuration_id = (
+            None if by_provider else choose_billing_configuration(desired, billing, preferred)
+        )
         products = {c.product_ref(): self.catalog.resolve(c) for c in desired.commits}
         return desired.request_body(
-            customer_id, billing_configuration_id=configuration_id, product_ids=products
+            customer_id,
+            billing_configuration_id=configuration_id,
+            product_ids=products,
+            billing_by_provider=by_provider,
+            renews_contract_id=renews_contract_id,
         )
 
     def ensure(
@@ -176,13 +191,30 @@ class ContractEngine:
         billing: BillingLoader,
         *,
         preferred: Sequence[tuple[str, str, str]] = (),
+        renews_contract_id: str | None = None,
+        by_provider: bool | None = None,
     ) -> ContractOutcome:
-        """Create the contract or find the one that exists; see the module docstring."""
+        """Create the contract or find the one that exists; see the module docstring.
+
+        When the mapping gives the customer exactly one configuration of the contract's
+        provider and delivery method, the contract names it by ``{billing_provider,
+        delivery_method}`` and no configuration is read (the customer step has just made
+        sure it exists). Should Metronome find that ambiguous after all (a second one made
+        by hand), the create is refused before anything is made, and is sent again by id."""
         start = self._gateway.calls
+        if by_provider is None:
+            by_provider = unambiguous_billing(desired, preferred)
         configurations: Sequence[BillingConfigurationState] = (
-            billing() if desired.billing_provider is not None else ()
+            billing() if desired.billing_provider is not None and not by_provider else ()
         )
-        body = self.request_body(desired, customer_id, configurations, preferred)
+        body = self.request_body(
+            desired,
+            customer_id,
+            configurations,
+            preferred,
+            by_provider=by_provider,
+            renews_contract_id=renews_contract_id,
+        )
         opportunity = desired.salesforce_opportunity_id
         generation_key = GENERATION_PREFIX + opportunity
         key = idempotency_key(
@@ -213,6 +245,18 @@ class ContractEngine:
             log.info("contract for %s was created by an unanswered call: %s", opportunity, exc)
             return self._outcome(found, created=True, start=start)
         except PermanentError as exc:
+            if by_provider and "billing_provider_configuration" in exc.message:
+                again = self.ensure(
+                    desired,
+                    customer_id,
+                    billing,
+                    preferred=preferred,
+                    renews_contract_id=renews_contract_id,
+                    by_provider=False,
+                )
+                return ContractOutcome(
+                    again.contract_id, again.created, again.archived, self._gateway.calls - start
+                )
             raise ContractInputError(
                 f"contract for opportunity {opportunity} refused: {exc.message}",
                 status=exc.status,
@@ -233,6 +277,17 @@ class ContractEngine:
 
     def _outcome(self, found: ContractState, *, created: bool, start: int) -> ContractOutcome:
         return ContractOutcome(found.id, created, found.archived, self._gateway.calls - start)
+
+
+def unambiguous_billing(
+    desired: DesiredContract, preferred: Sequence[tuple[str, str, str]]
+) -> bool:
+    """Whether the mapping gives the customer exactly one configuration of the contract's
+    provider and delivery method: then ``{billing_provider, delivery_method}`` names it."""
+    if desired.billing_provider is None:
+        return False
+    wanted = (desired.billing_provider, desired.delivery_method)
+    return sum(1 for provider, method, _ in preferred if (provider, method) == wanted) == 1
 
 
 def choose_billing_configuration(

@@ -18,24 +18,23 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence, Set
+from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from mappings import DesiredCustomer, MappingError
 from mappings.contracts.desired import DesiredContract
+from mappings.contracts.edits import DesiredEdit
 from mappings.contracts.engine import opportunity_id, won_opportunity_rows
+from worker.contracts import lifecycle
+from worker.contracts.context import ContractContext
 from worker.contracts.engine import ContractOutcome
 from worker.metronome.actual import BillingConfigurationState, canonical_json
 from worker.metronome.errors import ContractConflictError, ContractInputError
 from worker.state.dead_letters import CONTRACT_KIND as DEAD_LETTER_CONTRACT_KIND
 
 if TYPE_CHECKING:
-    from mappings import Mapping
-    from worker.contracts.engine import ContractEngine
     from worker.metronome import MetronomeGateway
-    from worker.state.opportunities import ContractStore
-    from worker.state.store import SyncStore
 
 log = logging.getLogger(__name__)
 
@@ -44,34 +43,17 @@ log = logging.getLogger(__name__)
 CONTRACT_KIND = DEAD_LETTER_CONTRACT_KIND
 
 
-class ContractContext(Protocol):
-    """What the contract step uses of a worker process's objects (the worker context has
-    them all): named here so the step depends on these five, not on the context module that
-    builds them from the settings."""
-
-    @property
-    def mapping(self) -> Mapping: ...
-
-    @property
-    def store(self) -> SyncStore: ...
-
-    @property
-    def contract_store(self) -> ContractStore: ...
-
-    @property
-    def contracts(self) -> ContractEngine: ...
-
-    @property
-    def gateway(self) -> MetronomeGateway: ...
-
-
 @dataclass(slots=True)
 class ContractPlan:
     pending: list[DesiredContract] = field(default_factory=list)
     #: Pending deals whose contract Redis knows (a re-sync): looked up, created only if gone.
     verify: set[str] = field(default_factory=set)
-    #: Contract exists and the deal changed since: (desired, fields that differ).
-    changed: list[tuple[DesiredContract, list[str]]] = field(default_factory=list)
+    #: Contract (or edit) exists and the deal changed since: (desired, fields that differ).
+    changed: list[tuple[DesiredContract | DesiredEdit, list[str]]] = field(default_factory=list)
+    #: Expansions to apply to the contract they expand.
+    edits: list[lifecycle.PendingEdit] = field(default_factory=list)
+    #: Each mapped deal's row (a renewal is mapped again with the renewed contract's end).
+    rows: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: Deals that cannot be mapped, not dead-lettered before: (opportunity id, error, hash).
     bad: list[tuple[str, MappingError, str]] = field(default_factory=list)
     unchanged: int = 0
@@ -81,6 +63,8 @@ class ContractPlan:
 class ContractResults:
     created: list[str] = field(default_factory=list)
     adopted: list[str] = field(default_factory=list)
+    #: Expansion deals whose edit was applied (now or before: a 409).
+    edited: list[str] = field(default_factory=list)
     dead_lettered: int = 0
     calls: int = 0
 
@@ -92,19 +76,30 @@ def plan_contracts(
     if ctx.mapping.contract is None:
         return plan
     mapped: list[DesiredContract] = []
+    expansions: list[lifecycle.PendingEdit] = []
     failures: list[tuple[str, MappingError, str]] = []
     for row in won_opportunity_rows(record):
         try:
             desired = ctx.mapping.map_contract(row, customer)
+            edit = ctx.mapping.map_expansion(row, customer) if desired is None else None
         except MappingError as exc:
             identity = opportunity_id(row) or exc.record_id
             failures.append((identity, exc, _bad_hash(exc)))
             continue
         if desired is not None:
             mapped.append(desired)
+            plan.rows[desired.salesforce_opportunity_id] = row
+        elif edit is not None:
+            expansions.append(lifecycle.PendingEdit(edit, row))
     states = ctx.contract_store.states(
-        [d.salesforce_opportunity_id for d in mapped] + [f[0] for f in failures]
+        [d.salesforce_opportunity_id for d in mapped]
+        + [e.edit.salesforce_opportunity_id for e in expansions]
+        + [f[0] for f in failures]
     )
+    edits, changed, unchanged = lifecycle.plan_edits(expansions, states, force=force)
+    plan.edits.extend(edits)
+    plan.changed.extend(changed)
+    plan.unchanged += unchanged
     for desired in mapped:
         state = states[desired.salesforce_opportunity_id]
         if state.contract_id is None:
@@ -184,33 +179,42 @@ def ensure_contracts(
     record: dict[str, Any],
     task_id: str,
     reason: str,
+    edits: Sequence[lifecycle.PendingEdit] = (),
+    rows: dict[str, dict[str, Any]] | None = None,
 ) -> ContractResults:
-    """Create or adopt each pending contract; see the module docstring."""
+    """Create or adopt each pending contract (a renewal from the contract it renews), then
+    apply each pending expansion; see the module docstring."""
     results = ContractResults()
-    if not pending:
+    if not pending and not edits:
         return results
     engine = ctx.contracts
     gateway = ctx.gateway
     start = gateway.calls
-    loaded: list[tuple[BillingConfigurationState, ...]] = []
-
-    def billing() -> tuple[BillingConfigurationState, ...]:
-        if not loaded:  # one read per sync, whatever the number of deals
-            loaded.append(gateway.get_billing_configurations(customer_id))
-        return loaded[0]
-
+    billing = _billing_loader(gateway, customer_id)
     preferred = [
         (c.billing_provider, c.delivery_method, canonical_json(c.configuration))
         for c in customer.billing_provider_configurations
     ]
-    for desired in pending:
+    # Renewals last: the contract a renewal renews may be made by this very sync.
+    for desired in sorted(pending, key=lambda d: d.kind == "renewal"):
         opportunity = desired.salesforce_opportunity_id
         try:
             found = engine.find(desired, customer_id) if opportunity in verify else None
+            resolved: tuple[DesiredContract, str | None] | None = (desired, None)
+            if found is None and desired.kind == "renewal":
+                resolved = lifecycle.resolve_renewal(
+                    ctx, desired, (rows or {}).get(opportunity), customer, customer_id,
+                    account=account, task_id=task_id, reason=reason,
+                )  # fmt: skip
+            if resolved is None:
+                continue  # needs attention: no contract to renew, or several
+            sent, renews = resolved
             outcome = (
                 ContractOutcome(found.id, False, found.archived, 1)
                 if found is not None
-                else engine.ensure(desired, customer_id, billing, preferred=preferred)
+                else engine.ensure(
+                    sent, customer_id, billing, preferred=preferred, renews_contract_id=renews
+                )
             )
         except (ContractInputError, ContractConflictError) as exc:
             _dead_letter(
@@ -230,14 +234,57 @@ def ensure_contracts(
             ctx,
             desired,
             outcome,
+            renews=renews,
             adopted_known=found is not None,
             customer_id=customer_id,
             account=account,
             task_id=task_id,
             reason=reason,
         )
+    _apply_edits(ctx, edits, results, customer=customer, customer_id=customer_id,
+                 account=account, record=record, task_id=task_id, reason=reason)  # fmt: skip
     results.calls = gateway.calls - start
     return results
+
+
+def _billing_loader(
+    gateway: MetronomeGateway, customer_id: str
+) -> Callable[[], tuple[BillingConfigurationState, ...]]:
+    """The customer's billing configurations, read at most once per sync (and only when a
+    contract must name one by id)."""
+    loaded: list[tuple[BillingConfigurationState, ...]] = []
+
+    def billing() -> tuple[BillingConfigurationState, ...]:
+        if not loaded:
+            loaded.append(gateway.get_billing_configurations(customer_id))
+        return loaded[0]
+
+    return billing
+
+
+def _apply_edits(
+    ctx: ContractContext,
+    edits: Sequence[lifecycle.PendingEdit],
+    results: ContractResults,
+    *,
+    customer: DesiredCustomer,
+    customer_id: str,
+    account: str,
+    record: dict[str, Any],
+    task_id: str,
+    reason: str,
+) -> None:
+    if not edits:
+        return
+    applied = lifecycle.apply_edits(
+        ctx, list(edits), customer=customer, customer_id=customer_id, account=account,
+        task_id=task_id, reason=reason,
+    )  # fmt: skip
+    results.edited.extend(applied.applied)
+    for opportunity, why, state_hash in applied.dead:
+        _dead_letter(ctx, account, opportunity=opportunity, why=why, record=record,
+                     task_id=task_id, trigger=reason, state_hash=state_hash)  # fmt: skip
+        results.dead_lettered += 1
 
 
 def _record_contract(
@@ -245,6 +292,7 @@ def _record_contract(
     desired: DesiredContract,
     outcome: ContractOutcome,
     *,
+    renews: str | None = None,
     adopted_known: bool,
     customer_id: str,
     account: str,
@@ -279,6 +327,14 @@ def _record_contract(
             "calls": outcome.calls,
             "reason": reason,
             "task_id": task_id,
+            **(
+                {
+                    "renews_contract_id": renews,
+                    "parent_opportunity_id": desired.parent_opportunity_id,
+                }
+                if renews
+                else {}
+            ),
         }
     )
     if outcome.archived:
@@ -297,43 +353,6 @@ def _record_contract(
         opportunity,
         extra={"account_id": account, "customer_id": customer_id, "task_id": task_id},
     )
-
-
-def describe_contracts(
-    ctx: ContractContext, record: dict[str, Any], customer: DesiredCustomer, customer_id: str | None
-) -> list[str]:
-    """What the contract step would do for ``record`` (``crmsync plan``); reads only: Redis,
-    and the customer's contract list when the customer exists."""
-    plan = plan_contracts(ctx, record, customer, force=True)
-    existing = []
-    lines: list[str] = []
-    for identity, error, _ in plan.bad:
-        lines.append(f"opportunity {identity}: no contract, dead-letter: {error}")
-    for desired, differences in plan.changed:
-        lines.append(
-            f"opportunity {desired.salesforce_opportunity_id}: contract exists; the deal changed "
-            f"since ({', '.join(differences)}): needs attention, never edited"
-        )
-    if plan.pending and customer_id is not None:
-        existing = [(d, ctx.contracts.find(d, customer_id)) for d in plan.pending]
-    else:
-        existing = [(d, None) for d in plan.pending]
-    for desired, found in existing:
-        opportunity = desired.salesforce_opportunity_id
-        if found is not None:
-            state = "archived" if found.archived else "exists"
-            lines.append(f"opportunity {opportunity}: contract {found.id} {state}; no call")
-            continue
-        end = desired.ending_before or "evergreen"
-        billing = desired.billing_provider or "no billing provider"
-        commits = sum(c.amount_cents for c in desired.commits)
-        lines.append(
-            f"opportunity {opportunity}: contracts/create {desired.pricing}="
-            f"{desired.pricing_value} from {desired.starting_at} to {end}, {billing}"
-            + (f", commits {commits} cents" if desired.commits else "")
-            + f" (uniqueness_key {desired.uniqueness_key})"
-        )
-    return lines
 
 
 def _dead_letter(

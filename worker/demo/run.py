@@ -30,6 +30,7 @@ from typing import Any
 from tasks.poll import run_poll
 from worker.demo.seed import (
     CONTRACTS_FIRST_PASS,
+    EDITS_FIRST_PASS,
     deal_terms,
     demo_mapping,
     make_customer_by_hand,
@@ -49,6 +50,8 @@ class PassResult:
     enqueued: int = 0
     created: int = 0
     contracts: int = 0
+    #: Expansions applied to the contract they expand (v2/contracts/edit).
+    edits: int = 0
     updated: int = 0
     unchanged: int = 0
     dead_lettered: int = 0
@@ -122,6 +125,7 @@ def run_pass(
 
     result.created = delta("created")
     result.contracts = delta("contract_created")
+    result.edits = delta("contract_edited") + delta("contract_edit_exists")
     result.updated = delta("updated")
     result.unchanged = delta("unchanged") + delta("in_sync")
     result.dead_lettered = delta("dead_lettered")
@@ -239,7 +243,14 @@ def run_demo(as_json: bool = False, workdir: Path | None = None) -> int:
             store = stack.context().store
             stack.wait_for_worker()
             first = run_pass(stack, store, "first sync", progress)
-            expect(first, created=49, dead_lettered=2, contracts=CONTRACTS_FIRST_PASS)
+            expect(
+                first,
+                created=49,
+                dead_lettered=2,
+                contracts=CONTRACTS_FIRST_PASS,
+                edits=EDITS_FIRST_PASS,
+            )
+            first.problems.extend(_lifecycle_problems(stack))
             # The hand-made customer is adopted (updated). The roll-up parent and its child
             # share one customer: the first of the two to sync creates it; the second adds the
             # child's alias (updated) or finds it in sync, depending on which went first.
@@ -249,7 +260,15 @@ def run_demo(as_json: bool = False, workdir: Path | None = None) -> int:
                     "adoption plus one roll-up sync (updated or in sync)"
                 )
             second = run_pass(stack, store, "no change", progress)
-            expect(second, created=0, updated=0, dead_lettered=0, contracts=0, metronome_writes=0)
+            expect(
+                second,
+                created=0,
+                updated=0,
+                dead_lettered=0,
+                contracts=0,
+                edits=0,
+                metronome_writes=0,
+            )
             start_listener(stack, store, base)
             third = run_pass(
                 stack,
@@ -283,6 +302,26 @@ def _duplicates(stack: SandboxStack) -> list[str]:
     return sorted(k for k, v in seen.items() if v > 1)
 
 
+def _lifecycle_problems(stack: SandboxStack) -> list[str]:
+    """A deal as sold, expanded and renewed: contracts with line-item terms, one edit that
+    added 20 seats, one renewal transitioning from the contract it renews."""
+    assert stack.metronome is not None  # noqa: S101
+    contracts = stack.metronome.contracts()
+    problems = []
+    sold = [c for c in contracts if c.get("subscriptions") and c.get("scheduled_charges")]
+    if not sold:
+        problems.append("no contract carries line-item terms (seats and a fee)")
+    renewals = [
+        c for c in contracts if any(t["to_contract_id"] == c["id"] for t in c["transitions"])
+    ]
+    if len(renewals) != 1:
+        problems.append(f"{len(renewals)} renewal contracts; expected 1")
+    edits = stack.metronome.contract_edits()
+    if len(edits) != 1 or not edits[0].get("update_subscriptions"):
+        problems.append(f"{len(edits)} contract edits; expected 1 with a seat update")
+    return problems
+
+
 def _duplicate_contracts(stack: SandboxStack) -> list[str]:
     """Opportunities with more than one contract in the emulator (must be none)."""
     assert stack.metronome is not None  # noqa: S101
@@ -302,6 +341,7 @@ def _public(result: PassResult) -> dict[str, Any]:
             "name",
             "created",
             "contracts",
+            "edits",
             "updated",
             "unchanged",
             "dead_lettered",
@@ -316,7 +356,8 @@ def _public(result: PassResult) -> dict[str, Any]:
 
 def _print_table(passes: list[PassResult]) -> None:
     header = (
-        f"{'pass':<22}{'created':>8}{'contracts':>10}{'updated':>8}{'unchanged':>10}{'dead':>6}"
+        f"{'pass':<22}{'created':>8}{'contracts':>10}{'edits':>6}{'updated':>8}{'unchanged':>10}"
+        f"{'dead':>6}"
         f"{'calls':>7}{'writes':>7}  result"
     )
     print(header)
@@ -324,8 +365,8 @@ def _print_table(passes: list[PassResult]) -> None:
     for p in passes:
         verdict = "ok" if p.ok else "FAILED: " + "; ".join(p.problems)
         print(
-            f"{p.name:<22}{p.created:>8}{p.contracts:>10}{p.updated:>8}{p.unchanged:>10}"
-            f"{p.dead_lettered:>6}"
+            f"{p.name:<22}{p.created:>8}{p.contracts:>10}{p.edits:>6}{p.updated:>8}"
+            f"{p.unchanged:>10}{p.dead_lettered:>6}"
             f"{p.metronome_calls:>7}{p.metronome_writes:>7}  {verdict}"
         )
     for p in passes:

@@ -25,8 +25,25 @@ HANDMADE_ALIAS = "ops@handmade.example"
 #: becomes a contract (the default mapping's rule). Every third deal is evergreen.
 RATE_CARDS = ("standard", "enterprise", "startup")
 #: Won deals that get a contract in pass 1: the standalone accounts, the roll-up parent's and
-#: its EU child's deals (both on the parent's customer), and the hand-made customer's.
-CONTRACTS_FIRST_PASS = STANDALONE_ACCOUNTS + 3
+#: its EU child's deals (both on the parent's customer), the hand-made customer's, and the
+#: one renewal (a contract of its own, transitioning from the one it renews).
+CONTRACTS_FIRST_PASS = STANDALONE_ACCOUNTS + 4
+#: Expansions applied in pass 1 (an edit of the contract they expand).
+EDITS_FIRST_PASS = 1
+#: The Salesforce products of the demo's line items: code, Metronome product, kind.
+PRODUCTS = (
+    ("SEAT", "Platform seat", "subscription"),
+    ("COMMIT", "Prepaid commit", "commit"),
+    ("COMPUTE", "Compute", "usage"),
+    ("ONBOARD", "Onboarding fee", "fee"),
+)
+#: A deal as sold: 50 seats, a $120k prepaid commit, 20 % off compute, a $5k onboarding fee.
+AS_SOLD = (
+    ("SEAT", {"Quantity": 50, "UnitPrice": 1200}),
+    ("COMMIT", {"Quantity": 1, "UnitPrice": 120000}),
+    ("COMPUTE", {"Quantity": 1, "UnitPrice": 0, "Discount": 20}),
+    ("ONBOARD", {"Quantity": 1, "UnitPrice": 5000}),
+)
 
 
 def deal_terms(n: int) -> dict[str, Any]:
@@ -48,9 +65,9 @@ def seed(stack: SandboxStack) -> None:
 
     deals = iter(range(1000))
 
-    def won(account_id: str, name: str) -> None:
+    def won(account_id: str, name: str) -> str:
         n = next(deals)
-        sf.insert(
+        return sf.insert(
             "Opportunity",
             {
                 "AccountId": account_id,
@@ -62,8 +79,12 @@ def seed(stack: SandboxStack) -> None:
             },
         )
 
-    for n in range(STANDALONE_ACCOUNTS):
-        won(account(f"Demo Customer {n:02d}", f"billing+{n:02d}@demo.example", n), "Renewal")
+    accounts = [
+        account(f"Demo Customer {n:02d}", f"billing+{n:02d}@demo.example", n)
+        for n in range(STANDALONE_ACCOUNTS)
+    ]
+    first_deals = [won(a, "Renewal") for a in accounts]
+    seed_lifecycle(stack, accounts[0], first_deals[0])
     parent = account("Enterprise Holdings", "ap@enterprise.example", 0)
     won(parent, "Enterprise agreement")
     for region in ("EU", "US"):
@@ -78,6 +99,73 @@ def seed(stack: SandboxStack) -> None:
     sf.update("Account", bad_region, {"AWS_Region__c": "mars-north-1"})
     won(bad_region, "Doomed")
     won(account("Long Alias Ltd", "x" * 140 + "@demo.example", 5), "Doomed too")
+
+
+def seed_lifecycle(stack: SandboxStack, account_id: str, deal: str) -> None:
+    """Line items on one account's deal, then the same account's expansion (20 more seats,
+    a deeper discount) and its renewal: a deal as sold, expanded and renewed."""
+    sf, metronome = stack.salesforce, stack.metronome
+    assert sf is not None and metronome is not None  # noqa: S101
+    products = {
+        code: sf.insert(
+            "Product2",
+            {
+                "Name": name,
+                "ProductCode": code,
+                "IsActive": True,
+                "Metronome_Kind__c": kind,
+                "Metronome_Product_Id__c": metronome.catalog.product_named(name).id,
+            },
+        )
+        for code, name, kind in PRODUCTS
+    }
+
+    def lines(opportunity: str, items: Any) -> None:
+        for n, (code, fields) in enumerate(items):
+            sf.insert(
+                "OpportunityLineItem",
+                {
+                    "OpportunityId": opportunity,
+                    "Product2Id": products[code],
+                    "SortOrder": n,
+                    **fields,
+                },
+            )
+
+    lines(deal, AS_SOLD)
+    base = {
+        "AccountId": account_id,
+        "StageName": "Closed Won",
+        "CloseDate": "2026-11-20",
+        "Metronome_Parent_Opportunity__c": deal,
+    }
+    expansion = sf.insert(
+        "Opportunity",
+        {
+            **base,
+            "Name": "Upgrade: 20 more seats",
+            "Type": "Existing Customer - Upgrade",
+            "Contract_Start_Date__c": "2027-03-01",
+        },
+    )
+    lines(
+        expansion,
+        [
+            ("SEAT", {"Quantity": 20, "UnitPrice": 1200}),
+            ("COMPUTE", {"Quantity": 1, "UnitPrice": 0, "Discount": 25}),
+        ],
+    )
+    renewal = sf.insert(
+        "Opportunity",
+        {
+            **base,
+            "Name": "Renewal 2027",
+            "Type": "Renewal",
+            "Metronome_Rate_Card__c": "standard",
+            "Contract_Term_Months__c": 12,
+        },
+    )
+    lines(renewal, [("SEAT", {"Quantity": 70, "UnitPrice": 1200})])
 
 
 def demo_mapping(path: Path) -> Path:

@@ -7,6 +7,7 @@ The gateway is assembled from three parts, each with one job:
   translation of every failure into the error tree of ``errors.py``;
 - ``customer_calls.py`` -- customers, custom fields, billing provider configurations;
 - ``contract_calls.py`` -- contracts and the catalog (products, rate cards, packages);
+- ``contract_edits.py`` -- one contract read back, and edits (expansions);
 
 with ``answers.py`` reading each answer into our state values. Create one gateway per worker
 process: its client is shared by the threads of a batch.
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from worker.metronome.contract_calls import ContractCalls
+from worker.metronome.contract_edits import ContractEditCalls
 from worker.metronome.customer_calls import CustomerCalls
 from worker.metronome.errors import PermanentError
 from worker.metronome.governor import Governor
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
     from worker.settings import Settings
 
 
-class MetronomeGateway(CustomerCalls, ContractCalls):
+class MetronomeGateway(CustomerCalls, ContractCalls, ContractEditCalls):
     """Typed Metronome calls returning our state values and raising our errors."""
 
     @classmethod

@@ -214,7 +214,9 @@ def _opportunity_verdict(store: SyncStore, history: History, entries: list[dict[
     history.account_id = next((e["account_id"] for e in entries if e.get("account_id")), None)
     if contract_id:
         on = f" on customer {customer_id}" if customer_id else ""
-        history.verdict = f"synced: contract {contract_id}{on}" + (
+        edited = any(e.get("outcome", "").startswith("contract_edit") for e in entries)
+        what = "edit of contract" if edited else "contract"
+        history.verdict = f"synced: {what} {contract_id}{on}" + (
             f" (made {synced_at})" if synced_at else ""
         )
         return
@@ -328,8 +330,16 @@ def _detail(outcome: str, entry: dict[str, str]) -> str:
     if outcome == "dead_lettered":
         on = f" opportunity {entry['opportunity_id']}" if entry.get("opportunity_id") else ""
         return f"[{entry.get('kind')}]{on} {entry.get('why', '')}"
+    if outcome in ("contract_edited", "contract_edit_exists"):
+        return (
+            f"expansion {entry.get('opportunity_id')}: edit of contract {entry.get('contract_id')}"
+            f" (uniqueness_key {entry.get('edit_uniqueness_key')})"
+        )
     if outcome.startswith("contract_"):  # customer syncs name the deal too: not these
-        return f"opportunity {entry.get('opportunity_id')}: contract {entry.get('contract_id')}"
+        renews = entry.get("renews_contract_id")
+        return f"opportunity {entry.get('opportunity_id')}: contract {entry.get('contract_id')}" + (
+            f", a renewal of contract {renews}" if renews else ""
+        )
     changes = _plain(entry.get("changes", ""))
     owner = entry.get("owner_account_id")
     rolled = f" (via top parent {owner})" if owner and owner != entry.get("account_id") else ""

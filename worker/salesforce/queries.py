@@ -21,20 +21,35 @@ _FIELD_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z][A-Za-z0-9_]*){0,5}$")
 ORDER_BY_STAMP = "ORDER BY SystemModstamp, Id"
 
 
-def select_list(mapping_fields: Iterable[str]) -> str:
-    """The mapping's fields plus the source's own, case-insensitively without duplicates.
+def select_list(mapping_fields: Iterable[str], line_item_fields: Iterable[str] = ()) -> str:
+    """The mapping's fields plus the source's own, case-insensitively without duplicates,
+    and the line items' subquery when the mapping reads line items.
 
     Salesforce refuses a SELECT that names a field twice (``duplicate field selected``).
     """
+    out = _fields((*mapping_fields, *SOURCE_FIELDS))
+    children = _fields(line_item_fields)
+    if children:
+        # One query reads each deal with its line items (a parent-to-child subquery): no
+        # query per deal, the poll's and the listener's re-read alike.
+        out.append(f"(SELECT {', '.join(children)} FROM {LINE_ITEMS} ORDER BY SortOrder, Id)")  # noqa: S608 -- validated field paths
+    return ", ".join(out)
+
+
+#: The Opportunity's child relationship to its line items.
+LINE_ITEMS = "OpportunityLineItems"
+
+
+def _fields(names: Iterable[str]) -> list[str]:
     seen: set[str] = set()
     out: list[str] = []
-    for name in (*mapping_fields, *SOURCE_FIELDS):
+    for name in names:
         if not _FIELD_RE.fullmatch(name):
             raise ValueError(f"not a SOQL field path: {name!r}")
         if name.lower() not in seen:
             seen.add(name.lower())
             out.append(name)
-    return ", ".join(out)
+    return out
 
 
 def won_changed_since(fields: str, since: datetime | None) -> str:

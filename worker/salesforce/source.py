@@ -68,11 +68,12 @@ class ClosedWonSource:
         overlap_s: float = 300,
         quota_fraction: float = 0.8,
         batch_size: int = 2000,
+        line_item_fields: Sequence[str] = (),
     ) -> None:
         if not 0 < quota_fraction <= 1:
             raise ValueError("quota_fraction must be in (0, 1]")
         self.sf = sf
-        self.fields = queries.select_list(opportunity_fields)
+        self.fields = queries.select_list(opportunity_fields, line_item_fields)
         self.overlap = timedelta(seconds=overlap_s)
         self.quota_fraction = quota_fraction
         # Salesforce honours 200..2,000 (Sforce-Query-Options); clamp rather than fail.
@@ -161,10 +162,34 @@ class ClosedWonSource:
             if calls is not None:
                 calls[0] += 1
             self._check_quota()
-            yield [strip_attributes(record) for record in result["records"]]
+            records = [strip_attributes(record) for record in result["records"]]
+            for record in records:
+                self._read_all_children(record, headers, calls)
+            yield records
             if result.get("done", True):
                 return
             next_url = str(result["nextRecordsUrl"])
+
+    def _read_all_children(
+        self, record: Row, headers: dict[str, str], calls: list[int] | None
+    ) -> None:
+        """A deal with more line items than Salesforce nests in one answer carries its own
+        ``nextRecordsUrl``: follow it so the mapping sees every line item (rare: it takes
+        hundreds of line items on one deal)."""
+        nested = record.get(queries.LINE_ITEMS)
+        while isinstance(nested, dict) and nested.get("done") is False:
+            url = nested.get("nextRecordsUrl")
+            if not isinstance(url, str):
+                return
+            more = self.sf.query_more(url, identifier_is_url=True, headers=headers)
+            if calls is not None:
+                calls[0] += 1
+            nested["records"].extend(strip_attributes(r) for r in more["records"])
+            nested["done"] = more.get("done", True)
+            if more.get("nextRecordsUrl"):
+                nested["nextRecordsUrl"] = more["nextRecordsUrl"]
+            else:
+                nested.pop("nextRecordsUrl", None)
 
     def _check_quota(self) -> None:
         usage = self.sf.api_usage.get("api-usage")

@@ -44,6 +44,15 @@ WHAT_TO_DO: dict[str, str] = {
     "never edits a contract: change it in Metronome if the change is meant",
     "contract_archived": "the deal's contract was archived in Metronome; crmsync never "
     "re-creates it: make a new contract by hand if it is still won",
+    "expansion_contract_not_found": "the expansion deal names no contract crmsync can find, "
+    "or its account has several live ones (see candidates): set the deal's parent opportunity "
+    "field to the deal it expands, then `crmsync resync` the account",
+    "renewal_contract_not_found": "the renewal deal names no contract crmsync can find, or its "
+    "account has several live ones (see candidates): set the deal's parent opportunity field "
+    "to the deal it renews, then `crmsync resync` the account",
+    "contract_editing_not_enabled": "Metronome refused the expansion's edit: contract editing "
+    "is not enabled for this client. Apply edit_body by hand, or ask Metronome to enable "
+    "editing and `crmsync resync` the account",
     "customer_conflict": "another customer holds an alias or the Salesforce link this account "
     "needs; crmsync never moves them: decide which customer is right and fix the record in "
     "Salesforce (the next poll syncs it) or the other customer in Metronome (then `crmsync "

@@ -30,6 +30,8 @@ INDEXED_FIELDS = (
     "account_id",
     "owner_account_id",
     "opportunity_id",
+    # The deal an expansion expands or a renewal renews: its history shows them too.
+    "parent_opportunity_id",
     "record_id",
     "master_record_id",
 )

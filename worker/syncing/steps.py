@@ -108,7 +108,8 @@ def dedupe(run: SyncRun, mapped: Mapped, state: AccountState) -> Done | None:
     if dead_hash is not None and dead_hash == snapshot_hash(run.record):
         run.ctx.store.count_outcome("unchanged")
         return Done("unchanged", state.customer_id)
-    if customer_unchanged(run, mapped, state) and not mapped.contracts.pending:
+    contracts = mapped.contracts
+    if customer_unchanged(run, mapped, state) and not contracts.pending and not contracts.edits:
         run.ctx.store.count_outcome("unchanged")
         return Done("unchanged", state.customer_id)
     return None
@@ -236,11 +237,13 @@ def apply_contracts(run: SyncRun, mapped: Mapped, customer_id: str | None) -> Co
     """The contract of each pending won deal (worker/contracts/step.py), once the customer
     exists."""
     pending = mapped.contracts.pending
-    if not pending or customer_id is None:
+    if (not pending and not mapped.contracts.edits) or customer_id is None:
         return ContractResults()
     return ensure_contracts(
         run.ctx,
         pending,
+        edits=mapped.contracts.edits,
+        rows=mapped.contracts.rows,
         verify=mapped.contracts.verify,
         customer=mapped.customer,
         customer_id=customer_id,

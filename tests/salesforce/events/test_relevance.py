@@ -40,9 +40,16 @@ def test_the_interest_comes_from_the_mapping() -> None:
         ),
         (event("Opportunity", ChangeType.UPDATE, ["AccountId"]), Verdict.OPPORTUNITY, True),
         (
-            event("Opportunity", ChangeType.UPDATE, ["Amount", "LastModifiedDate"]),
+            event("Opportunity", ChangeType.UPDATE, ["NextStep", "LastModifiedDate"]),
             Verdict.SKIP,
             False,
+        ),
+        # A line item's change arrives as the deal's rolled-up Amount: the mapping reads
+        # line items, so it matters.
+        (
+            event("Opportunity", ChangeType.UPDATE, ["Amount", "LastModifiedDate"]),
+            Verdict.OPPORTUNITY,
+            True,
         ),
         (event("Opportunity", ChangeType.CREATE, IsWon=False), Verdict.SKIP, False),
         (event("Opportunity", ChangeType.CREATE, IsWon=True), Verdict.OPPORTUNITY, False),

@@ -122,12 +122,16 @@ def test_the_seeded_catalog_is_listed_and_paged(
     assert live == {
         ("Prepaid commit", "FIXED"),
         ("Postpaid commit", "FIXED"),
+        ("Onboarding fee", "FIXED"),
         ("API calls", "USAGE"),
+        ("Compute", "USAGE"),
+        ("Storage", "USAGE"),
         ("Platform fee", "SUBSCRIPTION"),
+        ("Platform seat", "SUBSCRIPTION"),
     }
     archived = client.v1.contracts.products.list(archive_filter="ARCHIVED")
     assert [p.current.name for p in archived] == ["Legacy commit"]
-    assert len(list(client.v1.contracts.products.list(archive_filter="ALL"))) == 5
+    assert len(list(client.v1.contracts.products.list(archive_filter="ALL"))) == 9
 
     [package] = client.v1.packages.list()
     assert (package.name, [a.name for a in package.aliases or []]) == (
@@ -279,7 +283,7 @@ def test_unknown_gated_and_unmodelled_fields_are_refused(
         salesforce_opportunity_id="006A"
     )
     assert "not available" in refused_with(total_contract_value=100)
-    assert "not modelled" in refused_with(overrides=[{"type": "MULTIPLIER"}])
+    assert "not modelled" in refused_with(credits=[{"type": "MULTIPLIER"}])
     create(client, customer, overrides=[], credits=[])  # empty: nothing dropped
 
 

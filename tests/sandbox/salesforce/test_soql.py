@@ -156,7 +156,8 @@ def test_datetime_values_render_like_the_rest_api(store: RecordStore) -> None:
         "SELECT Id FROM Account GROUP BY Name",
         "SELECT Id FROM Account LIMIT 5 OFFSET 5",
         "SELECT Id FROM Account WHERE CreatedDate = LAST_N_DAYS:3",
-        "SELECT Id, (SELECT Id FROM Opportunities) FROM Account",
+        "SELECT Id, (SELECT Id, (SELECT Id FROM OpportunityLineItems) FROM Opportunities) "
+        "FROM Account",
         "SELECT Id FROM Account FOR UPDATE",
         'SELECT Id FROM Account WHERE Name = "double quoted"',
         "SELECT Id FROM Account WHERE",

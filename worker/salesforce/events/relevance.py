@@ -74,6 +74,9 @@ class Interest:
                 account.add("parentid")  # a re-parented account changes its roll-up owner
             if parts[-1] != "id":
                 account.add(parts[-1])
+        if mapping.line_item_fields():
+            # A line item's change reaches the deal as its rolled-up Amount (and stamps).
+            opportunity.add("amount")
         return cls(frozenset(opportunity), frozenset(account))
 
 

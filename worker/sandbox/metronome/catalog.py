@@ -33,6 +33,20 @@ CREATED_BY = "crmsync-sandbox"
 #: Metronome's USD (cents) credit type, the default currency of rate cards and commits
 #: (its id is the one the spec's examples use).
 USD_CENTS: dict[str, str] = {"id": "2714e483-4ff1-48e4-9e25-ac732e8f24f2", "name": "USD (cents)"}
+#: The account's fiat credit types by id (GET /v1/credit-types/list): what a commit, charge
+#: or rate may be priced in. Beyond USD, two seeded ones so a deal in EUR or GBP can be
+#: mapped to its own credit type.
+FIAT_CREDIT_TYPES: dict[str, dict[str, str]] = {
+    USD_CENTS["id"]: USD_CENTS,
+    "6d3f3a2e-0c51-5d8e-a3b4-1f0e6c2d9a71": {
+        "id": "6d3f3a2e-0c51-5d8e-a3b4-1f0e6c2d9a71",
+        "name": "EUR (cents)",
+    },
+    "9b1e7c44-2f6a-5b3d-8e1c-4a7d0f3b6c52": {
+        "id": "9b1e7c44-2f6a-5b3d-8e1c-4a7d0f3b6c52",
+        "name": "GBP (pence)",
+    },
+}
 
 ProductType = Literal["USAGE", "SUBSCRIPTION", "COMPOSITE", "FIXED", "PRO_SERVICE"]
 #: archive_filter of POST /v1/contract-pricing/products/list and /v1/packages/list
@@ -79,11 +93,30 @@ class Alias:
 
 
 @dataclass(frozen=True, slots=True)
+class Rate:
+    """One rate on a rate card: a product's price, and for a SUBSCRIPTION product the
+    billing frequency it is priced at (a subscription names its product *and* frequency,
+    and the pair must match a rate on the contract's rate card)."""
+
+    product_id: str
+    price: float
+    billing_frequency: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RateCard:
     id: str
     name: str
     aliases: tuple[Alias, ...] = ()
     description: str = ""
+    rates: tuple[Rate, ...] = ()
+
+    def has_rate(self, product_id: str, billing_frequency: str | None = None) -> bool:
+        return any(
+            r.product_id == product_id
+            and (billing_frequency is None or r.billing_frequency == billing_frequency)
+            for r in self.rates
+        )
 
     def detail(self) -> dict[str, Any]:
         return {
@@ -235,6 +268,29 @@ class Catalog:
         rules.only_fields(body, frozenset(), "POST /v1/contract-pricing/rate-cards/list")
         return rules.paged(self.rate_cards, query, default_limit=CATALOG_PAGE_DEFAULT)
 
+    def get_rates(
+        self, body: dict[str, Any], query: dict[str, str]
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """POST /v1/contract-pricing/rate-cards/getRates: a rate card's rates (RateSchedule),
+        all of them or those of the products ``selectors`` name; ``rate_card_id`` and ``at``
+        are required. Rates are in USD cents and start with the catalog."""
+        rules.only_fields(body, frozenset({"rate_card_id", "at", "selectors"}), "getRates")
+        card = self.rate_card(str(body.get("rate_card_id")))
+        if card is None:
+            raise bad_request(f"rate card {body.get('rate_card_id')!r} not found")
+        rules.timestamp(body.get("at"), "at")
+        wanted = {
+            str(s.get("product_id"))
+            for s in body.get("selectors") or []
+            if isinstance(s, dict) and "product_id" in s
+        }
+        schedules = [
+            _rate_schedule(rate, self.product(rate.product_id))
+            for rate in card.rates
+            if not wanted or rate.product_id in wanted
+        ]
+        return rules.paged(schedules, query, default_limit=CATALOG_PAGE_DEFAULT)
+
     def list_products(
         self, body: dict[str, Any], query: dict[str, str]
     ) -> tuple[list[Product], str | None]:
@@ -248,6 +304,26 @@ class Catalog:
         rules.only_fields(body, frozenset({"archive_filter"}), "packages/list")
         matches = _archive_filtered(self.packages, body, lower_case_too=True)
         return rules.paged(matches, query, default_limit=PACKAGES_PAGE_DEFAULT)
+
+
+def _rate_schedule(rate: Rate, product: Product | None) -> dict[str, Any]:
+    subscription = product is not None and product.type == "SUBSCRIPTION"
+    out: dict[str, Any] = {
+        "product_id": rate.product_id,
+        "product_name": product.name if product else "",
+        "product_tags": [],
+        "product_custom_fields": {},
+        "starting_at": rfc3339(CATALOG_EPOCH),
+        "entitled": True,
+        "rate": {
+            "rate_type": "SUBSCRIPTION" if subscription else "FLAT",
+            "price": rate.price,
+            "credit_type": dict(USD_CENTS),
+        },
+    }
+    if rate.billing_frequency is not None:
+        out["billing_frequency"] = rate.billing_frequency
+    return out
 
 
 Aliased = TypeVar("Aliased", RateCard, Package)
@@ -296,10 +372,26 @@ def default_catalog() -> Catalog:
     - rate cards by alias: ``standard`` (the "Standard 2024" card before 2025-01-01, the
       "Standard" card from then on), ``enterprise``, ``startup``;
     - products: FIXED "Prepaid commit" and "Postpaid commit" (what commits draw on), an
-      archived FIXED "Legacy commit", USAGE "API calls", SUBSCRIPTION "Platform fee";
+      archived FIXED "Legacy commit", FIXED "Onboarding fee" (what a one-time fee is
+      charged on), USAGE "API calls", "Compute" and "Storage", SUBSCRIPTION "Platform fee"
+      and "Platform seat";
+    - rates on every rate card: the usage products, and "Platform seat" at MONTHLY and
+      ANNUAL (so a seat subscription on either frequency is valid), "Platform fee" MONTHLY;
     - one package, "Startup package", alias ``startup-package``, on the Startup rate card.
     """
-    startup = RateCard(seed_id("rate_card", "Startup"), "Startup", (Alias("startup"),))
+    products = (
+        _product("Prepaid commit", "FIXED"),
+        _product("Postpaid commit", "FIXED"),
+        _product("Legacy commit", "FIXED", archived_at=datetime(2024, 6, 1, tzinfo=UTC)),
+        _product("Onboarding fee", "FIXED"),
+        _product("API calls", "USAGE"),
+        _product("Compute", "USAGE"),
+        _product("Storage", "USAGE"),
+        _product("Platform fee", "SUBSCRIPTION"),
+        _product("Platform seat", "SUBSCRIPTION"),
+    )
+    rates = _seed_rates()
+    startup = RateCard(seed_id("rate_card", "Startup"), "Startup", (Alias("startup"),), rates=rates)
     return Catalog(
         rate_cards=(
             RateCard(
@@ -307,23 +399,24 @@ def default_catalog() -> Catalog:
                 "Standard 2024",
                 (Alias("standard", ending_before=STANDARD_SWITCH),),
                 "List prices until the 2025 price change",
+                rates,
             ),
             RateCard(
                 seed_id("rate_card", "Standard"),
                 "Standard",
                 (Alias("standard", starting_at=STANDARD_SWITCH),),
                 "List prices",
+                rates,
             ),
-            RateCard(seed_id("rate_card", "Enterprise"), "Enterprise", (Alias("enterprise"),)),
+            RateCard(
+                seed_id("rate_card", "Enterprise"),
+                "Enterprise",
+                (Alias("enterprise"),),
+                rates=rates,
+            ),
             startup,
         ),
-        products=(
-            _product("Prepaid commit", "FIXED"),
-            _product("Postpaid commit", "FIXED"),
-            _product("Legacy commit", "FIXED", archived_at=datetime(2024, 6, 1, tzinfo=UTC)),
-            _product("API calls", "USAGE"),
-            _product("Platform fee", "SUBSCRIPTION"),
-        ),
+        products=products,
         packages=(
             Package(
                 seed_id("package", "Startup package"),
@@ -333,6 +426,22 @@ def default_catalog() -> Catalog:
                 net_payment_terms_days=30,
             ),
         ),
+    )
+
+
+def _seed_rates() -> tuple[Rate, ...]:
+    """List prices in USD cents: per unit for usage, per seat per period for subscriptions."""
+
+    def pid(name: str) -> str:
+        return seed_id("product", name)
+
+    return (
+        Rate(pid("API calls"), 0.1),
+        Rate(pid("Compute"), 12),
+        Rate(pid("Storage"), 2),
+        Rate(pid("Platform seat"), 5000, "MONTHLY"),
+        Rate(pid("Platform seat"), 50000, "ANNUAL"),
+        Rate(pid("Platform fee"), 100000, "MONTHLY"),
     )
 
 

@@ -12,7 +12,8 @@ meant it (DESIGN.md "Contracts"):
   total (the spec: "the total must match access_schedule amount");
 - an invoice item is priced by ``amount`` or by ``unit_price`` x ``quantity``.
 
-Amounts are USD cents: the emulator models no other credit type.
+Amounts are USD cents unless a ``credit_type_id`` names another of the account's fiat
+credit types.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from worker.sandbox.metronome import rules
-from worker.sandbox.metronome.catalog import USD_CENTS, Catalog
+from worker.sandbox.metronome.catalog import FIAT_CREDIT_TYPES, USD_CENTS, Catalog
 from worker.sandbox.metronome.rules import bad_request, rfc3339
 
 COMMIT_TYPES = ("PREPAID", "POSTPAID")
@@ -172,7 +173,7 @@ def _access_schedule(raw: Any, where: str) -> dict[str, Any]:
             f"{where} is required: schedule_items of amount, starting_at, ending_before"
         )
     rules.only_fields(raw, frozenset({"credit_type_id", "schedule_items"}), where)
-    _credit_type(raw, where)
+    credit_type = credit_type_of(raw, where)
     items = raw.get("schedule_items")
     if not isinstance(items, list) or not items:
         raise bad_request(f"{where}.schedule_items must be a non-empty array")
@@ -194,7 +195,7 @@ def _access_schedule(raw: Any, where: str) -> dict[str, Any]:
                 "ending_before": rfc3339(end),
             }
         )
-    return {"credit_type": dict(USD_CENTS), "schedule_items": parsed}
+    return {"credit_type": credit_type, "schedule_items": parsed}
 
 
 def _invoice_schedule(raw: Any, where: str) -> dict[str, Any]:
@@ -203,7 +204,7 @@ def _invoice_schedule(raw: Any, where: str) -> dict[str, Any]:
     rules.only_fields(raw, INVOICE_SCHEDULE_FIELDS, where)
     if "recurring_schedule" in raw:
         raise bad_request(f"{where}.recurring_schedule is not modelled by the emulator")
-    _credit_type(raw, where)
+    credit_type = credit_type_of(raw, where)
     do_not_invoice = raw.get("do_not_invoice", False)
     if not isinstance(do_not_invoice, bool):
         raise bad_request(f"{where}.do_not_invoice must be a boolean")
@@ -229,7 +230,7 @@ def _invoice_schedule(raw: Any, where: str) -> dict[str, Any]:
             }
         )
     return {
-        "credit_type": dict(USD_CENTS),
+        "credit_type": credit_type,
         "schedule_items": parsed,
         "do_not_invoice": do_not_invoice,
     }
@@ -264,9 +265,19 @@ def _amount(value: Any, where: str) -> float:
     return number
 
 
-def _credit_type(raw: dict[str, Any], where: str) -> None:
-    if "credit_type_id" in raw and raw["credit_type_id"] != USD_CENTS["id"]:
-        raise bad_request(f"{where}.credit_type_id: the emulator models only USD (cents)")
+def credit_type_of(raw: dict[str, Any], where: str) -> dict[str, str]:
+    """The credit type ``raw`` names by ``credit_type_id`` (USD cents when absent): one of
+    the account's fiat credit types, or a 400."""
+    wanted = raw.get("credit_type_id", USD_CENTS["id"])
+    found = FIAT_CREDIT_TYPES.get(str(wanted))
+    if found is None:
+        raise bad_request(f"{where}.credit_type_id {wanted!r} is not a credit type of this account")
+    return dict(found)
+
+
+def invoice_schedule(raw: Any, where: str) -> dict[str, Any]:
+    """A ``SchedulePointInTimeInput`` (commit invoices, scheduled charges) as answered."""
+    return _invoice_schedule(raw, where)
 
 
 def _text(value: Any, where: str) -> str:

@@ -20,7 +20,8 @@ rules the worker's contract step leans on, so the emulator refuses what Metronom
   ``enforce_uniqueness`` key refuses a second contract with the same value (409);
 - ``billing_provider_configuration`` names one of *this* customer's live configurations,
   by id or by (provider, delivery method) matching exactly one;
-- commits follow :mod:`worker.sandbox.metronome.commits`;
+- commits follow :mod:`worker.sandbox.metronome.commits`, subscriptions, recurring commits,
+  overrides and scheduled charges :mod:`worker.sandbox.metronome.line_terms`;
 - a top-level field the spec does not have is refused, and so are the fields the spec marks
   as available only to some clients (this emulated account is not one of them) and the
   ones the emulator does not model (refused rather than silently dropped).
@@ -40,7 +41,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from worker.sandbox.metronome import rules, terms
+from worker.sandbox.metronome import line_terms, rules, terms
 from worker.sandbox.metronome.catalog import Catalog, Package, RateCard
 from worker.sandbox.metronome.commits import parse_commits
 from worker.sandbox.metronome.rules import (
@@ -80,6 +81,8 @@ class Contract:
     custom_fields: dict[str, str]
     uniqueness_key: str | None = None
     archived_at: str | None = None
+    #: The edits applied to it (``v2/contracts/edit``), as ContractEdit objects, oldest first.
+    edits: list[dict[str, Any]] = field(default_factory=list)
 
     def covers(self, moment: datetime) -> bool:
         return self.starting_at <= moment and (
@@ -101,6 +104,9 @@ class ContractStore:
     field_holders: dict[tuple[str, str], dict[str, None]] = field(default_factory=dict)
     #: (from contract id, to contract id) of every RENEWAL transition.
     transitions: list[tuple[str, str]] = field(default_factory=list)
+    #: Whether ``v2/contracts/edit`` is enabled for this client (Metronome enables contract
+    #: editing per client, on request): off, every edit is refused.
+    editing_enabled: bool = True
 
     # -- create ------------------------------------------------------------------------------
 
@@ -121,21 +127,26 @@ class ContractStore:
             shown.update(terms.package_terms(package, starting_at))
             ending_before = None
         else:
-            shown["rate_card_id"] = self._rate_card(body, starting_at).id
+            card = self._rate_card(body, starting_at)
+            shown["rate_card_id"] = card.id
             ending_before = terms.ending_before(body, starting_at)
             shown.update(terms.plain_terms(body, starting_at))
+            context = line_terms.TermContext(
+                self.catalog, card, starting_at, ending_before, now, contract_id
+            )
+            shown.update(line_terms.parse_terms(body, context, edit=False))
             shown["commits"] = parse_commits(
                 body.get("commits", []),
                 contract_id=contract_id,
                 created_at=now,
                 catalog=self.catalog,
-                check_fields=self._check_registered,
+                check_fields=self.check_registered,
             )
             if "billing_provider_configuration" in body:
                 config = self._billing_configuration(customer, body)
                 shown["customer_billing_provider_configuration"] = config.detail()
         transition_from = self._transition(customer, body.get("transition"))
-        self._check_registered("contract", fields)
+        self.check_registered("contract", fields)
         if key is not None and key in self.used_keys:
             raise ApiError(409, UNIQUENESS_KEY_USED)
         self._check_unique_fields(fields)
@@ -271,7 +282,7 @@ class ContractStore:
             raise bad_request("transition.from_contract_id must be a contract of this customer")
         return source.id
 
-    def _check_registered(self, entity: str, fields: Mapping[str, str]) -> None:
+    def check_registered(self, entity: str, fields: Mapping[str, str]) -> None:
         """Keys registered for ``entity`` (the store's one key registry, per (entity, key));
         values within Metronome's 200 characters."""
         for key, value in fields.items():

@@ -94,6 +94,11 @@ class MetronomeEmulator(ServedEmulator):
         injector = FaultInjector(faults)
         self._on_loop(lambda: setattr(self, "_faults", injector))
 
+    def set_editing_enabled(self, enabled: bool) -> None:
+        """Whether ``v2/contracts/edit`` is enabled for the client (Metronome enables it per
+        client on request); a reset turns it back on."""
+        self._on_loop(lambda: setattr(self._backend.contracts, "editing_enabled", enabled))
+
     def reset(self, catalog: Catalog | None = None) -> None:
         """Forget all customers, keys, configurations, contracts, stored answers, accepted
         bodies, counts and faults; seed ``catalog``, else the one the emulator started with."""
@@ -125,6 +130,18 @@ class MetronomeEmulator(ServedEmulator):
         """Every contract, archived ones included, in the ContractV2 shape, oldest first;
         ``with_request`` adds ``"request"``: the create body it was made from, as sent."""
         return self._on_loop(lambda: self._contract_list(with_request))
+
+    def contract_edits(self) -> list[dict[str, Any]]:
+        """Every edit applied, oldest first per contract: the ContractEdit record plus the
+        ``contract_id`` and ``customer_id`` it changed."""
+        return self._on_loop(self._edit_list)
+
+    def _edit_list(self) -> list[dict[str, Any]]:
+        return [
+            {"contract_id": c.id, "customer_id": c.customer_id, **copy.deepcopy(e)}
+            for c in self._backend.contracts.contracts.values()
+            for e in c.edits
+        ]
 
     def accepted_bodies(self, route: str) -> list[dict[str, Any]]:
         """The JSON bodies the POST ``route`` ("METHOD /template", e.g.
@@ -239,6 +256,14 @@ class MetronomeEmulator(ServedEmulator):
             return _json(200, {"data": [c.detail() for c in self._store.billing]})
         if method == "GET" and path == "/_sandbox/contracts":
             return _json(200, {"data": self._contract_list()})
+        if method == "GET" and path == "/_sandbox/contract-edits":
+            return _json(200, {"data": self._edit_list()})
+        if method == "POST" and path == "/_sandbox/editing":
+            enabled = json.loads(request.body or b"{}").get("enabled")
+            if not isinstance(enabled, bool):
+                return _json(400, {"message": "give {enabled: true|false}"})
+            self._backend.contracts.editing_enabled = enabled
+            return _json(200, {"enabled": enabled})
         if method == "GET" and path == "/_sandbox/accepted-bodies":
             route = request.query_value("route") or ""
             return _json(200, {"route": route, "data": self._accepted_bodies(route)})

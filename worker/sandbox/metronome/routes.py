@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from worker.sandbox.metronome import edits
 from worker.sandbox.metronome.contracts import ContractStore
 from worker.sandbox.metronome.store import MetronomeStore
 
@@ -135,6 +136,11 @@ def _list_rate_cards(backend: Backend, _p: dict[str, str], body: Body, query: Qu
     return {"data": [r.detail() for r in page], "next_page": next_page}
 
 
+def _get_rates(backend: Backend, _p: dict[str, str], body: Body, query: Query) -> Any:
+    page, next_page = backend.contracts.catalog.get_rates(body, query)
+    return {"data": page, "next_page": next_page}
+
+
 def _list_products(backend: Backend, _p: dict[str, str], body: Body, query: Query) -> Any:
     page, next_page = backend.contracts.catalog.list_products(body, query)
     return {"data": [p.detail() for p in page], "next_page": next_page}
@@ -158,6 +164,14 @@ def _list_contracts(backend: Backend, _p: dict[str, str], body: Body, _q: Query)
     return {"data": [backend.contracts.v2(c) for c in page], "cursor": cursor}
 
 
+def _edit_contract(backend: Backend, _p: dict[str, str], body: Body, _q: Query) -> Any:
+    return {"data": {"id": edits.edit(backend.contracts, body)["id"]}}
+
+
+def _get_contract(backend: Backend, _p: dict[str, str], body: Body, _q: Query) -> Any:
+    return {"data": edits.get(backend.contracts, body)}
+
+
 ROUTES: tuple[Route, ...] = (
     _route("GET", "/v1/customers", _list_customers),
     _route("POST", "/v1/customers", _create),
@@ -175,11 +189,14 @@ ROUTES: tuple[Route, ...] = (
     _route("POST", "/v1/getCustomerBillingProviderConfigurations", _get_configs),
     _route("POST", "/v1/archiveCustomerBillingProviderConfigurations", _archive_configs),
     _route("POST", "/v1/contract-pricing/rate-cards/list", _list_rate_cards),
+    _route("POST", "/v1/contract-pricing/rate-cards/getRates", _get_rates),
     _route("POST", "/v1/contract-pricing/products/list", _list_products),
     _route("POST", "/v1/packages/list", _list_packages),
     _route("POST", "/v1/contracts/create", _create_contract),
     _route("POST", "/v1/contracts/archive", _archive_contract),
     _route("POST", "/v2/contracts/list", _list_contracts),
+    _route("POST", "/v2/contracts/edit", _edit_contract),
+    _route("POST", "/v2/contracts/get", _get_contract),
 )
 
 

@@ -27,6 +27,7 @@ MODELLED = frozenset(
         "net_payment_terms_days", "usage_statement_schedule", "custom_fields",
         "billing_provider_configuration", "commits", "transition",
         "multiplier_override_prioritization", "scheduled_charges_on_usage_invoices",
+        "subscriptions", "recurring_commits", "overrides", "scheduled_charges",
     }
 )  # fmt: skip
 #: In the spec, but ``x-mint``-gated to one client's configuration or a feature flag.
@@ -40,9 +41,8 @@ GATED = frozenset(
 #: In the spec but not modelled: accepted only empty, refused otherwise.
 UNMODELLED = frozenset(
     {
-        "credits", "recurring_commits", "recurring_credits", "overrides", "scheduled_charges",
-        "usage_filter", "spend_threshold_configuration",
-        "prepaid_balance_threshold_configuration", "subscriptions", "hierarchy_configuration",
+        "credits", "recurring_credits", "usage_filter", "spend_threshold_configuration",
+        "prepaid_balance_threshold_configuration", "hierarchy_configuration",
     }
 )  # fmt: skip
 #: With a package, only these (the spec, CreateContractPayload.package_id).

@@ -28,10 +28,13 @@ from worker.sandbox.salesforce.auth import (
 )
 from worker.sandbox.salesforce.soql_eval import CompiledQuery, execute, full_record_plan, render
 from worker.sandbox.salesforce.soql_parser import SoqlError, parse
-from worker.sandbox.salesforce.store import RecordStore, StoreError
+from worker.sandbox.salesforce.store import Record, RecordStore, StoreError
 
 DEFAULT_BATCH = 2000
 MIN_BATCH = 200
+#: A parent row's child records served inline; past this the child set pages through its
+#: own ``nextRecordsUrl``.
+CHILD_BATCH = 200
 MAX_LOCATORS = 200  # open query cursors kept; older ones answer INVALID_QUERY_LOCATOR
 
 _DATA = re.compile(r"^/services/data/v(\d+\.\d)/(.*?)/?$")
@@ -172,12 +175,31 @@ class SalesforceApp:
             return _errors(400, "MALFORMED_QUERY", "A query string has to be specified")
         compiled = execute(parse(text), self.store, include_deleted=include_deleted)
         cursor = _Cursor(compiled, version, _batch_size(request), endpoint)
+        return self._page(self._register(cursor), cursor, 0)
+
+    def _register(self, cursor: _Cursor) -> str:
         self._locator_serial += 1
         locator = f"01gHp{self._locator_serial:010d}AAA"
         self._cursors[locator] = cursor
         while len(self._cursors) > MAX_LOCATORS:
             self._cursors.popitem(last=False)
-        return self._page(locator, cursor, 0)
+        return locator
+
+    def _row(self, row: Record, cursor: _Cursor) -> dict[str, Any]:
+        """One result row, with each subquery's child records nested under its name:
+        ``null`` without children, else ``{totalSize, done, records}`` and, past
+        CHILD_BATCH, a ``nextRecordsUrl`` of its own."""
+        out = render(row, cursor.compiled.render_plan, self.store, cursor.version)
+        for child in cursor.compiled.children:
+            rows = child.rows_by_parent.get(row["Id"])
+            if not rows:
+                out[child.key] = None
+                continue
+            compiled = CompiledQuery(child.sobject, rows, child.render_plan)
+            sub = _Cursor(compiled, cursor.version, CHILD_BATCH, cursor.endpoint)
+            locator = self._register(sub) if len(rows) > CHILD_BATCH else ""
+            out[child.key] = self._payload(locator, sub, 0)
+        return out
 
     def _query_more(self, token: str) -> Response:
         locator, _, offset_text = token.rpartition("-")
@@ -187,12 +209,13 @@ class SalesforceApp:
         return self._page(locator, cursor, int(offset_text))
 
     def _page(self, locator: str, cursor: _Cursor, offset: int) -> Response:
+        payload = self._payload(locator, cursor, offset)
+        return Response(200, json.dumps(payload, ensure_ascii=False).encode())
+
+    def _payload(self, locator: str, cursor: _Cursor, offset: int) -> dict[str, Any]:
         rows = cursor.compiled.rows
         end = min(offset + cursor.batch, len(rows))
-        records = [
-            render(row, cursor.compiled.render_plan, self.store, cursor.version)
-            for row in rows[offset:end]
-        ]
+        records = [self._row(row, cursor) for row in rows[offset:end]]
         payload: dict[str, Any] = {"totalSize": len(rows), "done": end >= len(rows)}
         if end < len(rows):
             payload["nextRecordsUrl"] = (
@@ -201,7 +224,7 @@ class SalesforceApp:
         else:
             self._cursors.pop(locator, None)
         payload["records"] = records
-        return Response(200, json.dumps(payload, ensure_ascii=False).encode())
+        return payload
 
     # -- sObjects -------------------------------------------------------------------------
     def _sobject(

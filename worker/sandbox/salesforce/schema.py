@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mappings.ids import checksum_suffix
 
@@ -45,6 +45,9 @@ class SObjectType:
     required: tuple[str, ...]
     #: Fields the platform maintains; a client writing them gets INVALID_FIELD_FOR_INSERT_UPDATE.
     system_fields: frozenset[str]
+    #: Parent-to-child relationships (``Opportunity.OpportunityLineItems``): the name a
+    #: subquery's FROM uses, the child's foreign key to this object, and the child object.
+    child_relationships: Mapping[str, Relationship] = field(default_factory=dict)
 
     def field_name(self, name: str) -> str | None:
         """The canonical spelling of ``name`` (SOQL and REST are case-insensitive)."""
@@ -52,6 +55,12 @@ class SObjectType:
         if index is None:
             index = _FIELD_INDEX[self.name] = {field.lower(): field for field in self.fields}
         return index.get(name.lower())
+
+    def child_relationship(self, name: str) -> Relationship | None:
+        for canonical, relationship in self.child_relationships.items():
+            if canonical.lower() == name.lower():
+                return relationship
+        return None
 
     def relationship(self, name: str) -> Relationship | None:
         for canonical, relationship in self.relationships.items():
@@ -133,13 +142,87 @@ OPPORTUNITY = SObjectType(
         # Present in orgs with multi-currency enabled (an ISO 4217 code picklist); the
         # emulated org is one, so a deal's currency can be read next to its amounts.
         "CurrencyIsoCode": FieldType.PICKLIST,
+        # What kind of deal it is (a standard picklist; orgs add values such as Renewal or
+        # Expansion) and the earlier deal an expansion or renewal changes (a custom lookup).
+        "Type": FieldType.PICKLIST,
+        "Metronome_Parent_Opportunity__c": FieldType.REFERENCE,
     },
-    relationships={"Account": Relationship("Account", "AccountId", "Account")},
+    relationships={
+        "Account": Relationship("Account", "AccountId", "Account"),
+        "Metronome_Parent_Opportunity__r": Relationship(
+            "Metronome_Parent_Opportunity__r", "Metronome_Parent_Opportunity__c", "Opportunity"
+        ),
+    },
     required=("Name", "StageName", "CloseDate"),
     system_fields=_SYSTEM | {"IsWon", "IsClosed"},
+    child_relationships={
+        "OpportunityLineItems": Relationship(
+            "OpportunityLineItems", "OpportunityId", "OpportunityLineItem"
+        )
+    },
 )
 
-SOBJECTS: dict[str, SObjectType] = {"account": ACCOUNT, "opportunity": OPPORTUNITY}
+PRODUCT2 = SObjectType(
+    name="Product2",
+    key_prefix="01t",
+    fields={
+        "Id": FieldType.ID,
+        "Name": FieldType.STRING,
+        "ProductCode": FieldType.STRING,
+        "Family": FieldType.PICKLIST,
+        "IsActive": FieldType.BOOLEAN,
+        "Description": FieldType.STRING,
+        "SystemModstamp": FieldType.DATETIME,
+        "LastModifiedDate": FieldType.DATETIME,
+        "CreatedDate": FieldType.DATETIME,
+        "IsDeleted": FieldType.BOOLEAN,
+        # Which Metronome product this Salesforce product is billed as, and how (a
+        # subscription, a commit, a usage product, a fee): custom fields an admin adds.
+        "Metronome_Product_Id__c": FieldType.STRING,
+        "Metronome_Kind__c": FieldType.PICKLIST,
+    },
+    relationships={},
+    required=("Name",),
+    system_fields=_SYSTEM,
+)
+
+OPPORTUNITY_LINE_ITEM = SObjectType(
+    name="OpportunityLineItem",
+    key_prefix="00k",
+    fields={
+        "Id": FieldType.ID,
+        "OpportunityId": FieldType.REFERENCE,
+        "Product2Id": FieldType.REFERENCE,
+        "Quantity": FieldType.NUMBER,
+        "UnitPrice": FieldType.CURRENCY,
+        # The product's price-book price; Salesforce copies it from the PricebookEntry
+        # (not modelled): here it is the unit price the line was created with.
+        "ListPrice": FieldType.CURRENCY,
+        # Quantity x UnitPrice less Discount %: read-only, computed on every write.
+        "TotalPrice": FieldType.CURRENCY,
+        "Discount": FieldType.NUMBER,
+        "ServiceDate": FieldType.DATE,
+        "Description": FieldType.STRING,
+        "SortOrder": FieldType.NUMBER,
+        "SystemModstamp": FieldType.DATETIME,
+        "LastModifiedDate": FieldType.DATETIME,
+        "CreatedDate": FieldType.DATETIME,
+        "IsDeleted": FieldType.BOOLEAN,
+    },
+    relationships={
+        "Opportunity": Relationship("Opportunity", "OpportunityId", "Opportunity"),
+        "Product2": Relationship("Product2", "Product2Id", "Product2"),
+    },
+    required=("OpportunityId", "Product2Id", "Quantity", "UnitPrice"),
+    system_fields=_SYSTEM | {"TotalPrice", "ListPrice"},
+)
+
+SOBJECTS: dict[str, SObjectType] = {
+    "account": ACCOUNT,
+    "opportunity": OPPORTUNITY,
+    "product2": PRODUCT2,
+    "opportunitylineitem": OPPORTUNITY_LINE_ITEM,
+}
 
 
 def sobject_type(name: str) -> SObjectType | None:

@@ -13,7 +13,14 @@ import random
 from datetime import date, timedelta
 from typing import Any
 
-from worker.sandbox.salesforce.schema import ACCOUNT, BILLING_PROVIDERS, OPPORTUNITY
+from worker.sandbox.metronome.catalog import seed_id
+from worker.sandbox.salesforce.schema import (
+    ACCOUNT,
+    BILLING_PROVIDERS,
+    OPPORTUNITY,
+    OPPORTUNITY_LINE_ITEM,
+    PRODUCT2,
+)
 from worker.sandbox.salesforce.store import RecordStore
 
 _PLAIN = ["Acme", "Globex", "Initech", "Umbrella", "Stark", "Wayne", "Hooli", "Vandelay"]
@@ -31,6 +38,15 @@ _AWKWARD = [
     "مؤسسة الاختبار",
 ]
 _RATE_CARDS = ("standard", "enterprise", "startup")
+#: The org's products, each naming the seeded Metronome product it is billed as and how.
+_PRODUCTS = (
+    ("SEAT", "Platform seat", "subscription"),
+    ("COMMIT", "Prepaid commit", "commit"),
+    ("COMPUTE", "Compute", "usage"),
+    ("ONBOARD", "Onboarding fee", "fee"),
+)
+#: Every fifth won deal is sold as line items (seats, a commit, a discount, a fee).
+LINE_ITEM_EVERY = 5
 _OPEN_STAGES = ["Prospecting", "Qualification", "Negotiation/Review"]
 
 
@@ -43,6 +59,7 @@ def seed_store(
     lost ones, so incremental queries have rows to skip.
     """
     rng = random.Random(seed)  # noqa: S311 -- reproducible faults/data, not security
+    products = _seed_products(store)
     account_ids: list[str] = []
     for index in range(n_accounts):
         fields = _account_fields(rng, index)
@@ -57,7 +74,7 @@ def seed_store(
             stage = (
                 "Closed Won" if won and number == 0 else rng.choice([*_OPEN_STAGES, "Closed Lost"])
             )
-            store.insert(
+            deal = store.insert(
                 OPPORTUNITY.name,
                 {
                     "AccountId": account_id,
@@ -77,7 +94,49 @@ def seed_store(
                     ),
                 },
             )
+            if stage == "Closed Won" and index % LINE_ITEM_EVERY == 0:
+                _seed_line_items(store, deal, products, index)
     return account_ids
+
+
+def _seed_products(store: RecordStore) -> dict[str, str]:
+    return {
+        code: store.insert(
+            PRODUCT2.name,
+            {
+                "Name": name,
+                "ProductCode": code,
+                "Family": "Platform",
+                "IsActive": True,
+                "Metronome_Kind__c": kind,
+                "Metronome_Product_Id__c": seed_id("product", name),
+            },
+        )
+        for code, name, kind in _PRODUCTS
+    }
+
+
+def _seed_line_items(store: RecordStore, deal: str, products: dict[str, str], index: int) -> None:
+    """A deal as sold: seats, a prepaid commit, a discount on compute, an onboarding fee
+    (amounts by ``index``, not by the rng, so the rest of the org is as before)."""
+    lines = (
+        ("SEAT", 10 + index % 90, 1200.0, None),
+        ("COMMIT", 1, 12_000.0 * (1 + index % 10), None),
+        ("COMPUTE", 1, 0.0, float(5 * (1 + index % 6))),
+        ("ONBOARD", 1, 2_500.0, None),
+    )
+    for order, (code, quantity, price, discount) in enumerate(lines):
+        store.insert(
+            OPPORTUNITY_LINE_ITEM.name,
+            {
+                "OpportunityId": deal,
+                "Product2Id": products[code],
+                "Quantity": quantity,
+                "UnitPrice": price,
+                "Discount": discount,
+                "SortOrder": order,
+            },
+        )
 
 
 def _account_fields(rng: random.Random, index: int) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from typing import Any
 
 from mappings.ids import InvalidSalesforceId, normalize_salesforce_id
 from worker.sandbox.salesforce.schema import FieldType, SObjectType, sobject_type
+from worker.sandbox.salesforce.soql_children import ChildPlan, compile_children
 from worker.sandbox.salesforce.soql_parser import (
     And,
     Comparison,
@@ -56,6 +57,8 @@ class CompiledQuery:
     sobject: SObjectType
     rows: list[Record]
     render_plan: _RenderNode
+    #: Parent-to-child subqueries, rendered per row (``soql_children``).
+    children: tuple[ChildPlan, ...] = ()
 
 
 def execute(query: Query, store: RecordStore, *, include_deleted: bool) -> CompiledQuery:
@@ -74,7 +77,13 @@ def execute(query: Query, store: RecordStore, *, include_deleted: bool) -> Compi
         )
     if query.limit is not None:
         rows = rows[: query.limit]
-    return CompiledQuery(sobject, rows, plan)
+
+    def run(child: Query) -> tuple[list[Record], _RenderNode]:
+        compiled = execute(child, store, include_deleted=include_deleted)
+        return compiled.rows, compiled.render_plan
+
+    children = compile_children(query, sobject, run)
+    return CompiledQuery(sobject, rows, plan, children)
 
 
 def render(record: Record, node: _RenderNode, store: RecordStore, version: str) -> dict[str, Any]:

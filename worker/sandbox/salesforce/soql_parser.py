@@ -5,11 +5,13 @@ The point is to refuse, never to guess: anything outside the subset raises
 (400, error-list body). A query the emulator half-understood would return a plausible wrong
 answer, and tests passing on a wrong answer are worse than no tests.
 
-Subset: ``SELECT f, Rel.f, Rel.Rel.f FROM Obj [WHERE cond] [ORDER BY f [ASC|DESC]
+Subset: ``SELECT f, Rel.f, Rel.Rel.f, (SELECT f, Rel.f FROM ChildRelationship [WHERE cond]
+[ORDER BY ...] [LIMIT n]) FROM Obj [WHERE cond] [ORDER BY f [ASC|DESC]
 [NULLS FIRST|LAST], ...] [LIMIT n]``; conditions combine ``AND``/``OR``/``NOT`` and parentheses
 over ``= != <> < <= > >=``, ``[NOT] IN (literals)``, ``[NOT] IN (SELECT f FROM Obj [WHERE
 cond])`` (semi-joins), and ``LIKE``; literals are strings, numbers, true/false/null, dates and
-datetimes. Keywords are case-insensitive, as in SOQL.
+datetimes. Keywords are case-insensitive, as in SOQL. A parent-to-child subquery names a child
+relationship (``OpportunityLineItems``) and nests one level only, as Salesforce allows.
 """
 
 from __future__ import annotations
@@ -97,6 +99,9 @@ class Query:
     where: Condition | None
     order_by: tuple[OrderItem, ...]
     limit: int | None
+    #: Parent-to-child subqueries in SELECT order; each one's ``sobject`` is the child
+    #: relationship's name (``OpportunityLineItems``), not an object name.
+    children: tuple[Query, ...] = ()
 
 
 _TOKEN_RE = re.compile(
@@ -153,7 +158,7 @@ def tokenize(text: str) -> list[_Token]:
 def parse(text: str) -> Query:
     """Parse one SOQL statement or raise :class:`SoqlError` (MALFORMED_QUERY)."""
     parser = _Parser(tokenize(text))
-    query = parser.query(allow_order=True)
+    query = parser.query(allow_order=True, allow_children=True)
     parser.expect("end")
     return query
 
@@ -200,12 +205,23 @@ class _Parser:
         raise SoqlError(f"{message}; found {found!r} at column {token.position + 1}")
 
     # -- grammar --------------------------------------------------------------------------
-    def query(self, *, allow_order: bool) -> Query:
+    def query(self, *, allow_order: bool, allow_children: bool = False) -> Query:
         self.expect_keyword("select")
-        fields = [self.field_path()]
-        while self.peek().kind == "punct" and self.peek().text == ",":
+        fields: list[FieldPath] = []
+        children: list[Query] = []
+        while True:
+            token = self.peek()
+            if token.kind == "punct" and token.text == "(":
+                if not allow_children:
+                    self.fail("a subquery nests one level only, in the outer SELECT")
+                self.advance()
+                children.append(self.query(allow_order=True))
+                self.expect("punct", ")")
+            else:
+                fields.append(self.field_path())
+            if not (self.peek().kind == "punct" and self.peek().text == ","):
+                break
             self.advance()
-            fields.append(self.field_path())
         self.expect_keyword("from")
         sobject = self.expect("name").text
         if "." in sobject:
@@ -226,7 +242,7 @@ class _Parser:
             if not token.text.isdigit():
                 self.fail("LIMIT takes a non-negative integer")
             limit = int(token.text)
-        return Query(tuple(fields), sobject, where, tuple(order), limit)
+        return Query(tuple(fields), sobject, where, tuple(order), limit, tuple(children))
 
     def field_path(self) -> FieldPath:
         token = self.peek()

@@ -25,6 +25,8 @@ from worker.sandbox.salesforce.schema import (
     ACCOUNT,
     DEFAULT_STAGES,
     OPPORTUNITY,
+    OPPORTUNITY_LINE_ITEM,
+    SOBJECTS,
     FieldType,
     SObjectType,
     mint_id,
@@ -54,7 +56,9 @@ class StoreError(Exception):
 class RecordStore:
     def __init__(self, stages: Mapping[str, tuple[bool, bool]] | None = None) -> None:
         self.stages = dict(stages or DEFAULT_STAGES)
-        self.tables: dict[str, dict[str, Record]] = {ACCOUNT.name: {}, OPPORTUNITY.name: {}}
+        self.tables: dict[str, dict[str, Record]] = {s.name: {} for s in SOBJECTS.values()}
+        #: Opportunity id -> its line items' records (the roll-up reads them, not the table).
+        self.lines_of: dict[str, dict[str, Record]] = {}
         self._serial = 0
         self._last_stamp = datetime(2000, 1, 1, tzinfo=UTC)
         self.on_change: ChangeHook | None = None
@@ -85,7 +89,7 @@ class RecordStore:
             full = normalize_salesforce_id(record_id)
         except InvalidSalesforceId:
             return None
-        for sobject in (ACCOUNT, OPPORTUNITY):
+        for sobject in SOBJECTS.values():
             if full.startswith(sobject.key_prefix):
                 return self.tables[sobject.name].get(full)
         return None
@@ -122,6 +126,7 @@ class RecordStore:
         self._apply_derived(sobject, record, stamp)
         self.tables[sobject.name][record["Id"]] = record
         self._emit(sobject.name, "CREATE", record, [])
+        self._roll_up(record, stamp)
         return str(record["Id"])
 
     def update(
@@ -145,6 +150,7 @@ class RecordStore:
         self._apply_derived(sobject, record, self._stamp(late_commit_at))
         changed = [k for k, v in record.items() if before.get(k) != v and k not in _UNREPORTED]
         self._emit(sobject.name, "UPDATE", record, changed)
+        self._roll_up(record, record["SystemModstamp"])
 
     def delete(self, sobject_name: str, record_id: str, master_id: str | None = None) -> None:
         record = self.get(sobject_name, record_id)
@@ -162,6 +168,7 @@ class RecordStore:
                     opportunity["SystemModstamp"] = opportunity["LastModifiedDate"] = stamp
                     self._emit(OPPORTUNITY.name, "DELETE", opportunity, [])
         self._emit(str(record["attributes_type"]), "DELETE", record, [])
+        self._roll_up(record, stamp)
 
     def undelete(self, sobject_name: str, record_id: str) -> None:
         """Restore a deleted record from the recycle bin (its stamp moves, as on a write)."""
@@ -187,9 +194,30 @@ class RecordStore:
         self.delete(ACCOUNT.name, loser["Id"], master_id=master["Id"])
 
     # -- helpers --------------------------------------------------------------------------
+    def _roll_up(self, record: Record, stamp: datetime) -> None:
+        """A line item's write changes its opportunity: ``Amount`` becomes the sum of its
+        live line items' ``TotalPrice`` and the opportunity's stamps move (Salesforce's
+        roll-up), so a poll on the opportunity's ``SystemModstamp`` sees line item edits."""
+        if record["attributes_type"] != OPPORTUNITY_LINE_ITEM.name:
+            return
+        self.lines_of.setdefault(record["OpportunityId"], {})[record["Id"]] = record
+        opportunity = self.tables[OPPORTUNITY.name].get(record["OpportunityId"])
+        if opportunity is None:
+            return
+        lines = [r for r in self.lines_of[opportunity["Id"]].values() if not r["IsDeleted"]]
+        before = opportunity["Amount"]
+        opportunity["Amount"] = sum(r["TotalPrice"] or 0.0 for r in lines) if lines else before
+        opportunity["SystemModstamp"] = opportunity["LastModifiedDate"] = max(
+            stamp, self.next_stamp()
+        )
+        changed = ["LastModifiedDate"] + (["Amount"] if opportunity["Amount"] != before else [])
+        self._emit(OPPORTUNITY.name, "UPDATE", opportunity, changed)
+
     def _emit(
         self, sobject_name: str, change_type: str, record: Record, changed: Sequence[str]
     ) -> None:
+        if sobject_name not in (ACCOUNT.name, OPPORTUNITY.name):
+            return  # the org publishes change events for these two only
         if self.on_change is not None:
             self.on_change(sobject_name, change_type, [str(record["Id"])], record, changed)
 
@@ -209,6 +237,8 @@ class RecordStore:
                     "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST", f"Stage: bad value: {stage!r}"
                 )
             record["IsClosed"], record["IsWon"] = self.stages[stage]
+        if sobject is OPPORTUNITY_LINE_ITEM:
+            _price_line(record)
 
     def _coerce(self, sobject: SObjectType, fields: Mapping[str, Any]) -> Record:
         values: Record = {}
@@ -228,6 +258,19 @@ class RecordStore:
                 )
             values[name] = _coerce_value(sobject, name, raw_value, self)
         return values
+
+
+def _price_line(record: Record) -> None:
+    """TotalPrice = Quantity x UnitPrice less Discount %; ListPrice defaults to UnitPrice."""
+    discount = record["Discount"] or 0.0
+    if not 0 <= discount <= 100:
+        raise StoreError("FIELD_INTEGRITY_EXCEPTION", "Discount: must be between 0 and 100")
+    if record["Quantity"] is not None and record["Quantity"] <= 0:
+        raise StoreError("FIELD_INTEGRITY_EXCEPTION", "Quantity: must be greater than zero")
+    if record["ListPrice"] is None:
+        record["ListPrice"] = record["UnitPrice"]
+    total = record["Quantity"] * record["UnitPrice"] * (1 - discount / 100)
+    record["TotalPrice"] = round(total, 2)
 
 
 def _sobject(name: str) -> SObjectType:
