@@ -21,6 +21,7 @@ from typing import Any
 import requests
 
 from mappings.contracts.engine import WON_OPPORTUNITIES_KEY
+from tasks.poll_trouble import stuck_poll
 from tasks.publish import EnqueueChunk, batch_publisher
 from worker.app import app, declare_queue
 from worker.context import WorkerContext, get_context
@@ -214,7 +215,9 @@ def run_poll(
         except Exception as exc:
             reason = _outage(exc)
             if reason is None:
-                raise  # a wrong login, an expired pre-issued session: a person must act
+                # A wrong login, a missing field, no permission: one line, no traceback.
+                reported = True
+                return stuck_poll(ctx, exc, admission, raise_it=raise_outage, started=started)
             log.warning("poll failed: %s", reason)
             pause.outage(reason, admission)
             reported = True

@@ -431,6 +431,17 @@ class Settings(BaseSettings):
             "this often (the quota is a rolling 24 h window: it frees up gradually)."
         ),
     )
+    login_backoff_max_s: float = Field(
+        default=900.0,
+        ge=1,
+        le=86_400,
+        validation_alias=AliasChoices("CRMSYNC_LOGIN_BACKOFF_MAX_S", "login_backoff_max_s"),
+        description=(
+            "While Salesforce keeps refusing the login or its session, every process waits "
+            "1 s, 2 s, 4 s ... between logins, at most this long (one login per this many "
+            "seconds); a changed SALESFORCE_* setting is tried at once."
+        ),
+    )
     visibility_timeout_s: int = Field(
         default=900,
         ge=30,

@@ -72,7 +72,9 @@ class Listener:
         self.topics = self.settings.listener_topic_list
         self.client = client or pubsub_channel_for(self.settings)
         self.auth = auth or Authenticator(
-            lambda: build_source(self.settings, ctx.mapping).sf, self.settings.salesforce_org_id
+            lambda: build_source(self.settings, ctx.mapping, ctx.login_gate).sf,
+            self.settings.salesforce_org_id,
+            gate=ctx.login_gate,
         )
         self.dispatcher = dispatcher or Dispatcher(ctx)
         self.interest = Interest.from_mapping(ctx.mapping)

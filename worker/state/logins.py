@@ -104,6 +104,7 @@ class LoginRefusals:
             else None
         )
         return {
+            "line": self.line(),
             "failures": self.failures,
             "since": since,
             "reason": self.reason,
@@ -119,7 +120,7 @@ class LoginBackoff:
         client: redis.Redis,
         keys: Keys,
         *,
-        max_wait_s: float,
+        max_wait_s: float = 900.0,
         base_wait_s: float = BASE_WAIT_S,
         rng: random.Random | None = None,
     ) -> None:

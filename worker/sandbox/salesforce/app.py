@@ -40,11 +40,14 @@ _SOAP = re.compile(r"^/services/Soap/u/(\d+\.\d)/?$")
 
 @dataclass(frozen=True, slots=True)
 class SalesforceFaults:
-    """Injected trouble for data calls: a share of 5xx answers and added latency per call."""
+    """Injected trouble: a share of 5xx answers and added latency per data call; every
+    session refused (logins succeed, REST and Pub/Sub refuse the session); every login refused."""
 
     server_error_rate: float = 0.0
     latency_s: float = 0.0
     seed: int = 0
+    refuse_sessions: bool = False
+    refuse_logins: bool = False
 
 
 @dataclass(slots=True)
@@ -80,12 +83,16 @@ class SalesforceApp:
         self.api_calls = 0
         self.counts: Counter[str] = Counter()
         self.faults = faults or SalesforceFaults()
+        self.sessions.refuse_sessions = self.faults.refuse_sessions
+        self.sessions.refuse_logins = self.faults.refuse_logins
         self._rng = random.Random(self.faults.seed)  # noqa: S311 -- reproducible faults/data, not security
         self._cursors: OrderedDict[str, _Cursor] = OrderedDict()
         self._locator_serial = 0
 
     def set_faults(self, faults: SalesforceFaults) -> None:
         self.faults = faults
+        self.sessions.refuse_sessions = faults.refuse_sessions
+        self.sessions.refuse_logins = faults.refuse_logins
         self._rng = random.Random(faults.seed)  # noqa: S311 -- reproducible faults/data, not security
 
     def reset_counters(self) -> None:

@@ -247,9 +247,13 @@ class SalesforceEmulator(ServedEmulator):
         server_error_rate: float = 0.0,
         latency_s: float = 0.0,
         seed: int = 0,
+        refuse_sessions: bool = False,
+        refuse_logins: bool = False,
     ) -> None:
         """Replace the injected faults: pass a :class:`SalesforceFaults` or its fields."""
-        chosen = faults or SalesforceFaults(server_error_rate, latency_s, seed)
+        chosen = faults or SalesforceFaults(
+            server_error_rate, latency_s, seed, refuse_sessions, refuse_logins
+        )
         self._on_loop(lambda: self._app.set_faults(chosen))
 
     def set_quota(self, used: int, max: int) -> None:
@@ -305,6 +309,8 @@ class SalesforceEmulator(ServedEmulator):
                         float(body.get("server_error_rate", 0.0)),
                         float(body.get("latency_s", 0.0)),
                         int(body.get("seed", 0)),
+                        bool(body.get("refuse_sessions", False)),
+                        bool(body.get("refuse_logins", False)),
                     )
                 )
             elif action == "merge" and request.method == "POST":
