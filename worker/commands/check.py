@@ -136,6 +136,22 @@ def check_salesforce(settings: Settings) -> CheckResult:
     return CheckResult("salesforce", ok, detail)
 
 
+def check_salesforce_fields(settings: Settings, mapping: Mapping) -> CheckResult:
+    """Every field the mapping reads exists in the org and the integration user can read it
+    (describe of the mapped objects; worker/salesforce/org_schema.py)."""
+    from worker.commands.preflight import org_field_problems
+
+    try:
+        problems = org_field_problems(settings, mapping)
+    except Exception as exc:
+        return CheckResult("salesforce fields", False, _describe(exc, settings))
+    if problems:
+        return CheckResult(
+            "salesforce fields", False, "; ".join(problem.line() for problem in problems)
+        )
+    return CheckResult("salesforce fields", True, "every mapped field exists and is readable")
+
+
 def check_metronome(settings: Settings, mapping: Mapping | None) -> CheckResult:
     """Authenticate (listKeys) and verify the custom field keys syncs write are registered.
 
@@ -281,6 +297,14 @@ def run(args: argparse.Namespace) -> int:
         extra: list[Callable[[], CheckResult | None]] = []
         if not args.quick:
             extra.append(lambda: check_salesforce(settings))
+            if mapping is not None:
+                extra.append(
+                    lambda: (
+                        check_salesforce_fields(settings, mapping)
+                        if _passed(results, "salesforce")
+                        else None
+                    )
+                )
             extra.append(lambda: check_metronome(settings, mapping))
             if mapping is not None:
                 # The catalog check reads today's won deals from Salesforce and looks their
@@ -289,7 +313,7 @@ def run(args: argparse.Namespace) -> int:
                 extra.append(
                     lambda: (
                         check_contracts(settings, mapping)
-                        if _passed(results, "salesforce", "metronome")
+                        if _passed(results, "salesforce", "salesforce fields", "metronome")
                         else None
                     )
                 )

@@ -93,6 +93,9 @@ def _ours(exc: BaseException, settings: Settings | None) -> Failure | None:
     from tasks.resync import ResyncRequestError
     from worker.context import NotConfigured
     from worker.salesforce.ids import InvalidSalesforceId
+    from worker.salesforce.logins import LoginDeferred, LoginRefused
+    from worker.salesforce.org_schema import SchemaMismatch
+    from worker.salesforce.trouble import SalesforceTroubleError
     from worker.state.server import EmbeddedRedisError, NoCrmsyncRunning
 
     if isinstance(exc, MappingFileError):
@@ -111,6 +114,14 @@ def _ours(exc: BaseException, settings: Settings | None) -> Failure | None:
         )
     if isinstance(exc, ResyncRequestError):
         return Failure(f"crmsync: {exc}", EXIT_CONFIG)
+    if isinstance(exc, SchemaMismatch):
+        return Failure(str(exc), EXIT_CONFIG)
+    if isinstance(exc, LoginRefused):
+        return Failure(f"crmsync: {exc}", EXIT_CONFIG)
+    if isinstance(exc, LoginDeferred):
+        return Failure(f"crmsync: {exc}", EXIT_FAILED)
+    if isinstance(exc, SalesforceTroubleError):
+        return Failure(f"crmsync: {exc}", EXIT_FAILED if exc.transient else EXIT_CONFIG)
     if isinstance(exc, EmbeddedRedisError):
         return Failure(
             f"crmsync: the embedded Redis did not start: {exc}; set REDIS_URL to use a Redis "
@@ -232,6 +243,11 @@ def _salesforce(exc: BaseException, settings: Settings | None) -> Failure | None
             EXIT_CONFIG,
         )
     if isinstance(exc, SalesforceError):
+        from worker.salesforce.trouble import diagnose
+
+        trouble = diagnose(exc)
+        if trouble is not None and trouble.kind in ("field", "not_found"):
+            return Failure(f"crmsync: {trouble.line}", EXIT_CONFIG)
         code = _salesforce_code(exc.content) or "no error code"
         return Failure(
             f"crmsync: Salesforce answered {exc.status} ({code}) for {_path(exc.url)}; "

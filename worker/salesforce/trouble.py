@@ -37,17 +37,11 @@ from simple_salesforce.exceptions import (
 )
 
 from worker.salesforce.logins import LoginDeferred, LoginRefused
+from worker.salesforce.org_schema import FIX as FIELD_FIX
 
 #: Salesforce's words for a field the query names but the org (or the user) does not have.
 _NO_SUCH_COLUMN = re.compile(r"No such column '([^']+)' on entity '([^']+)'")
 _NO_RELATION = re.compile(r"Didn't understand relationship '([^']+)'")
-
-#: How to make a field exist and readable, as the docs show it.
-FIELD_FIX = (
-    "correct the mapping (CRMSYNC_MAPPING), or deploy the field and assign the permission set "
-    "(`sf project deploy start --source-dir salesforce/force-app` and `sf org assign permset "
-    "--name Crmsync_Integration`, docs/salesforce-setup.md)"
-)
 
 
 @dataclass(frozen=True, slots=True)

@@ -249,10 +249,11 @@ class SalesforceEmulator(ServedEmulator):
         seed: int = 0,
         refuse_sessions: bool = False,
         refuse_logins: bool = False,
+        hidden_fields: tuple[str, ...] = (),
     ) -> None:
         """Replace the injected faults: pass a :class:`SalesforceFaults` or its fields."""
         chosen = faults or SalesforceFaults(
-            server_error_rate, latency_s, seed, refuse_sessions, refuse_logins
+            server_error_rate, latency_s, seed, refuse_sessions, refuse_logins, hidden_fields
         )
         self._on_loop(lambda: self._app.set_faults(chosen))
 
@@ -311,6 +312,7 @@ class SalesforceEmulator(ServedEmulator):
                         int(body.get("seed", 0)),
                         bool(body.get("refuse_sessions", False)),
                         bool(body.get("refuse_logins", False)),
+                        tuple(str(name) for name in body.get("hidden_fields", ())),
                     )
                 )
             elif action == "merge" and request.method == "POST":
