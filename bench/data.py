@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from worker.demo.run import PROVIDERS, provider_fields
+from worker.sandbox.billing import PROVIDERS, provider_fields
 from worker.sandbox.salesforce.emulator import SalesforceEmulator
 
 HISTORY = timedelta(days=365)

@@ -30,7 +30,7 @@ from bench import latency
 from bench.data import account_fields, seed_won_accounts
 from tasks.poll import run_poll
 from worker.ops.progress import terminal_total, wait_for_syncs
-from worker.salesforce import build_sandbox_salesforce
+from worker.sandbox.salesforce.client import build_sandbox_salesforce
 from worker.sandbox.stack import SANDBOX_METRONOME_TOKEN, SandboxStack
 from worker.settings import Settings
 from worker.state.listener import ListenerState

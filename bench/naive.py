@@ -22,9 +22,9 @@ import metronome
 
 from mappings import MappingError, load_default_mapping
 from worker.metronome.plan import CreateCustomer, plan_sync
-from worker.salesforce import build_sandbox_salesforce
 from worker.salesforce.queries import select_list, won_changed_since
 from worker.salesforce.source import strip_attributes
+from worker.sandbox.salesforce.client import build_sandbox_salesforce
 
 
 def run(salesforce_url: str, metronome_url: str, token: str) -> dict[str, float]:

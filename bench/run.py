@@ -30,8 +30,8 @@ from bench import ceiling, contracts, events, latency, memory, ratelimit
 from bench.data import seed_won_accounts
 from bench.passes import progress, timed_pass
 from bench.procstat import cpu_seconds, tree_usage
-from worker.salesforce import build_sandbox_salesforce
 from worker.sandbox.metronome import MetronomeEmulator
+from worker.sandbox.salesforce.client import build_sandbox_salesforce
 from worker.sandbox.stack import SANDBOX_METRONOME_TOKEN, SandboxStack
 from worker.settings import child_environment
 

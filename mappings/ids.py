@@ -6,6 +6,23 @@ the first fifteen. Only the 18-character form survives case-insensitive systems,
 the REST API returns, so every identity we derive (the identity alias, ``sfdc_account_id``,
 ``salesforce_account_id``) uses it: a 15-character id would give the same account a second
 customer.
+
+This is the one id rule of crmsync (the mapping, the jobs, the CLI and the emulator all use it),
+so it lives here, in the pure bottom layer. What Salesforce documents, and what the rule does:
+
+* the suffix is a checksum of the case of the first fifteen characters, one character per
+  5-character chunk from ``A-Z0-5``, always issued in upper case, so that case-insensitive
+  applications can compare 18-character ids safely. A suffix that comes back in lower case has
+  been through such an application; it still checks the fifteen characters, so it is accepted
+  and returned in upper case (the same record, the same identity key);
+* the first fifteen characters stay case-sensitive: Salesforce does not repair an id whose
+  letters were re-cased (it finds no record), so a suffix that does not match them is refused.
+  Accepting it would address a different record, or mint a second identity for this one.
+
+Why ids are checked before any SOQL is built: an id is pasted into a query (quoted by
+``format_soql``, but still), and a malformed one would otherwise cost an API call that
+Salesforce answers with ``MALFORMED_QUERY`` or, worse, a query that matches nothing and looks
+like "account not found".
 """
 
 from __future__ import annotations
@@ -13,7 +30,7 @@ from __future__ import annotations
 import re
 import string
 
-_ID_RE = re.compile(r"[A-Za-z0-9]{15}(?:[A-Z0-5]{3})?")
+_ID_RE = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
 _SUFFIX_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 #: Placeholder an id-derived alias must contain: without it every account would share one alias.
 _ID_PLACEHOLDER = "account_id"
@@ -21,8 +38,16 @@ _ID_PLACEHOLDER = "account_id"
 _ALIAS_MAX_CHARS = 128
 
 
-def _case_suffix(id15: str) -> str:
-    """The three checksum characters: one per 5-character chunk, a bit per upper-case letter."""
+class InvalidSalesforceId(ValueError):
+    """Raised for a value that is not a 15- or 18-character Salesforce id (bad checksum too)."""
+
+
+def checksum_suffix(id15: str) -> str:
+    """The 3 characters Salesforce appends to a 15-character id.
+
+    Each 5-character chunk gives one character: bit ``i`` is set when character ``i`` of the
+    chunk is an upper-case letter, and the 5-bit number indexes ``A-Z0-5``.
+    """
     suffix = []
     for start in range(0, 15, 5):
         chunk = id15[start : start + 5]
@@ -32,20 +57,26 @@ def _case_suffix(id15: str) -> str:
 
 
 def to_18(record_id: str) -> str:
-    """Return the 18-character form of a Salesforce id, or raise ``ValueError``.
+    """Return the 18-character form of a Salesforce id, or raise :class:`InvalidSalesforceId`.
 
-    An 18-character id whose suffix does not match the case of its first fifteen characters is
-    refused: it is a mistyped or case-mangled id, and accepting it would mint a second identity
-    for the same account.
+    The message does not repeat the value: it is reported next to the field it came from.
     """
     if not isinstance(record_id, str) or _ID_RE.fullmatch(record_id) is None:
-        raise ValueError("not a Salesforce id (15 or 18 letters and digits)")
-    suffix = _case_suffix(record_id[:15])
-    if len(record_id) == 15:
-        return record_id + suffix
-    if record_id[15:] != suffix:
-        raise ValueError("18-character Salesforce id with a wrong case checksum")
-    return record_id
+        raise InvalidSalesforceId("not a Salesforce id (15 or 18 letters/digits)")
+    id15 = record_id[:15]
+    suffix = checksum_suffix(id15)
+    if len(record_id) == 18 and record_id[15:].upper() != suffix:
+        raise InvalidSalesforceId("Salesforce id has a wrong checksum suffix")
+    return id15 + suffix
+
+
+def normalize_salesforce_id(value: str) -> str:
+    """:func:`to_18` for an id on its own (typed by an operator, read from a message): the
+    error message names the value, since nothing else around it would."""
+    try:
+        return to_18(value)
+    except InvalidSalesforceId as exc:
+        raise InvalidSalesforceId(f"{exc}: {value!r}") from None
 
 
 def is_valid_id(record_id: object) -> bool:

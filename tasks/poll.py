@@ -29,6 +29,7 @@ from worker.logs import inherit_task, running_task
 from worker.outages.metronome import BreakerOpenError
 from worker.outages.salesforce import outage_reason
 from worker.salesforce import Cursors, SourceEvent
+from worker.salesforce.errors import SalesforceUnreadable
 
 log = logging.getLogger(__name__)
 
@@ -40,11 +41,6 @@ CHUNK_ROWS = 500
 #: one after another, at ~100 ms per call, they held back the chunk's syncs by half a second
 #: and made the finds alone of a 100,000-row poll take 100 s.
 FIND_THREADS = CHUNK_ROWS // FIND_BATCH
-
-
-class SalesforceUnreadable(RuntimeError):
-    """Salesforce answered the poll's query with something that is not its JSON (cut short,
-    an HTML error page, the wrong shape) or not at all (timeout)."""
 
 
 def _guarded(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:

@@ -209,9 +209,10 @@ def salesforce_client(settings: Settings, gate: LoginGate | None = None) -> Sale
         )
     session = None
     if settings.salesforce_emulator_url:
-        from worker.sandbox.salesforce.transport import emulator_session
+        # A process the sandbox started: the generic loopback transport, never the emulator.
+        from worker.salesforce.loopback import loopback_session
 
-        session = emulator_session(settings.salesforce_emulator_url, settings.salesforce_timeout_s)
+        session = loopback_session(settings.salesforce_emulator_url, settings.salesforce_timeout_s)
     if gate is None:
         return build_salesforce(settings, session)
     return gate.login(lambda: build_salesforce(settings, session))

@@ -14,10 +14,10 @@ import pytest
 from metronome import Metronome
 
 from tests.support.processes import REPO_ROOT, crmsync_env
-from worker.salesforce import build_sandbox_salesforce
 from worker.salesforce.events.auth import credentials_of
 from worker.salesforce.events.client import PubSubClient, open_channel
 from worker.sandbox.salesforce import SandboxCredentials
+from worker.sandbox.salesforce.client import build_sandbox_salesforce
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,8 @@ import pytest
 from simple_salesforce.api import Salesforce, SFType
 from simple_salesforce.exceptions import SalesforceError
 
-from worker.salesforce import build_sandbox_salesforce
 from worker.sandbox.salesforce import SalesforceEmulator
+from worker.sandbox.salesforce.client import build_sandbox_salesforce
 
 #: The field list a mapping would ask for (relationship fields included).
 MAPPING_FIELDS = [

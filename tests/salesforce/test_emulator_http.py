@@ -21,8 +21,9 @@ from simple_salesforce.exceptions import (
 from simple_salesforce.format import format_soql
 
 from tests.salesforce.conftest import error_code, sobject
-from worker.salesforce import build_sandbox_salesforce, normalize_salesforce_id
+from worker.salesforce import normalize_salesforce_id
 from worker.sandbox.salesforce import SalesforceEmulator, SandboxCredentials
+from worker.sandbox.salesforce.client import build_sandbox_salesforce
 from worker.sandbox.salesforce.transport import emulator_session
 from worker.settings import SalesforceAuthMode
 

@@ -18,9 +18,9 @@ from worker.salesforce import (
     SalesforceNotConfigured,
     SessionExpired,
     build_salesforce,
-    build_sandbox_salesforce,
 )
 from worker.sandbox.salesforce import SalesforceEmulator
+from worker.sandbox.salesforce.client import build_sandbox_salesforce
 from worker.settings import SalesforceAuthMode, Settings
 
 WON = {"StageName": "Closed Won"}

@@ -9,7 +9,7 @@ from typing import Any
 
 from simple_salesforce.api import Salesforce
 
-from worker.salesforce import build_sandbox_salesforce
+from worker.sandbox.salesforce.client import build_sandbox_salesforce
 from worker.sandbox.stack import SandboxStack
 
 

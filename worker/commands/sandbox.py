@@ -5,7 +5,7 @@ Serving prints a ready ``.env`` block with the real values (these are the sandbo
 credentials, made to be shown) and the commands that use it, so a newcomer goes from
 ``crmsync sandbox`` to a synced customer without reading code. The edit sub-commands talk
 to a running sandbox through its REST API with simple-salesforce; they only ever reach the
-loopback emulator (worker/sandbox/salesforce/transport.py), never a real org.
+loopback emulator (worker/salesforce/loopback.py), never a real org.
 """
 
 from __future__ import annotations
@@ -162,8 +162,8 @@ def run(args: argparse.Namespace) -> int:
 def run_edit(args: argparse.Namespace) -> int:
     import requests
 
-    from worker.salesforce import build_sandbox_salesforce
     from worker.sandbox import deals
+    from worker.sandbox.salesforce.client import build_sandbox_salesforce
 
     url, credentials = _sandbox_login(args)
     try:

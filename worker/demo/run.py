@@ -33,19 +33,10 @@ from metronome import Metronome
 
 from tasks.poll import run_poll
 from worker.ops.progress import wait_for_syncs
+from worker.sandbox.billing import PROVIDERS, provider_fields
 from worker.sandbox.stack import SANDBOX_METRONOME_TOKEN, SandboxStack
 from worker.state.store import SyncStore
 
-#: Every billing provider the default mapping knows, and none (the demo's and the benchmark's
-#: seeded accounts cycle through them).
-PROVIDERS: tuple[str | None, ...] = (
-    "aws_marketplace",
-    "azure_marketplace",
-    "gcp_marketplace",
-    "stripe",
-    "netsuite",
-    None,
-)
 STANDALONE_ACCOUNTS = 48
 HANDMADE_ALIAS = "ops@handmade.example"
 #: Rate card aliases the Metronome emulator is seeded with; each won deal names one, so each
@@ -76,27 +67,6 @@ class PassResult:
     @property
     def ok(self) -> bool:
         return not self.problems
-
-
-def provider_fields(provider: str | None, n: int, tag: str = "demo") -> dict[str, Any]:
-    """The Account fields the default mapping needs for ``provider`` (complete and valid),
-    unique per ``n``; ``tag`` marks whose seed made them (the demo's, the benchmark's)."""
-    fields: dict[str, Any] = {"Billing_Provider__c": provider}
-    if provider == "aws_marketplace":
-        fields |= {
-            "AWS_Customer_Id__c": f"AWSCUST{n:07d}",
-            "AWS_Product_Code__c": f"crmsync_{tag}",
-            "AWS_Region__c": "us-west-1",
-        }
-    elif provider == "azure_marketplace":
-        fields["Azure_Subscription_Id__c"] = f"00000000-0000-4000-8000-{n:012d}"
-    elif provider == "gcp_marketplace":
-        fields |= {"GCP_Entitlement_Id__c": f"ent-{n:07d}", "GCP_Service_Name__c": f"{tag}.svc"}
-    elif provider == "stripe":
-        fields |= {"Stripe_Customer_Id__c": f"cus_{tag}{n:07d}"}
-    elif provider == "netsuite":
-        fields["NetSuite_Customer_Id__c"] = f"NS-{n:07d}"
-    return fields
 
 
 def deal_terms(n: int) -> dict[str, Any]:
@@ -288,7 +258,7 @@ def close_deals_like_a_sales_rep(stack: SandboxStack, store: SyncStore | None = 
     """Pass 3's edits, made through simple-salesforce exactly as a rep's would arrive; with
     ``store``, wait until the listener has synced all four (created 3, updated 1) and return
     how many syncs that was."""
-    from worker.salesforce import build_sandbox_salesforce
+    from worker.sandbox.salesforce.client import build_sandbox_salesforce
 
     assert stack.salesforce is not None  # noqa: S101
     sf = build_sandbox_salesforce(stack.salesforce.url, stack.credentials)

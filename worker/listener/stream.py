@@ -28,7 +28,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from worker.salesforce.events.auth import CannotRenew
 from worker.salesforce.events.changes import MalformedEvent
@@ -45,8 +45,13 @@ from worker.salesforce.events.relevance import Triage, Verdict, triage
 from worker.salesforce.logins import LoginDeferred, LoginRefused
 
 if TYPE_CHECKING:
-    from worker.listener.process import Listener
     from worker.salesforce.events import pubsub_pb2 as pb
+    from worker.salesforce.events.auth import Authenticator
+    from worker.salesforce.events.client import PubSubClient
+    from worker.salesforce.events.relevance import Interest
+    from worker.salesforce.events.schemas import SchemaCache
+    from worker.settings import Settings
+    from worker.state.listener import ListenerState
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +69,36 @@ class Delivery:
     received_at: float = field(default_factory=time.time)
 
 
+class StreamOwner(Protocol):
+    """What a stream needs from the process that runs it (the listener, or a test's fake).
+
+    The stream reads the owner's clients and state, and calls back three hooks, all from the
+    stream's own thread: ``deliver`` (every event and keepalive, in order),
+    ``forget_replay_id`` (the server refused the stored one) and ``on_limit_exceeded`` (the
+    org's delivery allocation ran out). Declared here, so the stream never imports the
+    listener that owns it.
+    """
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def state(self) -> ListenerState: ...
+    @property
+    def auth(self) -> Authenticator: ...
+    @property
+    def client(self) -> PubSubClient: ...
+    @property
+    def schemas(self) -> SchemaCache: ...
+    @property
+    def interest(self) -> Interest: ...
+
+    def deliver(self, delivery: Delivery) -> None: ...
+    def forget_replay_id(self, topic: str) -> None: ...
+    def on_limit_exceeded(self, topic: str, backoff_s: float) -> None: ...
+
+
 class TopicStream(threading.Thread):
-    def __init__(self, topic: str, listener: Listener, halt: threading.Event) -> None:
+    def __init__(self, topic: str, listener: StreamOwner, halt: threading.Event) -> None:
         super().__init__(name=f"stream {topic}", daemon=True)
         self.topic = topic
         self._listener = listener

@@ -1,20 +1,18 @@
-"""The Salesforce side of crmsync: client construction, id rules and the closed-won source."""
+"""The Salesforce side of crmsync: client construction, its error tree and the closed-won
+source. (The id rule is ``mappings/ids.py``; its names are re-exported here for callers.)"""
 
-from worker.salesforce.client import (
-    SalesforceNotConfigured,
-    TimeoutSession,
-    build_salesforce,
-    build_sandbox_salesforce,
-)
+from mappings.ids import InvalidSalesforceId, normalize_salesforce_id
+from worker.salesforce.client import TimeoutSession, build_salesforce
 from worker.salesforce.cursors import Cursors, SourceEvent
-from worker.salesforce.ids import InvalidSalesforceId, normalize_salesforce_id
-from worker.salesforce.source import (
-    ClosedWonSource,
-    PollReader,
+from worker.salesforce.errors import (
     QuotaReached,
+    SalesforceFailure,
+    SalesforceNotConfigured,
+    SalesforceUnavailable,
+    SalesforceUnreadable,
     SessionExpired,
-    strip_attributes,
 )
+from worker.salesforce.source import ClosedWonSource, PollReader, strip_attributes
 
 __all__ = [
     "ClosedWonSource",
@@ -22,12 +20,14 @@ __all__ = [
     "InvalidSalesforceId",
     "PollReader",
     "QuotaReached",
+    "SalesforceFailure",
     "SalesforceNotConfigured",
+    "SalesforceUnavailable",
+    "SalesforceUnreadable",
     "SessionExpired",
     "SourceEvent",
     "TimeoutSession",
     "build_salesforce",
-    "build_sandbox_salesforce",
     "normalize_salesforce_id",
     "strip_attributes",
 ]

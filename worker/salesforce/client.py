@@ -1,30 +1,25 @@
 """Build a logged-in simple-salesforce client from settings, on a session with timeouts.
 
-simple-salesforce sets no timeout on any request (DESIGN.md "Salesforce facts"): one dead TCP
-connection would hang a poll -- and the per-poll lock with it -- forever. Every client here
-runs on a :class:`TimeoutSession`, which applies (connect, read) timeouts to each request that
-does not bring its own.
+simple-salesforce sets no timeout on any request, and ``requests`` waits forever without one:
+one dead TCP connection would hang a poll -- and the per-poll lock with it -- forever. Every
+client here runs on a :class:`TimeoutSession`, which applies (connect, read) timeouts to each
+request that does not bring its own. The session is handed in (``build_salesforce``'s
+``session``), as httpx takes a transport: a worker started for the emulators gets the loopback
+one (``loopback.py``), and the worker never imports the emulators themselves.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import requests
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 from simple_salesforce.api import Salesforce
 
+from worker.salesforce.errors import SalesforceNotConfigured
 from worker.settings import SalesforceAuthMode, Settings, salesforce_auth_mode
 from worker.telemetry.metrics import record_salesforce_response
 
-if TYPE_CHECKING:
-    from worker.sandbox.salesforce.auth import SandboxCredentials
-
 CONNECT_TIMEOUT_S = 10.0
-
-
-class SalesforceNotConfigured(RuntimeError):
-    """No SALESFORCE_* login is configured (the CLI points the operator to ``crmsync demo``)."""
 
 
 class TimeoutSession(requests.Session):
@@ -53,7 +48,7 @@ def build_salesforce(settings: Settings, session: requests.Session | None = None
 
     The SOAP, OAuth-password, JWT and client-credentials modes keep a login callable inside
     the client, so an expired session is renewed on the next query. The pre-issued session mode
-    cannot renew: the source turns its 401 into :class:`~worker.salesforce.source.SessionExpired`.
+    cannot renew: the source turns its 401 into :class:`~worker.salesforce.errors.SessionExpired`.
     """
     mode = salesforce_auth_mode(settings)
     if mode is None:
@@ -104,74 +99,3 @@ def build_salesforce(settings: Settings, session: requests.Session | None = None
         domain=domain,
         **common,
     )
-
-
-class _ExplicitSettings(Settings):
-    """Settings from the given values only: the sandbox client must not pick up SALESFORCE_*
-    variables from the environment (a real org's credentials would mix into the demo's)."""
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings,)
-
-
-def build_sandbox_salesforce(
-    emulator_url: str,
-    credentials: SandboxCredentials | None = None,
-    *,
-    mode: SalesforceAuthMode = SalesforceAuthMode.SOAP_PASSWORD,
-    timeout_s: float = 30.0,
-    session_id: str | None = None,
-    private_key_pem: str | None = None,
-) -> Salesforce:
-    """A client logged in to the local emulator in ``mode`` (SOAP password by default).
-
-    Goes through :func:`build_salesforce` with settings made from ``credentials``, so the demo
-    and the tests exercise the exact code path a real deployment uses; only the transport
-    differs (``https://`` is routed to the emulator).
-    """
-    from worker.sandbox.salesforce.auth import INSTANCE_URL, SandboxCredentials
-    from worker.sandbox.salesforce.transport import emulator_session
-
-    creds = credentials or SandboxCredentials()
-    values: dict[str, Any] = {"salesforce_timeout_s": timeout_s}
-    if mode is SalesforceAuthMode.SOAP_PASSWORD:
-        values |= {
-            "salesforce_username": creds.username,
-            "salesforce_password": creds.password,
-            "salesforce_security_token": creds.security_token,
-        }
-    elif mode is SalesforceAuthMode.OAUTH_PASSWORD:
-        values |= {
-            "salesforce_username": creds.username,
-            "salesforce_password": creds.password,
-            "salesforce_consumer_key": creds.consumer_key,
-            "salesforce_consumer_secret": creds.consumer_secret,
-        }
-    elif mode is SalesforceAuthMode.JWT_BEARER:
-        if private_key_pem is None:
-            raise ValueError("JWT bearer mode needs private_key_pem")
-        values |= {
-            "salesforce_username": creds.username,
-            "salesforce_consumer_key": creds.consumer_key,
-            "salesforce_private_key": private_key_pem,
-        }
-    elif mode is SalesforceAuthMode.CLIENT_CREDENTIALS:
-        values |= {
-            "salesforce_consumer_key": creds.consumer_key,
-            "salesforce_consumer_secret": creds.consumer_secret,
-            "salesforce_domain": "crmsync-sandbox.my",
-        }
-    else:
-        if session_id is None:
-            raise ValueError("session mode needs session_id (SalesforceEmulator.issue_session())")
-        values |= {"salesforce_session_id": session_id, "salesforce_instance_url": INSTANCE_URL}
-    settings = _ExplicitSettings(**values)
-    return build_salesforce(settings, emulator_session(emulator_url, timeout_s))

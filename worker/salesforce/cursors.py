@@ -54,7 +54,7 @@ class SourceEvent:
     """Something an operator must see but the worker must never act on by itself.
 
     A re-opened deal or a merged-away account could mean "stop billing" -- or a data-entry
-    slip. Archiving automatically would stop billing a live contract (DESIGN.md), so these go
+    slip. Archiving automatically would stop billing a live contract on a typo, so these go
     to the ledger. ``opportunity_reopened`` covers every changed non-won opportunity; the
     pipeline keeps those whose deal it knew as won.
     """

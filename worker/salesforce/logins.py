@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from simple_salesforce.exceptions import SalesforceAuthenticationFailed
 
+from worker.salesforce.errors import SalesforceFailure, SalesforceUnavailable
 from worker.settings import SalesforceAuthMode, salesforce_auth_mode, salesforce_mode_variables
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ _LOGIN_FIELDS = (
 )
 
 
-class LoginDeferred(RuntimeError):
+class LoginDeferred(SalesforceUnavailable):
     """Raised in place of a login while Salesforce's refusals back off; ``wait_s`` says when
     the next one may be tried. Transient: the poll, the sync and the listener wait and retry."""
 
@@ -73,7 +74,7 @@ class LoginDeferred(RuntimeError):
         return (type(self), (str(self), self.wait_s))
 
 
-class LoginRefused(RuntimeError):
+class LoginRefused(SalesforceFailure):
     """Salesforce refused the login itself, with a reason: a person must fix a setting (or the
     user in Salesforce). Logins still go on, one per ``CRMSYNC_LOGIN_BACKOFF_MAX_S`` at most."""
 

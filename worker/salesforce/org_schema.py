@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from simple_salesforce.exceptions import SalesforceResourceNotFound
 
+from worker.salesforce.errors import SalesforceFailure
+
 if TYPE_CHECKING:
     from simple_salesforce.api import Salesforce
 
@@ -56,7 +58,7 @@ class FieldProblem:
         )
 
 
-class SchemaMismatch(RuntimeError):
+class SchemaMismatch(SalesforceFailure):
     """The mapping reads fields the org refuses; one line per field. Pickles to itself."""
 
     def __init__(self, message: str) -> None:

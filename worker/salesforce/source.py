@@ -31,24 +31,23 @@ from typing import Any
 from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import SalesforceExpiredSession, SalesforceRefusedRequest
 
+from mappings.ids import normalize_salesforce_id
 from worker.salesforce import queries
 from worker.salesforce.cursors import Cursors, SourceEvent, parse_salesforce_datetime
-from worker.salesforce.ids import normalize_salesforce_id
+from worker.salesforce.errors import QuotaReached, SessionExpired
 
 log = logging.getLogger(__name__)
 
 Row = dict[str, Any]
+__all__ = [
+    "ClosedWonSource",
+    "PollReader",
+    "QuotaReached",
+    "SessionExpired",
+    "strip_attributes",
+]
+
 IN_BATCH = 200  # ids per IN (...): ~4 KB of SOQL, far below the 100,000-character limit
-
-
-class SessionExpired(RuntimeError):
-    """The pre-issued session (SALESFORCE_SESSION_ID) is no longer valid and cannot be renewed."""
-
-
-class QuotaReached(RuntimeError):
-    """The org's API usage reached the configured share of its daily quota (or Salesforce
-    refused with 403 ``REQUEST_LIMIT_EXCEEDED``). A poll catches it and ends with its cursors
-    unchanged; the re-sync helpers let it through, so the operator sees why they stopped."""
 
 
 def strip_attributes(value: Any) -> Any:

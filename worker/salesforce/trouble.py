@@ -36,6 +36,7 @@ from simple_salesforce.exceptions import (
     SalesforceResourceNotFound,
 )
 
+from worker.salesforce.errors import QuotaReached, SalesforceFailure, SessionExpired
 from worker.salesforce.logins import LoginDeferred, LoginRefused
 from worker.salesforce.org_schema import FIX as FIELD_FIX
 
@@ -57,7 +58,7 @@ class SalesforceTrouble:
         return SalesforceTroubleError(self.line, self.kind, self.transient)
 
 
-class SalesforceTroubleError(RuntimeError):
+class SalesforceTroubleError(SalesforceFailure):
     """A :class:`SalesforceTrouble` raised: pickles to itself (one line, its kind)."""
 
     def __init__(self, line: str, kind: str = "", transient: bool = False) -> None:
@@ -119,14 +120,14 @@ def _diagnose_one(exc: BaseException) -> SalesforceTrouble | None:
         return SalesforceTrouble("login", str(exc), transient=False, wait_s=exc.wait_s)
     if isinstance(exc, SalesforceTroubleError):
         return SalesforceTrouble(exc.kind, str(exc), exc.transient)
-    if type(exc).__name__ == "SessionExpired" or isinstance(exc, SalesforceExpiredSession):
+    if isinstance(exc, SessionExpired | SalesforceExpiredSession):
         return SalesforceTrouble(
             "session",
             "Salesforce refused the session and it cannot be renewed: issue a new "
             "SALESFORCE_SESSION_ID, or configure a login mode (SALESFORCE_USERNAME ...)",
             transient=False,
         )
-    if type(exc).__name__ == "QuotaReached":
+    if isinstance(exc, QuotaReached):
         return SalesforceTrouble("quota", str(exc), transient=True)
     if isinstance(exc, SalesforceError):
         return _rest_error(exc)

@@ -18,7 +18,8 @@ from typing import Any
 from simple_salesforce.api import Salesforce
 from simple_salesforce.format import format_soql
 
-from worker.salesforce.ids import normalize_salesforce_id
+from mappings.ids import normalize_salesforce_id
+from worker.sandbox.billing import provider_fields
 
 #: The stages the emulator knows (worker/sandbox/salesforce/schema.py); IsWon follows them.
 OPEN_STAGE = "Prospecting"
@@ -52,8 +53,6 @@ def add_account(
     sf: Salesforce, name: str, *, provider: str = "aws_marketplace", email: str | None = None
 ) -> Edit:
     """An Account whose fields the default mapping needs, with one open deal on it."""
-    from worker.demo.run import provider_fields
-
     number = next(_unique)
     fields: dict[str, Any] = {
         "Name": name,

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 import pytest
 from simple_salesforce.api import Salesforce
 
-from worker.salesforce import build_sandbox_salesforce
 from worker.salesforce.events import pubsub_pb2 as pb
 from worker.salesforce.events.auth import credentials_of
 from worker.salesforce.events.changes import ChangeEvent, ChangeType
@@ -25,6 +24,7 @@ from worker.salesforce.events.client import (
 )
 from worker.salesforce.events.schemas import SchemaCache
 from worker.sandbox.salesforce import SalesforceEmulator
+from worker.sandbox.salesforce.client import build_sandbox_salesforce
 
 TOPIC = "/data/OpportunityChangeEvent"
 pytestmark = pytest.mark.timeout(60)  # a stream that never answers must not hang the suite

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 
 from simple_salesforce.api import Salesforce
 
+from mappings.ids import InvalidSalesforceId, normalize_salesforce_id
 from worker.salesforce.events.client import Credentials
-from worker.salesforce.ids import InvalidSalesforceId, normalize_salesforce_id
 
 if TYPE_CHECKING:
     from worker.salesforce.logins import LoginGate

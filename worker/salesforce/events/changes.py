@@ -1,12 +1,12 @@
 """A decoded change event's header, as the listener needs it (pure, no I/O).
 
 Change Data Capture puts a ``ChangeEventHeader`` record first in every change event's Avro
-payload (DESIGN.md "Change events"). On the Pub/Sub API its ``changedFields`` (and
-``nulledFields``, ``diffFields``) are *bitmaps*, not names: a list of hex strings whose first
-entry (``"0x650004E0"``) has bit *i* set when the top-level field at position *i* of the event's
-Avro schema changed, and whose other entries (``"3-0x06"``) do the same for the sub-fields of the
-compound field at position 3. This module turns them back into field names, using the schema
-the event was written with (positions move when the org adds a field, so never a cached list).
+payload. On the Pub/Sub API its ``changedFields`` (and ``nulledFields``, ``diffFields``) are
+*bitmaps*, not names: a list of hex strings whose first entry (``"0x650004E0"``) has bit *i*
+set when the top-level field at position *i* of the event's Avro schema changed, and whose
+other entries (``"3-0x06"``) do the same for the sub-fields of the compound field at
+position 3. This module turns them back into field names, using the schema the event was
+written with (positions move when the org adds a field, so never a cached list).
 """
 
 from __future__ import annotations

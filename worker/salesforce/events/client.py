@@ -1,8 +1,8 @@
 """Our thin Pub/Sub API client: one gRPC channel, three RPCs, errors by their trailer code.
 
 Built on the stubs generated from our own ``pubsub.proto`` (``generate.py``). Every call carries
-the org's credentials as metadata (``accesstoken``, ``instanceurl``, ``tenantid``: DESIGN.md
-"Change events"); the access token is any OAuth access token or session id, so every login mode
+the org's credentials as metadata (``accesstoken``, ``instanceurl``, ``tenantid``, as the Pub/Sub
+API documents them); the access token is any OAuth access token or session id, so every login mode
 crmsync supports works here too (``auth.py``).
 
 Production talks TLS to ``api.pubsub.salesforce.com:7443``, verified against the system's root

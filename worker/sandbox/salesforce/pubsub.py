@@ -2,7 +2,7 @@
 
 Served from the same org as the REST emulator: the change events come from its record store
 (``change_events.py``) and a call is authenticated against its sessions. What a subscriber
-meets is what Salesforce documents (DESIGN.md "Change events"):
+meets is what Salesforce documents for the Pub/Sub API and Change Data Capture:
 
 * metadata ``accesstoken`` (a live session), ``instanceurl`` and ``tenantid`` (the org id) on
   every call, else ``UNAUTHENTICATED`` with trailer ``error-code: …service.auth.error``; a

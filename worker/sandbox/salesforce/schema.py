@@ -11,7 +11,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from worker.salesforce.ids import checksum_suffix
+from mappings.ids import checksum_suffix
 
 
 class FieldType(enum.Enum):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from worker.salesforce.ids import InvalidSalesforceId, normalize_salesforce_id
+from mappings.ids import InvalidSalesforceId, normalize_salesforce_id
 from worker.sandbox.salesforce.schema import FieldType, SObjectType, sobject_type
 from worker.sandbox.salesforce.soql_parser import (
     And,

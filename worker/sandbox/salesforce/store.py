@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from worker.salesforce.ids import InvalidSalesforceId, normalize_salesforce_id
+from mappings.ids import InvalidSalesforceId, normalize_salesforce_id
 from worker.sandbox.salesforce.schema import (
     ACCOUNT,
     DEFAULT_STAGES,
