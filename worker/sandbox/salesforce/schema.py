@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mappings.ids import checksum_suffix
+from worker.sandbox.salesforce.metadata import custom_fields
 
 
 class FieldType(enum.Enum):
@@ -138,6 +139,16 @@ OPPORTUNITY = SObjectType(
     required=("Name", "StageName", "CloseDate"),
     system_fields=_SYSTEM | {"IsWon", "IsClosed"},
 )
+
+
+def _deployed(sobject: SObjectType) -> SObjectType:
+    """``sobject`` with the custom fields of the DX source that deploys them to an org
+    (metadata.py): the emulator and a real org read the same files, so they cannot drift."""
+    declared = {name: FieldType(kind) for name, kind in custom_fields(sobject.name).items()}
+    return replace(sobject, fields={**sobject.fields, **declared})
+
+
+ACCOUNT, OPPORTUNITY = _deployed(ACCOUNT), _deployed(OPPORTUNITY)
 
 SOBJECTS: dict[str, SObjectType] = {"account": ACCOUNT, "opportunity": OPPORTUNITY}
 
