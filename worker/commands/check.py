@@ -16,6 +16,7 @@ host by its node name, not whichever worker takes the next message from the shar
 from __future__ import annotations
 
 import argparse
+import json
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--worker-timeout", type=float, default=10.0, help="seconds to wait for a live worker"
     )
     parser.add_argument("--skip-worker", action="store_true", help="do not require a live worker")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -326,6 +328,11 @@ def run(args: argparse.Namespace) -> int:
             found = check()
             if found is not None:
                 results.append(found)
+    ok = all(r.ok for r in results)
+    if args.json:
+        checks = [{"name": r.name, "ok": r.ok, "detail": r.detail} for r in results]
+        print(json.dumps({"ok": ok, "checks": checks}, sort_keys=True))
+        return 0 if ok else 1
     for result in results:
         print(result.line())
-    return 0 if all(r.ok for r in results) else 1
+    return 0 if ok else 1

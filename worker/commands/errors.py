@@ -53,6 +53,11 @@ class UsageError(Exception):
     what is accepted. Commands raise it; the CLI prints it and exits 2."""
 
 
+class StartupFailure(Exception):
+    """An expected reason a command cannot start (a port in use): the message is the one line
+    to print, naming what to change; exit 1."""
+
+
 @dataclass(frozen=True)
 class Failure:
     """An expected failure as the operator reads it."""
@@ -114,6 +119,8 @@ def _ours(exc: BaseException, settings: Settings | None) -> Failure | None:
         )
     if isinstance(exc, ResyncRequestError):
         return Failure(f"crmsync: {exc}", EXIT_CONFIG)
+    if isinstance(exc, StartupFailure):
+        return Failure(str(exc), EXIT_FAILED)
     if isinstance(exc, SchemaMismatch):
         return Failure(str(exc), EXIT_CONFIG)
     if isinstance(exc, LoginRefused):

@@ -88,6 +88,10 @@ class SalesforceEmulator(ServedEmulator):
         super().stop()
 
     @property
+    def serves_pubsub(self) -> bool:
+        return self._pubsub_server is not None
+
+    @property
     def pubsub_address(self) -> str:
         """``127.0.0.1:PORT`` of the Pub/Sub API (``CRMSYNC_PUBSUB_EMULATOR_ADDRESS``)."""
         if self._pubsub_server is None:
