@@ -71,10 +71,16 @@ rules:
 # overnight in some transitive package cannot block every landing unannounced.
 # The docs site (mkdocs.yml, docs/) is built with --strict: a broken link or a page missing
 # from the nav fails lint. The built site goes to .site/ (ignored); `make docs` serves it.
+#
+# The house's rules are checked here too: .importlinter's architecture contracts (layers, the
+# emulators out of production, no import circle) and .ci/code_size.py (no production function
+# over 80 lines, no module over 400).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/python .ci/code_size.py
 	$(BIN)/mkdocs build --strict --quiet --site-dir .site
 	@if [ "$${CRMSYNC_AUDIT:-0}" = "1" ]; then $(BIN)/python -m bench.chaos_audit; \
 	else echo "dependency audit: opt-in (CRMSYNC_AUDIT=1 make lint, or make audit)"; fi

@@ -62,7 +62,7 @@ from bench.chaos_scenario import (
 from bench.chaos_verify import dead_letter_reasons, expected_state, judge, judge_contracts
 from tasks.parked import run_drain
 from tasks.poll import run_poll
-from worker.demo.run import deal_terms
+from worker.demo.seed import deal_terms
 from worker.sandbox.billing import PROVIDERS, provider_fields
 from worker.sandbox.metronome import MetronomeFaults
 from worker.sandbox.stack import SandboxStack

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mappings import DesiredCustomer, MappingError
+from worker.metronome.actual import BillingConfigurationState, CustomerState
 from worker.metronome.plan import plan_sync
-from worker.metronome.state import BillingConfigurationState, CustomerState
 
 MapRecord = Callable[[dict[str, Any]], DesiredCustomer]
 

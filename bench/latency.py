@@ -28,7 +28,7 @@ import metronome
 from simple_salesforce.api import Salesforce
 
 from bench.data import account_fields
-from worker.salesforce.ids import normalize_salesforce_id
+from mappings.ids import normalize_salesforce_id
 
 WATCH_PERIOD_S = 0.05
 

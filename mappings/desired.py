@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 #: Providers and the configuration keys Metronome requires for each
-#: (POST /v1/setCustomerBillingProviderConfigurations; see DESIGN.md "Metronome API facts").
+#: (POST /v1/setCustomerBillingProviderConfigurations refuses a configuration without them).
 REQUIRED_CONFIGURATION_KEYS: dict[str, tuple[str, ...]] = {
     "aws_marketplace": ("aws_customer_id", "aws_product_code", "aws_region"),
     "azure_marketplace": ("azure_subscription_id",),
@@ -51,7 +51,7 @@ class DesiredCustomer(BaseModel):
 
     ``salesforce_account_id`` is the 18-character id of the account that owns the customer
     (the top-most parent when hierarchy roll-up is on). ``identity_alias`` is the ingest alias
-    derived from that id (DESIGN.md "Identity and idempotency"): it makes a second create fail
+    derived from that id, unique by construction: it makes a second create fail
     with 409 and lets a re-read find the first. ``ingest_aliases`` includes it.
     ``archive_billing_providers`` is the only way a sync may archive anything: the mapping must
     name the provider explicitly.

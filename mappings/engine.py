@@ -9,8 +9,8 @@ account, not crash the worker.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
 
 from mappings.constraints import (
     alias_problems,
@@ -21,16 +21,34 @@ from mappings.constraints import (
 )
 from mappings.desired import BillingProviderConfiguration, ConfigurationValue, DesiredCustomer
 from mappings.errors import MappingError
+from mappings.expressions import Expr
 from mappings.hierarchy import find_top_account
 from mappings.ids import render_id_alias, to_18
 from mappings.records import NotAScalarError, Scalar, get_key, to_text
-
-if TYPE_CHECKING:
-    from mappings.expressions import Expr
-    from mappings.model import Mapping
+from mappings.rules import BillingProviderRule, HierarchyRollup, IdentityAlias, Provider
 
 T = TypeVar("T")
 Problems = list[tuple[str, str]]
+
+
+class CustomerRules(Protocol):
+    """What the engine reads of a mapping (:class:`mappings.model.Mapping` is one): named here
+    so the engine does not import the model, which calls it."""
+
+    @property
+    def name(self) -> Expr: ...
+    @property
+    def ingest_aliases(self) -> Sequence[Expr]: ...
+    @property
+    def identity_alias(self) -> IdentityAlias: ...
+    @property
+    def custom_fields(self) -> Mapping[str, Expr]: ...
+    @property
+    def billing_provider_configurations(self) -> Sequence[BillingProviderRule]: ...
+    @property
+    def archive_billing_providers(self) -> Sequence[Provider]: ...
+    @property
+    def hierarchy_rollup(self) -> HierarchyRollup: ...
 
 
 class _Evaluator:
@@ -68,7 +86,7 @@ def _account_id(where: str, account: dict[str, Any] | None, fallback: Any) -> st
         return [(where, str(exc))]
 
 
-def map_record(mapping: Mapping, record: dict[str, Any]) -> DesiredCustomer:
+def map_record(mapping: CustomerRules, record: dict[str, Any]) -> DesiredCustomer:
     record_id = _record_id(record)
     if not isinstance(record, dict):
         raise MappingError(record_id, [("<record>", "record is not an object")])
@@ -134,7 +152,7 @@ def map_record(mapping: Mapping, record: dict[str, Any]) -> DesiredCustomer:
     )
 
 
-def _name(mapping: Mapping, record: dict[str, Any], evaluator: _Evaluator) -> str | None:
+def _name(mapping: CustomerRules, record: dict[str, Any], evaluator: _Evaluator) -> str | None:
     value: Scalar = evaluator.run("name", None, mapping.name.evaluate, record)
     text = to_text(value)
     if text is None:
@@ -146,7 +164,7 @@ def _name(mapping: Mapping, record: dict[str, Any], evaluator: _Evaluator) -> st
 
 
 def _aliases(
-    mapping: Mapping, record: dict[str, Any], evaluator: _Evaluator, where: str
+    mapping: CustomerRules, record: dict[str, Any], evaluator: _Evaluator, where: str
 ) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     for index, expression in enumerate(mapping.ingest_aliases):
@@ -177,7 +195,7 @@ def alias_problems_with_origin(aliases: list[tuple[str, str]]) -> Problems:
 
 
 def _custom_fields(
-    mapping: Mapping, record: dict[str, Any], evaluator: _Evaluator
+    mapping: CustomerRules, record: dict[str, Any], evaluator: _Evaluator
 ) -> dict[str, str]:
     out: dict[str, str] = {}
     for key, expression in mapping.custom_fields.items():
@@ -199,7 +217,7 @@ def _config_value(value: Scalar) -> ConfigurationValue | None:
 
 
 def _configurations(
-    mapping: Mapping, record: dict[str, Any], evaluator: _Evaluator, problems: Problems
+    mapping: CustomerRules, record: dict[str, Any], evaluator: _Evaluator, problems: Problems
 ) -> list[BillingProviderConfiguration]:
     out: list[BillingProviderConfiguration] = []
     seen: set[tuple[str, str]] = set()
@@ -230,7 +248,7 @@ def _configurations(
     return out
 
 
-def _with_sources(found: Problems, configuration: dict[str, Expr]) -> Problems:
+def _with_sources(found: Problems, configuration: Mapping[str, Expr]) -> Problems:
     """Name the Salesforce fields behind a configuration key, so the fix is obvious."""
     out: Problems = []
     for path, message in found:

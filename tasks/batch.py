@@ -37,19 +37,15 @@ import redis
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 
+from mappings.ids import InvalidSalesforceId, normalize_salesforce_id
 from tasks.inflight import run_in_flight
-from tasks.publish import SyncItem, send_batch, send_sync
-from tasks.sync import (
-    SYNC_TASK_OPTIONS,
-    Done,
-    Retry,
-    dead_letter_message,
-    retry_while_redis_is_away,
-    run_sync,
-)
+from tasks.sync import run_sync
 from worker.app import app, declare_queue
 from worker.context import WorkerContext, get_context
-from worker.salesforce.ids import InvalidSalesforceId, normalize_salesforce_id
+from worker.queue.names import SYNC_BATCH
+from worker.queue.publish import SyncItem, send_batch, send_sync
+from worker.syncing.outcomes import Done, Retry
+from worker.wiring import SYNC_TASK_OPTIONS, dead_letter_message, retry_while_redis_is_away
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +186,7 @@ def _split(items: Sequence[SyncItem], *, force: bool, reason: str) -> None:
         send_sync(account_id, record, force=force, reason=reason, known_absent=known_absent)
 
 
-@app.task(name="crmsync.sync_batch", **SYNC_TASK_OPTIONS)
+@app.task(name=SYNC_BATCH, **SYNC_TASK_OPTIONS)
 def sync_batch(
     self: Task, items: Any, *, force: bool = False, reason: str = "poll"
 ) -> dict[str, Any]:

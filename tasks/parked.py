@@ -2,7 +2,8 @@
 
 Beat sends it every CRMSYNC_POLL_INTERVAL_S (and a sync whose probe closed Metronome's breaker
 sends one at once), so after an outage the parked syncs are on their way within a poll
-interval. It never schedules anything ahead (no ETA, no countdown: DESIGN.md), it only
+interval. It never schedules anything ahead (no ETA, no countdown: the Redis broker hands a
+message waiting past its visibility timeout out twice), it only
 publishes what is due now, as ordinary ``crmsync.sync_batch`` messages whose syncs go through
 the same steps, locks, Idempotency-Keys and rate governor as any other (``reason="parked"``).
 
@@ -20,7 +21,6 @@ the same steps, locks, Idempotency-Keys and rate governor as any other (``reason
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -29,20 +29,16 @@ from worker.context import WorkerContext, get_context
 from worker.metronome.errors import MetronomeError, TransientError
 from worker.outages.breaker import iso
 from worker.outages.parking import ParkedSync
-from worker.state.keys import DRAIN_LOCK_TTL_S
+from worker.queue.names import DRAIN, PARKED_REASON
+from worker.queue.publish import send_batch, split_batches
 
 log = logging.getLogger(__name__)
 
 #: The task name, stable for operators (``celery call crmsync.drain_parked``).
-DRAIN_TASK = "crmsync.drain_parked"
+DRAIN_TASK = DRAIN
 #: Parked syncs read per round trip, and sent per drain at most (the next drain sends more).
 CLAIM_CHUNK = 500
 DRAIN_MAX = 20_000
-
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 Publish = Callable[[Sequence[ParkedSync]], None]
 
@@ -57,10 +53,7 @@ def claim_lease_s(ctx: WorkerContext) -> float:
 
 def publish_replays(items: Sequence[ParkedSync]) -> None:
     """The default publisher: ``crmsync.sync_batch`` messages, one per force flag and ≤ 50
-    accounts (tasks/publish.py)."""
-    from tasks.publish import send_batch, split_batches
-    from tasks.sync import PARKED_REASON
-
+    accounts (worker/queue/publish.py)."""
     declare_queue()
     for force in (False, True):
         chosen = [(i.account_id, i.record, False) for i in items if i.force is force]
@@ -73,13 +66,13 @@ def run_drain(
 ) -> dict[str, Any]:
     """Send what is due (see the module docstring); returns what was done."""
     store = ctx.store
-    token = secrets.token_hex(8)
-    if not store.client.set(store.keys.drain_lock, token, nx=True, ex=DRAIN_LOCK_TTL_S):
+    token = store.take_drain_lock()
+    if token is None:
         return {"status": "skipped", "reason": "another drain is running"}
     try:
         return _drain(ctx, everything=everything, publish=publish or publish_replays)
     finally:
-        store.client.register_script(_RELEASE)(keys=[store.keys.drain_lock], args=[token])
+        store.release_drain_lock(token)
 
 
 def _drain(ctx: WorkerContext, *, everything: bool, publish: Publish) -> dict[str, Any]:
@@ -103,10 +96,8 @@ def _drain(ctx: WorkerContext, *, everything: bool, publish: Publish) -> dict[st
         if probed != "closed":
             return {"status": "probe", "read": probed, "expired": expired}
         state = breaker.state()
-    marker = store.client.get(store.keys.parked_drained_all)
-    recovered = state.closed_at_ms is not None and (
-        marker is None or float(str(marker)) < state.closed_at_ms
-    )
+    marker = store.drained_all_at()
+    recovered = state.closed_at_ms is not None and (marker is None or marker < state.closed_at_ms)
     everything = everything or recovered
     due_by = float("inf") if everything else None
     sent = _publish_claimed(
@@ -115,14 +106,14 @@ def _drain(ctx: WorkerContext, *, everything: bool, publish: Publish) -> dict[st
     # A replay whose lease ran out and that never ended was lost (its message gone with Redis
     # data): sent again, but only with nothing queued -- a queued one is not lost, only late.
     resent = 0
-    if not store.client.llen(QUEUE):
+    if not store.queued_messages(QUEUE):
         resent = _publish_claimed(
             lambda: parking.reclaim(limit=CLAIM_CHUNK, lease_s=lease), publish
         )
         if resent:
             log.warning("drain: sent again %d parked sync(s) whose replay never ended", resent)
     if recovered and state.closed_at_ms is not None:
-        store.client.set(store.keys.parked_drained_all, repr(state.closed_at_ms))
+        store.mark_drained_all(state.closed_at_ms)
     if sent:
         log.info(
             "drain: sent %d parked sync(s)%s",
@@ -194,16 +185,6 @@ def _read_probe(ctx: WorkerContext) -> str:
         except MetronomeError:
             pass  # a 4xx: Metronome is up and answering
         return "closed" if breaker.succeeded() else "ok"
-
-
-def request_drain(*, everything: bool = False) -> None:
-    """Ask a worker to drain now (a probe just closed the breaker): the periodic drain would
-    do it within a poll interval anyway, so a failure here is only logged."""
-    try:
-        declare_queue()
-        app.send_task(DRAIN_TASK, kwargs={"everything": everything})
-    except Exception as exc:  # the broker away: the beat's drain catches up
-        log.warning("could not request a drain of the parked syncs: %s", type(exc).__name__)
 
 
 @app.task(name=DRAIN_TASK, ignore_result=False, acks_late=False)

@@ -13,34 +13,28 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import requests
 
-from mappings.contracts.engine import WON_OPPORTUNITIES_KEY
 from tasks.poll_trouble import stuck_poll
-from tasks.publish import EnqueueChunk, batch_publisher
 from worker.app import app, declare_queue
 from worker.context import WorkerContext, get_context
-from worker.logs import inherit_task, running_task
-from worker.outages.metronome import BreakerOpenError
+from worker.outages.breaker import Admission
 from worker.outages.salesforce import outage_reason
-from worker.salesforce import Cursors, SourceEvent
+from worker.queue.grouping import CHUNK_ROWS, chunks, find_absent, group_by_account
+from worker.queue.names import POLL
+from worker.queue.publish import EnqueueChunk, batch_publisher
+from worker.salesforce import Cursors, PollReader, SourceEvent
 from worker.salesforce.errors import SalesforceUnreadable
+from worker.state.store import PollLease
+
+__all__ = ["group_by_account", "poll_closed_won", "run_poll"]
 
 log = logging.getLogger(__name__)
-
-#: GET /v1/customers accepts at most 100 salesforce_account_ids per call.
-FIND_BATCH = 100
-#: Rows grouped per enqueue round: bounds memory while streaming; 500 is a quarter page.
-CHUNK_ROWS = 500
-#: A chunk's find calls go out at once (each still takes its turn from the rate governor):
-#: one after another, at ~100 ms per call, they held back the chunk's syncs by half a second
-#: and made the finds alone of a 100,000-row poll take 100 s.
-FIND_THREADS = CHUNK_ROWS // FIND_BATCH
 
 
 def _guarded(rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -61,108 +55,12 @@ def _cursor_text(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def group_by_account(rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """One record per account: the latest row wins (rows arrive in SystemModstamp order).
+@dataclass(slots=True)
+class _Progress:
+    """How far a poll got: what a failed poll reports."""
 
-    The account's other won opportunities of the chunk ride along in the record (under
-    ``WON_OPPORTUNITIES_KEY``, without their copy of the Account): two deals won on one
-    account in one poll interval are two contracts, and the customer is still built once.
-    """
-    grouped: dict[str, dict[str, Any]] = {}
-    others: dict[str, dict[str, dict[str, Any]]] = {}
-    for row in rows:
-        account = row.get("Account")
-        account_id = row.get("AccountId") or (
-            account.get("Id") if isinstance(account, dict) else None
-        )
-        if not account_id:
-            continue
-        key = str(account_id)
-        previous = grouped.get(key)
-        if previous is not None and previous.get("Id") != row.get("Id"):
-            others.setdefault(key, {})[str(previous.get("Id"))] = {
-                k: v for k, v in previous.items() if k not in ("Account", WON_OPPORTUNITIES_KEY)
-            }
-        grouped[key] = row
-    for key, extra in others.items():
-        latest = grouped[key]
-        extra.pop(str(latest.get("Id")), None)
-        if extra:
-            grouped[key] = {**latest, WON_OPPORTUNITIES_KEY: list(extra.values())}
-    return grouped
-
-
-def _chunks(rows: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
-    chunk: list[dict[str, Any]] = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def find_absent(
-    ctx: WorkerContext, records: dict[str, dict[str, Any]], *, force: bool = False
-) -> set[str]:
-    """Accounts (of ``records``) whose owner has no Metronome customer: one batched list call
-    (GET /v1/customers?salesforce_account_ids=, 100 ids) instead of a find in every sync.
-
-    Only accounts that will really sync are looked up: mapped cleanly, hash changed (unless
-    ``force``), and no customer id cached. A hint, never a guarantee: if a customer appears
-    meanwhile, the sync's create answers 409 on the identity alias and the engine adopts it.
-    On any Metronome error, or while Metronome's circuit breaker is open, the hint is skipped
-    (the syncs find for themselves, or park), so the poll never depends on Metronome.
-    """
-    from mappings import MappingError
-
-    try:
-        ctx.metronome_breaker.gate()
-    except BreakerOpenError:
-        return set()  # Metronome's breaker is open: no hint, the syncs park without a call
-    mapped: dict[str, tuple[str, str]] = {}  # account -> (owner, state hash)
-    for account_id, record in records.items():
-        try:
-            desired = ctx.mapping.map_record(record)
-        except MappingError:
-            continue
-        mapped[account_id] = (desired.salesforce_account_id, desired.state_hash())
-    # One round trip for the chunk's states (and their owners'), not one per account.
-    states = ctx.store.account_states([*mapped, *(owner for owner, _hash in mapped.values())])
-    owners: dict[str, list[str]] = {}
-    for account_id, (owner, state_hash) in mapped.items():
-        if not force and states[account_id].state_hash == state_hash:
-            continue
-        if not states[owner].customer_id:
-            owners.setdefault(owner, []).append(account_id)
-    absent: set[str] = set()
-    pending = list(owners)
-    batches = [pending[start : start + FIND_BATCH] for start in range(0, len(pending), FIND_BATCH)]
-
-    def find(batch: list[str]) -> dict[str, str]:
-        return {
-            c.salesforce_account_id: c.id
-            for c in ctx.gateway.list_customers(salesforce_account_ids=batch)
-            if c.salesforce_account_id
-        }
-
-    try:
-        with ThreadPoolExecutor(
-            max_workers=FIND_THREADS,
-            thread_name_prefix="find",
-            initializer=inherit_task,  # their log lines name the poll's task
-            initargs=(running_task(),),
-        ) as pool:
-            for batch, found in zip(batches, pool.map(find, batches), strict=True):
-                for owner in batch:
-                    if owner in found:
-                        ctx.store.remember_customer(owner, found[owner])
-                    else:
-                        absent.update(owners[owner])
-    except Exception as exc:  # the hint is optional; the syncs find for themselves
-        log.warning("batched find skipped: %s", exc)
-    return absent
+    rows: int = 0
+    accounts: int = 0
 
 
 def run_poll(
@@ -171,7 +69,7 @@ def run_poll(
     """Read what changed, publish its syncs chunk by chunk, then move the cursors.
 
     ``enqueue`` publishes one chunk's syncs; the default sends ``crmsync.sync_batch``
-    messages (tasks.publish). Tests pass their own to watch or interrupt a poll.
+    messages (worker/queue/publish.py). Tests pass their own to watch or interrupt a poll.
     ``raise_outage`` (``crmsync poll``, run by hand): an outage is still counted and recorded,
     then its error is raised, so the command names what it could not reach and where
     (worker/commands/errors.py) instead of a bare "no answer".
@@ -198,16 +96,10 @@ def run_poll(
         stored: dict[str, str | None] = dict(store.cursors())
         cursors = Cursors.from_json(stored or None)
         with_events = store.events_due(ctx.settings.events_interval_s)
-        rows = accounts = 0
+        progress = _Progress()
         try:
             reader = ctx.source.poll(cursors, with_events=with_events)  # logs in on first use
-            for chunk in _chunks(_guarded(reader), CHUNK_ROWS):
-                rows += len(chunk)
-                store.mark_won(str(row["Id"]) for row in chunk if row.get("Id"))
-                grouped = group_by_account(chunk)
-                absent = find_absent(ctx, grouped)
-                enqueue([(a, record, a in absent) for a, record in grouped.items()])
-                accounts += len(grouped)
+            _enqueue_changes(ctx, reader, enqueue, progress)
         except Exception as exc:
             reason = _outage(exc)
             if reason is None:
@@ -217,44 +109,12 @@ def run_poll(
             log.warning("poll failed: %s", reason)
             pause.outage(reason, admission)
             reported = True
-            failed: dict[str, Any] = {
-                "status": "failed",
-                "reason": reason,
-                "rows": rows,
-                "enqueued": accounts,
-                "finished_at": _cursor_text(datetime.now(UTC)),
-                "duration_s": round(time.monotonic() - started, 3),
-                "cursors": store.cursors(),
-            }
-            store.record_poll(failed)
+            failed = _record_failure(ctx, reason, progress, started)
             if raise_outage and not isinstance(exc, SalesforceUnreadable):
                 raise
             return failed
-        attention = _record_events(ctx, reader.events)
-        usage = ctx.source.sf.api_usage.get("api-usage")
-        summary: dict[str, Any] = {
-            "status": "stopped_for_quota" if reader.stopped_for_quota else "ok",
-            "rows": rows,
-            "enqueued": accounts,
-            "needs_attention": attention,
-            "salesforce_calls": reader.salesforce_calls,
-            "salesforce_api_usage": [usage.used, usage.total] if usage else None,
-            "finished_at": _cursor_text(datetime.now(UTC)),
-            "duration_s": round(time.monotonic() - started, 3),
-        }
-        if reader.stopped_for_quota:
-            # The quota pauses polls at once (every poll would only spend more of it).
-            pause.quota(reader.quota_reason or "quota reached")
-        else:
-            pause.succeeded(admission)
-            new = {
-                name: _cursor_text(value)
-                for name, value in vars_of(reader.new_cursors).items()
-                if value is not None
-            }
-            if not store.advance_cursors(lease, new):
-                summary["status"] = "fenced_out"
-                log.warning("poll finished after a newer poll took over; cursor left to it")
+        summary = _summary(ctx, reader, progress, started)
+        _conclude(ctx, reader, summary, lease, admission)
         reported = True
         summary["cursors"] = store.cursors()
         store.record_poll(summary)
@@ -264,6 +124,78 @@ def run_poll(
         if not reported:
             pause.release(admission)  # a probe that learnt nothing gives its turn back
         store.release_poll_lock(lease)
+
+
+def _enqueue_changes(
+    ctx: WorkerContext, reader: PollReader, enqueue: EnqueueChunk, progress: _Progress
+) -> None:
+    """Stream the changed rows chunk by chunk: one snapshot per account, its syncs queued."""
+    for chunk in chunks(_guarded(reader), CHUNK_ROWS):
+        progress.rows += len(chunk)
+        ctx.store.mark_won(str(row["Id"]) for row in chunk if row.get("Id"))
+        grouped = group_by_account(chunk)
+        absent = find_absent(ctx, grouped)
+        enqueue([(a, record, a in absent) for a, record in grouped.items()])
+        progress.accounts += len(grouped)
+
+
+def _record_failure(
+    ctx: WorkerContext, reason: str, progress: _Progress, started: float
+) -> dict[str, Any]:
+    """A poll Salesforce failed: recorded as the last poll, cursors unchanged."""
+    failed: dict[str, Any] = {
+        "status": "failed",
+        "reason": reason,
+        "rows": progress.rows,
+        "enqueued": progress.accounts,
+        "finished_at": _cursor_text(datetime.now(UTC)),
+        "duration_s": round(time.monotonic() - started, 3),
+        "cursors": ctx.store.cursors(),
+    }
+    ctx.store.record_poll(failed)
+    return failed
+
+
+def _summary(
+    ctx: WorkerContext, reader: PollReader, progress: _Progress, started: float
+) -> dict[str, Any]:
+    """What a finished poll did (its events recorded as "needs attention" first)."""
+    attention = _record_events(ctx, reader.events)
+    usage = ctx.source.sf.api_usage.get("api-usage")
+    return {
+        "status": "stopped_for_quota" if reader.stopped_for_quota else "ok",
+        "rows": progress.rows,
+        "enqueued": progress.accounts,
+        "needs_attention": attention,
+        "salesforce_calls": reader.salesforce_calls,
+        "salesforce_api_usage": [usage.used, usage.total] if usage else None,
+        "finished_at": _cursor_text(datetime.now(UTC)),
+        "duration_s": round(time.monotonic() - started, 3),
+    }
+
+
+def _conclude(
+    ctx: WorkerContext,
+    reader: PollReader,
+    summary: dict[str, Any],
+    lease: PollLease,
+    admission: Admission,
+) -> None:
+    """The breaker learns how the poll went; the cursors move, fenced by the poll lease."""
+    pause = ctx.salesforce_pause
+    if reader.stopped_for_quota:
+        # The quota pauses polls at once (every poll would only spend more of it).
+        pause.quota(reader.quota_reason or "quota reached")
+        return
+    pause.succeeded(admission)
+    new = {
+        name: _cursor_text(value)
+        for name, value in vars_of(reader.new_cursors).items()
+        if value is not None
+    }
+    if not ctx.store.advance_cursors(lease, new):
+        summary["status"] = "fenced_out"
+        log.warning("poll finished after a newer poll took over; cursor left to it")
 
 
 def _paused(ctx: WorkerContext) -> dict[str, Any]:
@@ -334,7 +266,7 @@ def _record_events(ctx: WorkerContext, events: list[SourceEvent]) -> int:
     return count
 
 
-@app.task(name="crmsync.poll_closed_won", ignore_result=False, acks_late=False)
+@app.task(name=POLL, ignore_result=False, acks_late=False)
 def poll_closed_won() -> dict[str, Any]:
     """One incremental poll (beat sends this every CRMSYNC_POLL_INTERVAL_S)."""
     return run_poll(get_context())

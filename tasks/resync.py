@@ -13,11 +13,11 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from tasks.poll import _chunks, find_absent, group_by_account
-from tasks.publish import EnqueueChunk, batch_publisher
+from mappings.ids import normalize_salesforce_id
 from worker.app import app, declare_queue
 from worker.context import WorkerContext, get_context
-from worker.salesforce.ids import normalize_salesforce_id
+from worker.queue.grouping import chunks, find_absent, group_by_account
+from worker.queue.publish import EnqueueChunk, batch_publisher
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def run_resync(
         declare_queue()
         enqueue = batch_publisher(force=force, reason="resync")
     enqueued: list[str] = []
-    for chunk in _chunks(rows, 500):
+    for chunk in chunks(rows, 500):
         grouped = group_by_account(chunk)
         absent = find_absent(ctx, grouped, force=force)
         enqueue([(a, record, a in absent) for a, record in grouped.items()])

@@ -40,7 +40,7 @@ TASK_TIME_LIMIT_S = 300
 TASK_SOFT_TIME_LIMIT_S = 240
 #: Redis "acks" are a visibility timeout: an unacked message older than this is delivered
 #: again. It must exceed the hard limit (or a slow task runs twice) and every countdown and
-#: retry backoff (or a retry runs twice; DESIGN.md "Celery and Redis facts").
+#: retry backoff (or a retry runs twice: Redis redelivers by age, not by liveness).
 VISIBILITY_TIMEOUT_S = 900
 #: Longest wait between task retries; kept far below the visibility timeout for that reason.
 RETRY_BACKOFF_MAX_S = 120

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from mappings import Mapping, load_default_mapping, load_mapping
-from worker.settings import Settings, load_settings
+from worker.settings import NotConfigured, Settings, load_settings
 from worker.state.opportunities import ContractStore
 from worker.state.store import SyncStore
 
@@ -29,10 +29,6 @@ if TYPE_CHECKING:
     from worker.outages.salesforce import SalesforcePause
     from worker.salesforce import ClosedWonSource
     from worker.salesforce.logins import LoginGate
-
-
-class NotConfigured(RuntimeError):
-    """A setting the operation needs is missing; the message names it."""
 
 
 @dataclass

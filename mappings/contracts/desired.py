@@ -7,8 +7,8 @@ exists and whose hash is unchanged costs zero API calls), and a changed hash aft
 contract exists is what "needs attention" reports, field by field.
 
 Two things are left for the engine to resolve, because only Metronome knows them: the id of
-the customer's billing provider configuration (the contract references it *by id*, DESIGN.md
-"Contracts") and the ids of commit products named by name. :meth:`DesiredContract.request_body`
+the customer's billing provider configuration (``POST /v1/contracts/create`` references it
+*by id*) and the ids of commit products named by name. :meth:`DesiredContract.request_body`
 takes both and builds the exact ``POST /v1/contracts/create`` body.
 """
 

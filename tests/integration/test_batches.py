@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
+from mappings.ids import normalize_salesforce_id
 from tasks.batch import sync_batch
 from tests.ops.support import wait_until
 from tests.support.stack import stack_with_worker
 from worker.ops.progress import terminal_total, wait_for_syncs
-from worker.salesforce.ids import normalize_salesforce_id
 from worker.sandbox.stack import SandboxStack
 
 pytestmark = pytest.mark.integration

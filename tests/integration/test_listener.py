@@ -342,8 +342,8 @@ def test_status_and_metrics_show_the_listener(
     stack: SandboxStack, state: ListenerState, logs: Path
 ) -> None:
     from worker.commands.status import collect_status
+    from worker.ops.scrape import RedisStateCollector
     from worker.state.store import SyncStore
-    from worker.telemetry.metrics import RedisStateCollector
 
     listener = active_listener(stack, state, logs)
     try:  # an idle stream gets a keepalive every second here

@@ -15,11 +15,11 @@ from metronome import Metronome
 from simple_salesforce.api import Salesforce
 
 from tasks.poll import run_poll
-from tasks.publish import SyncItem
 from tasks.resync import run_resync
 from tasks.sync import sync_account
 from tests.support.stack import held_by, poll_and_wait, salesforce_client, stack_with_worker
 from worker.ops.progress import terminal_total, wait_for_syncs
+from worker.queue.publish import SyncItem
 from worker.sandbox.stack import SANDBOX_METRONOME_TOKEN, SandboxStack
 
 pytestmark = pytest.mark.integration

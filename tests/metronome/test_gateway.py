@@ -15,7 +15,7 @@ from worker.metronome.errors import (
     ServerError,
     TransientError,
 )
-from worker.metronome.gateway import MAX_REFUSALS, _retry_after, retry_decision
+from worker.metronome.transport import MAX_REFUSALS, _retry_after, retry_decision
 from worker.sandbox.metronome import MetronomeEmulator, MetronomeFaults
 from worker.settings import Settings
 

@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mappings.desired import BillingProviderConfiguration
+from worker.metronome.actual import BillingConfigurationState, CustomerState
 from worker.metronome.errors import UnresolvableConflictError
 from worker.metronome.idempotency import InMemoryGenerations, idempotency_key
 from worker.metronome.plan import (
@@ -19,7 +20,6 @@ from worker.metronome.plan import (
     SetName,
     plan_sync,
 )
-from worker.metronome.state import BillingConfigurationState, CustomerState
 
 from .conftest import STRIPE, make_desired
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.ops.support import Receiver, free_port
-from worker.demo.run import demo_mapping
+from worker.demo.seed import demo_mapping
 from worker.sandbox.stack import SandboxStack
 
 

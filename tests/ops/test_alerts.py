@@ -13,9 +13,10 @@ import pytest
 from tasks.poll import poll_closed_won
 from tests.ops.conftest import OpsStack
 from tests.ops.support import Receiver, wait_until
+from worker.ops.watcher import AlertWatcher
 from worker.state.server import RedisServer
 from worker.state.store import SyncStore
-from worker.telemetry.alerts import AlertWatcher, WebhookSender, sync_lag
+from worker.telemetry.alerts import WebhookSender, sync_lag
 
 
 @pytest.fixture

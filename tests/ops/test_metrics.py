@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tasks.poll import poll_closed_won
 from tests.ops.conftest import OpsStack
 from tests.ops.support import wait_until
-from worker.demo.run import seed
+from worker.demo.seed import seed
 from worker.ops.progress import TERMINAL_OUTCOMES, terminal_total
 
 pytestmark = pytest.mark.integration

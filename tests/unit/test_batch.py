@@ -12,12 +12,12 @@ import pytest
 from celery.exceptions import SoftTimeLimitExceeded
 
 from mappings import load_default_mapping
+from mappings.ids import normalize_salesforce_id
 from tasks import inflight
 from tasks.batch import BATCH_TIME_BUDGET_S, batch_budget_s, parse_items, run_batch
-from tasks.publish import BATCH_SIZE, MIN_BATCHES, SyncItem, split_batches
 from worker.context import WorkerContext
 from worker.metronome import UpsertEngine
-from worker.salesforce.ids import normalize_salesforce_id
+from worker.queue.publish import BATCH_SIZE, MIN_BATCHES, SyncItem, split_batches
 from worker.sandbox.metronome import MetronomeEmulator
 from worker.settings import load_settings
 from worker.state.keys import Keys

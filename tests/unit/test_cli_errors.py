@@ -19,9 +19,9 @@ from simple_salesforce.exceptions import (
 )
 
 from mappings import MappingFileError
+from mappings.ids import InvalidSalesforceId
 from worker.commands.errors import EXIT_CONFIG, EXIT_FAILED, UsageError, explain
 from worker.metronome.errors import ConnectionFailedError, PermanentError, ServerError
-from worker.salesforce.ids import InvalidSalesforceId
 from worker.salesforce.source import QuotaReached
 from worker.settings import Settings, load_settings
 from worker.state.server import NoCrmsyncRunning

@@ -14,8 +14,9 @@ import pytest
 
 from mappings import load_default_mapping
 from tasks.parked import run_drain
-from tasks.sync import MAX_DELIVERIES, PARKED_REASON, Done, Retry, run_sync
+from tasks.sync import MAX_DELIVERIES, Done, Retry, run_sync
 from worker.context import WorkerContext
+from worker.queue.names import PARKED_REASON
 from worker.sandbox.metronome import MetronomeEmulator, MetronomeFaults
 from worker.settings import load_settings
 from worker.state.keys import Keys

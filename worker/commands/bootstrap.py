@@ -30,9 +30,9 @@ from celery import Celery
 
 from mappings import Mapping
 from worker.app import configure
-from worker.context import NotConfigured, load_configured_mapping
+from worker.context import load_configured_mapping
 from worker.logs import redacted_url
-from worker.settings import Settings, load_settings
+from worker.settings import NotConfigured, Settings, load_settings
 from worker.state.server import EmbeddedRedis, redis_for
 from worker.state.store import SyncStore
 

@@ -16,7 +16,7 @@ from mappings import Mapping, MappingError
 from mappings.contracts.desired import DesiredContract
 from mappings.contracts.engine import won_opportunity_rows
 from worker.contracts.engine import FIXED
-from worker.metronome.state import CatalogEntry, ProductState
+from worker.metronome.actual import CatalogEntry, ProductState
 
 if TYPE_CHECKING:
     from worker.metronome import MetronomeGateway

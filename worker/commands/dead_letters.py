@@ -7,9 +7,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from mappings.ids import normalize_salesforce_id
 from worker.commands.bootstrap import runtime
 from worker.commands.errors import UsageError
-from worker.salesforce.ids import normalize_salesforce_id
 from worker.state.dead_letters import DeadLetter
 
 #: Every kind of dead letter the tasks write (tests/unit/test_cli.py keeps this in step with

@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 from mappings.errors import MappingFileError
 from worker.logs import redacted_url, scrub
 from worker.settings import (
+    NotConfigured,
     SalesforceAuthMode,
     Settings,
     SettingsError,
@@ -95,9 +96,8 @@ def causes(exc: BaseException) -> Iterator[BaseException]:
 
 
 def _ours(exc: BaseException, settings: Settings | None) -> Failure | None:
+    from mappings.ids import InvalidSalesforceId
     from tasks.resync import ResyncRequestError
-    from worker.context import NotConfigured
-    from worker.salesforce.ids import InvalidSalesforceId
     from worker.salesforce.logins import LoginDeferred, LoginRefused
     from worker.salesforce.org_schema import SchemaMismatch
     from worker.salesforce.trouble import SalesforceTroubleError

@@ -9,11 +9,11 @@ import argparse
 import json
 from datetime import datetime
 
+from mappings.ids import normalize_salesforce_id
 from worker.commands.bootstrap import Runtime, runtime
 from worker.commands.errors import UsageError
 from worker.ops.history import History, build_history, parse_since
 from worker.salesforce.cursors import parse_salesforce_datetime
-from worker.salesforce.ids import normalize_salesforce_id
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

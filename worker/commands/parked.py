@@ -13,12 +13,12 @@ import argparse
 import json
 import time
 
+from mappings.ids import normalize_salesforce_id
 from tasks.parked import DRAIN_TASK
 from worker.app import declare_queue
 from worker.commands.bootstrap import runtime
 from worker.outages.breaker import METRONOME, CircuitBreaker, Policy, breaker_state
 from worker.outages.parking import Parking
-from worker.salesforce.ids import normalize_salesforce_id
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

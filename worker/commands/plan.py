@@ -8,11 +8,11 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from mappings import MappingError
+from mappings.ids import normalize_salesforce_id
 from tasks.poll import group_by_account
 from worker.commands.bootstrap import runtime
 from worker.context import build_context
 from worker.contracts.step import describe_contracts
-from worker.salesforce.ids import normalize_salesforce_id
 
 if TYPE_CHECKING:
     from worker.context import WorkerContext

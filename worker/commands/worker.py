@@ -4,7 +4,7 @@
 children, so counts go through prometheus-client's multiprocess directory, which this command
 creates empty before the pool forks and removes when the worker stops (worker/telemetry/metrics.py).
 With CRMSYNC_ALERT_WEBHOOK_URL set, this process also watches for dead letters and cursor lag
-(worker/telemetry/alerts.py).
+(worker/ops/watcher.py).
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ from pathlib import Path
 from worker.app import QUEUE
 from worker.commands.bootstrap import Runtime, service_runtime
 from worker.commands.preflight import check_org
+from worker.ops.scrape import RedisStateCollector
+from worker.ops.watcher import start_watcher
 from worker.state.store import SyncStore
-from worker.telemetry import alerts, metrics
+from worker.telemetry import metrics
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -62,8 +64,8 @@ def operations(rt: Runtime, args: argparse.Namespace) -> Iterator[None]:
         if directory is None:
             directory = created = Path(tempfile.mkdtemp(prefix="crmsync-metrics-"))
         metrics.prepare_directory(directory)
-        metrics.serve(args.metrics_port, args.metrics_address, store, QUEUE)
-    watcher = alerts.start_watcher(rt.settings, store)
+        metrics.serve(args.metrics_port, args.metrics_address, RedisStateCollector(store, QUEUE))
+    watcher = start_watcher(rt.settings, store)
     try:
         yield
     finally:

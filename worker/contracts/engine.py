@@ -17,8 +17,8 @@ It shares the customer engine's gateway and its recover-by-reading pattern, and 
   existing contract. The engine only creates; differences are the caller's "needs attention".
 
 What Metronome alone knows is resolved here, before the create: the id of the customer's
-billing provider configuration the contract bills through (DESIGN.md: reference it by id) and
-the ids of commit products named by name (which must be FIXED). Both come from reads that are
+billing provider configuration the contract bills through (the create takes it by id) and the
+ids of commit products named by name (which must be FIXED). Both come from reads that are
 cached (the catalog per process, the configurations per sync).
 """
 
@@ -32,20 +32,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from mappings.contracts.desired import OPPORTUNITY_FIELD, DesiredCommit, DesiredContract
+from worker.metronome.actual import (
+    BillingConfigurationState,
+    ContractState,
+    ProductState,
+    canonical_json,
+)
 from worker.metronome.errors import (
     ConflictError,
+    ContractConflictError,
+    ContractInputError,
     PermanentError,
     ServerError,
     TransientError,
 )
 from worker.metronome.gateway import MetronomeGateway
 from worker.metronome.idempotency import IdempotencyGenerations, idempotency_key
-from worker.metronome.state import (
-    BillingConfigurationState,
-    ContractState,
-    ProductState,
-    canonical_json,
-)
 
 log = logging.getLogger(__name__)
 
@@ -58,17 +60,6 @@ GENERATION_PREFIX = "contract:"
 FIXED = "FIXED"
 
 BillingLoader = Callable[[], Sequence[BillingConfigurationState]]
-
-
-class ContractInputError(PermanentError):
-    """This opportunity's contract cannot be made as mapped (unknown product, a product that
-    is not FIXED, no matching billing configuration, a body the API refuses): the deal
-    dead-letters with this reason; the customer and every other deal go on."""
-
-
-class ContractConflictError(PermanentError):
-    """The create was refused with 409 and no contract of this customer holds our key: the key
-    or the ``sfdc_opportunity_id`` value is used elsewhere. A person must decide."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,25 +20,49 @@ import hashlib
 import logging
 from collections.abc import Sequence, Set
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mappings import DesiredCustomer, MappingError
 from mappings.contracts.desired import DesiredContract
 from mappings.contracts.engine import opportunity_id, won_opportunity_rows
-from worker.context import WorkerContext
-from worker.contracts.engine import (
-    ContractConflictError,
-    ContractInputError,
-    ContractOutcome,
-)
-from worker.metronome.state import BillingConfigurationState, canonical_json
+from worker.contracts.engine import ContractOutcome
+from worker.metronome.actual import BillingConfigurationState, canonical_json
+from worker.metronome.errors import ContractConflictError, ContractInputError
 from worker.state.dead_letters import CONTRACT_KIND as DEAD_LETTER_CONTRACT_KIND
+
+if TYPE_CHECKING:
+    from mappings import Mapping
+    from worker.contracts.engine import ContractEngine
+    from worker.metronome import MetronomeGateway
+    from worker.state.opportunities import ContractStore
+    from worker.state.store import SyncStore
 
 log = logging.getLogger(__name__)
 
 #: Dead-letter kind of a deal whose contract cannot be made (the customer synced); its
 #: dead letters are grouped by opportunity.
 CONTRACT_KIND = DEAD_LETTER_CONTRACT_KIND
+
+
+class ContractContext(Protocol):
+    """What the contract step uses of a worker process's objects (the worker context has
+    them all): named here so the step depends on these five, not on the context module that
+    builds them from the settings."""
+
+    @property
+    def mapping(self) -> Mapping: ...
+
+    @property
+    def store(self) -> SyncStore: ...
+
+    @property
+    def contract_store(self) -> ContractStore: ...
+
+    @property
+    def contracts(self) -> ContractEngine: ...
+
+    @property
+    def gateway(self) -> MetronomeGateway: ...
 
 
 @dataclass(slots=True)
@@ -62,7 +86,7 @@ class ContractResults:
 
 
 def plan_contracts(
-    ctx: WorkerContext, record: dict[str, Any], customer: DesiredCustomer, *, force: bool
+    ctx: ContractContext, record: dict[str, Any], customer: DesiredCustomer, *, force: bool
 ) -> ContractPlan:
     plan = ContractPlan()
     if ctx.mapping.contract is None:
@@ -107,7 +131,7 @@ def plan_contracts(
 
 
 def report_contract_problems(
-    ctx: WorkerContext,
+    ctx: ContractContext,
     plan: ContractPlan,
     *,
     account: str,
@@ -150,7 +174,7 @@ def report_contract_problems(
 
 
 def ensure_contracts(
-    ctx: WorkerContext,
+    ctx: ContractContext,
     pending: Sequence[DesiredContract],
     *,
     verify: Set[str] = frozenset(),
@@ -201,58 +225,82 @@ def ensure_contracts(
             )
             results.dead_lettered += 1
             continue
-        ctx.contract_store.record_contract(
-            opportunity,
-            contract_id=outcome.contract_id,
-            customer_id=customer_id,
-            contract_hash=desired.state_hash(),
-            canonical=desired.canonical(),
-        )
-        result = (
-            "contract_created"
-            if outcome.created
-            else ("contract_exists" if found is not None else "contract_adopted")
-        )
         (results.created if outcome.created else results.adopted).append(outcome.contract_id)
-        # The deal has its contract: a dead letter it had (a bad rate card fixed since) is done.
-        ctx.store.dead_letter_book.resolve(
-            account, opportunity_id=opportunity, by=task_id, how=result
-        )
-        ctx.store.count_outcome(result)
-        ctx.store.append_ledger(
-            {
-                "account_id": account,
-                "opportunity_id": opportunity,
-                "customer_id": customer_id,
-                "contract_id": outcome.contract_id,
-                "outcome": result,
-                "calls": outcome.calls,
-                "reason": reason,
-                "task_id": task_id,
-            }
-        )
-        if outcome.archived:
-            ctx.store.attention.record(
-                "contract_archived",
-                record_id=opportunity,
-                account_id=account,
-                details={"contract_id": outcome.contract_id, "customer_id": customer_id},
-                task_id=task_id,
-                trigger=reason,
-            )
-        log.info(
-            "%s contract %s for opportunity %s",
-            "created" if outcome.created else "adopted",
-            outcome.contract_id,
-            opportunity,
-            extra={"account_id": account, "customer_id": customer_id, "task_id": task_id},
+        _record_contract(
+            ctx,
+            desired,
+            outcome,
+            adopted_known=found is not None,
+            customer_id=customer_id,
+            account=account,
+            task_id=task_id,
+            reason=reason,
         )
     results.calls = gateway.calls - start
     return results
 
 
+def _record_contract(
+    ctx: ContractContext,
+    desired: DesiredContract,
+    outcome: ContractOutcome,
+    *,
+    adopted_known: bool,
+    customer_id: str,
+    account: str,
+    task_id: str,
+    reason: str,
+) -> None:
+    """The deal has its contract: remember it, resolve the deal's dead letter, count it,
+    write its ledger line, and flag an archived one for a person."""
+    opportunity = desired.salesforce_opportunity_id
+    ctx.contract_store.record_contract(
+        opportunity,
+        contract_id=outcome.contract_id,
+        customer_id=customer_id,
+        contract_hash=desired.state_hash(),
+        canonical=desired.canonical(),
+    )
+    result = (
+        "contract_created"
+        if outcome.created
+        else ("contract_exists" if adopted_known else "contract_adopted")
+    )
+    # The deal has its contract: a dead letter it had (a bad rate card fixed since) is done.
+    ctx.store.dead_letter_book.resolve(account, opportunity_id=opportunity, by=task_id, how=result)
+    ctx.store.count_outcome(result)
+    ctx.store.append_ledger(
+        {
+            "account_id": account,
+            "opportunity_id": opportunity,
+            "customer_id": customer_id,
+            "contract_id": outcome.contract_id,
+            "outcome": result,
+            "calls": outcome.calls,
+            "reason": reason,
+            "task_id": task_id,
+        }
+    )
+    if outcome.archived:
+        ctx.store.attention.record(
+            "contract_archived",
+            record_id=opportunity,
+            account_id=account,
+            details={"contract_id": outcome.contract_id, "customer_id": customer_id},
+            task_id=task_id,
+            trigger=reason,
+        )
+    log.info(
+        "%s contract %s for opportunity %s",
+        "created" if outcome.created else "adopted",
+        outcome.contract_id,
+        opportunity,
+        extra={"account_id": account, "customer_id": customer_id, "task_id": task_id},
+    )
+
+
 def describe_contracts(
-    ctx: WorkerContext, record: dict[str, Any], customer: DesiredCustomer, customer_id: str | None
+    ctx: ContractContext, record: dict[str, Any], customer: DesiredCustomer, customer_id: str | None
 ) -> list[str]:
     """What the contract step would do for ``record`` (``crmsync plan``); reads only: Redis,
     and the customer's contract list when the customer exists."""
@@ -289,7 +337,7 @@ def describe_contracts(
 
 
 def _dead_letter(
-    ctx: WorkerContext,
+    ctx: ContractContext,
     account: str,
     *,
     opportunity: str,

@@ -1,9 +1,8 @@
 """``crmsync demo``: the product end to end on this machine, in three passes.
 
-The seeded org holds about fifty won accounts over every billing provider, a parent with two
-children (hierarchy roll-up on), one account whose customer was already made by hand in
-Metronome (it must be adopted, not duplicated), and two accounts whose data cannot make a
-valid customer (they must dead-letter while the rest proceeds). Then:
+The org and the hand-made customer are seeded by ``worker/demo/seed.py`` (about fifty won
+accounts, a roll-up parent with two children, one customer to adopt, two records that must
+dead-letter). Then:
 
 1. first sync: every account becomes exactly one customer, and every won deal that names a
    rate card one contract;
@@ -28,23 +27,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-from metronome import Metronome
-
 from tasks.poll import run_poll
+from worker.demo.seed import (
+    CONTRACTS_FIRST_PASS,
+    deal_terms,
+    demo_mapping,
+    make_customer_by_hand,
+    seed,
+)
 from worker.ops.progress import wait_for_syncs
 from worker.sandbox.billing import PROVIDERS, provider_fields
-from worker.sandbox.stack import SANDBOX_METRONOME_TOKEN, SandboxStack
+from worker.sandbox.stack import SandboxStack
 from worker.state.store import SyncStore
 
-STANDALONE_ACCOUNTS = 48
-HANDMADE_ALIAS = "ops@handmade.example"
-#: Rate card aliases the Metronome emulator is seeded with; each won deal names one, so each
-#: becomes a contract (the default mapping's rule). Every third deal is evergreen.
-RATE_CARDS = ("standard", "enterprise", "startup")
-#: Won deals that get a contract in pass 1: the standalone accounts, the roll-up parent's and
-#: its EU child's deals (both on the parent's customer), and the hand-made customer's.
-CONTRACTS_FIRST_PASS = STANDALONE_ACCOUNTS + 3
+__all__ = ["PassResult", "run_demo"]
 
 
 @dataclass
@@ -67,76 +63,6 @@ class PassResult:
     @property
     def ok(self) -> bool:
         return not self.problems
-
-
-def deal_terms(n: int) -> dict[str, Any]:
-    """The contract fields of the ``n``-th won deal: a rate card, and a 12- or 24-month term
-    (every third deal evergreen)."""
-    terms: dict[str, Any] = {"Metronome_Rate_Card__c": RATE_CARDS[n % len(RATE_CARDS)]}
-    if n % 3:
-        terms["Contract_Term_Months__c"] = 12 * (n % 3)
-    return terms
-
-
-def seed(stack: SandboxStack) -> None:
-    sf = stack.salesforce
-    assert sf is not None  # noqa: S101
-
-    def account(name: str, email: str | None, n: int, **extra: Any) -> str:
-        fields = {"Name": name, "Billing_Email__c": email, **provider_fields(PROVIDERS[n % 6], n)}
-        return sf.insert("Account", {**fields, **extra})
-
-    deals = iter(range(1000))
-
-    def won(account_id: str, name: str) -> None:
-        n = next(deals)
-        sf.insert(
-            "Opportunity",
-            {
-                "AccountId": account_id,
-                "Name": name,
-                "StageName": "Closed Won",
-                "CloseDate": "2026-11-20",
-                "Amount": 12000,
-                **deal_terms(n),
-            },
-        )
-
-    for n in range(STANDALONE_ACCOUNTS):
-        won(account(f"Demo Customer {n:02d}", f"billing+{n:02d}@demo.example", n), "Renewal")
-    parent = account("Enterprise Holdings", "ap@enterprise.example", 0)
-    won(parent, "Enterprise agreement")
-    for region in ("EU", "US"):
-        child = account(f"Enterprise {region}", f"{region.lower()}@enterprise.example", 1)
-        sf.update("Account", child, {"ParentId": parent})
-        if region == "EU":
-            won(child, f"Enterprise {region} expansion")
-    won(account("Handmade Corp", HANDMADE_ALIAS, 3), "First order")
-    # Two records that cannot make a valid customer: an AWS region outside the API's list,
-    # and an ingest alias longer than Metronome's 128 characters.
-    bad_region = account("Bad Region Ltd", "bad-region@demo.example", 0)
-    sf.update("Account", bad_region, {"AWS_Region__c": "mars-north-1"})
-    won(bad_region, "Doomed")
-    won(account("Long Alias Ltd", "x" * 140 + "@demo.example", 5), "Doomed too")
-
-
-def demo_mapping(path: Path) -> Path:
-    """The default mapping with hierarchy roll-up switched on (the demo shows it)."""
-    from importlib.resources import files
-
-    data = yaml.safe_load(files("mappings").joinpath("default.yaml").read_text("utf-8"))
-    data["hierarchy_rollup"]["enabled"] = True
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
-
-
-def make_customer_by_hand(stack: SandboxStack) -> None:
-    assert stack.metronome is not None  # noqa: S101
-    client = Metronome(bearer_token=SANDBOX_METRONOME_TOKEN, base_url=stack.metronome.url)
-    client.v1.customers.create(
-        name="Handmade (entered in the app)", ingest_aliases=[HANDMADE_ALIAS]
-    )
-    client.close()
 
 
 def metronome_counts(stack: SandboxStack) -> tuple[int, int]:
@@ -342,7 +268,7 @@ def run_demo(as_json: bool = False, workdir: Path | None = None) -> int:
                 third.problems.append(f"duplicate contracts for {doubled}")
     if not as_json:
         _print_table(passes)
-    # Last, always: one JSON object (DESIGN.md: the make targets end with one).
+    # Last, always: one JSON object, so a script (or a make target) can read the outcome.
     print(json.dumps({"passes": [_public(p) for p in passes], "ok": all(p.ok for p in passes)}))
     return 0 if all(p.ok for p in passes) else 1
 

@@ -17,8 +17,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from worker.queue.grouping import find_absent, group_by_account
+from worker.queue.publish import EnqueueChunk, batch_publisher, request_poll
+
 if TYPE_CHECKING:
-    from tasks.publish import EnqueueChunk
     from worker.context import WorkerContext
 
 log = logging.getLogger(__name__)
@@ -41,8 +43,6 @@ class Dispatcher:
         Raises whatever reading Salesforce or publishing raised: the caller keeps the events
         (and their replay ids) and tries again, so nothing is acknowledged that was not queued.
         """
-        from tasks.poll import find_absent, group_by_account
-        from tasks.publish import batch_publisher
         from worker.app import declare_queue
 
         if not opportunity_ids and not account_ids:
@@ -63,9 +63,5 @@ class Dispatcher:
 
     def poll_now(self, why: str) -> None:
         """Ask a worker for one poll now (replay lost, gap overflow, delivery allocation used)."""
-        from tasks.poll import poll_closed_won
-        from worker.app import declare_queue
-
-        declare_queue()
-        poll_closed_won.apply_async()
+        request_poll()
         log.info("listener requested a poll: %s", why)

@@ -1,9 +1,9 @@
 """The upsert engine: find the customer, plan (pure, in plan.py), apply, and recover.
 
-Find order (DESIGN.md "The flow" step 4): a cached customer id, verified with one retrieve ->
-``list(salesforce_account_ids=...)``, batched 100 at a time by ``find_many``. Alias lookups
-are not made up front: a create carries every desired alias (the identity alias first), and
-Metronome refuses it with 409 when any alias is taken, so the create *is* the alias lookup
+Find order (the cheapest read that can answer first): a cached customer id, verified with one
+retrieve -> ``list(salesforce_account_ids=...)``, batched 100 at a time by ``find_many``. Alias
+lookups are not made up front: a create carries every desired alias (the identity alias first),
+and Metronome refuses it with 409 when any alias is taken, so the create *is* the alias lookup
 and a brand-new account costs 1 list + 1 create + 1 updateConfig. Only after a 409 (or an
 ambiguous create) does the engine read by alias -- identity alias first, then each desired
 alias -- and adopt a customer made by hand in the Metronome app.
@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from mappings.desired import DesiredCustomer
+from worker.metronome.actual import CustomerState, canonical_json
 from worker.metronome.errors import (
     ConflictError,
     ServerError,
@@ -44,7 +45,6 @@ from worker.metronome.plan import (
     needs_billing_configurations,
     plan_sync,
 )
-from worker.metronome.state import CustomerState, canonical_json
 
 log = logging.getLogger(__name__)
 

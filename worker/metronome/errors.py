@@ -1,24 +1,39 @@
 """What can go wrong talking to Metronome, sorted by what the caller should do about it.
 
+Catch at the level that decides: ``TransientError`` is everything worth retrying later (the
+sync retries, parks or re-reads), ``PermanentError`` everything only a person can fix (the
+record or deal dead-letters), ``ConflictError`` the 409 the engines resolve by re-reading.
+
 ::
 
-    MetronomeError                 base: anything from the Metronome gateway or upsert engine
+    MetronomeError                 base: anything from the Metronome gateway or an engine
     ├── TransientError             retry later; the outcome may be unknown (ambiguous)
     │   ├── ServerError            5xx: Metronome caches it under the Idempotency-Key, so the
     │   │                          caller must bump the key generation and re-read, not resend
     │   ├── RateLimitedError       429 (X-Metronome-Rate-Limit-Type; Retry-After if sent),
     │   │                          raised only once the gateway's governed resends ran out
-    │   └── ConnectionFailedError  connect error, timeout, dropped connection, 408: the write
-    │                              may have happened; resending the SAME key replays it
+    │   ├── ConnectionFailedError  connect error, timeout, dropped connection, 408: the write
+    │   │                          may have happened; resending the SAME key replays it
+    │   ├── UnexpectedAnswerError  a 200 whose body is not the documented shape (a proxy's
+    │   │                          page, a truncated answer): outcome unknown, the engine
+    │   │                          re-reads
+    │   └── BreakerOpenError       Metronome's circuit breaker is open: the call was not sent
+    │                              and the sync parks (defined beside the breaker, in
+    │                              worker/outages/metronome.py, which raises it at the gate)
     ├── ConflictError              409: an alias or unique custom field value is taken, or an
     │                              Idempotency-Key was reused with another body;
     │                              ``conflicting_id`` when the API names the other customer
     └── PermanentError             400, 401, 403, 404, 422: retrying cannot help; carries the
         │                          API's ``message``
-        └── UnresolvableConflictError
-                                   the customer cannot be made right without moving data
-                                   between customers (e.g. an alias owned by a customer of
-                                   another Salesforce account): an operator must decide
+        ├── UnresolvableConflictError
+        │                          the customer cannot be made right without moving data
+        │                          between customers (e.g. an alias owned by a customer of
+        │                          another Salesforce account): an operator must decide
+        ├── ContractInputError     a deal's contract cannot be made as mapped (unknown or not
+        │                          FIXED product, no matching billing configuration, a body
+        │                          the API refuses): that deal dead-letters, the rest go on
+        └── ContractConflictError  a contract create got 409 and no contract of the customer
+                                   holds our key: the key is used elsewhere; a person decides
 
 Messages never contain the bearer token: the gateway builds them from status codes and the
 API's ``message`` only.
@@ -89,3 +104,14 @@ class UnresolvableConflictError(PermanentError):
     def __init__(self, message: str, *, customer_ids: tuple[str, ...] = ()) -> None:
         super().__init__(message, status=409)
         self.customer_ids = customer_ids
+
+
+class ContractInputError(PermanentError):
+    """This opportunity's contract cannot be made as mapped (unknown product, a product that
+    is not FIXED, no matching billing configuration, a body the API refuses): the deal
+    dead-letters with this reason; the customer and every other deal go on."""
+
+
+class ContractConflictError(PermanentError):
+    """The create was refused with 409 and no contract of this customer holds our key: the key
+    or the ``sfdc_opportunity_id`` value is used elsewhere. A person must decide."""

@@ -1,4 +1,4 @@
-"""Idempotency keys for Metronome POSTs (DESIGN.md "Identity and idempotency").
+"""Idempotency keys for Metronome POSTs: a repeated key replays the first answer.
 
 A key is deterministic per (Salesforce account id, desired-state hash, generation), refined by
 the operation and its body so that two different calls in one sync never share a key (same

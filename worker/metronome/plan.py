@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mappings.desired import BillingProviderConfiguration, DesiredCustomer
+from worker.metronome.actual import CustomerState, canonical_json
 from worker.metronome.errors import UnresolvableConflictError
-from worker.metronome.state import CustomerState, canonical_json
 
 NAME_MAX = 160
 

@@ -32,10 +32,12 @@ from datetime import UTC, datetime
 from importlib.resources import files
 from typing import TYPE_CHECKING, Any
 
-import redis
+from worker.state.breakers import BreakerRecord
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    import redis
 
     from worker.state.keys import Keys
 
@@ -145,8 +147,7 @@ class CircuitBreaker:
         *,
         server_now_ms: Callable[[], float] | None = None,
     ) -> None:
-        self._script = client.register_script(_SCRIPT)
-        self._keys = [keys.breaker(api), keys.breaker_failing(api)]
+        self._record = BreakerRecord(client, keys, api, _SCRIPT)
         self.api = api
         self.policy = policy
         #: Tests pin the breaker's clock; production uses Redis's (TIME).
@@ -226,8 +227,7 @@ class CircuitBreaker:
 
     def _run(self, op: str, *extra: str) -> list[Any]:
         now = "" if self._server_now_ms is None else repr(self._server_now_ms())
-        reply: list[Any] = self._script(keys=self._keys, args=[op, now, *extra])
-        return reply
+        return self._record.run(op, now, *extra)
 
 
 def parse_state(api: str, reply: list[Any]) -> BreakerState:
@@ -256,9 +256,7 @@ def parse_state(api: str, reply: list[Any]) -> BreakerState:
 
 def breaker_state(client: redis.Redis, keys: Keys, api: str) -> BreakerState:
     """For readers without a breaker of their own (``crmsync status``, metrics, alerts)."""
-    script = client.register_script(_SCRIPT)
-    reply = script(keys=[keys.breaker(api), keys.breaker_failing(api)], args=["state", ""])
-    return parse_state(api, reply)
+    return parse_state(api, BreakerRecord(client, keys, api, _SCRIPT).run("state", ""))
 
 
 def iso(ms: float | None) -> str | None:

@@ -2,15 +2,16 @@
 is back -- never in a dead letter, never in a long countdown.
 
 A dead letter means "a person must fix this"; an outage of Metronome is not that, and a
-retry countdown long enough to outlast one is delivered twice by the Redis broker (DESIGN.md:
-countdowns stay far under the visibility timeout). So a sync whose quick retries are spent,
+retry countdown long enough to outlast one is delivered twice by the Redis broker (a
+countdown must stay far under the visibility timeout). So a sync whose quick retries are spent,
 or that meets an open circuit breaker, is *parked* (``tasks/sync.py``) and the drain
 (``tasks/parked.py``) sends it again when it is due:
 
-- four keys (``worker/state/keys.py``): a hash of the parked syncs as JSON -- the account's newest
-  snapshot, why it was parked (which call, which answer), since, attempts --, a sorted set of
-  those waiting by next attempt, one of those sent (their replay on its way) by when they may
-  be sent again, and one by first park (the oldest, the expiry);
+- four keys (``worker/state/keys.py``, kept by ``worker/state/parking.py``): a hash of the
+  parked syncs as JSON -- the account's newest snapshot, why it was parked (which call, which
+  answer), since, attempts --, a sorted set of those waiting by next attempt, one of those
+  sent (their replay on its way) by when they may be sent again, and one by first park (the
+  oldest, the expiry);
 - one entry per account: parking a second snapshot of a parked account merges the two
   (:func:`merge_snapshots`): the newer one wins, and every won deal either carried is kept,
   so no contract is lost with the older one; applying stays guarded by the snapshot stamps;
@@ -29,9 +30,9 @@ or that meets an open circuit breaker, is *parked* (``tasks/sync.py``) and the d
 Durable as Redis is: AOF keeps it across restarts. After a FLUSHALL the poll's cursors are
 gone with it, so the next poll reads every won deal again and whatever still fails parks again.
 
-Writes are compare-and-set on the item's JSON (a small Lua script), so two syncs of one
-account parking at once never lose either snapshot; the merge itself is Python (pure), so the
-record is never re-encoded by Lua's JSON.
+Writes are compare-and-set on the item's JSON (a small Lua script in worker/state/parking.py),
+so two syncs of one account parking at once never lose either snapshot; the merge itself is
+Python (pure), so the record is never re-encoded by Lua's JSON.
 """
 
 from __future__ import annotations
@@ -41,10 +42,11 @@ import random
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from mappings.contracts.engine import WON_OPPORTUNITIES_KEY
 from worker.salesforce.stamps import snapshot_stamp
+from worker.state.parking import ParkedStore
 
 if TYPE_CHECKING:
     import redis
@@ -56,58 +58,6 @@ if TYPE_CHECKING:
 PARK_BACKOFF_BASE_S = 5.0
 #: Attempts to win the compare-and-set against another sync parking the same account.
 CAS_ATTEMPTS = 20
-
-# KEYS: items hash, due zset, sent zset, since zset. ARGV: account, expected old JSON ("" =
-# absent), new JSON ("" = delete), next attempt, since. Writes only if the item is still what
-# was read. A (re)parked sync waits again: out of the sent set, into the due one.
-_CAS = """
-local current = redis.call('HGET', KEYS[1], ARGV[1]) or ''
-if current ~= ARGV[2] then return 0 end
-redis.call('ZREM', KEYS[3], ARGV[1])
-if ARGV[3] == '' then
-  redis.call('HDEL', KEYS[1], ARGV[1])
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  redis.call('ZREM', KEYS[4], ARGV[1])
-  return 1
-end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
-redis.call('ZADD', KEYS[4], ARGV[5], ARGV[1])
-return 1
-"""
-
-# KEYS: items hash, the set to take from (due, or sent), the sent set. ARGV: highest score to
-# take (or "+inf"), how many at most, the lease end to give them in the sent set. Returns
-# account, JSON, account, JSON, ...
-_CLAIM = """
-local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-local reply = {}
-for _, id in ipairs(ids) do
-  redis.call('ZREM', KEYS[2], id)
-  local item = redis.call('HGET', KEYS[1], id)
-  if item then
-    redis.call('ZADD', KEYS[3], ARGV[3], id)
-    reply[#reply + 1] = id
-    reply[#reply + 1] = item
-  end
-end
-return reply
-"""
-
-# KEYS: items hash, due zset, sent zset. ARGV: now, then accounts. Makes the parked ones of
-# them due now (waiting or sent); returns those.
-_DUE_NOW = """
-local made = {}
-for i = 2, #ARGV do
-  local id = ARGV[i]
-  if redis.call('HEXISTS', KEYS[1], id) == 1 then
-    redis.call('ZREM', KEYS[3], id)
-    redis.call('ZADD', KEYS[2], ARGV[1], id)
-    made[#made + 1] = id
-  end
-end
-return made
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +118,8 @@ class ParkedSync:
 
 
 class Parking:
-    """The parked syncs of the deployment (thread-safe: every write is a script)."""
+    """The parked syncs of the deployment: when each is due, merged and expired (the policy);
+    worker/state/parking.py keeps them in Redis."""
 
     def __init__(
         self,
@@ -179,14 +130,10 @@ class Parking:
         max_age_s: float = 86_400.0,
         base_s: float = PARK_BACKOFF_BASE_S,
     ) -> None:
-        self.client = client
-        self.keys = keys
+        self.parked = ParkedStore(client, keys)
         self.backoff_max_s = backoff_max_s
         self.max_age_s = max_age_s
         self.base_s = min(base_s, backoff_max_s)
-        self._cas = client.register_script(_CAS)
-        self._claim = client.register_script(_CLAIM)
-        self._due_now = client.register_script(_DUE_NOW)
 
     @classmethod
     def from_settings(cls, settings: Settings, client: redis.Redis, keys: Keys) -> Parking:
@@ -216,7 +163,7 @@ class Parking:
         the merge of the stored and the new one (:func:`merge_snapshots`)."""
         moment = time.time() if now is None else now
         for _ in range(CAS_ATTEMPTS):
-            raw = cast(str | None, self.client.hget(self.keys.parked_items, account_id))
+            raw = self.parked.raw(account_id)
             old = ParkedSync.from_json(raw) if raw else None
             merged = merge_snapshots(old.record, record) if old is not None else record
             attempts = (old.attempts if old is not None else 0) + 1
@@ -250,38 +197,30 @@ class Parking:
         """The replay of ``record`` ended (synced, or a dead letter): remove the parked sync,
         unless a newer snapshot was parked meanwhile (it waits again: :meth:`park`)."""
         for _ in range(CAS_ATTEMPTS):
-            raw = cast(str | None, self.client.hget(self.keys.parked_items, account_id))
+            raw = self.parked.raw(account_id)
             if not raw:
                 return False
             if _canonical(ParkedSync.from_json(raw).record) != _canonical(record):
                 self.make_due([account_id])  # the newer one: due at once
                 return False
-            if int(self._cas(keys=self._keys(), args=[account_id, raw, "", "0", "0"])):
+            if self.parked.delete(account_id, raw):
                 return True
         return False
 
     def remove(self, account_id: str) -> bool:
         """Forget a parked sync whatever it holds (it became a dead letter)."""
-        raw = cast(str | None, self.client.hget(self.keys.parked_items, account_id))
+        raw = self.parked.raw(account_id)
         if not raw:
             return False
-        return bool(int(self._cas(keys=self._keys(), args=[account_id, raw, "", "0", "0"])))
+        return self.parked.delete(account_id, raw)
 
     def make_due(self, account_ids: Iterable[str] | None = None) -> list[str]:
         """Due now: the given accounts (those of them parked, waiting or sent), or every
         parked sync. Returns the accounts made due."""
-        ids = (
-            [_text(i) for i in cast(list[Any], self.client.hkeys(self.keys.parked_items))]
-            if account_ids is None
-            else list(dict.fromkeys(account_ids))
-        )
+        ids = self.parked.accounts() if account_ids is None else list(dict.fromkeys(account_ids))
         if not ids:
             return []
-        reply = self._due_now(
-            keys=[self.keys.parked_items, self.keys.parked_due, self.keys.parked_sent],
-            args=[repr(time.time()), *ids],
-        )
-        return [_text(i) for i in cast(list[Any], reply)]
+        return self.parked.make_due(ids, time.time())
 
     # -- the drain -----------------------------------------------------------------------
 
@@ -289,71 +228,44 @@ class Parking:
         """Up to ``limit`` waiting parked syncs due by ``due_by`` (now by default; ``inf``:
         all of them), soonest due first, moved to the sent set with a lease of ``lease_s``;
         they leave the parking only when their replay ends (:meth:`finish`)."""
-        return self._take(self.keys.parked_due, limit=limit, lease_s=lease_s, due_by=due_by)
+        return self._take(sent=False, limit=limit, lease_s=lease_s, due_by=due_by)
 
     def reclaim(self, *, limit: int, lease_s: float) -> list[ParkedSync]:
         """Sent parked syncs whose lease ran out and whose replay never ended: to send again
         (only when the queue is empty: see the module docstring)."""
-        return self._take(self.keys.parked_sent, limit=limit, lease_s=lease_s, due_by=None)
+        return self._take(sent=True, limit=limit, lease_s=lease_s, due_by=None)
 
     def _take(
-        self, source: str, *, limit: int, lease_s: float, due_by: float | None
+        self, *, sent: bool, limit: int, lease_s: float, due_by: float | None
     ) -> list[ParkedSync]:
         moment = time.time()
         bound = "+inf" if due_by == float("inf") else repr(moment if due_by is None else due_by)
-        reply = self._claim(
-            keys=[self.keys.parked_items, source, self.keys.parked_sent],
-            args=[bound, str(limit), repr(moment + lease_s)],
-        )
-        items = cast(list[Any], reply)
-        return [
-            ParkedSync.from_json(_text(items[i + 1]), moment + lease_s)
-            for i in range(0, len(items), 2)
-        ]
+        taken = self.parked.take(sent=sent, bound=bound, limit=limit, lease_end=moment + lease_s)
+        return [ParkedSync.from_json(raw, moment + lease_s) for _account, raw in taken]
 
     def next_due_account(self) -> str | None:
         """The waiting parked sync due soonest (the drain's probe), else a sent one whose
         lease ran out."""
-        first = cast(list[Any], self.client.zrange(self.keys.parked_due, 0, 0))
-        if not first:
-            first = cast(
-                list[Any],
-                self.client.zrangebyscore(
-                    self.keys.parked_sent, "-inf", repr(time.time()), start=0, num=1
-                ),
-            )
-        return _text(first[0]) if first else None
+        return self.parked.first_due(time.time())
 
     def oldest_account(self) -> str | None:
-        first = cast(list[Any], self.client.zrange(self.keys.parked_since, 0, 0))
-        return _text(first[0]) if first else None
+        first = self.parked.oldest_accounts(1)
+        return first[0] if first else None
 
     def claim_account(self, account_id: str, *, lease_s: float) -> ParkedSync | None:
         """Send one given parked sync (the probe)."""
         moment = time.time()
-        raw = cast(str | None, self.client.hget(self.keys.parked_items, account_id))
-        if not raw:
-            return None
-        pipe = self.client.pipeline(transaction=True)
-        pipe.zrem(self.keys.parked_due, account_id)
-        pipe.zadd(self.keys.parked_sent, {account_id: moment + lease_s})
-        pipe.execute()
-        return ParkedSync.from_json(raw, moment + lease_s)
+        raw = self.parked.send(account_id, moment + lease_s)
+        return ParkedSync.from_json(raw, moment + lease_s) if raw else None
 
     def expired_accounts(self, now: float | None = None) -> list[str]:
         moment = time.time() if now is None else now
-        rows = cast(
-            list[Any],
-            self.client.zrangebyscore(
-                self.keys.parked_since, "-inf", repr(moment - self.max_age_s)
-            ),
-        )
-        return [_text(r) for r in rows]
+        return self.parked.parked_before(moment - self.max_age_s)
 
     # -- reading -------------------------------------------------------------------------
 
     def count(self) -> int:
-        return int(self.client.hlen(self.keys.parked_items))
+        return self.parked.count()
 
     def get(self, account_id: str) -> ParkedSync | None:
         found = self._read([account_id])
@@ -365,42 +277,16 @@ class Parking:
 
     def items(self, limit: int = 1000) -> list[ParkedSync]:
         """The parked syncs, oldest first (up to ``limit``)."""
-        ids = [
-            _text(i)
-            for i in cast(list[Any], self.client.zrange(self.keys.parked_since, 0, limit - 1))
-        ]
-        return self._read(ids)
+        return self._read(self.parked.oldest_accounts(limit))
 
     def _read(self, ids: list[str]) -> list[ParkedSync]:
         """The items, with when each is next due (waiting) or may be sent again (sent)."""
-        if not ids:
-            return []
-        pipe = self.client.pipeline(transaction=False)
-        for account in ids:
-            pipe.hget(self.keys.parked_items, account)
-            pipe.zscore(self.keys.parked_due, account)
-            pipe.zscore(self.keys.parked_sent, account)
-        replies = pipe.execute()
-        found = []
-        for index in range(len(ids)):
-            raw, due, sent = replies[3 * index : 3 * index + 3]
-            if raw:
-                found.append(ParkedSync.from_json(_text(raw), due if due is not None else sent))
-        return found
-
-    # -- plumbing ------------------------------------------------------------------------
-
-    def _keys(self) -> list[str]:
-        return [
-            self.keys.parked_items,
-            self.keys.parked_due,
-            self.keys.parked_sent,
-            self.keys.parked_since,
-        ]
+        return [ParkedSync.from_json(raw, next_at) for raw, next_at in self.parked.read(ids)]
 
     def _write(self, account_id: str, expected: str, item: ParkedSync) -> bool:
-        args = [account_id, expected, item.to_json(), repr(item.next_at), repr(item.since)]
-        return bool(int(self._cas(keys=self._keys(), args=args)))
+        return self.parked.write(
+            account_id, expected, item.to_json(), next_at=item.next_at, since=item.since
+        )
 
 
 def merge_snapshots(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
@@ -440,10 +326,6 @@ def deal_ids(record: dict[str, Any]) -> set[str]:
 
 def _canonical(record: dict[str, Any]) -> str:
     return json.dumps(record, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _iso(epoch_s: float) -> str:

@@ -46,14 +46,16 @@ event stream's gRPC errors live with it in ``worker/salesforce/events``.
 
 from __future__ import annotations
 
+from worker.settings.errors import NotConfigured
+
 
 class SalesforceFailure(RuntimeError):
     """The root of crmsync's Salesforce errors; catch it to handle any of them alike."""
 
 
-class SalesforceNotConfigured(SalesforceFailure):
+class SalesforceNotConfigured(SalesforceFailure, NotConfigured):
     """Raised by ``build_salesforce`` when no SALESFORCE_* login is configured (the CLI
-    points the operator to ``crmsync demo``)."""
+    points the operator to ``crmsync demo``). A kind of crmsync's one ``NotConfigured``."""
 
 
 class SessionExpired(SalesforceFailure):

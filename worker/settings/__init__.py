@@ -35,6 +35,7 @@ from worker.settings.environment import (
     default_data_dir,
     variable_for,
 )
+from worker.settings.errors import NotConfigured, SettingsError
 from worker.settings.salesforce_login import (
     SalesforceAuthMode,
     salesforce_auth_mode,
@@ -45,6 +46,7 @@ from worker.settings.secrets import SECRET_FILES, read_secret_file, url_with_pas
 __all__ = [
     "SECRET_FILES",
     "SETTINGS_PREFIXES",
+    "NotConfigured",
     "SalesforceAuthMode",
     "Settings",
     "SettingsError",
@@ -56,19 +58,6 @@ __all__ = [
     "salesforce_auth_mode",
     "salesforce_mode_variables",
 ]
-
-
-class SettingsError(Exception):
-    """The configuration cannot be used; the message is meant for an operator's eyes.
-
-    ``problems`` holds one line per wrong variable (``VARIABLE: what is wrong``), so
-    ``crmsync check`` can print each on its own line and the CLI can print them without a
-    traceback.
-    """
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(f"crmsync: configuration: {p}" for p in problems))
 
 
 class Settings(BaseSettings):

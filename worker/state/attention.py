@@ -1,6 +1,6 @@
 """ "Needs attention": what crmsync saw and, on purpose, did not act on, kept until a person has.
 
-crmsync never archives, edits or moves anything on its own (DESIGN.md): a re-opened deal, a
+crmsync never archives, edits or moves anything on its own (a person decides): a re-opened deal, a
 merged or deleted account, a deal changed after its contract was made, a contract a person
 archived, or a customer that cannot be made right without taking an alias from another one are
 each recorded as an *item* with what to do, listed by ``crmsync attention`` and acknowledged
@@ -23,12 +23,13 @@ import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import redis
 
 from worker.state.keys import CLOSED_ITEMS_KEPT, Keys
 from worker.state.ledger import Ledger, now_iso
+from worker.state.open_items import OpenItems
 
 #: What an operator does about each event; the recorder's own text, when it has one, wins.
 WHAT_TO_DO: dict[str, str] = {
@@ -162,6 +163,12 @@ class AttentionBook:
         self.ledger = ledger
         self._record = client.register_script(_RECORD)
         self._ack = client.register_script(_ACK)
+        self.book = OpenItems(
+            client,
+            items=keys.attention_items,
+            open=keys.attention_open,
+            closed=keys.attention_acked,
+        )
 
     def record(
         self,
@@ -239,12 +246,12 @@ class AttentionBook:
         return result == 1
 
     def open_count(self) -> int:
-        return int(self.client.hlen(self.keys.attention_open))
+        return self.book.open_count()
 
     def open_by_event(self) -> dict[str, int]:
         """Open items per event (the metric), from the open index alone."""
         counts: dict[str, int] = {}
-        for key in cast(list[str], self.client.hkeys(self.keys.attention_open)):
+        for key in self.book.open_keys():
             event = key.split("|", 1)[0]
             counts[event] = counts.get(event, 0) + 1
         return counts
@@ -255,23 +262,10 @@ class AttentionBook:
         """Items, newest first; open only unless ``include_acked``; only those about
         ``record_ids`` (as record or account) when given."""
         if include_acked or record_ids is not None:
-            raws = list(
-                cast(dict[str, str], self.client.hgetall(self.keys.attention_items)).values()
-            )
+            raws = list(self.book.every_raw().values())
         else:
-            ids = list(cast(dict[str, str], self.client.hgetall(self.keys.attention_open)).values())
-            raws = (
-                [
-                    r
-                    for r in cast(
-                        list[str | None], self.client.hmget(self.keys.attention_items, ids)
-                    )
-                    if r
-                ]
-                if ids
-                else []
-            )
-        items = [_item(json.loads(raw)) for raw in raws]
+            raws = self.book.raws(self.book.open_ids())
+        items = [_item(json.loads(raw)) for raw in raws if raw]
         selected = [
             i
             for i in items
@@ -282,19 +276,15 @@ class AttentionBook:
 
     def open_items_after(self, item_id: int) -> list[AttentionItem]:
         """Open items with an id above ``item_id``, oldest first (the alert watcher's "new")."""
-        ids = [
-            i
-            for i in cast(list[str], self.client.hvals(self.keys.attention_open))
-            if int(i) > item_id
-        ]
+        ids = [i for i in self.book.open_ids() if int(i) > item_id]
         if not ids:
             return []
-        raws = cast(list[str | None], self.client.hmget(self.keys.attention_items, ids))
+        raws = self.book.raws(ids)
         items = [_item(json.loads(raw)) for raw in raws if raw]
         return sorted((i for i in items if i.open), key=lambda i: int(i.id))
 
     def get(self, item_id: str) -> AttentionItem | None:
-        raw = cast(str | None, self.client.hget(self.keys.attention_items, item_id))
+        raw = self.book.raw(item_id)
         return _item(json.loads(raw)) if raw else None
 
 

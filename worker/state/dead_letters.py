@@ -27,11 +27,18 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, cast
 
 import redis
 
+from worker.state.dead_letter_items import (
+    DeadLetter,
+    Occurrence,
+    Recorded,
+    letter_from,
+    occurrence_from,
+    parse_group,
+)
 from worker.state.keys import (
     CLOSED_ITEMS_KEPT,
     DEAD_LETTER_GROUPS_PER_ID,
@@ -39,9 +46,12 @@ from worker.state.keys import (
     Keys,
 )
 from worker.state.ledger import Ledger, now_iso
+from worker.state.open_items import OpenItems
 
 #: The dead-letter kind of a deal whose contract cannot be made; grouped by opportunity.
 CONTRACT_KIND = "contract"
+
+__all__ = ["CONTRACT_KIND", "DeadLetter", "DeadLetterBook", "Occurrence", "Recorded"]
 
 # KEYS: groups, snapshots, open, sequence, stream, then the per-record sets (account,
 # opportunity). ARGV: group key ('' = never grouped), now (ISO), the occurrence as JSON,
@@ -127,73 +137,6 @@ return n
 """
 
 
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """One group: the thing to fix, how often and since when, and whether it was fixed."""
-
-    entry_id: str  # the group id (what `dead-letters redrive ID` takes)
-    account_id: str
-    kind: str
-    reason: str  # the latest attempt's
-    task_id: str  # the latest attempt's
-    at: str  # last seen
-    snapshot: dict[str, Any] | None
-    opportunity_id: str = ""
-    count: int = 1
-    first_at: str = ""
-    status: str = "open"  # open | resolved
-    trigger: str = ""  # what ran the latest attempt: poll, event, resync, redrive
-    resolved_at: str = ""
-    resolved_by: str = ""
-    resolved_how: str = ""
-
-    @property
-    def open(self) -> bool:
-        return self.status == "open"
-
-    def as_dict(self) -> dict[str, Any]:
-        """For ``--json`` output (without the snapshot, which may be large)."""
-        return {
-            "id": self.entry_id,
-            "account_id": self.account_id,
-            "opportunity_id": self.opportunity_id or None,
-            "kind": self.kind,
-            "reason": self.reason,
-            "count": self.count,
-            "first_at": self.first_at,
-            "last_at": self.at,
-            "task_id": self.task_id,
-            "trigger": self.trigger or None,
-            "status": self.status,
-            "resolved_at": self.resolved_at or None,
-            "resolved_by": self.resolved_by or None,
-            "resolved_how": self.resolved_how or None,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Occurrence:
-    """One attempt that dead-lettered (an entry of the ``dead-letters`` stream)."""
-
-    entry_id: str
-    group_id: str
-    opened: bool
-    account_id: str
-    opportunity_id: str
-    kind: str
-    reason: str
-    task_id: str
-    at: str
-
-
-@dataclass(frozen=True, slots=True)
-class Recorded:
-    group_id: str
-    entry_id: str
-    #: True when this attempt opened a new group (the first of its kind for its account).
-    opened: bool
-
-
 class DeadLetterBook:
     def __init__(self, client: redis.Redis, keys: Keys, ledger: Ledger) -> None:
         self.client = client
@@ -201,6 +144,12 @@ class DeadLetterBook:
         self.ledger = ledger
         self._record = client.register_script(_RECORD)
         self._resolve = client.register_script(_RESOLVE)
+        self.book = OpenItems(
+            client,
+            items=keys.dead_letter_groups,
+            open=keys.dead_letters_open,
+            closed=keys.dead_letters_resolved,
+        )
 
     # --- writing -------------------------------------------------------------------------
     def record(
@@ -301,7 +250,7 @@ class DeadLetterBook:
 
     def delete(self, group_id: str) -> None:
         """Forget a group entirely (tests; an operator resolves by fixing, not deleting)."""
-        raw = cast(str | None, self.client.hget(self.keys.dead_letter_groups, group_id))
+        raw = self.book.raw(group_id)
         pipe = self.client.pipeline(transaction=True)
         if raw:
             pipe.hdel(self.keys.dead_letters_open, json.loads(raw).get("group_key", ""))
@@ -312,11 +261,11 @@ class DeadLetterBook:
 
     # --- reading -------------------------------------------------------------------------
     def open_count(self) -> int:
-        return int(self.client.hlen(self.keys.dead_letters_open))
+        return self.book.open_count()
 
     def resolved_count(self) -> int:
         """Groups a later sync resolved (the newest CLOSED_ITEMS_KEPT are kept)."""
-        return int(self.client.zcard(self.keys.dead_letters_resolved))
+        return self.book.closed_count()
 
     def groups(
         self,
@@ -330,22 +279,15 @@ class DeadLetterBook:
         """Groups, oldest first (by id), open only unless ``include_resolved``."""
         rows: dict[str, str | None]
         if include_resolved and account_id is None:
-            rows = cast(dict[str, str | None], self.client.hgetall(self.keys.dead_letter_groups))
+            rows = self.book.every_raw()
         else:
             if account_id is not None:
                 key = self.keys.dead_letters_of(account_id)
                 ids = cast(list[str], self.client.zrange(key, 0, -1))
             else:
-                ids = list(
-                    cast(dict[str, str], self.client.hgetall(self.keys.dead_letters_open)).values()
-                )
-            raws = (
-                cast(list[str | None], self.client.hmget(self.keys.dead_letter_groups, ids))
-                if ids
-                else []
-            )
-            rows = dict(zip(ids, raws, strict=True))
-        groups = [_group(raw) for raw in rows.values() if raw]
+                ids = self.book.open_ids()
+            rows = dict(zip(ids, self.book.raws(ids), strict=True))
+        groups = [parse_group(raw) for raw in rows.values() if raw]
         selected = sorted(
             (
                 g
@@ -363,14 +305,14 @@ class DeadLetterBook:
                 list[str | None],
                 self.client.hmget(self.keys.dead_letter_snapshots, [g["id"] for g in selected]),
             )
-        return [_letter(g, s) for g, s in zip(selected, snapshots, strict=True)]
+        return [letter_from(g, s) for g, s in zip(selected, snapshots, strict=True)]
 
     def get(self, group_id: str) -> DeadLetter | None:
-        raw = cast(str | None, self.client.hget(self.keys.dead_letter_groups, group_id))
+        raw = self.book.raw(group_id)
         if not raw:
             return None
         snapshot = cast(str | None, self.client.hget(self.keys.dead_letter_snapshots, group_id))
-        return _letter(_group(raw), snapshot)
+        return letter_from(parse_group(raw), snapshot)
 
     def last_occurrence_id(self) -> str:
         """The newest attempt's stream id ("0-0" when none): a mark for occurrences_since."""
@@ -386,12 +328,12 @@ class DeadLetterBook:
             list[tuple[str, dict[str, str]]],
             self.client.xrange(self.keys.dead_letters, min=f"({entry_id}", count=count),
         )
-        return [_occurrence(entry, fields) for entry, fields in rows]
+        return [occurrence_from(entry, fields) for entry, fields in rows]
 
 
 def _groupable(record_id: str) -> bool:
     """Only a valid Salesforce id names something to fix; "-" or a hostile string do not."""
-    from worker.salesforce.ids import InvalidSalesforceId, normalize_salesforce_id
+    from mappings.ids import InvalidSalesforceId, normalize_salesforce_id
 
     if not record_id or record_id == "-":
         return False
@@ -405,46 +347,3 @@ def _groupable(record_id: str) -> bool:
 def _wall_ms() -> int:
     """A sorted-set score (order only: the ISO times in the JSON are what is shown)."""
     return int(time.time() * 1000)
-
-
-def _group(raw: str) -> dict[str, Any]:
-    loaded = json.loads(raw)
-    return loaded if isinstance(loaded, dict) else {}
-
-
-def _letter(group: Mapping[str, Any], snapshot: str | None) -> DeadLetter:
-    parsed: dict[str, Any] | None = None
-    if snapshot:
-        loaded = json.loads(snapshot)
-        parsed = loaded if isinstance(loaded, dict) else {"raw": loaded}
-    return DeadLetter(
-        entry_id=str(group.get("id", "")),
-        account_id=str(group.get("account_id", "")),
-        kind=str(group.get("kind", "")),
-        reason=str(group.get("reason", "")),
-        task_id=str(group.get("task_id", "")),
-        at=str(group.get("last_at", "")),
-        snapshot=parsed,
-        opportunity_id=str(group.get("opportunity_id", "")),
-        count=int(group.get("count", 1)),
-        first_at=str(group.get("first_at", "")),
-        status=str(group.get("status", "open")),
-        trigger=str(group.get("trigger", "")),
-        resolved_at=str(group.get("resolved_at", "")),
-        resolved_by=str(group.get("resolved_by", "")),
-        resolved_how=str(group.get("resolved_how", "")),
-    )
-
-
-def _occurrence(entry_id: str, fields: Mapping[str, str]) -> Occurrence:
-    return Occurrence(
-        entry_id=entry_id,
-        group_id=fields.get("group", ""),
-        opened=fields.get("opened") == "1",
-        account_id=fields.get("account_id", ""),
-        opportunity_id=fields.get("opportunity_id", ""),
-        kind=fields.get("kind", ""),
-        reason=fields.get("reason", ""),
-        task_id=fields.get("task_id", ""),
-        at=fields.get("at", ""),
-    )

@@ -3,8 +3,9 @@
 All keys sit under one configurable prefix (``CRMSYNC_REDIS_PREFIX``, default ``crmsync``), so
 one Redis can serve several crmsync installations and an operator can see or delete exactly
 ours. Nothing here is the source of truth: losing every key costs API calls (re-reads), never
-a duplicate customer, because the guards live in Metronome (DESIGN.md "Correctness never rests
-on Redis alone"). Celery's own keys (queues, results, redbeat) are named by Celery.
+a duplicate customer, because the guards live in Metronome (identity aliases, uniqueness keys
+and Idempotency-Keys: correctness never rests on Redis alone). Celery's own keys (queues,
+results, redbeat) are named by Celery.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@
   (paused past the TTL, cut off from Redis) can no longer move the replay id under the new
   holder's feet. What it may still do is enqueue a sync the new holder enqueues again: the
   dedupe hash makes that second sync free.
-* **Replay ids are bytes** (opaque to us; DESIGN.md "Change events"), so this module keeps its
+* **Replay ids are bytes** (opaque to us: Salesforce defines them), so this module keeps its
   own Redis client without ``decode_responses``.
 * **Topic stats** (last event, last keepalive, lag, reconnects) are plain hash fields, written
   as they happen, so ``crmsync status`` and the metrics read them without asking the listener.
@@ -25,6 +25,7 @@ from typing import Any, cast
 import redis
 
 from worker.state.keys import Keys
+from worker.state.locks import TokenLocks
 
 _ACQUIRE = """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
@@ -32,14 +33,6 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   redis.call('HSET', KEYS[3], 'holder', ARGV[3], 'fence', fence, 'since', ARGV[4])
   return fence
 end
-return 0
-"""
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
 # KEYS: lease, replay hash. ARGV: token, then topic/replay-id pairs.
@@ -65,8 +58,7 @@ class ListenerState:
         self.client = client
         self.keys = keys
         self._acquire = client.register_script(_ACQUIRE)
-        self._renew = client.register_script(_RENEW)
-        self._release = client.register_script(_RELEASE)
+        self.locks = TokenLocks(client)
         self._store = client.register_script(_STORE_REPLAY)
 
     @classmethod
@@ -97,12 +89,10 @@ class ListenerState:
 
     def renew(self, lease: ListenerLease, lease_s: float) -> bool:
         """False when the lease is no longer ours (expired and taken, or Redis lost it)."""
-        return bool(
-            self._renew(keys=[self.keys.listener_lease], args=[lease.token, int(lease_s * 1000)])
-        )
+        return self.locks.extend(self.keys.listener_lease, lease.token, int(lease_s * 1000))
 
     def release(self, lease: ListenerLease) -> None:
-        self._release(keys=[self.keys.listener_lease], args=[lease.token])
+        self.locks.release(self.keys.listener_lease, lease.token)
 
     def holder(self) -> dict[str, str]:
         raw = cast(dict[bytes, bytes], self.client.hgetall(self.keys.listener_info))

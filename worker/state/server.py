@@ -11,7 +11,8 @@ the append-only file); the others never do.
 Server options, and why:
 - ``bind 127.0.0.1`` + ``protected-mode yes``: never reachable from another machine.
 - ``appendonly yes`` / ``appendfsync everysec``: the cursor and dedupe state survive a restart.
-- ``maxmemory-policy noeviction``: Celery's queues must never be evicted (DESIGN.md).
+- ``maxmemory-policy noeviction``: Celery's queues must never be evicted (an evicted
+  queue loses its messages silently).
 """
 
 from __future__ import annotations

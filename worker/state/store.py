@@ -1,4 +1,5 @@
-"""Redis state: fenced poll lock and cursors, dedupe hashes, account locks, ledger, dead letters.
+"""Redis state: dedupe hashes, account locks, the drain lock, ledger, dead letters (and, from
+worker/state/polls.py, the fenced poll lock and cursors).
 
 Key names and their lifetimes are in :mod:`worker.state.keys`. The ledger's index
 (:mod:`worker.state.ledger`), grouped dead letters
@@ -12,10 +13,6 @@ holds the newest fencing token.
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import secrets
-import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -28,38 +25,12 @@ from worker.state.dead_letters import DeadLetter, DeadLetterBook
 from worker.state.keys import (
     ACCOUNT_LOCK_TTL_S,
     DELIVERY_COUNT_TTL_S,
-    POLL_LOCK_TTL_S,
+    DRAIN_LOCK_TTL_S,
     Keys,
 )
 from worker.state.ledger import Ledger
-
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-# KEYS: cursors hash, fence key. ARGV: fence token, then field/value pairs.
-# Writes a field only if the fence is still ours and the new value is later than the old one
-# (ISO-8601 UTC strings of one fixed format compare in time order).
-_ADVANCE = """
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
-local moved = 0
-for i = 2, #ARGV, 2 do
-  local old = redis.call('HGET', KEYS[1], ARGV[i])
-  if (not old) or ARGV[i + 1] > old then
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-    moved = moved + 1
-  end
-end
-return moved
-"""
-
-
-# KEYS: lock key. ARGV: holder token, lease in ms. Extends the lease only for its holder.
-_EXTEND = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
+from worker.state.locks import LeaseKeeper, TokenLocks, new_token
+from worker.state.polls import ADVANCE_CURSORS, PollLease, PollState
 
 #: The account lock is a *lease*: held for this long and renewed by its holder every third of
 #: it while the sync runs (up to ACCOUNT_LOCK_TTL_S in all). A SIGKILLed or OOM-killed holder
@@ -68,8 +39,6 @@ return 0
 #: redelivery and every later sync of the account met "lock busy" until they gave up (seen in
 #: the chaos run: four closes dead-lettered as transient_exhausted).
 ACCOUNT_LOCK_LEASE_S = 15.0
-#: The poll lock's lease, renewed the same way (up to POLL_LOCK_TTL_S).
-POLL_LOCK_LEASE_S = 30.0
 
 _STATE_FIELDS = ("state_hash", "customer_id", "dead_hash")
 
@@ -79,12 +48,6 @@ _FieldValue = bytes | bytearray | memoryview | str | int | float
 
 class LockBusy(Exception):
     """Another process holds the lock (a concurrent sync of the same account, or a poll)."""
-
-
-@dataclass(frozen=True, slots=True)
-class PollLease:
-    token: str
-    fence: str
 
 
 @dataclass(slots=True)
@@ -113,82 +76,19 @@ class AccountState:
 __all__ = ["AccountState", "DeadLetter", "HeldLock", "LockBusy", "PollLease", "SyncStore"]
 
 
-@dataclass(slots=True)
-class _Lease:
-    key: str
-    lease_ms: int
-    deadline: float
-    renew_at: float
+class SyncStore(PollState):
+    """Every piece of a sync's Redis state the jobs read and write (the poll's part:
+    worker/state/polls.py)."""
 
-
-class LeaseKeeper:
-    """Renews every lease this process holds, from one background thread.
-
-    A thread per lock (started and joined around every sync) cost more CPU than the sync's own
-    Redis calls once syncs ran in batches; one long-lived thread that sleeps until the next
-    lease is a third gone does the same job. A lease is renewed only while its holder still
-    holds it (the Lua script compares tokens), and never past its deadline: a sync that hangs
-    that long lets its lease run out.
-    """
-
-    def __init__(self, extend: Any) -> None:
-        self._extend = extend
-        self._leases: dict[str, _Lease] = {}
-        self._wake = threading.Condition()
-        self._thread: threading.Thread | None = None
-        self._pid = 0
-
-    def hold(self, key: str, token: str, lease_ms: int, ttl_s: float) -> None:
-        now = time.monotonic()
-        with self._wake:
-            self._leases[token] = _Lease(key, lease_ms, now + ttl_s, now + lease_ms / 3000)
-            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
-                # First lease, or a forked child (which inherits no threads).
-                self._pid = os.getpid()
-                self._thread = threading.Thread(target=self._run, name="lock-leases", daemon=True)
-                self._thread.start()
-            self._wake.notify()
-
-    def drop(self, token: str) -> None:
-        with self._wake:
-            self._leases.pop(token, None)
-
-    def _run(self) -> None:
-        while True:
-            with self._wake:
-                now = time.monotonic()
-                due = [(t, lease) for t, lease in self._leases.items() if lease.renew_at <= now]
-                if not due:
-                    next_at = min((lease.renew_at for lease in self._leases.values()), default=0)
-                    self._wake.wait(timeout=max(0.01, next_at - now) if next_at else 60.0)
-                    continue
-                for _token, lease in due:
-                    lease.renew_at = now + lease.lease_ms / 3000
-            for token, lease in due:
-                self._renew(token, lease, now)
-
-    def _renew(self, token: str, lease: _Lease, now: float) -> None:
-        if now >= lease.deadline:
-            self.drop(token)  # a holder this slow is hung: let the lease run out
-            return
-        try:
-            if not self._extend(keys=[lease.key], args=[token, lease.lease_ms]):
-                self.drop(token)  # lost (expired, or Redis flushed): nothing left to renew
-        except redis.RedisError:
-            pass  # Redis restarting: try again at the next tick
-
-
-class SyncStore:
     def __init__(
         self, client: redis.Redis, keys: Keys | None = None, ledger_max_entries: int = 100_000
     ) -> None:
         self.client = client
         self.keys = keys or Keys()
         self.ledger_max_entries = ledger_max_entries
-        self._release = client.register_script(_RELEASE)
-        self._extend = client.register_script(_EXTEND)
-        self._leases = LeaseKeeper(self._extend)
-        self._advance = client.register_script(_ADVANCE)
+        self.locks = TokenLocks(client)
+        self._leases = LeaseKeeper(self.locks)
+        self._advance = client.register_script(ADVANCE_CURSORS)
         self.ledger_log = Ledger(client, self.keys, ledger_max_entries)
         self.dead_letter_book = DeadLetterBook(client, self.keys, self.ledger_log)
         self.attention = AttentionBook(client, self.keys, self.ledger_log)
@@ -207,79 +107,27 @@ class SyncStore:
         )
         return cls(client, Keys(prefix), ledger_max_entries)
 
-    # --- poll lock and cursors ----------------------------------------------------------
-    def acquire_poll_lock(
-        self, ttl_s: int = POLL_LOCK_TTL_S, lease_s: float = POLL_LOCK_LEASE_S
-    ) -> PollLease | None:
-        """The poll lock, as a lease renewed while the poll runs (at most ``ttl_s`` in all).
+    # --- the drain of parked syncs ------------------------------------------------------
+    def take_drain_lock(self) -> str | None:
+        """One drain at a time: the holder's token, or None while another drain runs."""
+        token = new_token(8)
+        taken = self.locks.take(self.keys.drain_lock, token, ttl_s=DRAIN_LOCK_TTL_S)
+        return token if taken else None
 
-        A poll whose worker is SIGKILLed stops renewing, so the next poll can start within
-        ``lease_s``; a fixed 600 s TTL kept every poll out for ten minutes (chaos run, seed 3:
-        a worker killed mid-poll, every beat poll after it "skipped").
-        """
-        token = secrets.token_hex(16)
-        lease_ms = max(1, int(min(float(ttl_s), lease_s) * 1000))
-        if not self.client.set(self.keys.poll_lock, token, nx=True, px=lease_ms):
-            return None
-        fence = str(self.client.incr(self.keys.poll_fence))
-        self._start_renewing(self.keys.poll_lock, token, lease_ms, ttl_s)
-        return PollLease(token=token, fence=fence)
+    def release_drain_lock(self, token: str) -> None:
+        self.locks.release(self.keys.drain_lock, token)
 
-    def release_poll_lock(self, lease: PollLease) -> None:
-        self._stop_renewing(lease.token)
-        self._release(keys=[self.keys.poll_lock], args=[lease.token])
+    def drained_all_at(self) -> float | None:
+        """``closed_at`` (ms) of the breaker recovery after which every parked sync was sent."""
+        marker = self.client.get(self.keys.parked_drained_all)
+        return None if marker is None else float(str(marker))
 
-    def _start_renewing(self, key: str, token: str, lease_ms: int, ttl_s: float) -> None:
-        self._leases.hold(key, token, lease_ms, ttl_s)
+    def mark_drained_all(self, closed_at_ms: float) -> None:
+        self.client.set(self.keys.parked_drained_all, repr(closed_at_ms))
 
-    def _stop_renewing(self, token: str) -> None:
-        self._leases.drop(token)
-
-    def cursors(self) -> dict[str, str]:
-        return cast(dict[str, str], self.client.hgetall(self.keys.cursors))
-
-    def advance_cursors(self, lease: PollLease, values: Mapping[str, str]) -> bool:
-        """Move cursors forward; False when a newer poll has taken the fence since."""
-        if not values:
-            return True
-        args: list[str] = [lease.fence]
-        for name, value in values.items():
-            args += [name, value]
-        result = int(self._advance(keys=[self.keys.cursors, self.keys.poll_fence], args=args))
-        return result >= 0
-
-    def events_due(self, interval_s: float) -> bool:
-        """True at most once per ``interval_s`` (always when it is 0): time to read the
-        re-opened-deal and deleted-account streams."""
-        if interval_s <= 0:
-            return True
-        return bool(self.client.set(self.keys.events_check, "1", nx=True, ex=int(interval_s)))
-
-    def record_poll(self, summary: Mapping[str, Any]) -> None:
-        self.client.hset(
-            self.keys.last_poll, mapping={k: json.dumps(v) for k, v in summary.items()}
-        )
-
-    def last_poll(self) -> dict[str, Any]:
-        raw = cast(dict[str, str], self.client.hgetall(self.keys.last_poll))
-        return {k: json.loads(v) for k, v in raw.items()}
-
-    # --- won opportunities (re-open detection) -------------------------------------------
-    def mark_won(self, opportunity_ids: Iterable[str]) -> None:
-        ids = list(opportunity_ids)
-        if ids:
-            self.client.sadd(self.keys.won_opportunities, *ids)
-
-    def forget_won(self, opportunity_ids: Iterable[str]) -> list[str]:
-        """Remove ids from the won set; returns those that were in it (the re-opened ones)."""
-        ids = list(opportunity_ids)
-        if not ids:
-            return []
-        flags = cast(list[int], self.client.smismember(self.keys.won_opportunities, ids))
-        reopened = [i for i, flag in zip(ids, flags, strict=True) if flag]
-        if reopened:
-            self.client.srem(self.keys.won_opportunities, *reopened)
-        return reopened
+    def queued_messages(self, queue: str) -> int:
+        """Messages waiting in the broker's ``queue`` (the same Redis)."""
+        return int(self.client.llen(queue))
 
     # --- accounts ----------------------------------------------------------------------
     def account_state(self, account_id: str) -> AccountState:
@@ -338,7 +186,7 @@ class SyncStore:
         )
         if release is not None:
             self._stop_renewing(release.token)
-            self._release(keys=[release.key], args=[release.token], client=pipe)
+            self.locks.release(release.key, release.token, client=pipe)
         pipe.execute()
         if release is not None:
             release.released = True
@@ -348,6 +196,14 @@ class SyncStore:
 
     def forget_hash(self, account_id: str) -> None:
         self.client.hdel(self.keys.account(account_id), "state_hash")
+
+    def dead_hash(self, account_id: str) -> str | None:
+        """The hash of the account's snapshot last refused (dead-lettered), if any."""
+        return cast("str | None", self.client.hget(self.keys.account(account_id), "dead_hash"))
+
+    def remember_dead_hash(self, account_id: str, snapshot_hash: str) -> None:
+        """The snapshot is refused as it stands: not sent again until it changes."""
+        self.client.hset(self.keys.account(account_id), "dead_hash", snapshot_hash)
 
     @contextlib.contextmanager
     def account_lock(
@@ -370,7 +226,7 @@ class SyncStore:
         generation, record and release, not five.
         """
         key = self.keys.account_lock(account_id)
-        token = secrets.token_hex(16)
+        token = new_token()
         lease_ms = max(1, int(min(float(ttl_s), lease_s) * 1000))
         pipe = self.client.pipeline(transaction=False)
         pipe.set(key, token, nx=True, px=lease_ms)
@@ -393,7 +249,7 @@ class SyncStore:
         finally:
             self._stop_renewing(token)
             if not held.released:
-                self._release(keys=[key], args=[token])
+                self.locks.release(key, token)
 
     def lock_remaining_s(self, account_id: str) -> float:
         """Seconds until the account's lock lease runs out (0 when it is free)."""

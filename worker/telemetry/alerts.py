@@ -8,14 +8,16 @@ Five events are sent:
   deal, a merged account, a changed or archived contract, a customer conflict);
 * ``breaker_open`` / ``breaker_closed`` -- when an API's circuit breaker opens (Metronome or
   Salesforce is down, or the Salesforce quota is spent: syncs park, polls pause) and when it
-  closes again (:meth:`AlertWatcher.check_breakers`), once per episode;
+  closes again (``worker.ops.watcher.AlertWatcher.check_breakers``), once per episode;
 * ``cursor_lag`` -- when crmsync is further behind Salesforce than
   CRMSYNC_ALERT_LAG_THRESHOLD_S (polls failing, stopped for quota, or no beat; see
   :func:`sync_lag`), once per episode, repeated hourly while it lasts, and
   ``cursor_lag_resolved`` when it ends.
 
-The watcher runs in a thread of each worker's main process and reads Redis; it never runs
-inside a sync, so a slow or dead webhook cannot delay one. With several workers every watcher
+This module sends (a webhook thread, the bodies, the claims); the watcher that decides when
+(``worker/ops/watcher.py``) reads crmsync's state, breakers included, so it sits above. It runs
+in a thread of each worker's main process and reads Redis; it never runs inside a sync, so a
+slow or dead webhook cannot delay one. With several workers every watcher
 sees the same entries: each alert is claimed with ``SET NX`` on a key named after it, so
 exactly one worker sends it. Delivery is retried with backoff from a bounded in-memory queue;
 an alert that still fails is logged (without the URL, which often embeds a token) and dropped.
@@ -32,8 +34,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -158,32 +159,8 @@ def attention_alert(item: Any) -> dict[str, Any]:
     }
 
 
-def breaker_alert(event: str, state: Any, parked: int) -> dict[str, Any]:
-    """The webhook body for a breaker that opened or closed (``state``: a BreakerState)."""
-    from worker.outages.breaker import iso
-
-    body: dict[str, Any] = {
-        "service": "crmsync",
-        "event": event,
-        "api": state.api,
-        "opened_at": iso(state.opened_at_ms),
-        "reason": (state.reason or "")[:2000],
-        "parked": parked,
-    }
-    if event == "breaker_open":
-        body["action"] = (
-            "nothing is lost: syncs park and polls pause until a probe succeeds; check the "
-            f"{state.api} status page, then `crmsync status` / `crmsync parked list`"
-        )
-    else:
-        body["closed_at"] = iso(state.closed_at_ms)
-        if state.closed_at_ms is not None and state.opened_at_ms is not None:
-            body["outage_s"] = round((state.closed_at_ms - state.opened_at_ms) / 1000, 1)
-        body["action"] = "none: parked syncs drain by themselves (`crmsync parked list`)"
-    return body
-
-
-def _parse(value: str) -> datetime:
+def parse_time(value: str) -> datetime:
+    """An ISO timestamp as Redis holds it (Salesforce writes a trailing Z)."""
     return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
@@ -200,7 +177,7 @@ def sync_lag(
     """
     finished = last_poll.get("finished_at")
     if last_poll.get("status") == "ok" and isinstance(finished, str):
-        return "last_ok_poll", max(0.0, (now - _parse(finished)).total_seconds())
+        return "last_ok_poll", max(0.0, (now - parse_time(finished)).total_seconds())
     return worst_lag(cursors, now)
 
 
@@ -208,7 +185,7 @@ def worst_lag(cursors: Mapping[str, str], now: datetime) -> tuple[str, float] | 
     """The cursor furthest behind and its lag in seconds (None before the first poll)."""
     worst: tuple[str, float] | None = None
     for name, value in cursors.items():
-        lag = (now - _parse(value)).total_seconds()
+        lag = (now - parse_time(value)).total_seconds()
         if worst is None or lag > worst[1]:
             worst = (name, lag)
     return worst
@@ -220,136 +197,3 @@ def claim(client: Any, prefix: str, name: str, ttl_s: int) -> bool:
     from worker.state.keys import Keys
 
     return bool(client.set(Keys(prefix).alerted(name), "1", nx=True, ex=ttl_s))
-
-
-@dataclass
-class AlertWatcher:
-    """Looks for new dead letters and cursor lag every ``interval_s``; claims, then sends."""
-
-    store: Any  # worker.state.store.SyncStore
-    sender: WebhookSender
-    lag_threshold_s: float
-    interval_s: float = 15.0
-    _last_id: str = ""
-    _last_attention: int = 0
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def _claim(self, name: str, ttl_s: int) -> bool:
-        key = self.store.keys.alerted(name)
-        return bool(self.store.client.set(key, "1", nx=True, ex=ttl_s))
-
-    def check_dead_letters(self) -> int:
-        if not self._last_id:
-            self._last_id = f"{int((time.time() - LOOKBACK_S) * 1000)}-0"
-        entries = self.store.client.xrange(
-            self.store.keys.dead_letters, min=f"({self._last_id}", count=500
-        )
-        sent = 0
-        for entry_id, fields in entries:
-            self._last_id = entry_id
-            if fields.get("opened", "1") != "1":
-                continue  # one more attempt of an open group: counted there, not re-alerted
-            if self._claim(f"dead-letter:{entry_id}", CLAIM_TTL_S):
-                self.sender.send(dead_letter_alert(entry_id, fields))
-                sent += 1
-        return sent
-
-    def check_attention(self, now: datetime | None = None) -> int:
-        """One alert per open item first seen within the look-back (claimed per item id)."""
-        cutoff = (now or datetime.now(UTC)).timestamp() - LOOKBACK_S
-        sent = 0
-        for item in self.store.attention.open_items_after(self._last_attention):
-            self._last_attention = max(self._last_attention, int(item.id))
-            if item.first_at and _parse(item.first_at).timestamp() < cutoff:
-                continue
-            if self._claim(f"attention:{item.id}", CLAIM_TTL_S):
-                self.sender.send(attention_alert(item))
-                sent += 1
-        return sent
-
-    def check_lag(self, now: datetime | None = None) -> bool:
-        worst = sync_lag(self.store.cursors(), self.store.last_poll(), now or datetime.now(UTC))
-        key = self.store.keys.alerted("cursor-lag")
-        if worst is None or worst[1] <= self.lag_threshold_s:
-            if self.store.client.delete(key):
-                self.sender.send({"service": "crmsync", "event": "cursor_lag_resolved"})
-            return False
-        if not self._claim("cursor-lag", LAG_REPEAT_S):
-            return False
-        name, lag = worst
-        self.sender.send(
-            {
-                "service": "crmsync",
-                "event": "cursor_lag",
-                "cursor": name,
-                "lag_s": round(lag, 1),
-                "threshold_s": self.lag_threshold_s,
-                "action": "check `crmsync status`, the beat service and Salesforce quota",
-            }
-        )
-        return True
-
-    def check_breakers(self, now_ms: float | None = None) -> int:
-        """One ``breaker_open`` per episode of an open breaker (claimed by when it opened) and
-        one ``breaker_closed`` when it ends (claimed by when it closed)."""
-        from worker.outages.breaker import APIS, breaker_state
-
-        sent = 0
-        parked = int(self.store.client.hlen(self.store.keys.parked_items))
-        for api in APIS:
-            state = breaker_state(self.store.client, self.store.keys, api)
-            moment = state.now_ms if now_ms is None else now_ms
-            if state.is_open and state.opened_at_ms is not None:
-                event, claim = "breaker_open", f"breaker-open:{api}:{int(state.opened_at_ms)}"
-            elif (
-                not state.is_open
-                and state.closed_at_ms is not None
-                and state.opened_at_ms is not None
-                and moment - state.closed_at_ms < LOOKBACK_S * 1000
-            ):
-                event, claim = "breaker_closed", f"breaker-closed:{api}:{int(state.closed_at_ms)}"
-            else:
-                continue
-            if self._claim(claim, CLAIM_TTL_S):
-                self.sender.send(breaker_alert(event, state, parked))
-                sent += 1
-        return sent
-
-    def check_once(self) -> None:
-        self.check_dead_letters()
-        self.check_attention()
-        self.check_lag()
-        self.check_breakers()
-
-    def start(self) -> AlertWatcher:
-        self._thread = threading.Thread(target=self._run, name="crmsync-alert-watch", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        self.sender.close()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.check_once()
-            except Exception as exc:  # Redis down: try again next round, never die
-                log.warning("alert check failed: %s", type(exc).__name__)
-            self._stop.wait(self.interval_s)
-
-
-def start_watcher(settings: Any, store_factory: Callable[[], Any]) -> AlertWatcher | None:
-    """The watcher for ``settings`` (None when no webhook is configured)."""
-    url = settings.alert_webhook_url
-    if not url:
-        return None
-    return AlertWatcher(
-        store=store_factory(),
-        sender=WebhookSender(url),
-        lag_threshold_s=settings.alert_lag_threshold_s,
-        interval_s=settings.alert_check_interval_s,
-    ).start()

@@ -12,7 +12,7 @@ Counters come from Celery's ``task_postrun`` / ``task_retry`` signals (the tasks
 values carry the outcome, so the tasks need no metrics code) and from the HTTP clients' hooks
 (``record_metronome_response``, ``record_salesforce_response``). Values that live in Redis
 (cursor lag, dead letters waiting, queue length) are read at scrape time by
-:class:`RedisStateCollector`, so they are right even when no worker did anything lately.
+``worker.ops.scrape.RedisStateCollector``, which the worker command hands to :func:`serve`.
 """
 
 from __future__ import annotations
@@ -20,9 +20,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -246,184 +244,6 @@ def connect_signals() -> None:
     task_retry.connect(on_task_retry, weak=False)
 
 
-# --- state read from Redis at scrape time ---------------------------------------------------
-
-
-class RedisStateCollector:
-    """Cursor lag, dead letters waiting, open attention items and queue depth, read from Redis
-    on each scrape.
-
-    Cursor lag is "now minus the SystemModstamp high-water mark": it grows when polls fail,
-    stop for quota or beat is down -- and also in a quiet org, which is why the alert uses
-    ``crmsync_sync_lag_seconds`` (worker.telemetry.alerts.sync_lag). Neither needs a busy worker.
-    """
-
-    def __init__(self, store_factory: Callable[[], Any], queue: str) -> None:
-        self._store_factory = store_factory
-        self._queue = queue
-        self._store: Any = None
-
-    def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import GaugeMetricFamily
-
-        from worker.metronome.governor import governor_state
-        from worker.outages.breaker import APIS, breaker_state
-        from worker.telemetry.alerts import sync_lag
-
-        lag = GaugeMetricFamily(
-            "crmsync_cursor_lag_seconds",
-            "Age of each poll cursor (SystemModstamp)",
-            labels=["cursor"],
-        )
-        waiting = GaugeMetricFamily(
-            "crmsync_dead_letters_pending",
-            "Open dead letters (one per account or deal and kind) waiting for an operator",
-        )
-        attention = GaugeMetricFamily(
-            "crmsync_attention_open",
-            "Open 'needs attention' items (crmsync attention) by event",
-            labels=["event"],
-        )
-        behind = GaugeMetricFamily(
-            "crmsync_sync_lag_seconds",
-            "How far behind Salesforce crmsync is (age of the last ok poll; the oldest cursor "
-            "after a poll stopped for quota): the value the lag alert uses",
-        )
-        queued = GaugeMetricFamily("crmsync_queue_length", "Messages waiting in the task queue")
-        listener = _ListenerFamilies()
-        allowed = GaugeMetricFamily(
-            "crmsync_metronome_allowed_rps",
-            "Requests per second the rate governor allows now, for the whole deployment",
-        )
-        ceiling = GaugeMetricFamily(
-            "crmsync_metronome_max_rps", "The governor's ceiling (METRONOME_MAX_RPS)"
-        )
-        held = GaugeMetricFamily(
-            "crmsync_metronome_held_seconds",
-            "Seconds every Metronome request still waits because a 429 asked for it",
-        )
-        breaker_open = GaugeMetricFamily(
-            "crmsync_breaker_open",
-            "1 while the API's circuit breaker is open (calls wait, one probe at a time)",
-            labels=["api"],
-        )
-        parked = GaugeMetricFamily(
-            "crmsync_parked_syncs", "Syncs parked until an API is back (worker/outages/parking.py)"
-        )
-        up = GaugeMetricFamily("crmsync_redis_up", "1 if Redis answered this scrape")
-        try:
-            if self._store is None:
-                self._store = self._store_factory()
-            store = self._store
-            now = datetime.now(UTC)
-            for name, value in sorted(store.cursors().items()):
-                seen = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-                lag.add_metric([name], max(0.0, (now - seen).total_seconds()))
-            effective = sync_lag(store.cursors(), store.last_poll(), now)
-            if effective is not None:
-                behind.add_metric([], effective[1])
-            waiting.add_metric([], float(store.dead_letter_book.open_count()))
-            for event, count in sorted(store.attention.open_by_event().items()):
-                attention.add_metric([event], float(count))
-            for api in APIS:
-                state = breaker_state(store.client, store.keys, api)
-                breaker_open.add_metric([api], 1.0 if state.is_open else 0.0)
-            parked.add_metric([], float(store.client.hlen(store.keys.parked_items)))
-            queued.add_metric([], float(store.client.llen(self._queue)))
-            listener.add(store, now.timestamp())
-            governed = governor_state(store.client, store.keys)
-            if governed is not None:
-                allowed.add_metric([], governed.allowed_rps)
-                ceiling.add_metric([], governed.max_rps)
-                held.add_metric([], governed.held_s)
-            up.add_metric([], 1.0)
-        except Exception:  # a scrape must answer even while Redis is down
-            up.add_metric([], 0.0)
-            yield up
-            return
-        yield from (
-            lag,
-            behind,
-            waiting,
-            attention,
-            queued,
-            allowed,
-            ceiling,
-            held,
-            breaker_open,
-            parked,
-            *listener.families(),
-            up,
-        )
-
-
-class _ListenerFamilies:
-    """The change-event listener's state as the listener itself records it in Redis
-    (worker/state/listener.py), so any worker's endpoint shows it."""
-
-    def __init__(self) -> None:
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-
-        self.active = GaugeMetricFamily(
-            "crmsync_listener_active", "1 while a `crmsync listen` holds the lease"
-        )
-        self.event_age = GaugeMetricFamily(
-            "crmsync_listener_last_event_age_seconds",
-            "Seconds since the topic's last event was received",
-            labels=["topic"],
-        )
-        self.keepalive_age = GaugeMetricFamily(
-            "crmsync_listener_last_keepalive_age_seconds",
-            "Seconds since the topic's last keepalive (Salesforce sends one at least every 270 s)",
-            labels=["topic"],
-        )
-        self.lag = GaugeMetricFamily(
-            "crmsync_listener_event_lag_seconds",
-            "Receipt time minus commitTimestamp of the topic's newest event",
-            labels=["topic"],
-        )
-        self.reconnects = CounterMetricFamily(
-            "crmsync_listener_reconnects", "Resubscriptions of the topic", labels=["topic"]
-        )
-        self.events = CounterMetricFamily(
-            "crmsync_listener_events", "Events received on the topic", labels=["topic"]
-        )
-        self.skipped = CounterMetricFamily(
-            "crmsync_listener_events_skipped",
-            "Events that could not change a customer (no query, no call)",
-            labels=["topic"],
-        )
-
-    def add(self, store: Any, now: float) -> None:
-        from worker.state.listener import ListenerState, listener_report
-
-        report = listener_report(
-            ListenerState(store.client, store.keys), now, with_replay_ids=False
-        )
-        self.active.add_metric([], 1.0 if report["active"] else 0.0)
-        for topic, row in report["topics"].items():
-            if "last_event_age_s" in row:
-                self.event_age.add_metric([topic], row["last_event_age_s"])
-            if "last_keepalive_age_s" in row:
-                self.keepalive_age.add_metric([topic], row["last_keepalive_age_s"])
-            if row["event_lag_s"] is not None:
-                self.lag.add_metric([topic], row["event_lag_s"])
-            self.reconnects.add_metric([topic], row["reconnects"])
-            self.events.add_metric([topic], row["events"])
-            self.skipped.add_metric([topic], row["skipped"])
-
-    def families(self) -> list[Any]:
-        return [
-            self.active,
-            self.event_age,
-            self.keepalive_age,
-            self.lag,
-            self.reconnects,
-            self.events,
-            self.skipped,
-        ]
-
-
 # --- the worker's metrics endpoint ----------------------------------------------------------
 
 
@@ -436,13 +256,17 @@ def prepare_directory(path: Path) -> Path:
     return path
 
 
-def serve(port: int, address: str, store_factory: Callable[[], Any], queue: str) -> Any:
-    """Start the /metrics HTTP server in a daemon thread of this (the worker's main) process."""
+def serve(port: int, address: str, *collectors: Any) -> Any:
+    """Start the /metrics HTTP server in a daemon thread of this (the worker's main) process.
+
+    ``collectors`` read values at scrape time (``worker.ops.scrape.RedisStateCollector``):
+    they are handed in because reading crmsync's state needs modules above this one."""
     from prometheus_client import CollectorRegistry, start_http_server
     from prometheus_client.multiprocess import MultiProcessCollector
 
     registry = CollectorRegistry()
     MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    registry.register(RedisStateCollector(store_factory, queue))
+    for collector in collectors:
+        registry.register(collector)
     server, _thread = start_http_server(port, addr=address, registry=registry)
     return server

@@ -6,14 +6,23 @@ sync, so one message per account capped the backfill at a fifth of what Metronom
 (README "Performance"). Single-account messages (``crmsync.sync_account``) remain for what
 must stand alone: a retry with its countdown, a poisoned batch split apart, a dead-letter
 redrive, an operator's ``celery call``.
+
+Every message is sent by its task name (worker/queue/names.py), so publishing needs the app,
+never the task modules.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from worker.app import app, declare_queue
+from worker.queue.names import DRAIN, POLL, SYNC_ACCOUNT, SYNC_BATCH
+
+log = logging.getLogger(__name__)
 
 #: One account to sync: (account id, record snapshot, known_absent). ``known_absent`` says the
 #: poll's batched find saw no Metronome customer for the account's owner.
@@ -43,9 +52,8 @@ def send_sync(
     what Flower and the logs show, and formatting (then scrubbing) a full record for every
     message cost the poll a third of its CPU per enqueue.
     """
-    from tasks.sync import sync_account
-
-    sync_account.apply_async(
+    app.send_task(
+        SYNC_ACCOUNT,
         args=[account_id, record],
         kwargs=kwargs,
         countdown=countdown,
@@ -57,12 +65,11 @@ def send_sync(
 
 def send_batch(items: Sequence[SyncItem], *, force: bool = False, reason: str = "poll") -> str:
     """Publish one ``crmsync.sync_batch``; returns its task id."""
-    from tasks.batch import sync_batch
-
     task_id = str(uuid.uuid4())
     accounts = [item[0] for item in items]
     shown = ", ".join(repr(a) for a in accounts[:3]) + (", ..." if len(accounts) > 3 else "")
-    sync_batch.apply_async(
+    app.send_task(
+        SYNC_BATCH,
         args=[[list(item) for item in items]],
         kwargs={"force": force, "reason": reason},
         task_id=task_id,
@@ -96,3 +103,21 @@ def batch_publisher(*, force: bool = False, reason: str = "poll") -> EnqueueChun
             send_batch(batch, force=force, reason=reason)
 
     return publish
+
+
+def request_poll() -> None:
+    """Ask a worker for one poll now (the beat's own message: the poll lock makes an extra
+    one harmless)."""
+    declare_queue()
+    app.send_task(POLL)
+
+
+def request_drain(*, everything: bool = False) -> None:
+    """Ask a worker to drain the parked syncs now (a probe just closed the breaker): the
+    periodic drain would do it within a poll interval anyway, so a failure here is only
+    logged."""
+    try:
+        declare_queue()
+        app.send_task(DRAIN, kwargs={"everything": everything})
+    except Exception as exc:  # the broker away: the beat's drain catches up
+        log.warning("could not request a drain of the parked syncs: %s", type(exc).__name__)

@@ -1,4 +1,7 @@
-"""What Metronome holds for one customer, as the upsert engine compares it.
+"""What Metronome actually holds (customers, contracts, the catalog), as the engines compare it.
+
+Named "actual" as opposed to "desired" (mappings/desired.py): these are the values read back
+from Metronome, not anything crmsync keeps in Redis.
 
 Plain frozen values so the planner stays pure and tests can build them by hand. Fields hold
 what the API *stores* (e.g. the name already truncated to 160), which is what a desired
