@@ -61,3 +61,25 @@ def check_org(rt: Runtime) -> None:
     if problems:
         raise SchemaMismatch.of(problems)
     log.info("the mapped Salesforce fields exist and are readable")
+    _probe_now_if_fixed(rt)
+
+
+#: What a breaker opened for a configuration problem says (tasks/poll_trouble.py): the
+#: describe above just proved those fixed, so polls need not wait out the long pause.
+_FIXED_BY_CONFIGURATION = ("INVALID_FIELD", "no readable field", "Salesforce field", "403 ")
+
+
+def _probe_now_if_fixed(rt: Runtime) -> None:
+    from worker.outages.salesforce import SalesforcePause
+
+    store = rt.store()
+    try:
+        pause = SalesforcePause.from_settings(rt.settings, store.client, store.keys)
+        state = pause.state()
+        if state.is_open and any(mark in (state.reason or "") for mark in _FIXED_BY_CONFIGURATION):
+            log.info("Salesforce breaker: the mapped fields check out now; the next poll probes")
+            pause.breaker.probe_now()
+    except Exception as exc:  # the breaker then waits its pause out, as it would anyway
+        log.debug("Salesforce breaker not checked: %s", exc)
+    finally:
+        store.client.close()
