@@ -32,6 +32,7 @@ from worker.salesforce.events.auth import Authenticator
 from worker.salesforce.events.client import PubSubClient, PubSubError, open_channel
 from worker.salesforce.events.relevance import Interest, Verdict
 from worker.salesforce.events.schemas import SchemaCache
+from worker.salesforce.trouble import diagnose
 from worker.state.listener import ListenerLease, ListenerState
 
 if TYPE_CHECKING:
@@ -277,10 +278,10 @@ class Listener:
                     self.dispatcher.poll_now("; ".join(dict.fromkeys(polls)))
                 break
             except Exception as exc:  # Salesforce or Redis trouble: keep the events, retry
+                trouble = diagnose(exc)
                 log.warning(
-                    "listener: enqueue failed (%s: %s); retrying in %.0fs",
-                    type(exc).__name__,
-                    str(exc)[:300],
+                    "listener: enqueue failed (%s); retrying in %.0fs",
+                    trouble.line if trouble else f"{type(exc).__name__}: {str(exc)[:300]}",
                     wait,
                 )
                 if halt.wait(wait):
