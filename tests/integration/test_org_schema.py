@@ -94,3 +94,12 @@ def test_a_poll_by_hand_names_the_field_the_query_failed_on(
         "crmsync: Salesforce has no readable field Account.Nmae (INVALID_FIELD)"
     ), result.stderr
     assert "{url}" not in result.stderr and "Traceback" not in result.stderr
+    # The same configuration again: answered without asking Salesforce (no query).
+    assert stack.salesforce is not None
+    before = stack.salesforce.request_counts().get("query 400", 0)
+    again = run_cli(env(stack, misspelt), "poll")
+    assert again.returncode == 2 and "Account.Nmae" in again.stderr, again.stderr
+    assert stack.salesforce.request_counts().get("query 400", 0) == before
+    # The mapping corrected: the next poll asks at once, and works.
+    fixed = run_cli(env(stack, None), "poll", "--json")
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr

@@ -125,8 +125,8 @@ def _ours(exc: BaseException, settings: Settings | None) -> Failure | None:
         return Failure(str(exc), EXIT_CONFIG)
     if isinstance(exc, LoginRefused):
         return Failure(f"crmsync: {exc}", EXIT_CONFIG)
-    if isinstance(exc, LoginDeferred):
-        return Failure(f"crmsync: {exc}", EXIT_FAILED)
+    if isinstance(exc, LoginDeferred):  # refusals a person must see to: like the refusal
+        return Failure(f"crmsync: {exc}", EXIT_CONFIG)
     if isinstance(exc, SalesforceTroubleError):
         return Failure(f"crmsync: {exc}", EXIT_FAILED if exc.transient else EXIT_CONFIG)
     if isinstance(exc, EmbeddedRedisError):

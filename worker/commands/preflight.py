@@ -17,6 +17,7 @@ from worker.salesforce.logins import LoginGate, LoginRefused
 from worker.salesforce.org_schema import FieldProblem, SchemaMismatch, field_problems
 from worker.salesforce.trouble import diagnose
 from worker.state.logins import LoginBackoff
+from worker.state.stops import SalesforceStops
 
 if TYPE_CHECKING:
     from mappings import Mapping
@@ -64,22 +65,12 @@ def check_org(rt: Runtime) -> None:
     _probe_now_if_fixed(rt)
 
 
-#: What a breaker opened for a configuration problem says (tasks/poll_trouble.py): the
-#: describe above just proved those fixed, so polls need not wait out the long pause.
-_FIXED_BY_CONFIGURATION = ("INVALID_FIELD", "no readable field", "Salesforce field", "403 ")
-
-
 def _probe_now_if_fixed(rt: Runtime) -> None:
-    from worker.outages.salesforce import SalesforcePause
-
+    """The fields check out: polls stopped for a configuration problem ask again at once."""
     store = rt.store()
     try:
-        pause = SalesforcePause.from_settings(rt.settings, store.client, store.keys)
-        state = pause.state()
-        if state.is_open and any(mark in (state.reason or "") for mark in _FIXED_BY_CONFIGURATION):
-            log.info("Salesforce breaker: the mapped fields check out now; the next poll probes")
-            pause.breaker.probe_now()
-    except Exception as exc:  # the breaker then waits its pause out, as it would anyway
-        log.debug("Salesforce breaker not checked: %s", exc)
+        SalesforceStops(store.client, store.keys).clear()
+    except Exception as exc:  # they then ask again after CRMSYNC_LOGIN_BACKOFF_MAX_S anyway
+        log.debug("Salesforce stop not cleared: %s", exc)
     finally:
         store.client.close()

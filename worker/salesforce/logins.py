@@ -172,7 +172,7 @@ class LoginGate:
             result = call()
         except SalesforceAuthenticationFailed as exc:
             reason = refusal_reason(exc)
-            wait = self._count(f"login refused: {reason}")
+            wait = self._count(f"refused the login ({reason})")
             raise LoginRefused(
                 f"Salesforce refused the login ({reason}): check {self._to_check}", wait
             ) from None

@@ -78,6 +78,13 @@ class Keys:
         return f"{self.prefix}:won-opportunities"
 
     @property
+    def salesforce_stop(self) -> str:
+        """String (JSON): why polls stopped asking Salesforce, with the fingerprint of the
+        configuration that failed (worker/state/stops.py); TTL CRMSYNC_LOGIN_BACKOFF_MAX_S, so
+        a fix made in Salesforce alone is tried again within that long."""
+        return f"{self.prefix}:salesforce:stop"
+
+    @property
     def login_refusals(self) -> str:
         """Hash: consecutive Salesforce login refusals (count, since, reason, next login time,
         login-settings fingerprint), shared by every process (worker/state/logins.py). Deleted
