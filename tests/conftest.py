@@ -10,6 +10,9 @@ import pytest
 from worker.settings import SETTINGS_PREFIXES
 from worker.state.server import RedisServer
 
+#: Fixtures that serve tests in several directories (a conftest.py serves only its own).
+pytest_plugins = ["tests.support.ops_stack"]
+
 
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

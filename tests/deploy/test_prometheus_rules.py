@@ -10,7 +10,7 @@ import subprocess
 import pytest
 import yaml
 
-from tests.deploy.support import RULE_TESTS, RULES, dashboard_exprs, rules
+from tests.support.deploy_files import RULE_TESTS, RULES, dashboard_exprs, rules
 
 PROMTOOL = shutil.which("promtool")
 needs_promtool = pytest.mark.skipif(

@@ -15,8 +15,9 @@ import pytest
 
 from mappings.ids import normalize_salesforce_id
 from tasks.batch import sync_batch
-from tests.ops.support import wait_until
+from tests.support.deals import customers_of
 from tests.support.stack import stack_with_worker
+from tests.support.waiting import wait_until
 from worker.ops.progress import terminal_total, wait_for_syncs
 from worker.sandbox.stack import SandboxStack
 
@@ -44,15 +45,6 @@ def item(n: int) -> list[Any]:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxStack]:
     with stack_with_worker(tmp_path_factory.mktemp("batches"), concurrency=2) as running:
         yield running
-
-
-def customers_of(stack: SandboxStack, account: str) -> list[dict[str, Any]]:
-    assert stack.metronome is not None
-    return [
-        c
-        for c in stack.metronome.customers()
-        if (c.get("custom_fields") or {}).get("sfdc_account_id") == account
-    ]
 
 
 def ledger_task_ids(stack: SandboxStack, account: str) -> list[str]:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from simple_salesforce.api import Salesforce
 
-from tests.integration.test_pipeline import close_deal, customers_of
+from tests.support.deals import close_deal, customers_of
 from tests.support.processes import REPO_ROOT, crmsync_env, run_cli
 from tests.support.stack import poll_and_wait, salesforce_client, stack_with_worker
 from worker.ops.progress import terminal_total, wait_for_syncs

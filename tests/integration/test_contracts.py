@@ -14,7 +14,8 @@ from metronome import Metronome
 from simple_salesforce.api import Salesforce
 
 from tasks.resync import run_resync
-from tests.metronome.spec import assert_requests_match_spec, load_spec
+from tests.support.deals import new_account, win
+from tests.support.metronome_spec import assert_requests_match_spec, load_spec
 from tests.support.stack import held_by, poll_and_wait, salesforce_client, stack_with_worker
 from worker.ops.progress import terminal_total, wait_for_syncs
 from worker.sandbox.metronome.faults import MetronomeFaults
@@ -33,39 +34,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxStack]:
 @pytest.fixture(scope="module")
 def sf(stack: SandboxStack) -> Salesforce:
     return salesforce_client(stack)
-
-
-def new_account(sf: Salesforce, name: str) -> str:
-    created = sf.Account.create(  # type: ignore[operator]
-        {
-            "Name": name,
-            "Billing_Email__c": f"{name.lower().replace(' ', '-')}@example.test",
-            "Billing_Provider__c": "aws_marketplace",
-            "AWS_Customer_Id__c": "ABC123ABC12",
-            "AWS_Product_Code__c": "my_product",
-            "AWS_Region__c": "us-west-1",
-        }
-    )
-    account_id: str = sf.Account.get(created["id"])["Id"]  # type: ignore[operator]
-    return account_id
-
-
-def win(sf: Salesforce, account_id: str, name: str, **terms: Any) -> str:
-    """Open a deal, then close it won with its contract terms, as a rep would."""
-    opportunity = sf.Opportunity.create(  # type: ignore[operator]
-        {
-            "AccountId": account_id,
-            "Name": name,
-            "StageName": "Negotiation/Review",
-            "CloseDate": "2026-11-30",
-        }
-    )
-    sf.Opportunity.update(  # type: ignore[operator]
-        opportunity["id"],
-        {"StageName": "Closed Won", "Metronome_Rate_Card__c": "standard", **terms},
-    )
-    opportunity_id: str = sf.Opportunity.get(opportunity["id"])["Id"]  # type: ignore[operator]
-    return opportunity_id
 
 
 def customer_of(stack: SandboxStack, account_id: str) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_pipeline import close_deal
+from tests.support.deals import close_deal
 from tests.support.processes import REPO_ROOT, crmsync_env, run_cli
 from tests.support.stack import salesforce_client
 from worker.sandbox.httpserver import HttpServer, Request, Response
@@ -68,6 +68,20 @@ def run_all(env: Mapping[str, str], commands: Sequence[Sequence[str]]) -> dict[s
     with ThreadPoolExecutor(max_workers=3) as pool:
         futures = {" ".join(c): pool.submit(crmsync, env, *c) for c in commands}
         return {name: future.result() for name, future in futures.items()}
+
+
+#: ``check`` as a failing case runs it: it reports every check, the worker's aside.
+CHECK = ("check", "--skip-worker")
+
+
+def run_with_check(
+    env: Mapping[str, str], commands: Sequence[Sequence[str]]
+) -> tuple[dict[str, Result], Result]:
+    """The commands and ``check`` on the same environment, all at once: each case's check used
+    to start only after its slowest command ended, a process start-up per case on the
+    module's (the suite's longest) critical path."""
+    results = run_all(env, [*commands, CHECK])
+    return results, results.pop(" ".join(CHECK))
 
 
 def assert_one_clear_line(
@@ -133,18 +147,18 @@ def test_a_bad_mapping_stops_every_command_that_uses_it(
         ["listen"],
         ["mapping", "check", str(mapping)],
     ]
-    results = run_all(env, commands)
+    results, check = run_with_check(env, commands)
     # The mapping's own message: file, line, key; exit 2 before anything starts.
     assert_one_clear_line(results, f"{mapping}:3: key nmae_typo", "unknown key", code=2)
-    assert_check_fails(crmsync(env, "check", "--skip-worker"), "mapping", f"{mapping}:3")
+    assert_check_fails(check, "mapping", f"{mapping}:3")
 
 
 def test_redis_unreachable(stack: SandboxStack) -> None:
     url = f"redis://127.0.0.1:{closed_port()}/0"
     env = {**stack.env(), **FLOWER, "REDIS_URL": url}
-    results = run_all(env, REDIS_COMMANDS)
+    results, check = run_with_check(env, REDIS_COMMANDS)
     assert_one_clear_line(results, "cannot reach Redis", url, "REDIS_URL", code=1)
-    assert_check_fails(crmsync(env, "check", "--skip-worker"), "redis", "cannot reach Redis")
+    assert_check_fails(check, "redis", "cannot reach Redis")
 
 
 def test_redis_refusing_the_password(stack: SandboxStack, tmp_path: Path) -> None:
@@ -173,11 +187,10 @@ def test_redis_refusing_the_password(stack: SandboxStack, tmp_path: Path) -> Non
             "REDIS_PASSWORD": "wrong-password",
         }
         _wait_for_port(port)
-        results = run_all(env, REDIS_COMMANDS)
+        results, check = run_with_check(env, REDIS_COMMANDS)
         assert_one_clear_line(results, "refused the credentials", "REDIS_PASSWORD", code=2)
         for result in results.values():
             assert "wrong-password" not in result.stderr
-        check = crmsync(env, "check", "--skip-worker")
         assert_check_fails(check, "redis", "refused the credentials")
     finally:
         server.terminate()
@@ -187,20 +200,20 @@ def test_redis_refusing_the_password(stack: SandboxStack, tmp_path: Path) -> Non
 def test_salesforce_unreachable(stack: SandboxStack) -> None:
     emulator = f"http://127.0.0.1:{closed_port()}"
     env = {**stack.env(), "CRMSYNC_SALESFORCE_EMULATOR_URL": emulator}
-    results = run_all(env, SALESFORCE_COMMANDS)
+    results, check = run_with_check(env, SALESFORCE_COMMANDS)
     assert_one_clear_line(results, "cannot reach Salesforce", emulator, code=1)
-    assert_check_fails(crmsync(env, "check", "--skip-worker"), "salesforce", "cannot reach")
+    assert_check_fails(check, "salesforce", "cannot reach")
 
 
 def test_salesforce_refusing_the_login(stack: SandboxStack) -> None:
     env = {**stack.env(), "SALESFORCE_PASSWORD": "not-the-password"}
-    results = run_all(env, SALESFORCE_COMMANDS)
+    results, check = run_with_check(env, SALESFORCE_COMMANDS)
     assert_one_clear_line(
         results, "refused the login", "INVALID_LOGIN", "SALESFORCE_PASSWORD", code=2
     )
     for result in results.values():
         assert "not-the-password" not in result.stderr
-    assert_check_fails(crmsync(env, "check", "--skip-worker"), "salesforce", "INVALID_LOGIN")
+    assert_check_fails(check, "salesforce", "INVALID_LOGIN")
 
 
 def test_salesforce_session_expired(stack: SandboxStack) -> None:
@@ -213,9 +226,8 @@ def test_salesforce_session_expired(stack: SandboxStack) -> None:
         "SALESFORCE_SESSION_ID": "00DHp00000CrmSync!expired",
         "SALESFORCE_INSTANCE_URL": INSTANCE_URL,
     }
-    results = run_all(env, SALESFORCE_COMMANDS)
+    results, check = run_with_check(env, SALESFORCE_COMMANDS)
     assert_one_clear_line(results, "SALESFORCE_SESSION_ID", code=2)
-    check = crmsync(env, "check", "--skip-worker")
     assert_check_fails(check, "salesforce", "SALESFORCE_SESSION_ID")
 
 
@@ -224,9 +236,8 @@ def test_salesforce_quota_exhausted(stack: SandboxStack) -> None:
     used, limit = stack.salesforce.quota()
     stack.salesforce.set_quota(limit, limit)
     try:
-        results = run_all(stack.env(), SALESFORCE_COMMANDS)
+        results, check = run_with_check(stack.env(), SALESFORCE_COMMANDS)
         assert_one_clear_line(results, "quota", code=1)
-        check = crmsync(stack.env(), "check", "--skip-worker")
         assert_check_fails(check, "salesforce", "quota")
     finally:
         stack.salesforce.set_quota(used, limit)
@@ -240,18 +251,17 @@ def test_metronome_unreachable(stack: SandboxStack, won_account: str) -> None:
         "METRONOME_MAX_ATTEMPTS": "2",
         "CRMSYNC_RETRY_IMMEDIATELY": "1",
     }
-    assert_one_clear_line(
-        {"plan": crmsync(env, "plan", won_account)}, "cannot reach Metronome", base, code=1
-    )
-    assert_check_fails(crmsync(env, "check", "--skip-worker"), "metronome", "cannot reach")
+    results, check = run_with_check(env, [["plan", won_account]])
+    assert_one_clear_line(results, "cannot reach Metronome", base, code=1)
+    assert_check_fails(check, "metronome", "cannot reach")
 
 
 def test_metronome_refusing_the_token(stack: SandboxStack, won_account: str) -> None:
     env = {**stack.env(), "METRONOME_BEARER_TOKEN": "revoked-token-123"}
-    result = crmsync(env, "plan", won_account)
-    assert_one_clear_line({"plan": result}, "401", "METRONOME_BEARER_TOKEN", code=2)
-    assert "revoked-token-123" not in result.stderr
-    assert_check_fails(crmsync(env, "check", "--skip-worker"), "metronome", "401")
+    results, check = run_with_check(env, [["plan", won_account]])
+    assert_one_clear_line(results, "401", "METRONOME_BEARER_TOKEN", code=2)
+    assert "revoked-token-123" not in results[f"plan {won_account}"].stderr
+    assert_check_fails(check, "metronome", "401")
 
 
 def test_metronome_forbidding_the_call(stack: SandboxStack, won_account: str) -> None:
@@ -262,27 +272,33 @@ def test_metronome_forbidding_the_call(stack: SandboxStack, won_account: str) ->
     server = HttpServer(forbidden).start()
     try:
         env = {**stack.env(), "METRONOME_BASE_URL": server.url}
-        result = crmsync(env, "plan", won_account)
-        assert_one_clear_line({"plan": result}, "403", "METRONOME_BEARER_TOKEN", code=2)
-        assert_check_fails(crmsync(env, "check", "--skip-worker"), "metronome", "403")
+        results, check = run_with_check(env, [["plan", won_account]])
+        assert_one_clear_line(results, "403", "METRONOME_BEARER_TOKEN", code=2)
+        assert_check_fails(check, "metronome", "403")
     finally:
         server.stop()
 
 
-@pytest.mark.parametrize(
-    "command",
-    [
-        ["plan", "not-an-id"],
-        ["resync", "not-an-id"],
-        ["plan", "001Hp00000AbCdEXXX"],  # the checksum suffix does not match
-        ["resync", ABSENT_ID, "also-bad"],
-        ["parked", "retry-now", "not-an-id"],
-        ["parked", "list", "001Hp00000AbCdEXXX"],
-    ],
-)
-def test_malformed_ids(stack: SandboxStack, command: list[str]) -> None:
-    result = crmsync(stack.env(), *command)
-    assert_one_clear_line({" ".join(command): result}, "Salesforce id", code=2)
+MALFORMED_ID_COMMANDS: list[list[str]] = [
+    ["plan", "not-an-id"],
+    ["resync", "not-an-id"],
+    ["plan", "001Hp00000AbCdEXXX"],  # the checksum suffix does not match
+    ["resync", ABSENT_ID, "also-bad"],
+    ["parked", "retry-now", "not-an-id"],
+    ["parked", "list", "001Hp00000AbCdEXXX"],
+]
+
+
+@pytest.fixture(scope="module")
+def malformed_id_results(stack: SandboxStack) -> dict[str, Result]:
+    """Every malformed-id command, run at once (one at a time, each case waited for the last)."""
+    return run_all(stack.env(), MALFORMED_ID_COMMANDS)
+
+
+@pytest.mark.parametrize("command", MALFORMED_ID_COMMANDS)
+def test_malformed_ids(malformed_id_results: dict[str, Result], command: list[str]) -> None:
+    name = " ".join(command)
+    assert_one_clear_line({name: malformed_id_results[name]}, "Salesforce id", code=2)
 
 
 def test_no_crmsync_running_here(stack: SandboxStack, tmp_path: Path) -> None:
@@ -300,34 +316,32 @@ def test_no_crmsync_running_here(stack: SandboxStack, tmp_path: Path) -> None:
         ["resync", ABSENT_ID],
         ["plan", ABSENT_ID],
     ]
-    results = run_all(env, commands)
+    results = run_all(env, [*commands, ["check"]])
+    check = results.pop("check")  # every check, the worker's too
     assert_one_clear_line(results, "no crmsync running here", "crmsync run", "REDIS_URL", code=1)
-    check = crmsync(env, "check")
     assert check.returncode == 1 and check.stderr == ""
     assert "FAIL redis: no crmsync running here" in check.stdout
     assert not (tmp_path / "empty" / "redis.json").exists()
     assert not (tmp_path / "empty" / "appendonlydir").exists()
 
 
-@pytest.mark.parametrize(
-    ("command", "code"),
-    [
-        (["status"], 141),
-        (["mapping", "check"], 141),
-        (["check", "--skip-worker"], 141),
-        (["--help"], 0),  # argparse ignores a failed write of its help, and exits 0
-    ],
-)
-def test_a_closed_pipe_ends_quietly(stack: SandboxStack, command: list[str], code: int) -> None:
-    """``crmsync status | head``: the reader is gone before the first write. Exit 141, as a
-    tool killed by SIGPIPE, and nothing on stderr."""
+CLOSED_PIPE_CASES: list[tuple[list[str], int]] = [
+    (["status"], 141),
+    (["mapping", "check"], 141),
+    (["check", "--skip-worker"], 141),
+    (["--help"], 0),  # argparse ignores a failed write of its help, and exits 0
+]
+
+
+def into_a_closed_pipe(env: Mapping[str, str], command: Sequence[str]) -> Result:
+    """``crmsync COMMAND | head`` where the reader is gone before the first write."""
     read_end, write_end = os.pipe()
     os.close(read_end)
     try:
-        process = subprocess.run(
+        return subprocess.run(
             [sys.executable, "-m", "worker.cli", *command],
             cwd=REPO_ROOT,
-            env=crmsync_env(stack.env()),
+            env=crmsync_env(env),
             stdout=write_end,
             stderr=subprocess.PIPE,
             text=True,
@@ -336,6 +350,26 @@ def test_a_closed_pipe_ends_quietly(stack: SandboxStack, command: list[str], cod
         )
     finally:
         os.close(write_end)
+
+
+@pytest.fixture(scope="module")
+def closed_pipe_results(stack: SandboxStack) -> dict[str, Result]:
+    """Every closed-pipe command, run at once, each into a pipe of its own."""
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = {
+            " ".join(command): pool.submit(into_a_closed_pipe, stack.env(), command)
+            for command, _code in CLOSED_PIPE_CASES
+        }
+        return {name: future.result() for name, future in futures.items()}
+
+
+@pytest.mark.parametrize(("command", "code"), CLOSED_PIPE_CASES)
+def test_a_closed_pipe_ends_quietly(
+    closed_pipe_results: dict[str, Result], command: list[str], code: int
+) -> None:
+    """``crmsync status | head``: the reader is gone before the first write. Exit 141, as a
+    tool killed by SIGPIPE, and nothing on stderr."""
+    process = closed_pipe_results[" ".join(command)]
     assert process.returncode == code, process.stderr
     assert process.stderr == "", process.stderr
 

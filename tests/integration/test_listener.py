@@ -19,9 +19,9 @@ import pytest
 from simple_salesforce.api import Salesforce
 
 from tasks.poll import run_poll
-from tests.integration.test_pipeline import close_deal, creates, customers_of
-from tests.ops.support import Receiver, wait_until
+from tests.support.deals import close_deal, creates, customers_of
 from tests.support.stack import salesforce_client, stack_with_worker
+from tests.support.waiting import Receiver, wait_until
 from worker.ops.progress import terminal_total, wait_for_syncs
 from worker.sandbox.stack import SandboxStack
 from worker.state.listener import ListenerState

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ops.support import wait_until
+from tests.support.waiting import wait_until
 from worker.sandbox.salesforce.app import SalesforceFaults
 from worker.sandbox.stack import SandboxStack
 from worker.settings import child_environment

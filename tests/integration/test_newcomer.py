@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from tests.ops.support import free_port, wait_until
 from tests.support.processes import REPO_ROOT
+from tests.support.waiting import free_port, wait_until
 
 pytestmark = pytest.mark.integration
 

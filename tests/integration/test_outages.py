@@ -3,7 +3,7 @@ and a switch in front of Metronome that takes it down (every request 503) and up
 
 Timings are compressed by settings (one failure budget retry, a breaker that opens after 3
 failed syncs and probes every second, parked syncs due within a second), never by sleeping:
-every wait polls a condition (tests.ops.support.wait_until). Polls and drains run in this
+every wait polls a condition (tests.support.waiting.wait_until). Polls and drains run in this
 process where a test must know exactly what was sent (as `crmsync poll` would); beat drives
 the recovery of the first test, as in a deployment.
 
@@ -24,11 +24,10 @@ from simple_salesforce.api import Salesforce
 
 from tasks.parked import run_drain
 from tasks.poll import run_poll
-from tests.integration.test_contracts import new_account, win
-from tests.integration.test_pipeline import close_deal, customers_of
-from tests.ops.support import wait_until
-from tests.support.outage import COMMIT_THEN_DOWN, DOWN, UP, OutageSwitch
+from tests.support.deals import close_deal, customers_of, new_account, win
+from tests.support.proxy import COMMIT_THEN_DOWN, DOWN, UP, FaultProxy
 from tests.support.stack import salesforce_client
+from tests.support.waiting import wait_until
 from worker.context import WorkerContext
 from worker.sandbox.stack import SandboxStack
 
@@ -52,11 +51,11 @@ SETTINGS = {
 @pytest.fixture(scope="module")
 def switch_and_stack(
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[OutageSwitch, SandboxStack]]:
+) -> Iterator[tuple[FaultProxy, SandboxStack]]:
     base = tmp_path_factory.mktemp("outages")
     with SandboxStack(data_dir=base / "data", extra_env=dict(SETTINGS)) as stack:
         assert stack.metronome is not None
-        switch = OutageSwitch(stack.metronome.url).start()
+        switch = FaultProxy(stack.metronome.url).start()
         try:
             stack.extra_env["METRONOME_BASE_URL"] = switch.url  # the worker talks to the switch
             stack.start_worker(base / "worker.log", concurrency=2)
@@ -67,12 +66,12 @@ def switch_and_stack(
 
 
 @pytest.fixture(scope="module")
-def stack(switch_and_stack: tuple[OutageSwitch, SandboxStack]) -> SandboxStack:
+def stack(switch_and_stack: tuple[FaultProxy, SandboxStack]) -> SandboxStack:
     return switch_and_stack[1]
 
 
 @pytest.fixture(scope="module")
-def switch(switch_and_stack: tuple[OutageSwitch, SandboxStack]) -> OutageSwitch:
+def switch(switch_and_stack: tuple[FaultProxy, SandboxStack]) -> FaultProxy:
     return switch_and_stack[0]
 
 
@@ -111,7 +110,7 @@ def recovered(ctx: WorkerContext, stack: SandboxStack, accounts: list[str]) -> b
 
 
 def test_a_create_committed_as_the_outage_began_is_adopted_not_made_twice(
-    stack: SandboxStack, switch: OutageSwitch, sf: Salesforce, ctx: WorkerContext
+    stack: SandboxStack, switch: FaultProxy, sf: Salesforce, ctx: WorkerContext
 ) -> None:
     account = close_deal(sf, "Committed Then Outage")
     switch.set(COMMIT_THEN_DOWN)
@@ -127,7 +126,7 @@ def test_a_create_committed_as_the_outage_began_is_adopted_not_made_twice(
 
 
 def test_an_outage_longer_than_the_retry_budget_parks_then_syncs_everything(
-    stack: SandboxStack, switch: OutageSwitch, sf: Salesforce, ctx: WorkerContext
+    stack: SandboxStack, switch: FaultProxy, sf: Salesforce, ctx: WorkerContext
 ) -> None:
     switch.set(DOWN)
     refused_before = switch.refused_so_far()
@@ -177,7 +176,7 @@ def test_an_outage_longer_than_the_retry_budget_parks_then_syncs_everything(
 
 
 def test_parked_syncs_survive_a_killed_worker_and_a_redis_restart(
-    stack: SandboxStack, switch: OutageSwitch, sf: Salesforce, ctx: WorkerContext
+    stack: SandboxStack, switch: FaultProxy, sf: Salesforce, ctx: WorkerContext
 ) -> None:
     switch.set(DOWN)
     accounts = [close_deal(sf, f"Survivor {n}") for n in range(3)]

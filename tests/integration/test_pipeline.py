@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 from metronome import Metronome
@@ -17,7 +16,8 @@ from simple_salesforce.api import Salesforce
 from tasks.poll import run_poll
 from tasks.resync import run_resync
 from tasks.sync import sync_account
-from tests.support.stack import held_by, poll_and_wait, salesforce_client, stack_with_worker
+from tests.support.deals import close_deal, creates, customers_of
+from tests.support.stack import poll_and_wait, salesforce_client, stack_with_worker
 from worker.ops.progress import terminal_total, wait_for_syncs
 from worker.queue.publish import SyncItem
 from worker.sandbox.stack import SANDBOX_METRONOME_TOKEN, SandboxStack
@@ -43,46 +43,6 @@ def metronome(stack: SandboxStack) -> Iterator[Metronome]:
     client = Metronome(bearer_token=SANDBOX_METRONOME_TOKEN, base_url=stack.metronome.url)
     yield client
     client.close()
-
-
-def close_deal(sf: Salesforce, name: str, **account: Any) -> str:
-    """Create an account and win a deal on it, through the REST API as a rep would."""
-    created = sf.Account.create(  # type: ignore[operator]
-        {
-            "Name": name,
-            "Billing_Email__c": f"{name.lower().replace(' ', '-')}@example.test",
-            "Billing_Provider__c": "aws_marketplace",
-            "AWS_Customer_Id__c": "ABC123ABC12",
-            "AWS_Product_Code__c": "my_product",
-            "AWS_Region__c": "us-west-1",
-            **account,
-        }
-    )
-    opportunity = sf.Opportunity.create(  # type: ignore[operator]
-        {
-            "AccountId": created["id"],
-            "Name": f"{name} deal",
-            "StageName": "Negotiation/Review",
-            "CloseDate": "2026-11-30",
-        }
-    )
-    sf.Opportunity.update(opportunity["id"], {"StageName": "Closed Won"})  # type: ignore[operator]
-    account_id: str = sf.Account.get(created["id"])["Id"]  # type: ignore[operator]
-    return account_id
-
-
-def customers_of(stack: SandboxStack, account_id: str) -> list[dict[str, Any]]:
-    assert stack.metronome is not None
-    return held_by(stack.metronome.customers(), "sfdc_account_id", account_id)
-
-
-def creates(stack: SandboxStack) -> int:
-    assert stack.metronome is not None
-    return sum(
-        count
-        for key, count in stack.metronome.request_counts().items()
-        if key.startswith("POST /v1/customers ") and key.endswith(" 200")
-    )
 
 
 def test_a_closed_deal_becomes_one_customer_with_its_billing_configuration(

@@ -14,7 +14,7 @@ from mappings import (
     parse_mapping,
     record_from_account,
 )
-from tests.mappings.helpers import WIDGETS_ACCOUNT_ID, WIDGETS_OPPORTUNITY_ID, widgets_record
+from tests.support.mapping_records import WIDGETS_ACCOUNT_ID, WIDGETS_OPPORTUNITY_ID, widgets_record
 
 MAPPING = load_default_mapping()
 

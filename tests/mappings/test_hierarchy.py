@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from mappings import MappingError, MappingFileError, load_default_mapping, parse_mapping
-from tests.mappings.helpers import account_id, widgets_record
+from tests.support.mapping_records import account_id, widgets_record
 
 BASE = load_default_mapping()
 ROLLUP = BASE.model_copy(

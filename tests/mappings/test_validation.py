@@ -6,7 +6,7 @@ import pytest
 
 from mappings import MappingError, load_default_mapping, parse_mapping
 from mappings.constraints import AWS_REGIONS
-from tests.mappings.helpers import WIDGETS_ACCOUNT_ID, WIDGETS_OPPORTUNITY_ID, widgets_record
+from tests.support.mapping_records import WIDGETS_ACCOUNT_ID, WIDGETS_OPPORTUNITY_ID, widgets_record
 
 DEFAULT = load_default_mapping()
 

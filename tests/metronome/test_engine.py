@@ -11,11 +11,10 @@ from collections import Counter
 import pytest
 
 from mappings.desired import BillingProviderConfiguration
+from tests.support.metronome_emulator import STRIPE, TOKEN, make_desired
 from worker.metronome import InMemoryGenerations, MetronomeGateway, UpsertEngine
 from worker.metronome.errors import PermanentError, TransientError, UnresolvableConflictError
 from worker.sandbox.metronome import MetronomeEmulator, MetronomeFaults
-
-from .conftest import STRIPE, TOKEN, make_desired
 
 LIST = "GET /v1/customers 200"
 RETRIEVE = "GET /v1/customers/{customer_id} 200"

@@ -6,6 +6,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from tests.support.metronome_emulator import TOKEN
 from worker.metronome import MetronomeGateway
 from worker.metronome.errors import (
     ConflictError,
@@ -18,8 +19,6 @@ from worker.metronome.errors import (
 from worker.metronome.transport import MAX_REFUSALS, _retry_after, retry_decision
 from worker.sandbox.metronome import MetronomeEmulator, MetronomeFaults
 from worker.settings import Settings
-
-from .conftest import TOKEN
 
 
 def test_conflict_is_not_retried_and_names_the_other_customer(

@@ -19,7 +19,8 @@ import fakeredis
 import pytest
 import redis
 
-from tests.ops.support import wait_until
+from tests.support.metronome_emulator import TOKEN
+from tests.support.waiting import wait_until
 from worker.metronome import MetronomeGateway
 from worker.metronome.governor import (
     GovernorUnavailable,
@@ -31,8 +32,6 @@ from worker.metronome.governor import (
 from worker.sandbox.metronome import MetronomeEmulator, MetronomeFaults
 from worker.state.keys import Keys
 from worker.state.server import RedisServer
-
-from .conftest import TOKEN
 
 KEY = Keys("gov").governor
 #: Slots are stored to the microsecond; leave room for float rounding.

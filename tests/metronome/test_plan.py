@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mappings.desired import BillingProviderConfiguration
+from tests.support.metronome_emulator import STRIPE, make_desired
 from worker.metronome.actual import BillingConfigurationState, CustomerState
 from worker.metronome.errors import UnresolvableConflictError
 from worker.metronome.idempotency import InMemoryGenerations, idempotency_key
@@ -20,8 +21,6 @@ from worker.metronome.plan import (
     SetName,
     plan_sync,
 )
-
-from .conftest import STRIPE, make_desired
 
 ACCOUNT = "001000000000001AAA"
 IDENTITY = f"sfdc:{ACCOUNT}"

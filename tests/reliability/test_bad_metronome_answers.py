@@ -20,7 +20,9 @@ import pytest
 
 from mappings import load_default_mapping
 from tasks.sync import Done, Retry, run_sync
-from tests.reliability.misbehaving import SPOILERS, SpoilingProxy
+from tests.support.bad_answers import ACCOUNT, TOKEN, record
+from tests.support.deals import customers_in
+from tests.support.proxy import SPOILERS, FaultProxy
 from worker.context import WorkerContext
 from worker.metronome import MetronomeGateway
 from worker.metronome.errors import ConnectionFailedError, ServerError, UnexpectedAnswerError
@@ -28,26 +30,6 @@ from worker.sandbox.metronome import MetronomeEmulator
 from worker.settings import load_settings
 from worker.state.keys import Keys
 from worker.state.store import SyncStore
-
-TOKEN = "bad-answers-token"
-ACCOUNT = "001000000000009AAA"
-
-
-def record() -> dict[str, Any]:
-    return {
-        "Id": "006000000000009AAA",
-        "AccountId": ACCOUNT,
-        "SystemModstamp": "2026-11-20T10:00:00.000+0000",
-        "Account": {
-            "Id": ACCOUNT,
-            "Name": "Spoiled Answers Ltd",
-            "Billing_Email__c": "ops@spoiled.example",
-            "Billing_Provider__c": "stripe",
-            "Stripe_Customer_Id__c": "cus_spoiled0001",
-            "Stripe_Collection_Method__c": "send_invoice",
-            "Parent": None,
-        },
-    }
 
 
 @pytest.fixture
@@ -80,19 +62,11 @@ def sync_until_done(ctx: WorkerContext, attempts: int = 6) -> tuple[Done, list[R
     raise AssertionError(f"still retrying after {attempts} attempts: {retries}")
 
 
-def customers_of(emulator: MetronomeEmulator) -> list[dict[str, Any]]:
-    return [
-        c
-        for c in emulator.customers()
-        if (c.get("custom_fields") or {}).get("sfdc_account_id") == ACCOUNT
-    ]
-
-
 @pytest.mark.parametrize("kind", ["truncated", "html_with_json_type", "empty_body"])
 def test_an_unreadable_answer_to_a_committed_create_is_retried_and_makes_one_customer(
     emulator: MetronomeEmulator, kind: str
 ) -> None:
-    proxy = SpoilingProxy(emulator.url, spoil=SPOILERS[kind]).start()
+    proxy = FaultProxy(emulator.url, spoil=SPOILERS[kind]).start()
     ctx = make_context(proxy.url)
     try:
         done, retries = sync_until_done(ctx)
@@ -103,7 +77,7 @@ def test_an_unreadable_answer_to_a_committed_create_is_retried_and_makes_one_cus
     assert "POST /v1/customers 200" in proxy.seen  # the create really committed upstream
     assert [r.reason for r in retries] and "unreadable JSON" in retries[0].reason
     assert done.outcome == "created"
-    assert len(customers_of(emulator)) == 1
+    assert len(customers_in(emulator, ACCOUNT)) == 1
 
 
 @pytest.mark.parametrize("kind", ["html_page", "wrong_shape"])
@@ -115,7 +89,7 @@ def test_a_wrong_shape_answer_to_a_committed_create_is_reread_and_makes_one_cust
 
     Before, the engine crashed on the answer (an AttributeError or TypeError) and the record
     was dead-lettered under that name, waiting for an operator's redrive."""
-    proxy = SpoilingProxy(emulator.url, spoil=SPOILERS[kind]).start()
+    proxy = FaultProxy(emulator.url, spoil=SPOILERS[kind]).start()
     ctx = make_context(proxy.url)
     try:
         done, retries = sync_until_done(ctx)
@@ -127,14 +101,14 @@ def test_a_wrong_shape_answer_to_a_committed_create_is_reread_and_makes_one_cust
     assert "POST /v1/customers 200" in proxy.seen  # the create really committed upstream
     assert letters == []
     assert done.outcome in ("created", "updated", "in_sync"), (done, retries)
-    assert len(customers_of(emulator)) == 1
+    assert len(customers_in(emulator, ACCOUNT)) == 1
 
 
 @pytest.mark.parametrize("kind", ["html_page", "wrong_shape"])
 def test_a_read_that_keeps_answering_the_wrong_shape_says_so(
     emulator: MetronomeEmulator, kind: str
 ) -> None:
-    proxy = SpoilingProxy(
+    proxy = FaultProxy(
         emulator.url, method="GET", path="/v1/customers*", spoil=SPOILERS[kind], times=100
     ).start()
     gateway = MetronomeGateway(TOKEN, proxy.url, timeout_s=5, retry_immediately=True)
@@ -151,7 +125,7 @@ def test_an_absurdly_slow_answer_times_out_as_unknown_and_is_adopted_not_duplica
 ) -> None:
     # Slower than the client's timeout on both attempts inside the gateway, then normal: the
     # create committed upstream each time, the task retries, and the key replays it.
-    proxy = SpoilingProxy(emulator.url, delay_s=1.5, times=2).start()
+    proxy = FaultProxy(emulator.url, delay_s=1.5, times=2).start()
     ctx = make_context(proxy.url, timeout_s=0.5, attempts=2)
     started = time.monotonic()
     try:
@@ -164,7 +138,7 @@ def test_an_absurdly_slow_answer_times_out_as_unknown_and_is_adopted_not_duplica
     # the key replayed) and adopted the customer instead of creating a second one.
     assert time.monotonic() - started < 30  # bounded by the client timeout, not the server
     assert done.outcome in ("created", "updated", "in_sync"), (done, retries)
-    assert len(customers_of(emulator)) == 1
+    assert len(customers_in(emulator, ACCOUNT)) == 1
 
 
 @pytest.mark.parametrize(
@@ -178,7 +152,7 @@ def test_the_gateway_surfaces_unreadable_reads_as_json_errors(
     emulator: MetronomeEmulator, kind: str, call: str
 ) -> None:
     path = "/v1/customers" if call == "list" else "/v1/customers/c-1"
-    proxy = SpoilingProxy(emulator.url, method="GET", path=path, spoil=SPOILERS[kind]).start()
+    proxy = FaultProxy(emulator.url, method="GET", path=path, spoil=SPOILERS[kind]).start()
     gateway = MetronomeGateway(TOKEN, proxy.url, timeout_s=5, retry_immediately=True)
     try:
         with pytest.raises(json.JSONDecodeError):

@@ -14,7 +14,7 @@ import pytest
 
 from mappings import load_default_mapping
 from tasks.poll import run_poll
-from tests.reliability.misbehaving import SPOILERS, SpoilingProxy
+from tests.support.proxy import SPOILERS, FaultProxy
 from worker.context import WorkerContext
 from worker.sandbox.salesforce import SalesforceEmulator, SandboxCredentials
 from worker.settings import load_settings
@@ -31,7 +31,7 @@ def salesforce() -> Iterator[SalesforceEmulator]:
         yield emulator
 
 
-def poll_through(proxy: SpoilingProxy, store: SyncStore) -> tuple[dict[str, object], list[str]]:
+def poll_through(proxy: FaultProxy, store: SyncStore) -> tuple[dict[str, object], list[str]]:
     settings = load_settings(
         salesforce_username=CREDENTIALS.username,
         salesforce_password=CREDENTIALS.password,
@@ -52,7 +52,7 @@ def poll_through(proxy: SpoilingProxy, store: SyncStore) -> tuple[dict[str, obje
 def test_a_broken_query_answer_fails_the_poll_clearly_and_the_next_poll_loses_nothing(
     salesforce: SalesforceEmulator, kind: str
 ) -> None:
-    proxy = SpoilingProxy(
+    proxy = FaultProxy(
         salesforce.url,
         method="GET",
         path="/services/data/*",

@@ -24,7 +24,7 @@ import redis
 
 from mappings import load_default_mapping
 from tasks.sync import Done, Retry, run_sync
-from tests.reliability.test_bad_metronome_answers import ACCOUNT, TOKEN, record
+from tests.support.bad_answers import ACCOUNT, TOKEN, record
 from worker.context import WorkerContext
 from worker.sandbox.metronome import MetronomeEmulator
 from worker.settings import load_settings

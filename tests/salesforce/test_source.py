@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from simple_salesforce.api import Salesforce
 
-from tests.salesforce.conftest import MAPPING_FIELDS, sobject
+from tests.support.salesforce_emulator import MAPPING_FIELDS, sobject
 from worker.salesforce import (
     ClosedWonSource,
     Cursors,

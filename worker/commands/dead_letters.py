@@ -12,7 +12,7 @@ from worker.commands.bootstrap import runtime
 from worker.commands.errors import UsageError
 from worker.state.dead_letters import DeadLetter
 
-#: Every kind of dead letter the tasks write (tests/unit/test_cli.py keeps this in step with
+#: Every kind of dead letter the tasks write (tests/commands/test_cli.py keeps this in step with
 #: tasks/), so ``--kind`` can refuse a typo instead of matching nothing, silently.
 DEAD_LETTER_KINDS: tuple[str, ...] = (
     "mapping",

@@ -3,7 +3,7 @@
 ::
 
     SalesforceFailure                  anything below (never raised itself)
-    ├── SalesforceNotConfigured        no SALESFORCE_* login is configured
+    ├── SalesforceNotConfigured        no SALESFORCE_* login is configured (a NotConfigured)
     ├── SessionExpired                 the pre-issued session was refused; it cannot be renewed
     ├── LoginRefused                   the login was refused with a reason (logins.py)
     ├── SchemaMismatch                 mapped fields the org refuses (org_schema.py)

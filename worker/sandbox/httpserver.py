@@ -104,7 +104,12 @@ class HttpServer:
                 done.set()
 
         loop.call_soon_threadsafe(run)
-        done.wait(timeout=30)
+        # No wall-clock bound while the loop lives: seeding 100,000 rows on a loaded machine
+        # took longer than any fixed timeout. A loop that has stopped never runs the call, and
+        # the caller sees it did not run.
+        while not done.wait(timeout=1.0):
+            if self._thread is None or not self._thread.is_alive():
+                return
 
     def __enter__(self) -> HttpServer:
         return self.start()

@@ -15,14 +15,13 @@ import fakeredis
 import pytest
 import redis
 
+from tests.support.metronome_emulator import TOKEN
 from worker.metronome import MetronomeGateway
 from worker.outages.breaker import GO, PROBE, WAIT, CircuitBreaker, Policy, breaker_state
 from worker.outages.metronome import BreakerOpenError, MetronomeBreaker
 from worker.sandbox.metronome import MetronomeEmulator, MetronomeFaults
 from worker.state.keys import Keys
 from worker.state.server import RedisServer
-
-from .conftest import TOKEN
 
 KEYS = Keys("brk")
 POLICY = Policy(failures=3, probe_s=10.0, probe_lease_s=60.0)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ops.conftest import OpsStack
+from tests.support.ops_stack import OpsStack
 from tests.support.processes import REPO_ROOT, crmsync_env
 from worker.sandbox.stack import SANDBOX_METRONOME_TOKEN
 

@@ -2,7 +2,8 @@
 emulator sends validates against the schema Metronome's OpenAPI spec gives for it, and every
 request body the emulator accepts validates against the spec's request schema.
 
-The spec lives outside the repo (see ``spec.py``); without it these tests skip and say why.
+The spec lives outside the repo (see tests/support/metronome_spec.py); without it these
+tests skip and say why.
 """
 
 from __future__ import annotations
@@ -17,16 +18,15 @@ import jsonschema  # type: ignore[import-untyped]
 import metronome
 import pytest
 
-from worker.sandbox.metronome import MetronomeEmulator, MetronomeFaults
-from worker.sandbox.metronome.routes import ROUTES, match
-
-from .conftest import TOKEN
-from .spec import (
+from tests.support.metronome_emulator import TOKEN
+from tests.support.metronome_spec import (
     assert_requests_match_spec,
     load_spec,
     openapi_to_jsonschema,
     request_errors,
 )
+from worker.sandbox.metronome import MetronomeEmulator, MetronomeFaults
+from worker.sandbox.metronome.routes import ROUTES, match
 
 
 @pytest.fixture(scope="module")

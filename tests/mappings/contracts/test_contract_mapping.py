@@ -11,8 +11,7 @@ from mappings.contracts.desired import uniqueness_key
 from mappings.contracts.engine import WON_OPPORTUNITIES_KEY, won_opportunity_rows
 from mappings.ids import to_18
 from tasks.poll import group_by_account
-
-from .helpers import WIDGETS_ACCOUNT_ID, WIDGETS_OPPORTUNITY_ID, widgets_record
+from tests.support.mapping_records import WIDGETS_ACCOUNT_ID, WIDGETS_OPPORTUNITY_ID, widgets_record
 
 DEFAULT = load_default_mapping()
 BASE = """

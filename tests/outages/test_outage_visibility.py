@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from tasks.poll import poll_closed_won
-from tests.ops.conftest import OpsStack
-from tests.ops.support import wait_until
-from tests.ops.test_metrics import Samples, scrape, total
+from tests.support.metrics import Samples, scrape, total
+from tests.support.ops_stack import OpsStack
 from tests.support.processes import run_cli
+from tests.support.waiting import wait_until
 from worker.sandbox.metronome import MetronomeFaults
 
 pytestmark = pytest.mark.integration

@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from tasks.poll import poll_closed_won
-from tests.ops.conftest import OpsStack
-from tests.ops.support import free_port, wait_until
+from tests.support.ops_stack import OpsStack
 from tests.support.processes import REPO_ROOT, crmsync_env
+from tests.support.waiting import free_port, wait_until
 from worker.ops.progress import terminal_total
 from worker.sandbox.stack import stop_processes
 

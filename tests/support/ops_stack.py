@@ -1,6 +1,10 @@
 """One running product for the operations tests: Redis, emulators, a webhook receiver and a
 `crmsync worker --metrics-port` process, on the demo's mapping. Tests share it (startup is the
-slow part) and each creates the accounts it polls."""
+slow part) and each creates the accounts it polls.
+
+A pytest plugin (tests/conftest.py lists it): the tests that use it live in commands/,
+telemetry/, outages/ and deploy/, by what they check, and one session-scoped product serves
+them all in each pytest process."""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ops.support import Receiver, free_port
+from tests.support.waiting import Receiver, free_port
 from worker.demo.seed import demo_mapping
 from worker.sandbox.stack import SandboxStack
 

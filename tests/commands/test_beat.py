@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.ops.support import wait_until
 from tests.support.processes import REPO_ROOT, crmsync_env
+from tests.support.waiting import wait_until
 from worker.app import QUEUE
 from worker.sandbox.stack import stop_processes
 from worker.state.server import RedisServer

@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tasks.poll import poll_closed_won
-from tests.ops.conftest import OpsStack
-from tests.ops.support import Receiver, wait_until
+from tests.support.ops_stack import OpsStack
+from tests.support.waiting import Receiver, wait_until
 from worker.ops.watcher import AlertWatcher
 from worker.state.server import RedisServer
 from worker.state.store import SyncStore
@@ -179,7 +179,7 @@ def test_a_poison_record_in_the_running_product_reaches_the_webhook(ops: OpsStac
 def test_a_merged_account_reaches_the_webhook_and_the_metric_once(ops: OpsStack) -> None:
     """A "needs attention" item made by a real poll: one webhook, however often it is seen,
     and counted by crmsync_attention_open until acknowledged."""
-    from tests.ops.test_metrics import scrape, total
+    from tests.support.metrics import scrape, total
 
     sf = ops.stack.salesforce
     assert sf is not None

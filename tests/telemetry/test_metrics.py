@@ -6,36 +6,16 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, datetime
 
-import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from tasks.poll import poll_closed_won
-from tests.ops.conftest import OpsStack
-from tests.ops.support import wait_until
+from tests.support.metrics import Samples, scrape, total
+from tests.support.ops_stack import OpsStack
+from tests.support.waiting import wait_until
 from worker.demo.seed import seed
 from worker.ops.progress import TERMINAL_OUTCOMES, terminal_total
 
 pytestmark = pytest.mark.integration
-
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def scrape(port: int) -> Samples:
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def total(samples: Samples, name: str, **labels: str) -> float:
-    return sum(
-        value
-        for (sample, sample_labels), value in samples.items()
-        if sample == name and set(labels.items()) <= set(sample_labels)
-    )
 
 
 def by_label(samples: Samples, name: str, label: str) -> dict[str, float]:

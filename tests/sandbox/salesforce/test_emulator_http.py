@@ -20,7 +20,7 @@ from simple_salesforce.exceptions import (
 )
 from simple_salesforce.format import format_soql
 
-from tests.salesforce.conftest import error_code, sobject
+from tests.support.salesforce_emulator import error_code, sobject
 from worker.salesforce import normalize_salesforce_id
 from worker.sandbox.salesforce import SalesforceEmulator, SandboxCredentials
 from worker.sandbox.salesforce.client import build_sandbox_salesforce

@@ -8,9 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.metronome_emulator import TOKEN
 from worker.sandbox.metronome import MetronomeEmulator, MetronomeFaults
-
-from .conftest import TOKEN
 
 
 @pytest.fixture

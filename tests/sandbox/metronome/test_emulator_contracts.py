@@ -12,12 +12,16 @@ import httpx
 import metronome
 import pytest
 
+from tests.support.metronome_emulator import TOKEN
+from tests.support.metronome_spec import (
+    SPEC_NAME,
+    assert_requests_match_spec,
+    load_spec,
+    reference_dir,
+)
 from worker.sandbox.metronome import MetronomeEmulator, MetronomeFaults
 from worker.sandbox.metronome.catalog import Alias, Catalog, Product, RateCard, seed_id
 from worker.sandbox.metronome.contracts import UNIQUENESS_KEY_USED
-
-from .conftest import TOKEN
-from .spec import SPEC_NAME, assert_requests_match_spec, load_spec, reference_dir
 
 START = "2026-01-01T00:00:00Z"
 END = "2027-01-01T00:00:00Z"
@@ -44,7 +48,7 @@ def accepted_means_allowed(emulator: MetronomeEmulator) -> Iterator[None]:
     spec's request schema allows (the emulator is never more lenient than the spec)."""
     yield
     if not (reference_dir() / SPEC_NAME).is_file():
-        return  # test_contract.py reports the missing spec
+        return  # test_spec.py reports the missing spec
     spec = load_spec()
     for route in (CREATE, "POST /v2/contracts/list", "POST /v1/contracts/archive"):
         method, template = route.split(" ")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.mappings.helpers import WIDGETS_ACCOUNT_ID, widgets_record
+from tests.support.mapping_records import WIDGETS_ACCOUNT_ID, widgets_record
 from worker.commands import mapping as command
 
 

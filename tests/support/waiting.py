@@ -1,4 +1,4 @@
-"""Helpers for the operations tests: free ports, a webhook receiver, waiting on conditions."""
+"""Waiting on real processes: free ports, a webhook receiver, waiting on conditions."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ import pytest
 from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import SalesforceMalformedRequest
 
-from tests.salesforce.conftest import sobject
+from tests.support.salesforce_emulator import sobject
 
 SELECT_TERMS = (
     "SELECT Id, Metronome_Rate_Card__c, Contract_Start_Date__c, Contract_Term_Months__c, "

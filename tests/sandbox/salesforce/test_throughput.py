@@ -11,7 +11,7 @@ import time
 
 from simple_salesforce.api import Salesforce
 
-from tests.salesforce.conftest import MAPPING_FIELDS
+from tests.support.salesforce_emulator import MAPPING_FIELDS
 from worker.salesforce.queries import select_list
 from worker.sandbox.salesforce import SalesforceEmulator
 

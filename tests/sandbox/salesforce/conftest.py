@@ -1,0 +1,3 @@
+"""The Salesforce emulator fixtures (tests/support/salesforce_emulator.py) for its own tests."""
+
+from tests.support.salesforce_emulator import emulator, make_client, sf  # noqa: F401 (fixtures)
