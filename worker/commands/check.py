@@ -84,7 +84,13 @@ def check_settings() -> tuple[list[CheckResult], Settings | None]:
 
 
 def check_mapping(settings: Settings) -> tuple[list[CheckResult], Mapping | None]:
-    from worker.context import load_configured_mapping
+    # The mappings package directly, not worker.context: the health check stays light.
+    from mappings import load_default_mapping, load_mapping
+
+    def load_configured_mapping(settings: Settings) -> Mapping:
+        if settings.mapping_file is not None:
+            return load_mapping(settings.mapping_file)
+        return load_default_mapping()
 
     source = str(settings.mapping_file or "the packaged default (mappings/default.yaml)")
     try:
