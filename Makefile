@@ -115,3 +115,27 @@ docs: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .crmsync-data .site
+
+# A first day from a clean shell (README "A first sync you can watch"): these run crmsync from
+# .venv without activating it, creating .venv first if needed, and say where crmsync is so a
+# new terminal can put it on PATH (`. .venv/bin/activate`).
+.PHONY: where sandbox run wheel bench-cli
+where: $(STAMP)
+	@echo "crmsync is $(CURDIR)/$(BIN)/crmsync; in a new terminal run  . $(CURDIR)/$(BIN)/activate  to put it on PATH"
+
+sandbox: where
+	$(BIN)/crmsync sandbox
+
+run: where
+	$(BIN)/crmsync run
+
+# The end-user install: a wheel in dist/ (with the mapping and the Salesforce metadata), for
+# `pipx install dist/crmsync-*.whl` or `pip install` into any Python 3.11 environment.
+wheel: $(STAMP)
+	$(UV) build --wheel --out-dir dist
+	@echo "install it with:  pipx install $(CURDIR)/dist/crmsync-$$($(BIN)/python -c 'import importlib.metadata as m; print(m.version("crmsync"))')-py3-none-any.whl"
+
+# How long `crmsync --help` and the container health check take to start, next to a bare
+# interpreter in the same run (one JSON object).
+bench-cli: $(STAMP)
+	$(BIN)/python -m bench.cli_startup

@@ -36,7 +36,7 @@ def poll_peak_rss(base: Path, won_accounts: int, progress: Any) -> dict[str, Any
         env = child_environment(stack.env())
         with (base / "poll-100k.log").open("wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "worker.cli", "poll"],
+                [sys.executable, "-m", "worker.cli", "poll", "--json"],
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=log,

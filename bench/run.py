@@ -11,7 +11,7 @@ The phases before it measure the code's CPU economy against an emulator without 
 their deployment's rate governor is given a ceiling (METRONOME_MAX_RPS) above what two cores
 can make. Then contracts (bench/contracts.py: a backfill of deals that each make a customer
 and a contract) →
-change events (bench/events.py, a stack of its own).
+change events (bench/events.py, a stack of its own) → CLI start-up (bench/cli_startup.py).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import ceiling, contracts, events, latency, memory, ratelimit
+from bench import ceiling, cli_startup, contracts, events, latency, memory, ratelimit
 from bench.data import seed_won_accounts
 from bench.passes import progress, timed_pass
 from bench.procstat import cpu_seconds, tree_usage
@@ -238,6 +238,15 @@ TARGETS: dict[str, Target] = {
         lambda f: f["expansion_rerun_metronome_calls"] == 0,
     ),
     "event_latency_p99_s": ("<= 2", lambda f: f["event_latency_p99_s"] <= 2),
+    # Start-up over a bare interpreter measured in the same run (a noisy machine slows both).
+    "cli_help_s": (
+        "<= bare + 0.3",
+        lambda f: f["cli_help_s"] - f["cli_bare_interpreter_s"] <= 0.3,
+    ),
+    "cli_health_check_s": (
+        "<= bare + 0.3",
+        lambda f: f["cli_health_check_s"] - f["cli_bare_interpreter_s"] <= 0.3,
+    ),
     **ratelimit_targets(),
 }
 
@@ -267,10 +276,13 @@ def main() -> int:
         regime = ratelimit.phases(base)
         contract_figures = contracts.phase(base, timed_pass, progress)
         evented = events.run(base, progress, closes=LATENCY_CLOSES)
+    progress("CLI start-up (crmsync --help, the health check, a bare interpreter)")
+    startup = cli_startup.run()
     result = figures(create.rps, listing.rps, phases, poll)
     result.update(regime)
     result.update(contract_figures)
     result.update(evented)
+    result.update(startup)
     print_table(result)
     print(json.dumps(result, sort_keys=False))
     return 0

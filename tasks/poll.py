@@ -20,6 +20,7 @@ from typing import Any
 
 import requests
 
+from tasks.poll_trouble import stopped_poll, stuck_poll
 from worker.app import app, declare_queue
 from worker.context import WorkerContext, get_context
 from worker.outages.breaker import Admission
@@ -29,6 +30,7 @@ from worker.queue.names import POLL
 from worker.queue.publish import EnqueueChunk, batch_publisher
 from worker.salesforce import Cursors, PollReader, SourceEvent
 from worker.salesforce.errors import SalesforceUnreadable
+from worker.salesforce.trouble import SalesforceTroubleError
 from worker.state.store import PollLease
 
 __all__ = ["group_by_account", "poll_closed_won", "run_poll"]
@@ -78,6 +80,11 @@ def run_poll(
     poll is the probe now and then, and its success resumes polling."""
     store = ctx.store
     started = time.monotonic()
+    stopped = stopped_poll(ctx, started)  # a configuration Salesforce refuses: do not ask
+    if stopped is not None:
+        if raise_outage:
+            raise SalesforceTroubleError(stopped["reason"], stopped["trouble"])
+        return stopped
     pause = ctx.salesforce_pause
     admission = pause.admit()
     if not admission.go:
@@ -103,7 +110,9 @@ def run_poll(
         except Exception as exc:
             reason = _outage(exc)
             if reason is None:
-                raise  # a wrong login, an expired pre-issued session: a person must act
+                # A wrong login, a missing field, no permission: one line, no traceback.
+                reported = True
+                return stuck_poll(ctx, exc, admission, raise_it=raise_outage, started=started)
             log.warning("poll failed: %s", reason)
             pause.outage(reason, admission)
             reported = True

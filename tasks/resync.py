@@ -18,6 +18,7 @@ from worker.app import app, declare_queue
 from worker.context import WorkerContext, get_context
 from worker.queue.grouping import chunks, find_absent, group_by_account
 from worker.queue.publish import EnqueueChunk, batch_publisher
+from worker.salesforce.trouble import diagnose
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,18 @@ def resync(
     since: str | None = None,
     force: bool = True,
 ) -> dict[str, Any]:
-    """Re-read the selected accounts from Salesforce and sync them (hash bypassed)."""
-    return run_resync(
-        get_context(), account_ids=account_ids, all_accounts=all, since=since, force=force
-    )
+    """Re-read the selected accounts from Salesforce and sync them (hash bypassed).
+
+    A failure Salesforce causes (a refused login, a missing field...) ends the task with its
+    one line as the result, not a traceback; simple-salesforce's exceptions would not even
+    pickle into the result backend."""
+    try:
+        return run_resync(
+            get_context(), account_ids=account_ids, all_accounts=all, since=since, force=force
+        )
+    except Exception as exc:
+        trouble = diagnose(exc)
+        if trouble is None:
+            raise
+        log.warning("resync stopped: %s", trouble.line, extra={"salesforce_trouble": trouble.kind})
+        return {"status": "failed", "reason": trouble.line, "trouble": trouble.kind, "enqueued": 0}

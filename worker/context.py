@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from worker.outages.parking import Parking
     from worker.outages.salesforce import SalesforcePause
     from worker.salesforce import ClosedWonSource
+    from worker.salesforce.logins import LoginGate
 
 
 @dataclass
@@ -43,6 +44,7 @@ class WorkerContext:
     _breaker: MetronomeBreaker | None = field(default=None, repr=False)
     _parking: Parking | None = field(default=None, repr=False)
     _pause: SalesforcePause | None = field(default=None, repr=False)
+    _login_gate: LoginGate | None = field(default=None, repr=False)
     _building: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     @property
@@ -92,6 +94,23 @@ class WorkerContext:
                 self.settings, self.store.client, self.store.keys
             )
         return self._pause
+
+    @property
+    def login_gate(self) -> LoginGate:
+        """The gate every Salesforce login of this process passes (shared refusals in Redis)."""
+        if self._login_gate is None:
+            with self._building:
+                if self._login_gate is None:
+                    from worker.salesforce.logins import LoginGate
+                    from worker.state.logins import LoginBackoff
+
+                    backoff = LoginBackoff(
+                        self.store.client,
+                        self.store.keys,
+                        max_wait_s=self.settings.login_backoff_max_s,
+                    )
+                    self._login_gate = LoginGate(self.settings, backoff)
+        return self._login_gate
 
     @property
     def parking(self) -> Parking:
@@ -152,7 +171,7 @@ class WorkerContext:
     @property
     def source(self) -> ClosedWonSource:
         if self._source is None:
-            self._source = build_source(self.settings, self.mapping)
+            self._source = build_source(self.settings, self.mapping, self.login_gate)
         return self._source
 
     def close(self) -> None:
@@ -161,11 +180,13 @@ class WorkerContext:
         self.store.client.close()
 
 
-def build_source(settings: Settings, mapping: Mapping) -> ClosedWonSource:
+def build_source(
+    settings: Settings, mapping: Mapping, gate: LoginGate | None = None
+) -> ClosedWonSource:
     from worker.salesforce import ClosedWonSource
 
     return ClosedWonSource(
-        salesforce_client(settings),
+        salesforce_client(settings, gate),
         mapping.opportunity_fields(),
         overlap_s=settings.overlap_s,
         quota_fraction=settings.salesforce_quota_fraction,
@@ -173,8 +194,9 @@ def build_source(settings: Settings, mapping: Mapping) -> ClosedWonSource:
     )
 
 
-def salesforce_client(settings: Settings) -> Salesforce:
-    """A logged-in client for the configured org (or the loopback emulator it names)."""
+def salesforce_client(settings: Settings, gate: LoginGate | None = None) -> Salesforce:
+    """A logged-in client for the configured org (or the loopback emulator it names); with a
+    ``gate``, its logins (and simple-salesforce's re-logins) wait while Salesforce refuses them."""
     from worker.salesforce import build_salesforce
 
     if not settings.salesforce_configured:
@@ -188,7 +210,9 @@ def salesforce_client(settings: Settings) -> Salesforce:
         from worker.salesforce.loopback import loopback_session
 
         session = loopback_session(settings.salesforce_emulator_url, settings.salesforce_timeout_s)
-    return build_salesforce(settings, session)
+    if gate is None:
+        return build_salesforce(settings, session)
+    return gate.login(lambda: build_salesforce(settings, session))
 
 
 def load_configured_mapping(settings: Settings) -> Mapping:

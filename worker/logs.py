@@ -170,7 +170,8 @@ def configure_logging(
     # Per-request chatter of the HTTP clients would drown the sync lines at INFO.
     for noisy in ("httpx", "httpcore", "urllib3", "simple_salesforce"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
-    log_retries_here()
+    if "stamina" in sys.modules:  # else the Metronome transport installs it when imported:
+        log_retries_here()  # a command that never retries (--help, the health check) skips it
     return handler
 
 

@@ -45,6 +45,7 @@ def test_everything_up_is_ok_and_exit_zero(ops: OpsStack) -> None:
         "mapping": "ok",
         "redis": "ok",
         "salesforce": "ok",
+        "salesforce fields": "ok",
         "metronome": "ok",
         "contracts": "ok",
         "pubsub": "ok",
@@ -68,6 +69,7 @@ def test_a_wrong_metronome_token_fails_that_line_only(ops: OpsStack) -> None:
         "mapping": "ok",
         "redis": "ok",
         "salesforce": "ok",
+        "salesforce fields": "ok",
         "pubsub": "ok",
         "worker": "ok",
     }

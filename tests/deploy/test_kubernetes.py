@@ -4,12 +4,15 @@ which ships them: no cluster, no network), and shaped as README says a deploymen
 from __future__ import annotations
 
 import argparse
+import tomllib
 from typing import Any
 
 import kubernetes_validate
 import pytest
+import yaml
 
-from tests.support.deploy_files import manifests
+from tests.support.deploy_files import KUBERNETES, manifests
+from tests.support.processes import REPO_ROOT
 from worker.cli import build_parser
 
 #: The version the schemas are checked against (kubernetes-validate ships each release's).
@@ -86,3 +89,18 @@ def test_the_config_names_only_real_settings() -> None:
     [config] = [d for _p, d in manifests() if d["kind"] == "ConfigMap"]
     unknown = {k for k in config["data"] if k not in aliases and not k.startswith("FLOWER_")}
     assert not unknown, unknown
+
+
+def test_the_image_is_named_in_one_place_the_kustomization() -> None:
+    """Every crmsync container says ``image: crmsync``; kustomization.yaml's ``images:`` gives
+    it a registry and a tag (the project's version until someone points it elsewhere)."""
+    kustomization = yaml.safe_load((KUBERNETES / "kustomization.yaml").read_text())
+    listed = set(kustomization["resources"])
+    assert listed == {path.name for path, _doc in manifests()}
+    [override] = kustomization["images"]
+    version = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert override == {"name": "crmsync", "newName": "crmsync", "newTag": version}
+    for component, doc in workloads().items():
+        for container in doc["spec"]["template"]["spec"]["containers"]:
+            if component != "redis":
+                assert container["image"] == "crmsync", component

@@ -42,7 +42,7 @@ def cli(stack: SandboxStack, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_poll_command_enqueues_and_waits(stack: SandboxStack, sf: Salesforce) -> None:
     account_id = close_deal(sf, "Polled From CLI")
-    result = cli(stack, "poll", "--wait")
+    result = cli(stack, "poll", "--wait", "--json")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout[: result.stdout.rindex("}") + 1])
     assert summary["status"] == "ok" and summary["enqueued"] >= 1

@@ -47,7 +47,8 @@ def cli_json(stack: SandboxStack, *args: str) -> Any:
 def json_lines(stack: SandboxStack, *args: str) -> list[dict[str, Any]]:
     result = cli(stack, *args)
     assert result.returncode == 0, result.stderr
-    return [json.loads(line) for line in result.stdout.splitlines()]
+    items: list[dict[str, Any]] = json.loads(result.stdout)  # one array, [] when empty
+    return items
 
 
 def opportunity_of(sf: Salesforce, account_id: str) -> str:

@@ -49,6 +49,7 @@ def manifests() -> list[tuple[Path, dict[str, Any]]]:
     return [
         (path, doc)
         for path in sorted(KUBERNETES.glob("*.yaml"))
+        if path.name != "kustomization.yaml"  # kustomize's, not the API's
         for doc in yaml.safe_load_all(path.read_text())
         if doc
     ]

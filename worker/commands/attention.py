@@ -18,7 +18,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "attention", help="'needs attention' items, with what to do; ack one when handled"
     )
     parser.add_argument("--all", action="store_true", help="acknowledged items too")
-    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument("--json", action="store_true", help="print one JSON array ([] if none)")
     parser.set_defaults(func=run_list)
     actions = parser.add_subparsers(dest="action", metavar="ACTION")
     ack = actions.add_parser("ack", help="mark items handled (kept, with who and when)")
@@ -57,12 +57,12 @@ def run_list(args: argparse.Namespace) -> int:
     # Read-only: joins a running crmsync's Redis, never starts one, needs no mapping.
     with runtime(needs_credentials=False, needs_mapping=False) as rt:
         items = rt.store().attention.items(include_acked=args.all)
+    if args.json:
+        print(json.dumps([item.as_dict() for item in items], sort_keys=True))
+        return 0
     for item in items:
-        if args.json:
-            print(json.dumps(item.as_dict(), sort_keys=True))
-        else:
-            print("\n".join(describe(item)))
-    if not items and not args.json:
+        print("\n".join(describe(item)))
+    if not items:
         print("nothing needs attention" if not args.all else "no attention items")
     return 0
 

@@ -16,6 +16,7 @@ host by its node name, not whichever worker takes the next message from the shar
 from __future__ import annotations
 
 import argparse
+import json
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--worker-timeout", type=float, default=10.0, help="seconds to wait for a live worker"
     )
     parser.add_argument("--skip-worker", action="store_true", help="do not require a live worker")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -83,7 +85,13 @@ def check_settings() -> tuple[list[CheckResult], Settings | None]:
 
 
 def check_mapping(settings: Settings) -> tuple[list[CheckResult], Mapping | None]:
-    from worker.context import load_configured_mapping
+    # The mappings package directly, not worker.context: the health check stays light.
+    from mappings import load_default_mapping, load_mapping
+
+    def load_configured_mapping(settings: Settings) -> Mapping:
+        if settings.mapping_file is not None:
+            return load_mapping(settings.mapping_file)
+        return load_default_mapping()
 
     source = str(settings.mapping_file or "the packaged default (mappings/default.yaml)")
     try:
@@ -138,6 +146,22 @@ def check_salesforce(settings: Settings) -> CheckResult:
         detail += f", at or above SALESFORCE_QUOTA_FRACTION {settings.salesforce_quota_fraction}"
         detail += ": polls are stopping"
     return CheckResult("salesforce", ok, detail)
+
+
+def check_salesforce_fields(settings: Settings, mapping: Mapping) -> CheckResult:
+    """Every field the mapping reads exists in the org and the integration user can read it
+    (describe of the mapped objects; worker/salesforce/org_schema.py)."""
+    from worker.commands.preflight import org_field_problems
+
+    try:
+        problems = org_field_problems(settings, mapping)
+    except Exception as exc:
+        return CheckResult("salesforce fields", False, _describe(exc, settings))
+    if problems:
+        return CheckResult(
+            "salesforce fields", False, "; ".join(problem.line() for problem in problems)
+        )
+    return CheckResult("salesforce fields", True, "every mapped field exists and is readable")
 
 
 def check_metronome(settings: Settings, mapping: Mapping | None) -> CheckResult:
@@ -286,6 +310,14 @@ def run(args: argparse.Namespace) -> int:
         extra: list[Callable[[], CheckResult | None]] = []
         if not args.quick:
             extra.append(lambda: check_salesforce(settings))
+            if mapping is not None:
+                extra.append(
+                    lambda: (
+                        check_salesforce_fields(settings, mapping)
+                        if _passed(results, "salesforce")
+                        else None
+                    )
+                )
             extra.append(lambda: check_metronome(settings, mapping))
             if mapping is not None:
                 # The catalog check reads today's won deals from Salesforce and looks their
@@ -294,7 +326,7 @@ def run(args: argparse.Namespace) -> int:
                 extra.append(
                     lambda: (
                         check_contracts(settings, mapping)
-                        if _passed(results, "salesforce", "metronome")
+                        if _passed(results, "salesforce", "salesforce fields", "metronome")
                         else None
                     )
                 )
@@ -307,6 +339,11 @@ def run(args: argparse.Namespace) -> int:
             found = check()
             if found is not None:
                 results.append(found)
+    ok = all(r.ok for r in results)
+    if args.json:
+        checks = [{"name": r.name, "ok": r.ok, "detail": r.detail} for r in results]
+        print(json.dumps({"ok": ok, "checks": checks}, sort_keys=True))
+        return 0 if ok else 1
     for result in results:
         print(result.line())
-    return 0 if all(r.ok for r in results) else 1
+    return 0 if ok else 1

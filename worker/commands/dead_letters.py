@@ -39,7 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     listing.add_argument(
         "--all", action="store_true", help="resolved ones too (when, and by which sync)"
     )
-    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    listing.add_argument("--json", action="store_true", help="print one JSON array ([] if none)")
     listing.set_defaults(func=run_list)
     redrive = actions.add_parser(
         "redrive", help="re-enqueue open dead letters (all, or the given ids) with force"
@@ -85,9 +85,12 @@ def run_list(args: argparse.Namespace) -> int:
         letters = rt.store().dead_letter_book.groups(
             include_resolved=args.all, account_id=account, kind=args.kind, with_snapshots=False
         )
+    if args.json:
+        print(json.dumps([letter.as_dict() for letter in letters], sort_keys=True))
+        return 0
     for letter in letters:
-        print(json.dumps(letter.as_dict(), sort_keys=True) if args.json else describe(letter))
-    if not letters and not args.json:
+        print(describe(letter))
+    if not letters:
         print("no dead letters" + ("" if args.all else " open"))
     return 0
 

@@ -54,6 +54,11 @@ class UsageError(Exception):
     what is accepted. Commands raise it; the CLI prints it and exits 2."""
 
 
+class StartupFailure(Exception):
+    """An expected reason a command cannot start (a port in use): the message is the one line
+    to print, naming what to change; exit 1."""
+
+
 @dataclass(frozen=True)
 class Failure:
     """An expected failure as the operator reads it."""
@@ -93,6 +98,9 @@ def causes(exc: BaseException) -> Iterator[BaseException]:
 def _ours(exc: BaseException, settings: Settings | None) -> Failure | None:
     from mappings.ids import InvalidSalesforceId
     from tasks.resync import ResyncRequestError
+    from worker.salesforce.logins import LoginDeferred, LoginRefused
+    from worker.salesforce.org_schema import SchemaMismatch
+    from worker.salesforce.trouble import SalesforceTroubleError
     from worker.state.server import EmbeddedRedisError, NoCrmsyncRunning
 
     if isinstance(exc, MappingFileError):
@@ -111,6 +119,16 @@ def _ours(exc: BaseException, settings: Settings | None) -> Failure | None:
         )
     if isinstance(exc, ResyncRequestError):
         return Failure(f"crmsync: {exc}", EXIT_CONFIG)
+    if isinstance(exc, StartupFailure):
+        return Failure(str(exc), EXIT_FAILED)
+    if isinstance(exc, SchemaMismatch):
+        return Failure(str(exc), EXIT_CONFIG)
+    if isinstance(exc, LoginRefused):
+        return Failure(f"crmsync: {exc}", EXIT_CONFIG)
+    if isinstance(exc, LoginDeferred):  # refusals a person must see to: like the refusal
+        return Failure(f"crmsync: {exc}", EXIT_CONFIG)
+    if isinstance(exc, SalesforceTroubleError):
+        return Failure(f"crmsync: {exc}", EXIT_FAILED if exc.transient else EXIT_CONFIG)
     if isinstance(exc, EmbeddedRedisError):
         return Failure(
             f"crmsync: the embedded Redis did not start: {exc}; set REDIS_URL to use a Redis "
@@ -232,6 +250,11 @@ def _salesforce(exc: BaseException, settings: Settings | None) -> Failure | None
             EXIT_CONFIG,
         )
     if isinstance(exc, SalesforceError):
+        from worker.salesforce.trouble import diagnose
+
+        trouble = diagnose(exc)
+        if trouble is not None and trouble.kind in ("field", "not_found"):
+            return Failure(f"crmsync: {trouble.line}", EXIT_CONFIG)
         code = _salesforce_code(exc.content) or "no error code"
         return Failure(
             f"crmsync: Salesforce answered {exc.status} ({code}) for {_path(exc.url)}; "

@@ -13,6 +13,7 @@ import signal
 from types import FrameType
 
 from worker.commands.bootstrap import service_runtime
+from worker.commands.preflight import check_org
 from worker.context import build_context
 from worker.logs import configure_logging
 
@@ -35,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     # Redis is started or joined (and announced), an external one waited for.
     with service_runtime() as rt:
         configure_logging(rt.settings.log_format, args.loglevel or rt.settings.log_level)
+        check_org(rt)  # a mapped field the org refuses stops the start, in one line
         ctx = build_context(rt.settings, rt.redis.url)
         state = ListenerState.from_url(rt.redis.url, rt.settings.redis_prefix)
         webhook = rt.settings.alert_webhook_url

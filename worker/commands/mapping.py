@@ -73,10 +73,20 @@ def run_check(args: argparse.Namespace) -> int:
         "contract": mapping.contract is not None,
         "line_item_fields": mapping.line_item_fields(),
     }
+    org, problems = _against_the_org(mapping)
+    report["salesforce"] = org
+    if problems:
+        report["ok"] = False
+        report["problems"] = problems
     if args.json:
         print(json.dumps(report, indent=2))
-        return 0
+        return EXIT_INPUT_INVALID if problems else 0
+    if problems:
+        for problem in problems:
+            print(f"crmsync: {problem}", file=sys.stderr)
+        return EXIT_INPUT_INVALID
     print(f"ok: {report['file']} is a valid mapping")
+    print(f"Salesforce: {org}")
     print("Opportunity fields read: " + ", ".join(mapping.opportunity_fields()))
     print("Account fields read: " + ", ".join(mapping.account_fields()))
     if mapping.contract is not None:
@@ -91,6 +101,31 @@ def run_check(args: argparse.Namespace) -> int:
     for note in mapping.notes:
         print(f"note: {note}")
     return 0
+
+
+def _against_the_org(mapping: Mapping) -> tuple[str, list[str]]:
+    """With Salesforce credentials set: describe the mapped objects, one problem per field the
+    org refuses. Without them (or when Salesforce cannot be asked) the file alone is checked,
+    and the first element says so."""
+    from worker.commands.errors import explain
+    from worker.commands.preflight import org_field_problems
+    from worker.settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings()
+    except SettingsError:
+        return "not checked (the settings do not load: run crmsync check)", []
+    if not settings.salesforce_configured:
+        return "not checked (no SALESFORCE_* login set)", []
+    try:
+        problems = org_field_problems(settings, mapping)
+    except Exception as exc:
+        failure = explain(exc, settings)
+        why = failure.message.removeprefix("crmsync: ") if failure else type(exc).__name__
+        return f"not checked: {why}", []
+    if problems:
+        return "fields refused", [problem.line() for problem in problems]
+    return "every mapped field exists and is readable", []
 
 
 def _strip_attributes(value: Any) -> Any:

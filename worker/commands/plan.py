@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from typing import TYPE_CHECKING, Any
 
 from mappings import MappingError
 from mappings.ids import normalize_salesforce_id
@@ -12,10 +14,16 @@ from worker.commands.bootstrap import runtime
 from worker.context import build_context
 from worker.contracts.describe import describe_contracts
 
+if TYPE_CHECKING:
+    from worker.context import WorkerContext
+
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("plan", help="dry run: the calls a sync would make")
     parser.add_argument("account_ids", nargs="+", metavar="ACCOUNT_ID")
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON array, one object per account"
+    )
     parser.set_defaults(func=run)
 
 
@@ -25,29 +33,45 @@ def run(args: argparse.Namespace) -> int:
     with runtime() as rt:
         ctx = build_context(rt.settings, rt.redis.url)
         records = group_by_account(ctx.source.records_for_accounts(args.account_ids))
-        status = 0
-        for account_id in args.account_ids:
-            matches = [r for a, r in records.items() if a.startswith(account_id[:15])]
-            if not matches:
-                print(f"{account_id}: no won opportunity in Salesforce; nothing to sync")
-                status = 1
-                continue
-            try:
-                desired = ctx.mapping.map_record(matches[0])
-            except MappingError as exc:
-                print(f"{account_id}: {exc}", file=sys.stderr)
-                status = 1
-                continue
-            cached = ctx.store.account_state(desired.salesforce_account_id).customer_id
-            found = ctx.engine.find_many(
-                [desired], {desired.salesforce_account_id: cached} if cached else {}
-            )
-            actual = found.get(desired.salesforce_account_id)
-            plan = ctx.engine.plan(desired, actual)
-            print(f"{account_id}:")
-            for line in plan.describe():
-                print(f"  {line}")
-            customer_id = actual.id if actual is not None else None
-            for line in describe_contracts(ctx, matches[0], desired, customer_id):
-                print(f"  {line}")
-        return status
+        plans = [plan_account(ctx, account_id, records) for account_id in args.account_ids]
+    if args.json:
+        print(json.dumps(plans, sort_keys=True))
+    else:
+        for plan in plans:
+            if plan["status"] == "planned":
+                print(f"{plan['account_id']}:")
+                for line in [*plan["calls"], *plan["contracts"]]:
+                    print(f"  {line}")
+            elif plan["status"] == "not_found":
+                print(f"{plan['account_id']}: {plan['reason']}")
+            else:
+                print(f"{plan['account_id']}: {plan['reason']}", file=sys.stderr)
+    return 0 if all(plan["status"] == "planned" for plan in plans) else 1
+
+
+def plan_account(
+    ctx: WorkerContext, account_id: str, records: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """What a sync of ``account_id`` would call: ``status`` planned, not_found or invalid."""
+    matches = [r for a, r in records.items() if a.startswith(account_id[:15])]
+    if not matches:
+        reason = "no won opportunity in Salesforce; nothing to sync"
+        return {"account_id": account_id, "status": "not_found", "reason": reason}
+    try:
+        desired = ctx.mapping.map_record(matches[0])
+    except MappingError as exc:
+        return {"account_id": account_id, "status": "invalid", "reason": str(exc)}
+    cached = ctx.store.account_state(desired.salesforce_account_id).customer_id
+    found = ctx.engine.find_many(
+        [desired], {desired.salesforce_account_id: cached} if cached else {}
+    )
+    actual = found.get(desired.salesforce_account_id)
+    plan = ctx.engine.plan(desired, actual)
+    customer_id = actual.id if actual is not None else None
+    return {
+        "account_id": account_id,
+        "status": "planned",
+        "customer_id": customer_id,
+        "calls": list(plan.describe()),
+        "contracts": list(describe_contracts(ctx, matches[0], desired, customer_id)),
+    }

@@ -20,6 +20,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="also wait until the workers finished those syncs, and print their outcomes",
     )
     parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.set_defaults(func=run)
 
 
@@ -35,7 +36,10 @@ def run(args: argparse.Namespace) -> int:
                 ctx.store, watch.baseline, expected, timeout_s=args.timeout
             )
             summary["syncs"] = watch.report()
-        print(json.dumps(summary, indent=2, sort_keys=True))
+        if args.json:
+            print(json.dumps(summary, indent=2, sort_keys=True))
+        else:
+            print(describe_poll(summary))
         if timed_out:
             print("timed out waiting for the workers (is `crmsync worker` running?)")
             return 1
@@ -49,3 +53,23 @@ def run(args: argparse.Namespace) -> int:
         elif status not in ("ok", "skipped"):
             print(f"crmsync: the poll {status}: {summary.get('reason', '')}", file=sys.stderr)
         return 0 if status in ("ok", "skipped") else 1
+
+
+def describe_poll(summary: dict[str, object]) -> str:
+    """The poll in a few lines (``--json`` prints all of it)."""
+    lines = [
+        f"poll {summary.get('status')}: {summary.get('rows', 0)} rows, "
+        f"{summary.get('enqueued', 0)} accounts enqueued"
+    ]
+    syncs = summary.get("syncs")
+    if isinstance(syncs, dict):
+        outcomes = syncs.get("outcomes") or {}
+        if isinstance(outcomes, dict) and outcomes:
+            lines.append("syncs: " + ", ".join(f"{k}={v}" for k, v in sorted(outcomes.items())))
+        letters = syncs.get("dead_letters") or []
+        if isinstance(letters, list) and letters:
+            lines.append(f"dead letters: {len(letters)} (crmsync dead-letters list)")
+    cursors = summary.get("cursors")
+    if isinstance(cursors, dict) and cursors:
+        lines.append("cursors: " + ", ".join(f"{k}={v}" for k, v in sorted(cursors.items())))
+    return "\n".join(lines)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from tasks.resync import run_resync
 from worker.commands.bootstrap import runtime
@@ -33,13 +34,15 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     wait.add_argument("--no-wait", action="store_true", help="enqueue and return")
     parser.add_argument("--timeout", type=float, default=1800.0)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
     # Both options share one destination; argparse would take the store_false option's
     # implicit default (True: never wait), so the default is set here, once.
     parser.set_defaults(func=run, no_wait=False)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Prints one JSON object: what was enqueued and, after waiting, what the syncs did.
+    """Prints what was enqueued and, after waiting, what the syncs did (``--json``: as one
+    JSON object).
 
     Exit 1 when an id had no won deal, a sync was dead-lettered, or the wait timed out; a
     malformed id or selector is a ResyncRequestError (exit 2, worker/commands/errors.py).
@@ -57,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         enqueued = int(result["enqueued"])
         report = {k: v for k, v in result.items() if k != "account_ids"}
         if args.no_wait or not enqueued:
-            print(json.dumps(report, sort_keys=True))
+            _print(report, args.json)
             return 1 if result["not_found"] else 0
         finished = wait_for_syncs(
             ctx.store, watch.baseline, enqueued, timeout_s=args.timeout, label="resync"
@@ -65,8 +68,25 @@ def run(args: argparse.Namespace) -> int:
         # account_ids is capped at 1,000: beyond that, count every new dead letter.
         ids = result["account_ids"] if len(result["account_ids"]) == enqueued else None
         report |= watch.report(ids) | {"finished": finished}
-        print(json.dumps(report, sort_keys=True))
+        _print(report, args.json)
         if not finished:
             print("timed out waiting for the workers (is `crmsync worker` running?)")
         failed = result["not_found"] or report["dead_letters"] or not finished
         return 1 if failed else 0
+
+
+def _print(report: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(report, sort_keys=True))
+        return
+    print(f"resync: {report.get('enqueued', 0)} accounts enqueued")
+    if report.get("not_found"):
+        print("no won deal in Salesforce: " + ", ".join(str(i) for i in report["not_found"]))
+    outcomes = report.get("outcomes")
+    if isinstance(outcomes, dict) and outcomes:
+        print("syncs: " + ", ".join(f"{k}={v}" for k, v in sorted(outcomes.items())))
+    letters = report.get("dead_letters")
+    if isinstance(letters, list) and letters:
+        print(f"dead letters: {len(letters)} (crmsync dead-letters list)")
+        for letter in letters:
+            print(f"  {letter.get('account_id')} [{letter.get('kind')}] {letter.get('reason')}")

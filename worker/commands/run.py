@@ -6,6 +6,7 @@ import argparse
 
 from worker.app import BEAT_SCHEDULER, QUEUE
 from worker.commands.bootstrap import service_runtime
+from worker.commands.preflight import check_org
 from worker.commands.worker import add_metrics_arguments, operations
 
 
@@ -19,6 +20,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def run(args: argparse.Namespace) -> int:
     with service_runtime() as rt, operations(rt, args):
+        check_org(rt)  # a mapped field the org refuses stops the start, in one line
         rt.app.worker_main(
             [
                 "worker",

@@ -11,12 +11,19 @@ loopback emulator (worker/salesforce/loopback.py), never a real org.
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING, Any
 
-from worker.commands.errors import UsageError
+from worker.commands.errors import StartupFailure, UsageError
 from worker.sandbox.salesforce.auth import SandboxCredentials
 from worker.sandbox.stack import SANDBOX_METRONOME_TOKEN
 
+if TYPE_CHECKING:
+    from worker.sandbox.metronome import MetronomeEmulator
+    from worker.sandbox.salesforce import SalesforceEmulator
+
 _DEFAULTS = SandboxCredentials()
+
+
 DEFAULT_METRONOME_PORT = 8081
 DEFAULT_SALESFORCE_PORT = 8082
 DEFAULT_PUBSUB_PORT = 8083
@@ -31,19 +38,23 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (loopback)")
     parser.add_argument(
-        "--metronome-port", type=int, default=DEFAULT_METRONOME_PORT, help="Metronome API port"
+        "--metronome-port",
+        type=int,
+        default=None,
+        help=f"Metronome API port (default {DEFAULT_METRONOME_PORT})",
     )
     parser.add_argument(
         "--salesforce-port",
         type=int,
-        default=DEFAULT_SALESFORCE_PORT,
-        help="Salesforce REST/SOAP port",
+        default=None,
+        help=f"Salesforce REST/SOAP port (default {DEFAULT_SALESFORCE_PORT})",
     )
     parser.add_argument(
         "--pubsub-port",
         type=int,
-        default=DEFAULT_PUBSUB_PORT,
-        help="Salesforce Pub/Sub API port (gRPC)",
+        default=None,
+        help=f"Salesforce Pub/Sub API port (gRPC); served on {DEFAULT_PUBSUB_PORT} by default "
+        "only when no other port is given",
     )
     parser.add_argument(
         "--metronome-token", default=SANDBOX_METRONOME_TOKEN, help="bearer token accepted"
@@ -77,6 +88,12 @@ def _add_edit_parsers(parser: argparse.ArgumentParser) -> None:
     add.add_argument("--provider", choices=PROVIDERS, default="aws_marketplace")
     add.add_argument("--email", help="billing email (the customer's ingest alias)")
     add.add_argument("--won", action="store_true", help="close the deal at once")
+    add.add_argument(
+        "--rate-card",
+        help="Metronome rate card alias for the deal (the emulator has standard, enterprise, "
+        "startup): once won it also makes a contract",
+    )
+    add.add_argument("--term-months", type=int, help="contract length (default: evergreen)")
     close = edits.add_parser("close", help="win the account's open deal (Closed Won)")
     close.add_argument("account_id")
     reopen = edits.add_parser("reopen", help="move the account's won deal back to open")
@@ -91,29 +108,74 @@ def _add_edit_parsers(parser: argparse.ArgumentParser) -> None:
             f"else http://127.0.0.1:{DEFAULT_SALESFORCE_PORT})",
         )
         sub.set_defaults(func=run_edit)
+    for listing, what in (("customers", "customers"), ("contracts", "contracts")):
+        shown = edits.add_parser(listing, help=f"the {what} the Metronome emulator holds")
+        shown.add_argument(
+            "--metronome-url",
+            help="the sandbox's Metronome URL (default: METRONOME_BASE_URL when it is a sandbox "
+            f"configuration, else http://127.0.0.1:{DEFAULT_METRONOME_PORT})",
+        )
+        shown.add_argument("--json", action="store_true", help="print one JSON array")
+        shown.set_defaults(func=run_listing)
 
 
 def env_block(
-    metronome_url: str, salesforce_url: str, pubsub_address: str, args: argparse.Namespace
+    metronome_url: str, salesforce_url: str, pubsub_address: str | None, args: argparse.Namespace
 ) -> list[str]:
     """The variables that point crmsync at this sandbox, with their values."""
-    return [
+    lines = [
         f"METRONOME_BASE_URL={metronome_url}",
         f"METRONOME_BEARER_TOKEN={args.metronome_token}",
         f"CRMSYNC_SALESFORCE_EMULATOR_URL={salesforce_url}",
         f"SALESFORCE_USERNAME={args.salesforce_user}",
         f"SALESFORCE_PASSWORD={args.salesforce_password}",
         f"SALESFORCE_SECURITY_TOKEN={args.salesforce_token}",
-        f"CRMSYNC_PUBSUB_EMULATOR_ADDRESS={pubsub_address}",
         "CRMSYNC_POLL_INTERVAL_S=5",
         "CRMSYNC_DATA_DIR=.crmsync-data",
     ]
+    if pubsub_address is not None:
+        lines.insert(6, f"CRMSYNC_PUBSUB_EMULATOR_ADDRESS={pubsub_address}")
+    return lines
+
+
+def ports(args: argparse.Namespace) -> tuple[int, int, int | None]:
+    """Metronome, Salesforce and Pub/Sub ports: Pub/Sub only when asked for, or when no port
+    was given at all (then all three defaults)."""
+    pubsub = args.pubsub_port
+    if pubsub is None and args.metronome_port is None and args.salesforce_port is None:
+        pubsub = DEFAULT_PUBSUB_PORT
+    return (
+        args.metronome_port or DEFAULT_METRONOME_PORT,
+        args.salesforce_port or DEFAULT_SALESFORCE_PORT,
+        pubsub,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    import signal
+
+    def stop(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM stops the emulators as Ctrl-C does (exit 0)
+
+    metronome, salesforce = start_emulators(args)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        announce(args, metronome, salesforce)
+        metronome.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        salesforce.stop()
+        metronome.stop()
+    return 0
+
+
+def start_emulators(args: argparse.Namespace) -> tuple[MetronomeEmulator, SalesforceEmulator]:
+    """Both emulators, started; a port in use is one line naming it (what did start stops)."""
     from worker.sandbox.metronome import MetronomeEmulator
     from worker.sandbox.salesforce import SalesforceEmulator
 
+    metronome_port, salesforce_port, pubsub_port = ports(args)
     credentials = SandboxCredentials(
         username=args.salesforce_user,
         password=args.salesforce_password,
@@ -121,20 +183,55 @@ def run(args: argparse.Namespace) -> int:
         consumer_key=args.salesforce_client_id,
         consumer_secret=args.salesforce_client_secret,
     )
+    _require_free(args.host, metronome_port, "--metronome-port")
+    _require_free(args.host, salesforce_port, "--salesforce-port")
+    if pubsub_port is not None:
+        _require_free(args.host, pubsub_port, "--pubsub-port")
     metronome = MetronomeEmulator(
-        token=args.metronome_token, host=args.host, port=args.metronome_port
+        token=args.metronome_token, host=args.host, port=metronome_port
     ).start()
-    salesforce = SalesforceEmulator(
-        credentials, host=args.host, port=args.salesforce_port, pubsub_port=args.pubsub_port
-    ).start()
+    try:
+        salesforce = SalesforceEmulator(
+            credentials, host=args.host, port=salesforce_port, pubsub_port=pubsub_port
+        ).start()
+    except BaseException:
+        metronome.stop()
+        raise
     if args.seed_accounts:
         salesforce.seed(args.seed_accounts)
+    return metronome, salesforce
+
+
+def _require_free(host: str, port: int, flag: str) -> None:
+    """A port another program holds is the usual start-up failure: say which, in one line."""
+    import errno
+    import socket
+
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise StartupFailure(
+                f"crmsync: port {port} on {host} is in use (another `crmsync sandbox`?): stop "
+                f"that program, or choose another port with {flag} N"
+            ) from None
+
+
+def announce(
+    args: argparse.Namespace, metronome: MetronomeEmulator, salesforce: SalesforceEmulator
+) -> None:
+    credentials = salesforce.credentials
+    pubsub = salesforce.pubsub_address if salesforce.serves_pubsub else None
     print(f"Metronome emulator:  {metronome.url}  (inspect: {metronome.url}/_sandbox/customers)")
     print(f"Salesforce emulator: {salesforce.url}  (user {credentials.username})")
-    print(f"Salesforce Pub/Sub:  {salesforce.pubsub_address}  (plaintext gRPC, change events)")
+    if pubsub is not None:
+        print(f"Salesforce Pub/Sub:  {pubsub}  (plaintext gRPC, change events)")
     print()
     print("# 1. Save these lines as .env in a directory of your own (or export them):")
-    for line in env_block(metronome.url, salesforce.url, salesforce.pubsub_address, args):
+    for line in env_block(metronome.url, salesforce.url, pubsub, args):
         print(line)
     print()
     print("# 2. Then, in that directory, in another terminal (and, optional, the listener in one")
@@ -143,20 +240,12 @@ def run(args: argparse.Namespace) -> int:
     print("#    crmsync listen                           # a close syncs by change event in ~1 s")
     print("# 3. And in a third one, check, act as a sales rep and watch the customers:")
     print("#    crmsync check                            # one ok line per check")
-    print('#    crmsync sandbox add-account "Acme Corp"  # prints the account id')
+    print('#    crmsync sandbox add-account "Acme Corp" --rate-card standard  # prints its id')
     print("#    crmsync sandbox close ACCOUNT_ID         # won: the next poll creates it")
     print('#    crmsync sandbox rename ACCOUNT_ID "Acme Inc"')
     print("#    crmsync sandbox reopen ACCOUNT_ID        # needs attention; nothing archived")
-    print(f"#    crmsync status; open {metronome.url}/_sandbox/customers")
+    print("#    crmsync sandbox customers; crmsync sandbox contracts; crmsync status")
     print("Ctrl-C stops them.", flush=True)
-    try:
-        metronome.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        salesforce.stop()
-        metronome.stop()
-    return 0
 
 
 def run_edit(args: argparse.Namespace) -> int:
@@ -169,7 +258,14 @@ def run_edit(args: argparse.Namespace) -> int:
     try:
         sf = build_sandbox_salesforce(url, credentials)
         if args.sandbox_action == "add-account":
-            edit = deals.add_account(sf, args.name, provider=args.provider, email=args.email)
+            edit = deals.add_account(
+                sf,
+                args.name,
+                provider=args.provider,
+                email=args.email,
+                rate_card=args.rate_card,
+                term_months=args.term_months,
+            )
             if args.won:
                 edit = deals.close(sf, edit.account_id)
         elif args.sandbox_action == "close":
@@ -209,3 +305,54 @@ def _sandbox_login(args: argparse.Namespace) -> tuple[str, SandboxCredentials]:
             security_token=token.get_secret_value() if token else _DEFAULTS.security_token,
         )
     return url, credentials
+
+
+def run_listing(args: argparse.Namespace) -> int:
+    """``sandbox customers|contracts``: what the Metronome emulator holds, via its inspection
+    endpoint (``/_sandbox/customers``, ``/_sandbox/contracts``)."""
+    import json
+
+    import httpx
+
+    url = _metronome_url(args)
+    what = args.sandbox_action
+    try:
+        answer = httpx.get(f"{url}/_sandbox/{what}", timeout=10).json()
+    except httpx.HTTPError as exc:
+        raise UsageError(
+            f"no sandbox answers at {url}: start `crmsync sandbox` first, or pass --metronome-url"
+        ) from exc
+    items: list[dict[str, Any]] = list(answer.get("data", []))
+    if args.json:
+        print(json.dumps(items, sort_keys=True))
+        return 0
+    if not items:
+        print(f"no {what} yet")
+    for item in items:
+        print(describe_customer(item) if what == "customers" else describe_contract(item))
+    return 0
+
+
+def describe_customer(item: dict[str, Any]) -> str:
+    account = (item.get("custom_fields") or {}).get("sfdc_account_id", "-")
+    return f"{item.get('id')}  {item.get('name')!r}  account {account}"
+
+
+def describe_contract(item: dict[str, Any]) -> str:
+    pricing = item.get("rate_card_alias") or item.get("rate_card_id") or item.get("package_id")
+    ending = item.get("ending_before") or "evergreen"
+    return (
+        f"{item.get('id')}  customer {item.get('customer_id')}  {item.get('name') or '-'!s}  "
+        f"priced by {pricing or '-'}  {item.get('starting_at')} .. {ending}"
+    )
+
+
+def _metronome_url(args: argparse.Namespace) -> str:
+    from worker.settings import load_settings
+
+    if args.metronome_url:
+        return str(args.metronome_url).rstrip("/")
+    settings = load_settings()
+    if settings.salesforce_emulator_url and settings.metronome_base_url:
+        return str(settings.metronome_base_url).rstrip("/")
+    return f"http://127.0.0.1:{DEFAULT_METRONOME_PORT}"

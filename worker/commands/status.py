@@ -15,6 +15,7 @@ from worker.outages.breaker import APIS, breaker_state
 from worker.outages.parking import Parking
 from worker.state.consumers import consumers
 from worker.state.listener import ListenerState, listener_report
+from worker.state.logins import LoginBackoff
 from worker.state.store import SyncStore
 from worker.telemetry.alerts import sync_lag
 
@@ -46,6 +47,7 @@ def collect_status(
         "metronome_rate": governed.as_dict() if governed is not None else None,
         "listener": listener_report(listener) if listener is not None else None,
         "breakers": {api: breaker_state(store.client, store.keys, api).as_dict() for api in APIS},
+        "salesforce_login": LoginBackoff(store.client, store.keys).state().as_dict(),
         "parked": {"count": parking.count(), "oldest": oldest.summary() if oldest else None},
         "cursors": cursors,
         "sync_lag": {"from": behind[0], "lag_s": round(behind[1], 1)} if behind else None,
@@ -99,6 +101,10 @@ def run(args: argparse.Namespace) -> int:
         f"last poll: {last.get('finished_at', 'never')} status={last.get('status', '-')} "
         f"rows={last.get('rows', 0)} enqueued={last.get('enqueued', 0)}"
     )
+    if last.get("status") == "failed" and last.get("reason"):
+        print(f"  {last['reason']}")
+    if status["salesforce_login"]["line"]:
+        print(status["salesforce_login"]["line"])
     print("outcomes: " + ", ".join(f"{k}={v}" for k, v in sorted(status["outcomes"].items())))
     print(f"queued messages: {status['queued']}")
     print(f"workers: {describe_consumers(status['consumers'])}")

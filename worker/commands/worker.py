@@ -19,6 +19,7 @@ from pathlib import Path
 
 from worker.app import QUEUE
 from worker.commands.bootstrap import Runtime, service_runtime
+from worker.commands.preflight import check_org
 from worker.ops import consuming, redelivery
 from worker.ops.scrape import RedisStateCollector
 from worker.ops.watcher import start_watcher
@@ -86,6 +87,7 @@ def preload_metronome_sdk() -> None:
 
 def run(args: argparse.Namespace) -> int:
     with service_runtime() as rt, operations(rt, args):
+        check_org(rt)  # a mapped field the org refuses stops the start, in one line
         argv = [
             "worker",
             f"--loglevel={args.loglevel or rt.settings.log_level}",

@@ -32,6 +32,7 @@ from worker.salesforce.events.auth import Authenticator
 from worker.salesforce.events.client import PubSubClient, PubSubError, open_channel
 from worker.salesforce.events.relevance import Interest, Verdict
 from worker.salesforce.events.schemas import SchemaCache
+from worker.salesforce.trouble import diagnose
 from worker.state.listener import ListenerLease, ListenerState
 
 if TYPE_CHECKING:
@@ -72,7 +73,9 @@ class Listener:
         self.topics = self.settings.listener_topic_list
         self.client = client or pubsub_channel_for(self.settings)
         self.auth = auth or Authenticator(
-            lambda: build_source(self.settings, ctx.mapping).sf, self.settings.salesforce_org_id
+            lambda: build_source(self.settings, ctx.mapping, ctx.login_gate).sf,
+            self.settings.salesforce_org_id,
+            gate=ctx.login_gate,
         )
         self.dispatcher = dispatcher or Dispatcher(ctx)
         self.interest = Interest.from_mapping(ctx.mapping)
@@ -275,10 +278,10 @@ class Listener:
                     self.dispatcher.poll_now("; ".join(dict.fromkeys(polls)))
                 break
             except Exception as exc:  # Salesforce or Redis trouble: keep the events, retry
+                trouble = diagnose(exc)
                 log.warning(
-                    "listener: enqueue failed (%s: %s); retrying in %.0fs",
-                    type(exc).__name__,
-                    str(exc)[:300],
+                    "listener: enqueue failed (%s); retrying in %.0fs",
+                    trouble.line if trouble else f"{type(exc).__name__}: {str(exc)[:300]}",
                     wait,
                 )
                 if halt.wait(wait):

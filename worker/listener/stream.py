@@ -11,7 +11,9 @@ the stream ended with                          resubscribe
 ``…replayid.corrupted`` (expired, unknown id)  LATEST, and a poll at once
 no stored replay id, or silent past             LATEST, and a poll at once
 ``CRMSYNC_LISTENER_MAX_OUTAGE_S``
-``…auth.error``                                 from the stored id, after a new login
+``…auth.error``                                 from the stored id, after a new login (which
+                                               waits while logins back off: CRMSYNC_LOGIN_
+                                               BACKOFF_MAX_S, shared by every process)
 ``…subscription.limit.exceeded``               after ``CRMSYNC_LISTENER_LIMIT_BACKOFF_S``
                                                (the listener polls and alerts meanwhile)
 a stall (no keepalive in time), unavailable,    from the stored id, with backoff for errors
@@ -40,6 +42,7 @@ from worker.salesforce.events.client import (
     Subscription,
 )
 from worker.salesforce.events.relevance import Triage, Verdict, triage
+from worker.salesforce.logins import LoginDeferred, LoginRefused
 
 if TYPE_CHECKING:
     from worker.salesforce.events import pubsub_pb2 as pb
@@ -144,6 +147,8 @@ class TopicStream(threading.Thread):
                 log.error("listener: %s: %s", self.topic, exc)
                 self._record(state="auth refused", last_error=str(exc)[:300])
                 wait = MAX_BACKOFF_S
+            except (LoginDeferred, LoginRefused) as exc:  # logins back off: wait our turn
+                wait = self._login_waits(exc)
             except Exception as exc:  # Redis or Salesforce trouble while setting up
                 log.warning("listener: %s: %s: %s", self.topic, type(exc).__name__, exc)
                 self._record(state="retrying", last_error=f"{type(exc).__name__}: {exc}"[:300])
@@ -179,6 +184,8 @@ class TopicStream(threading.Thread):
                 log.error("listener: %s: %s", self.topic, renew_error)
                 self._record(state="auth refused", last_error=str(renew_error)[:300])
                 return MAX_BACKOFF_S
+            except (LoginDeferred, LoginRefused) as login_error:
+                return self._login_waits(login_error)
             except Exception as login_error:  # the login itself failed: try again later
                 log.warning("listener: %s: login failed: %s", self.topic, login_error)
                 return backoff
@@ -194,6 +201,12 @@ class TopicStream(threading.Thread):
         )
         self._record(state="retrying")
         return backoff
+
+    def _login_waits(self, exc: LoginDeferred | LoginRefused) -> float:
+        """Salesforce keeps refusing: resubscribe only once a login may be tried again."""
+        log.warning("listener: %s: %s", self.topic, exc)
+        self._record(state="login refused", last_error=str(exc)[:300])
+        return max(1.0, exc.wait_s * 1.25 + 0.1)  # run() jitters by ±20 %: wake after the turn
 
     def _record(self, **fields: str | int | float) -> None:
         try:
@@ -247,8 +260,12 @@ class TopicStream(threading.Thread):
 
     def _read(self, sub: Subscription) -> None:
         outstanding = MAX_CREDIT
+        accepted = False
         for response in sub.responses():
             self.last_message = time.monotonic()
+            if not accepted:  # the server took the session: the login refusals are over
+                accepted = True
+                self._listener.auth.accepted()
             received = time.time()
             events = list(response.events)
             # Credit first: the server may send the next events while these are worked on.

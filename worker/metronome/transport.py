@@ -36,6 +36,7 @@ import metronome
 import stamina
 from pydantic import SecretStr
 
+from worker.logs import log_retries_here
 from worker.metronome.errors import (
     ConflictError,
     ConnectionFailedError,
@@ -52,6 +53,8 @@ _T = TypeVar("_T")
 #: 429s one call absorbs (each waited out under the governor) before the sync is told: far
 #: more than a governed deployment meets, few enough that a call never waits for minutes.
 MAX_REFUSALS = 10
+
+log_retries_here()  # stamina's retries as our log lines (worker/logs.py)
 
 
 class _CountingTransport(httpx.HTTPTransport):

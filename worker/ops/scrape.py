@@ -21,6 +21,7 @@ from typing import Any
 
 from worker.outages.breaker import APIS, breaker_state
 from worker.state.listener import ListenerState, listener_report
+from worker.state.logins import LoginBackoff
 from worker.telemetry.alerts import sync_lag
 
 
@@ -134,15 +135,24 @@ class _OutageFamilies:
             "crmsync_parked_syncs", "Syncs parked until an API is back (worker/outages/parking.py)"
         )
     )
+    login_refusals: Any = field(
+        default_factory=lambda: _gauge(
+            "crmsync_salesforce_login_refusals",
+            "Consecutive refusals of the Salesforce login or its session (0: logins work); "
+            "logins back off while it is above 0 (worker/state/logins.py)",
+        )
+    )
 
     def add(self, store: Any) -> None:
         for api in APIS:
             state = breaker_state(store.client, store.keys, api)
             self.breaker_open.add_metric([api], 1.0 if state.is_open else 0.0)
         self.parked.add_metric([], float(store.parked_count()))
+        refusals = LoginBackoff(store.client, store.keys).state()
+        self.login_refusals.add_metric([], float(refusals.failures))
 
     def families(self) -> list[Any]:
-        return [self.breaker_open, self.parked]
+        return [self.breaker_open, self.parked, self.login_refusals]
 
 
 @dataclass

@@ -5,9 +5,13 @@
     SalesforceFailure                  anything below (never raised itself)
     ├── SalesforceNotConfigured        no SALESFORCE_* login is configured (a NotConfigured)
     ├── SessionExpired                 the pre-issued session was refused; it cannot be renewed
+    ├── LoginRefused                   the login was refused with a reason (logins.py)
+    ├── SchemaMismatch                 mapped fields the org refuses (org_schema.py)
+    ├── SalesforceTroubleError         a failure diagnosed as one line (trouble.py)
     └── SalesforceUnavailable          retryable: the same call later can succeed
         ├── SalesforceUnreadable       the poll's answer was unreadable, or none came
-        └── QuotaReached               the org's daily API quota (or our share of it) is used
+        ├── QuotaReached               the org's daily API quota (or our share of it) is used
+        └── LoginDeferred              logins wait while refusals back off (logins.py)
 
 Everything retryable sits under :class:`SalesforceUnavailable`: a poll that ends on one keeps
 its cursors and the next poll reads the same rows again. The other two need a person (a login

@@ -37,6 +37,11 @@ PROVIDERS = (
 
 _unique = itertools.count(int(time.time()) % 1_000_000)
 
+#: Salesforce's limits: Account.Name holds 255 characters, Opportunity.Name 120. The deal is
+#: named after the account, shortened to fit.
+ACCOUNT_NAME_MAX = 255
+DEAL_NAME_MAX = 120
+
 
 class SandboxEditError(ValueError):
     """The edit cannot be made (no such account, no deal in the right stage)."""
@@ -50,9 +55,27 @@ class Edit:
 
 
 def add_account(
-    sf: Salesforce, name: str, *, provider: str = "aws_marketplace", email: str | None = None
+    sf: Salesforce,
+    name: str,
+    *,
+    provider: str = "aws_marketplace",
+    email: str | None = None,
+    rate_card: str | None = None,
+    term_months: int | None = None,
 ) -> Edit:
-    """An Account whose fields the default mapping needs, with one open deal on it."""
+    """An Account whose fields the default mapping needs, with one open deal on it; with a
+    ``rate_card`` (a Metronome rate card alias) the deal, once won, also makes a contract.
+
+    Everything is checked before anything is created: a refused name leaves no Account
+    without its deal behind."""
+    name = name.strip()
+    if not name or len(name) > ACCOUNT_NAME_MAX:
+        raise SandboxEditError(
+            f"an account name must have 1 to {ACCOUNT_NAME_MAX} characters (Salesforce's limit "
+            f"for Account.Name); this one has {len(name)}"
+        )
+    if term_months is not None and not 1 <= term_months <= 120:
+        raise SandboxEditError("--term-months must be between 1 and 120")
     number = next(_unique)
     fields: dict[str, Any] = {
         "Name": name,
@@ -61,16 +84,20 @@ def add_account(
     }
     account = sf.Account.create(fields)  # type: ignore[operator]
     close_date = (datetime.now(UTC) + timedelta(days=30)).date().isoformat()
-    opportunity = sf.Opportunity.create(  # type: ignore[operator]
-        {
-            "AccountId": account["id"],
-            "Name": f"{name} deal",
-            "StageName": OPEN_STAGE,
-            "CloseDate": close_date,
-        }
-    )
+    deal: dict[str, Any] = {
+        "AccountId": account["id"],
+        "Name": f"{name[: DEAL_NAME_MAX - len(' deal')].rstrip()} deal",
+        "StageName": OPEN_STAGE,
+        "CloseDate": close_date,
+    }
+    if rate_card:
+        deal["Metronome_Rate_Card__c"] = rate_card
+    if term_months is not None:
+        deal["Contract_Term_Months__c"] = term_months
+    opportunity = sf.Opportunity.create(deal)  # type: ignore[operator]
     account_id = normalize_salesforce_id(account["id"])
-    return Edit(account_id, opportunity["id"], f"created with an open deal ({OPEN_STAGE})")
+    terms = f", rate card {rate_card!r}" if rate_card else ""
+    return Edit(account_id, opportunity["id"], f"created with an open deal ({OPEN_STAGE}{terms})")
 
 
 def close(sf: Salesforce, account_id: str) -> Edit:

@@ -27,7 +27,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from worker.settings.environment import (
     SETTINGS_PREFIXES,
@@ -36,6 +36,7 @@ from worker.settings.environment import (
     variable_for,
 )
 from worker.settings.errors import NotConfigured, SettingsError
+from worker.settings.listener import ListenerSettings
 from worker.settings.salesforce_login import (
     SalesforceAuthMode,
     salesforce_auth_mode,
@@ -61,7 +62,7 @@ __all__ = [
 ]
 
 
-class Settings(BaseSettings):
+class Settings(ListenerSettings):
     model_config = SettingsConfigDict(
         env_file=".env",
         env_file_encoding="utf-8",
@@ -160,76 +161,6 @@ class Settings(BaseSettings):
         ),
     )
 
-    # --- Change events: `crmsync listen` (worker/salesforce/events) --------------------
-    pubsub_endpoint: str = Field(
-        default="api.pubsub.salesforce.com:7443",
-        description="Salesforce Pub/Sub API host:port (TLS, verified with the system's roots).",
-    )
-    pubsub_emulator_address: str | None = Field(
-        default=None,
-        description=(
-            "Talk plaintext gRPC to a local Pub/Sub emulator at 127.0.0.1:PORT instead "
-            "(crmsync demo, sandbox and tests). Loopback only, like the REST emulator URL."
-        ),
-    )
-    salesforce_org_id: str | None = Field(
-        default=None,
-        description="The org id sent as Pub/Sub `tenantid` (default: read from the session id).",
-    )
-    listener_topics: str = Field(
-        default="/data/OpportunityChangeEvent,/data/AccountChangeEvent",
-        description=(
-            "Comma-separated channels to subscribe to: the two change event channels, "
-            "/data/ChangeEvents, or a custom channel /data/Name__chn."
-        ),
-    )
-    listener_keepalive_timeout_s: float = Field(
-        default=300.0,
-        ge=1,
-        le=3_600,
-        description=(
-            "A stream silent this long is torn down and resubscribed. Salesforce sends a "
-            "keepalive at least every 270 s, so keep it above that in production."
-        ),
-    )
-    listener_coalesce_s: float = Field(
-        default=0.2,
-        ge=0,
-        le=30,
-        description="How long events are gathered so a burst becomes one Salesforce query.",
-    )
-    listener_lease_s: float = Field(
-        default=15.0,
-        ge=1,
-        le=600,
-        description="The active listener's Redis lease; a standby takes over within this long.",
-    )
-    listener_max_outage_s: float = Field(
-        default=600.0,
-        ge=1,
-        le=259_200,
-        description=(
-            "After a longer silence (listener down, stream broken) resume from now and run a "
-            "poll instead of replaying: one query instead of a flood of deliveries."
-        ),
-    )
-    listener_limit_backoff_s: float = Field(
-        default=3_600.0,
-        ge=1,
-        le=86_400,
-        description=(
-            "After the org's daily delivery allocation ran out, wait this long before "
-            "subscribing again; polls run every CRMSYNC_POLL_INTERVAL_S meanwhile."
-        ),
-    )
-    listener_crash_after_enqueue: bool = Field(
-        default=False,
-        description=(
-            "Testing switch: SIGKILL the listener after its first enqueue, before the replay "
-            "id is stored (proves a crash there loses and duplicates nothing)."
-        ),
-    )
-
     # --- Pipeline ----------------------------------------------------------------------
     mapping_file: Path | None = Field(
         default=None, validation_alias=AliasChoices("CRMSYNC_MAPPING", "mapping_file")
@@ -312,6 +243,16 @@ class Settings(BaseSettings):
         description=(
             "After the Salesforce daily quota stopped a poll, polls pause and one is tried "
             "this often (the quota is a rolling 24 h window: it frees up gradually)."
+        ),
+    )
+    login_backoff_max_s: float = Field(
+        default=900.0,
+        ge=1,
+        le=86_400,
+        description=(
+            "While Salesforce keeps refusing the login or its session, every process waits "
+            "1 s, 2 s, 4 s ... between logins, at most this long (one login per this many "
+            "seconds); a changed SALESFORCE_* setting is tried at once."
         ),
     )
     visibility_timeout_s: int = Field(
@@ -404,19 +345,6 @@ class Settings(BaseSettings):
         if not value.startswith(("http://127.0.0.1:", "http://localhost:")):
             raise ValueError("must be an http://127.0.0.1:PORT URL (a local emulator)")
         return value.rstrip("/")
-
-    @field_validator("pubsub_emulator_address")
-    @classmethod
-    def _loopback_address(cls, value: str | None) -> str | None:
-        if not value:
-            return None
-        if not value.startswith(("127.0.0.1:", "localhost:")):
-            raise ValueError("must be 127.0.0.1:PORT (a local emulator: plaintext gRPC)")
-        return value
-
-    @property
-    def listener_topic_list(self) -> list[str]:
-        return [t.strip() for t in self.listener_topics.split(",") if t.strip()]
 
     # The validators below run in this order: secrets are read from their files before the
     # Salesforce login mode is decided from which secrets are present.

@@ -91,6 +91,22 @@ class Keys:
         """Set of opportunity ids seen won: tells a re-opened deal from a never-won one."""
         return f"{self.prefix}:won-opportunities"
 
+    @property
+    def salesforce_stop(self) -> str:
+        """String (JSON): why polls stopped asking Salesforce, with the fingerprint of the
+        configuration that failed (worker/state/stops.py); TTL CRMSYNC_LOGIN_BACKOFF_MAX_S, so
+        a fix made in Salesforce alone is tried again within that long."""
+        return f"{self.prefix}:salesforce:stop"
+
+    @property
+    def login_refusals(self) -> str:
+        """Hash: consecutive Salesforce login refusals (count, since, reason, next login time,
+        login-settings fingerprint), shared by every process (worker/state/logins.py). Deleted
+        when a session works; otherwise expires a day (or four of the longest waits) after the
+        last refusal, so a refusal nobody retried any more still shows in ``crmsync status``
+        the next morning and then goes."""
+        return f"{self.prefix}:salesforce:login-refusals"
+
     # --- accounts -----------------------------------------------------------------------
     def account(self, account_id: str) -> str:
         """Hash: state_hash (dedupe), customer_id (find cache), synced_at. No TTL: both are

@@ -8,18 +8,25 @@ JWT bearer, client credentials, or a pre-issued session) and sends that session 
 
 When a stream ends with ``…service.auth.error`` the session has expired or been revoked:
 :meth:`Authenticator.renew` logs in again, once for all streams that saw the same expiry. A
-pre-issued session cannot be renewed, which is reported instead of looping on it.
+pre-issued session cannot be renewed, which is reported instead of looping on it. The login
+passes the process's :class:`~worker.salesforce.logins.LoginGate`: a session refused again and
+again makes the logins wait, doubling (``CRMSYNC_LOGIN_BACKOFF_MAX_S`` at most), and the
+stream waits with them (``LoginDeferred``) instead of logging in and resubscribing at once.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from simple_salesforce.api import Salesforce
 
 from mappings.ids import InvalidSalesforceId, normalize_salesforce_id
 from worker.salesforce.events.client import Credentials
+
+if TYPE_CHECKING:
+    from worker.salesforce.logins import LoginGate
 
 Login = Callable[[], Salesforce]
 
@@ -54,9 +61,12 @@ def credentials_of(sf: Salesforce, org_id: str | None = None) -> Credentials:
 class Authenticator:
     """The current credentials, shared by every topic's stream; renewed at most once per expiry."""
 
-    def __init__(self, login: Login, org_id: str | None = None) -> None:
+    def __init__(
+        self, login: Login, org_id: str | None = None, *, gate: LoginGate | None = None
+    ) -> None:
         self._login = login
         self._org_id = org_id
+        self._gate = gate
         self._lock = threading.Lock()
         self._current: Credentials | None = None
         self.renewals = 0
@@ -73,6 +83,11 @@ class Authenticator:
         with self._lock:
             if self._current is not None and self._current != refused:
                 return self._current
+            # The refused session is never offered again: if this login waits or fails, the
+            # next current() logs in (through the gate) instead of subscribing with it.
+            self._current = None
+            if self._gate is not None:
+                self._gate.session_refused("the Pub/Sub API refused the session (auth.error)")
             fresh = credentials_of(self._login(), self._org_id)
             if fresh.access_token == refused.access_token:
                 raise CannotRenew(
@@ -83,3 +98,8 @@ class Authenticator:
             self._current = fresh
             self.renewals += 1
             return fresh
+
+    def accepted(self) -> None:
+        """The server took the current session (a stream delivered): refusals are over."""
+        if self._gate is not None:
+            self._gate.accepted()

@@ -26,6 +26,8 @@ from worker.sandbox.salesforce.auth import (
     oauth_token,
     soap_login,
 )
+from worker.sandbox.salesforce.describe import describe
+from worker.sandbox.salesforce.schema import sobject_type
 from worker.sandbox.salesforce.soql_eval import CompiledQuery, execute, full_record_plan, render
 from worker.sandbox.salesforce.soql_parser import SoqlError, parse
 from worker.sandbox.salesforce.store import Record, RecordStore, StoreError
@@ -43,11 +45,17 @@ _SOAP = re.compile(r"^/services/Soap/u/(\d+\.\d)/?$")
 
 @dataclass(frozen=True, slots=True)
 class SalesforceFaults:
-    """Injected trouble for data calls: a share of 5xx answers and added latency per call."""
+    """Injected trouble: a share of 5xx answers and added latency per data call; every
+    session refused (logins succeed, REST and Pub/Sub refuse the session); every login refused."""
 
     server_error_rate: float = 0.0
     latency_s: float = 0.0
     seed: int = 0
+    refuse_sessions: bool = False
+    refuse_logins: bool = False
+    #: ``Object.Field`` names the integration user cannot read: describe leaves them out, as
+    #: field-level security does in an org.
+    hidden_fields: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -83,12 +91,16 @@ class SalesforceApp:
         self.api_calls = 0
         self.counts: Counter[str] = Counter()
         self.faults = faults or SalesforceFaults()
+        self.sessions.refuse_sessions = self.faults.refuse_sessions
+        self.sessions.refuse_logins = self.faults.refuse_logins
         self._rng = random.Random(self.faults.seed)  # noqa: S311 -- reproducible faults/data, not security
         self._cursors: OrderedDict[str, _Cursor] = OrderedDict()
         self._locator_serial = 0
 
     def set_faults(self, faults: SalesforceFaults) -> None:
         self.faults = faults
+        self.sessions.refuse_sessions = faults.refuse_sessions
+        self.sessions.refuse_logins = faults.refuse_logins
         self._rng = random.Random(faults.seed)  # noqa: S311 -- reproducible faults/data, not security
 
     def reset_counters(self) -> None:
@@ -162,6 +174,8 @@ class SalesforceApp:
         if parts[0] == "limits" and len(parts) == 1 and request.method == "GET":
             daily = {"Max": self.quota_max, "Remaining": max(0, self.quota_max - self.quota_used)}
             return Response(200, json.dumps({"DailyApiRequests": daily}).encode())
+        if parts[0] == "sobjects" and len(parts) == 3 and parts[2] == "describe":
+            return self._describe(request, parts[1])
         if parts[0] == "sobjects" and len(parts) in (2, 3):
             return self._sobject(request, version, parts[1], parts[2] if len(parts) == 3 else None)
         return _errors(404, "NOT_FOUND", "The requested resource does not exist")
@@ -250,6 +264,15 @@ class SalesforceApp:
             return Response(204)
         return _errors(405, "METHOD_NOT_ALLOWED", "HTTP method not allowed")
 
+    def _describe(self, request: Request, name: str) -> Response:
+        sobject = sobject_type(name)
+        if request.method != "GET":
+            return _errors(405, "METHOD_NOT_ALLOWED", "HTTP method not allowed")
+        if sobject is None:
+            return _errors(404, "NOT_FOUND", f"The requested resource does not exist: {name}")
+        answer = describe(sobject, self.faults.hidden_fields)
+        return Response(200, json.dumps(answer).encode())
+
     def instance_url(self) -> str:
         return INSTANCE_URL
 
@@ -281,6 +304,8 @@ def _endpoint_name(method: str, rest: str) -> str:
     if parts[0] == "sobjects":
         if len(parts) == 2:
             return "sobject_create"
+        if len(parts) == 3 and parts[2] == "describe":
+            return "describe"
         return {"GET": "sobject_get", "PATCH": "sobject_update", "DELETE": "sobject_delete"}.get(
             method, "sobject_other"
         )

@@ -55,6 +55,11 @@ class SessionRegistry:
     def __init__(self, ttl_s: float | None) -> None:
         self.ttl_s = ttl_s
         self._issued: dict[str, float] = {}
+        #: fault switches (``SalesforceFaults``): a frozen user or a revoked permission -- every
+        #: session refused (REST 401, Pub/Sub auth.error) though logins succeed -- or every
+        #: login refused (a wrong password, a locked user).
+        self.refuse_sessions = False
+        self.refuse_logins = False
 
     def issue(self) -> str:
         token = f"{ORG_ID[:15]}!{secrets.token_urlsafe(48)}"
@@ -62,6 +67,8 @@ class SessionRegistry:
         return token
 
     def valid(self, token: str) -> bool:
+        if self.refuse_sessions:
+            return False
         born = self._issued.get(token)
         if born is None:
             return False
@@ -86,7 +93,11 @@ def soap_login(
         for name, value in _SOAP_FIELD.findall(body.decode("utf-8", "replace"))
     }
     expected = credentials.password + credentials.security_token
-    if fields.get("username") != credentials.username or fields.get("password") != expected:
+    if (
+        sessions.refuse_logins
+        or fields.get("username") != credentials.username
+        or fields.get("password") != expected
+    ):
         return _soap_fault(
             "INVALID_LOGIN", "Invalid username, password, security token; or user locked out."
         )
@@ -135,6 +146,8 @@ def oauth_token(
     """``POST /services/oauth2/token``: password, client_credentials and JWT-bearer grants."""
     form = {key: values[0] for key, values in parse_qs(body.decode("utf-8", "replace")).items()}
     grant = form.get("grant_type", "")
+    if sessions.refuse_logins:
+        return _oauth_error("invalid_grant", "authentication failure")
     if grant == "password":
         ok = (
             form.get("client_id") == credentials.consumer_key

@@ -88,6 +88,10 @@ class SalesforceEmulator(ServedEmulator):
         super().stop()
 
     @property
+    def serves_pubsub(self) -> bool:
+        return self._pubsub_server is not None
+
+    @property
     def pubsub_address(self) -> str:
         """``127.0.0.1:PORT`` of the Pub/Sub API (``CRMSYNC_PUBSUB_EMULATOR_ADDRESS``)."""
         if self._pubsub_server is None:
@@ -247,9 +251,14 @@ class SalesforceEmulator(ServedEmulator):
         server_error_rate: float = 0.0,
         latency_s: float = 0.0,
         seed: int = 0,
+        refuse_sessions: bool = False,
+        refuse_logins: bool = False,
+        hidden_fields: tuple[str, ...] = (),
     ) -> None:
         """Replace the injected faults: pass a :class:`SalesforceFaults` or its fields."""
-        chosen = faults or SalesforceFaults(server_error_rate, latency_s, seed)
+        chosen = faults or SalesforceFaults(
+            server_error_rate, latency_s, seed, refuse_sessions, refuse_logins, hidden_fields
+        )
         self._on_loop(lambda: self._app.set_faults(chosen))
 
     def set_quota(self, used: int, max: int) -> None:
@@ -305,6 +314,9 @@ class SalesforceEmulator(ServedEmulator):
                         float(body.get("server_error_rate", 0.0)),
                         float(body.get("latency_s", 0.0)),
                         int(body.get("seed", 0)),
+                        bool(body.get("refuse_sessions", False)),
+                        bool(body.get("refuse_logins", False)),
+                        tuple(str(name) for name in body.get("hidden_fields", ())),
                     )
                 )
             elif action == "merge" and request.method == "POST":

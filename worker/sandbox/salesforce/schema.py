@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from mappings.ids import checksum_suffix
+from worker.sandbox.salesforce.metadata import custom_fields
 
 
 class FieldType(enum.Enum):
@@ -216,6 +217,17 @@ OPPORTUNITY_LINE_ITEM = SObjectType(
     required=("OpportunityId", "Product2Id", "Quantity", "UnitPrice"),
     system_fields=_SYSTEM | {"TotalPrice", "ListPrice"},
 )
+
+
+def _deployed(sobject: SObjectType) -> SObjectType:
+    """``sobject`` with the custom fields of the DX source that deploys them to an org
+    (metadata.py): the emulator and a real org read the same files, so they cannot drift."""
+    declared = {name: FieldType(kind) for name, kind in custom_fields(sobject.name).items()}
+    return replace(sobject, fields={**sobject.fields, **declared})
+
+
+ACCOUNT, OPPORTUNITY = _deployed(ACCOUNT), _deployed(OPPORTUNITY)
+PRODUCT2, OPPORTUNITY_LINE_ITEM = _deployed(PRODUCT2), _deployed(OPPORTUNITY_LINE_ITEM)
 
 SOBJECTS: dict[str, SObjectType] = {
     "account": ACCOUNT,
