@@ -11,7 +11,6 @@ from typing import Any
 
 from worker.app import QUEUE
 from worker.commands.bootstrap import runtime
-from worker.metronome.governor import governor_state
 from worker.outages.breaker import APIS, breaker_state
 from worker.outages.parking import Parking
 from worker.state.listener import ListenerState, listener_report
@@ -40,7 +39,7 @@ def collect_status(
     # What the lag alert and crmsync_sync_lag_seconds use (a cursor's age also grows in a
     # quiet org; this does not).
     behind = sync_lag(store.cursors(), last_poll, now)
-    governed = governor_state(store.client, store.keys)
+    governed = store.governor_state()
     parking = Parking(store.client, store.keys)
     oldest = parking.oldest()
     return {
@@ -54,7 +53,7 @@ def collect_status(
         "attention": {"open": store.attention.open_count()},
         "last_poll": last_poll,
         "outcomes": store.outcomes(),
-        "queued": int(store.client.llen(QUEUE)),
+        "queued": store.queued_messages(QUEUE),
         "dead_letters": {
             "count": store.dead_letter_book.open_count(),
             "resolved": store.dead_letter_book.resolved_count(),

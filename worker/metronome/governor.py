@@ -7,11 +7,12 @@ process and container spends one budget. When each process retried on its own, a
 more 429s and re-reads (one account cost 7 to 24 calls at 50 req/s, issue #15). So:
 
 - **One budget.** A GCRA limiter (the "theoretical arrival time" of the next request: one
-  number) in one Lua script (``governor.lua``), one round trip per request, on Redis's clock.
-  A caller reserves the next slot and sleeps until it. Slots are never reserved more than
-  HORIZON_S ahead, so a hold announced by a 429 reaches the requests not yet sent; a thread
-  whose reserved slot falls inside a hold, or was reserved before a decrease, that this
-  process has learnt of since gives it back and asks again.
+  number) in one Lua script (``worker/state/rate.lua``, run by :mod:`worker.state.rate`),
+  one round trip per request, on Redis's clock. A caller reserves the next slot and sleeps
+  until it. Slots are never reserved more than HORIZON_S ahead, so a hold announced by a
+  429 reaches the requests not yet sent; a thread whose reserved slot falls inside a hold, or
+  was reserved before a decrease, that this process has learnt of since gives it back and
+  asks again.
 - **It adapts (AIMD).** A ``client`` 429 multiplies the shared rate by DECREASE -- once per
   round trip: a 429 for a request sent before the last decrease says nothing about the new
   rate -- and holds every process back for the ``Retry-After`` / ``Retry-After-Ms`` it
@@ -34,14 +35,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.resources import files
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import redis
 
 from worker.state.keys import GOVERNOR_TTL_S
+from worker.state.rate import GovernorState, SharedRate, rate_state
 from worker.telemetry.metrics import (
     record_governor_redis_error,
     record_governor_wait,
@@ -84,7 +85,17 @@ REDIS_WAIT_S = 30.0
 
 LIMIT_TYPES = ("client", "customer")
 
-_SCRIPT = files("worker.metronome").joinpath("governor.lua").read_text(encoding="utf-8")
+__all__ = [
+    "Governor",
+    "GovernorState",
+    "GovernorUnavailable",
+    "Grant",
+    "Policy",
+    "RateGovernor",
+    "Ungoverned",
+    "governor_state",
+    "limit_type_of",
+]
 
 
 class GovernorUnavailable(redis.ConnectionError):
@@ -139,38 +150,6 @@ class Policy:
         ]
 
 
-@dataclass(frozen=True, slots=True)
-class GovernorState:
-    """What ``crmsync status`` and the metrics show: the shared rate now and why."""
-
-    allowed_rps: float
-    max_rps: float
-    held_s: float
-    #: The end of the current (or last) hold, on the governor's clock (ms).
-    hold_until_ms: float
-    refused: dict[str, int]
-    seconds_since_refused: float | None
-    last_limit_type: str | None
-
-    @property
-    def throttled(self) -> bool:
-        """Below the ceiling (still climbing back after 429s), or held back right now."""
-        return self.held_s > 0 or self.allowed_rps < self.max_rps
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "allowed_rps": round(self.allowed_rps, 2),
-            "max_rps": self.max_rps,
-            "throttled": self.throttled,
-            "held_s": round(self.held_s, 3),
-            "refused": dict(self.refused),
-            "seconds_since_refused": (
-                None if self.seconds_since_refused is None else round(self.seconds_since_refused)
-            ),
-            "last_limit_type": self.last_limit_type,
-        }
-
-
 def limit_type_of(raw: str | None) -> str:
     """``X-Metronome-Rate-Limit-Type`` as one of client, customer, unknown."""
     value = (raw or "").strip().lower()
@@ -189,8 +168,7 @@ class RateGovernor:
         sleep: Callable[[float], None] = time.sleep,
         server_now_ms: Callable[[], float] | None = None,
     ) -> None:
-        self._script = client.register_script(_SCRIPT)
-        self._key = key
+        self._rate = SharedRate(client, key)
         self._policy = policy
         self._limits = policy.limits()
         self._sleep = sleep
@@ -282,7 +260,7 @@ class RateGovernor:
             self._cut_ms = max(self._cut_ms, cut_ms)
 
     def state(self) -> GovernorState | None:
-        return read_state(self._script, self._key, self._server_now_ms)
+        return self._rate.state(self._server_now_ms)
 
     # -- one round trip, waiting for Redis when it is away -------------------------------
 
@@ -292,7 +270,7 @@ class RateGovernor:
         delay = 0.05
         while True:
             try:
-                reply = self._script(keys=[self._key], args=[op, now, *self._limits, *extra])
+                reply = self._rate.run(op, now, *self._limits, *extra)
             except (redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError) as exc:
                 moment = time.monotonic()
                 deadline = deadline if deadline is not None else moment + self._policy.redis_wait_s
@@ -308,7 +286,7 @@ class RateGovernor:
             if self._redis_away:
                 self._redis_away = False
                 log.info("rate governor: Redis is back; Metronome calls are governed again")
-            return [_number(value) for value in reply]
+            return reply
 
     def _note_redis_error(self, exc: Exception) -> None:
         record_governor_redis_error()
@@ -358,41 +336,6 @@ class Ungoverned:
             self._hold_until = max(self._hold_until, time.monotonic() + min(wait, MAX_HOLD_S))
 
 
-def read_state(
-    script: Any, key: str, server_now_ms: Callable[[], float] | None = None
-) -> GovernorState | None:
-    """The governor's state as Redis holds it now; None before its first request."""
-    now = "" if server_now_ms is None else repr(server_now_ms())
-    reply: Sequence[Any] = script(keys=[key], args=["state", now])
-    if not reply:
-        return None
-    rate, hold_ms, now_ms = (_number(v) for v in reply[:3])
-    fields = {_text(reply[i]): _text(reply[i + 1]) for i in range(3, len(reply) - 1, 2)}
-    refused = {
-        name.removeprefix("refused:"): int(value)
-        for name, value in fields.items()
-        if name.startswith("refused:")
-    }
-    last = fields.get("last_refused")
-    return GovernorState(
-        allowed_rps=rate,
-        max_rps=float(fields["max"]),
-        held_s=max(0.0, (hold_ms - now_ms) / 1000),
-        hold_until_ms=hold_ms,
-        refused=refused,
-        seconds_since_refused=None if last is None else max(0.0, (now_ms - float(last)) / 1000),
-        last_limit_type=fields.get("last_type"),
-    )
-
-
 def governor_state(client: redis.Redis, keys: Keys) -> GovernorState | None:
     """For readers without a governor of their own (``crmsync status``, the metrics)."""
-    return read_state(client.register_script(_SCRIPT), keys.governor)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _number(value: Any) -> float:
-    return float(_text(value))
+    return rate_state(client, keys)

@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 from worker.state.attention import AttentionItem
 from worker.state.dead_letters import DeadLetter
@@ -186,10 +186,7 @@ def build_history(
 
 def _account_verdict(store: SyncStore, history: History, entries: list[dict[str, str]]) -> None:
     account = history.record_id
-    customer_id, synced_at = cast(
-        list[str | None],
-        store.client.hmget(store.keys.account(account), ["customer_id", "synced_at"]),
-    )
+    customer_id, synced_at = store.account_fields(account, "customer_id", "synced_at")
     if not customer_id:
         customer_id = next((e["customer_id"] for e in entries if e.get("customer_id")), None)
     history.customer_id = customer_id
@@ -206,11 +203,8 @@ def _account_verdict(store: SyncStore, history: History, entries: list[dict[str,
 
 def _opportunity_verdict(store: SyncStore, history: History, entries: list[dict[str, str]]) -> None:
     opportunity = history.record_id
-    contract_id, customer_id, synced_at = cast(
-        list[str | None],
-        store.client.hmget(
-            store.keys.opportunity(opportunity), ["contract_id", "customer_id", "synced_at"]
-        ),
+    contract_id, customer_id, synced_at = store.opportunity_fields(
+        opportunity, "contract_id", "customer_id", "synced_at"
     )
     if not contract_id:
         contract_id = next((e["contract_id"] for e in entries if e.get("contract_id")), None)

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from worker.metronome.governor import governor_state
 from worker.outages.breaker import APIS, breaker_state
 from worker.state.listener import ListenerState, listener_report
 from worker.state.logins import LoginBackoff
@@ -81,7 +80,7 @@ class _SyncFamilies:
         self.waiting.add_metric([], float(store.dead_letter_book.open_count()))
         for event, count in sorted(store.attention.open_by_event().items()):
             self.attention.add_metric([event], float(count))
-        self.queued.add_metric([], float(store.client.llen(queue)))
+        self.queued.add_metric([], float(store.queued_messages(queue)))
 
     def families(self) -> list[Any]:
         return [self.lag, self.behind, self.waiting, self.attention, self.queued]
@@ -110,7 +109,7 @@ class _MetronomeFamilies:
     )
 
     def add(self, store: Any) -> None:
-        governed = governor_state(store.client, store.keys)
+        governed = store.governor_state()
         if governed is not None:
             self.allowed.add_metric([], governed.allowed_rps)
             self.ceiling.add_metric([], governed.max_rps)
@@ -148,7 +147,7 @@ class _OutageFamilies:
         for api in APIS:
             state = breaker_state(store.client, store.keys, api)
             self.breaker_open.add_metric([api], 1.0 if state.is_open else 0.0)
-        self.parked.add_metric([], float(store.client.hlen(store.keys.parked_items)))
+        self.parked.add_metric([], float(store.parked_count()))
         refusals = LoginBackoff(store.client, store.keys).state()
         self.login_refusals.add_metric([], float(refusals.failures))
 

@@ -69,15 +69,12 @@ class AlertWatcher:
     _thread: threading.Thread | None = None
 
     def _claim(self, name: str, ttl_s: int) -> bool:
-        key = self.store.keys.alerted(name)
-        return bool(self.store.client.set(key, "1", nx=True, ex=ttl_s))
+        return bool(self.store.claim_alert(name, ttl_s))
 
     def check_dead_letters(self) -> int:
         if not self._last_id:
             self._last_id = f"{int((time.time() - LOOKBACK_S) * 1000)}-0"
-        entries = self.store.client.xrange(
-            self.store.keys.dead_letters, min=f"({self._last_id}", count=500
-        )
+        entries = self.store.dead_letter_book.stream_after(self._last_id, 500)
         sent = 0
         for entry_id, fields in entries:
             self._last_id = entry_id
@@ -103,9 +100,8 @@ class AlertWatcher:
 
     def check_lag(self, now: datetime | None = None) -> bool:
         worst = sync_lag(self.store.cursors(), self.store.last_poll(), now or datetime.now(UTC))
-        key = self.store.keys.alerted("cursor-lag")
         if worst is None or worst[1] <= self.lag_threshold_s:
-            if self.store.client.delete(key):
+            if self.store.clear_alert("cursor-lag"):
                 self.sender.send({"service": "crmsync", "event": "cursor_lag_resolved"})
             return False
         if not self._claim("cursor-lag", LAG_REPEAT_S):
@@ -127,7 +123,7 @@ class AlertWatcher:
         """One ``breaker_open`` per episode of an open breaker (claimed by when it opened) and
         one ``breaker_closed`` when it ends (claimed by when it closed)."""
         sent = 0
-        parked = int(self.store.client.hlen(self.store.keys.parked_items))
+        parked = self.store.parked_count()
         for api in APIS:
             state = breaker_state(self.store.client, self.store.keys, api)
             moment = state.now_ms if now_ms is None else now_ms

@@ -29,7 +29,7 @@ import redis
 
 from worker.state.keys import CLOSED_ITEMS_KEPT, Keys
 from worker.state.ledger import Ledger, now_iso
-from worker.state.open_items import OpenItems
+from worker.state.open_items import Closing, OpenItems, noted
 
 #: What an operator does about each event; the recorder's own text, when it has one, wins.
 WHAT_TO_DO: dict[str, str] = {
@@ -50,59 +50,8 @@ WHAT_TO_DO: dict[str, str] = {
     "resync` the account)",
 }
 
-# KEYS: items, open, sequence. ARGV: dedupe key, now (ISO), the item as JSON.
-_RECORD = """
-local id = redis.call('HGET', KEYS[2], ARGV[1])
-local item = false
-if id then
-  local raw = redis.call('HGET', KEYS[1], id)
-  if raw then item = cjson.decode(raw) end
-end
-local seen = cjson.decode(ARGV[3])
-local opened = 0
-if not item then
-  id = tostring(redis.call('INCR', KEYS[3]))
-  item = seen
-  item.id = id
-  item.count = 0
-  item.first_at = ARGV[2]
-  item.status = 'open'
-  item.key = ARGV[1]
-  redis.call('HSET', KEYS[2], ARGV[1], id)
-  opened = 1
-else
-  item.details = seen.details
-  item.task_id = seen.task_id
-end
-item.count = item.count + 1
-item.last_at = ARGV[2]
-redis.call('HSET', KEYS[1], id, cjson.encode(item))
-return {id, opened}
-"""
-
-# KEYS: items, open, acked. ARGV: id, now (ISO), score (ms), by, note, how many to keep.
-# Returns 0 (no such item), 1 (acknowledged now), 2 (it already was).
-_ACK = """
-local raw = redis.call('HGET', KEYS[1], ARGV[1])
-if not raw then return 0 end
-local item = cjson.decode(raw)
-if item.status ~= 'open' then return 2 end
-item.status = 'acked'
-item.acked_at = ARGV[2]
-item.acked_by = ARGV[4]
-item.note = ARGV[5]
-redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(item))
-if redis.call('HGET', KEYS[2], item.key) == ARGV[1] then redis.call('HDEL', KEYS[2], item.key) end
-redis.call('ZADD', KEYS[3], tonumber(ARGV[3]), ARGV[1])
-local extra = redis.call('ZCARD', KEYS[3]) - tonumber(ARGV[6])
-if extra > 0 then
-  for _, old in ipairs(redis.call('ZRANGE', KEYS[3], 0, extra - 1)) do
-    redis.call('HDEL', KEYS[1], old)
-  end
-  redis.call('ZREMRANGEBYRANK', KEYS[3], 0, extra - 1)
-end
-return 1
-"""
+#: What a repeat of an open item refreshes (the rest stays as first seen).
+_REFRESHED = ("details", "task_id")
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,13 +110,14 @@ class AttentionBook:
         self.client = client
         self.keys = keys
         self.ledger = ledger
-        self._record = client.register_script(_RECORD)
-        self._ack = client.register_script(_ACK)
         self.book = OpenItems(
             client,
             items=keys.attention_items,
             open=keys.attention_open,
             closed=keys.attention_acked,
+            sequence=keys.attention_sequence,
+            key_field="key",
+            refreshed=_REFRESHED,
         )
 
     def record(
@@ -206,44 +156,32 @@ class AttentionBook:
         if task_id:
             entry["task_id"] = task_id
         pipe = self.client.pipeline(transaction=True)
-        self._record(
-            keys=[
-                self.keys.attention_items,
-                self.keys.attention_open,
-                self.keys.attention_sequence,
-            ],
-            args=[f"{event}|{record_id}", now_iso(), json.dumps(item, default=str)],
-            client=pipe,
-        )
+        self.book.record(f"{event}|{record_id}", item, now=now_iso(), client=pipe)
         self.ledger.append(entry, client=pipe)
         pipe.hincrby(self.keys.outcomes, "needs_attention", 1)
-        (item_id, opened), *_ = pipe.execute()
-        return Noted(str(item_id), bool(int(opened)))
+        reply, *_ = pipe.execute()
+        recorded = noted(reply)
+        return Noted(recorded.item_id, recorded.opened)
 
     def acknowledge(self, item_id: str, *, by: str = "", note: str = "") -> bool:
         """Mark an item handled; False when it already was. Raises UnknownItem."""
-        result = int(
-            self._ack(
-                keys=[
-                    self.keys.attention_items,
-                    self.keys.attention_open,
-                    self.keys.attention_acked,
-                ],
-                args=[
-                    item_id,
-                    now_iso(),
-                    int(time.time() * 1000),
-                    by or _operator(),
-                    note,
-                    CLOSED_ITEMS_KEPT,
-                ],
-            )
+        fields = {
+            "status": "acked",
+            "acked_at": now_iso(),
+            "acked_by": by or _operator(),
+            "note": note,
+        }
+        acked, unknown = self.book.close(
+            Closing(item_id=item_id),
+            fields,
+            score_ms=int(time.time() * 1000),
+            keep=CLOSED_ITEMS_KEPT,
         )
-        if result == 0:
+        if unknown:
             raise UnknownItem(
                 f"no attention item {item_id!r}; `crmsync attention --all` lists them"
             )
-        return result == 1
+        return acked == 1
 
     def open_count(self) -> int:
         return self.book.open_count()

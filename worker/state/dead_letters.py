@@ -16,10 +16,10 @@ Every attempt is still one entry of the ``dead-letters`` stream (group id, wheth
 the group, reason; no snapshot): the alert watcher reads it to alert once per new group, and
 ``poll --wait`` / ``resync`` read it to report the attempts their syncs made.
 
-Storage (:mod:`worker.state.keys`): groups as JSON in one
-hash, updated by Lua scripts (atomic; every
-key they touch is passed in KEYS), an "open" hash from group key to id, per-record sorted sets
-for history and resolution, and a sorted set of resolved ids to trim the oldest.
+Storage (:mod:`worker.state.keys`): groups as JSON in one hash, written by the open-items
+book's scripts (worker/state/open_items.py: atomic, shared with "needs attention"), an "open"
+hash from group key to id, per-record sorted sets for history and resolution, and a sorted set
+of resolved ids to trim the oldest.
 """
 
 from __future__ import annotations
@@ -46,95 +46,18 @@ from worker.state.keys import (
     Keys,
 )
 from worker.state.ledger import Ledger, now_iso
-from worker.state.open_items import OpenItems
+from worker.state.open_items import Closing, Extras, OpenItems, noted
 
 #: The dead-letter kind of a deal whose contract cannot be made; grouped by opportunity.
 CONTRACT_KIND = "contract"
 
 __all__ = ["CONTRACT_KIND", "DeadLetter", "DeadLetterBook", "Occurrence", "Recorded"]
 
-# KEYS: groups, snapshots, open, sequence, stream, then the per-record sets (account,
-# opportunity). ARGV: group key ('' = never grouped), now (ISO), the occurrence as JSON,
-# snapshot JSON ('' = keep the last), stream MAXLEN, per-record cap, score (ms).
-_RECORD = """
-local gid = false
-if ARGV[1] ~= '' then gid = redis.call('HGET', KEYS[3], ARGV[1]) end
-local group = false
-if gid then
-  local raw = redis.call('HGET', KEYS[1], gid)
-  if raw then group = cjson.decode(raw) end
-end
-local seen = cjson.decode(ARGV[3])
-local opened = 0
-if not group then
-  gid = tostring(redis.call('INCR', KEYS[4]))
-  group = seen
-  group.id = gid
-  group.count = 0
-  group.first_at = ARGV[2]
-  group.status = 'open'
-  if ARGV[1] == '' then group.group_key = 'once|' .. gid else group.group_key = ARGV[1] end
-  redis.call('HSET', KEYS[3], group.group_key, gid)
-  local cap = tonumber(ARGV[6])
-  for i = 6, #KEYS do
-    redis.call('ZADD', KEYS[i], tonumber(ARGV[7]), gid)
-    if redis.call('ZCARD', KEYS[i]) > cap then
-      redis.call('ZREMRANGEBYRANK', KEYS[i], 0, -cap - 1)
-    end
-  end
-  opened = 1
-else
-  group.reason = seen.reason
-  group.task_id = seen.task_id
-  group.trigger = seen.trigger
-end
-group.count = group.count + 1
-group.last_at = ARGV[2]
-redis.call('HSET', KEYS[1], gid, cjson.encode(group))
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[2], gid, ARGV[4]) end
-local entry = redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[5], '*',
-  'group', gid, 'opened', tostring(opened), 'account_id', group.account_id,
-  'opportunity_id', group.opportunity_id, 'kind', group.kind, 'reason', seen.reason,
-  'task_id', seen.task_id, 'at', ARGV[2])
-return {gid, entry, opened}
-"""
-
-# KEYS: groups, open, resolved, snapshots, the record's set. ARGV: now (ISO), score (ms), by
-# (task id), how (outcome), scope ('account': every kind but contract; 'opportunity': that
-# deal's), the opportunity id, how many resolved groups to keep.
-_RESOLVE = """
-if redis.call('EXISTS', KEYS[5]) == 0 then return 0 end
-local n = 0
-for _, gid in ipairs(redis.call('ZRANGE', KEYS[5], 0, -1)) do
-  local raw = redis.call('HGET', KEYS[1], gid)
-  if raw then
-    local g = cjson.decode(raw)
-    local ours = (ARGV[5] == 'account' and g.kind ~= 'contract')
-      or (ARGV[5] == 'opportunity' and g.opportunity_id == ARGV[6])
-    if g.status == 'open' and ours then
-      g.status = 'resolved'
-      g.resolved_at = ARGV[1]
-      g.resolved_by = ARGV[3]
-      g.resolved_how = ARGV[4]
-      redis.call('HSET', KEYS[1], gid, cjson.encode(g))
-      redis.call('HDEL', KEYS[2], g.group_key)
-      redis.call('ZADD', KEYS[3], tonumber(ARGV[2]), gid)
-      n = n + 1
-    end
-  end
-end
-if n > 0 then
-  local extra = redis.call('ZCARD', KEYS[3]) - tonumber(ARGV[7])
-  if extra > 0 then
-    for _, old in ipairs(redis.call('ZRANGE', KEYS[3], 0, extra - 1)) do
-      redis.call('HDEL', KEYS[1], old)
-      redis.call('HDEL', KEYS[4], old)
-    end
-    redis.call('ZREMRANGEBYRANK', KEYS[3], 0, extra - 1)
-  end
-end
-return n
-"""
+#: What a repeat of an open group refreshes (the rest stays as first seen).
+_REFRESHED = ("reason", "task_id", "trigger")
+#: The group fields each ``dead-letters`` stream entry carries (after its group id and whether
+#: it opened the group, before its time).
+_STREAM_FIELDS = ("account_id", "opportunity_id", "kind", "reason", "task_id")
 
 
 class DeadLetterBook:
@@ -142,13 +65,14 @@ class DeadLetterBook:
         self.client = client
         self.keys = keys
         self.ledger = ledger
-        self._record = client.register_script(_RECORD)
-        self._resolve = client.register_script(_RESOLVE)
         self.book = OpenItems(
             client,
             items=keys.dead_letter_groups,
             open=keys.dead_letters_open,
             closed=keys.dead_letters_resolved,
+            sequence=keys.dead_letter_sequence,
+            key_field="group_key",
+            refreshed=_REFRESHED,
         )
 
     # --- writing -------------------------------------------------------------------------
@@ -176,29 +100,20 @@ class DeadLetterBook:
             "trigger": trigger,
         }
         records = [r for r in dict.fromkeys([account_id, opportunity_id]) if _groupable(r)]
-        keys = [
-            self.keys.dead_letter_groups,
-            self.keys.dead_letter_snapshots,
-            self.keys.dead_letters_open,
-            self.keys.dead_letter_sequence,
-            self.keys.dead_letters,
-            *(self.keys.dead_letters_of(r) for r in records),
-        ]
         snapshot_json = json.dumps(snapshot, sort_keys=True, default=str) if snapshot else ""
-        pipe = self.client.pipeline(transaction=True)
-        self._record(
-            keys=keys,
-            args=[
-                group_key,
-                now_iso(),
-                json.dumps(seen),
-                snapshot_json,
-                DEAD_LETTER_MAX_ENTRIES,
-                DEAD_LETTER_GROUPS_PER_ID,
-                _wall_ms(),
-            ],
-            client=pipe,
+        extras = Extras(
+            attachments=self.keys.dead_letter_snapshots,
+            attachment=snapshot_json,
+            stream=self.keys.dead_letters,
+            stream_max=DEAD_LETTER_MAX_ENTRIES,
+            stream_id_field="group",
+            stream_fields=_STREAM_FIELDS,
+            indexes=[self.keys.dead_letters_of(r) for r in records],
+            index_cap=DEAD_LETTER_GROUPS_PER_ID,
+            score_ms=_wall_ms(),
         )
+        pipe = self.client.pipeline(transaction=True)
+        self.book.record(group_key, seen, now=now_iso(), extras=extras, client=pipe)
         entry: dict[str, Any] = {
             "outcome": "dead_lettered",
             "kind": kind,
@@ -211,8 +126,9 @@ class DeadLetterBook:
         if trigger:
             entry["reason"] = trigger
         self.ledger.append(entry, client=pipe)
-        (gid, stream_id, opened), *_ = pipe.execute()
-        return Recorded(str(gid), str(stream_id), bool(int(opened)))
+        reply, *_ = pipe.execute()
+        group = noted(reply)
+        return Recorded(group.item_id, group.entry_id, group.opened)
 
     def resolve(
         self,
@@ -226,27 +142,27 @@ class DeadLetterBook:
         """Mark the open groups of an account (every kind but ``contract``), or of one
         opportunity's contract (``opportunity_id``), resolved by task ``by`` with outcome
         ``how``. Returns how many; None inside a pipeline (``client``)."""
-        scope_key = opportunity_id or record_id
-        result = self._resolve(
-            keys=[
-                self.keys.dead_letter_groups,
-                self.keys.dead_letters_open,
-                self.keys.dead_letters_resolved,
-                self.keys.dead_letter_snapshots,
-                self.keys.dead_letters_of(scope_key),
-            ],
-            args=[
-                now_iso(),
-                _wall_ms(),
-                by,
-                how,
-                "opportunity" if opportunity_id else "account",
-                opportunity_id or "",
-                CLOSED_ITEMS_KEPT,
-            ],
-            client=client or self.client,
+        which = Closing(
+            index=self.keys.dead_letters_of(opportunity_id or record_id),
+            field="opportunity_id" if opportunity_id else "kind",
+            equals=bool(opportunity_id),
+            value=opportunity_id or CONTRACT_KIND,
         )
-        return None if client is not None else int(result)
+        fields = {
+            "status": "resolved",
+            "resolved_at": now_iso(),
+            "resolved_by": by,
+            "resolved_how": how,
+        }
+        options: dict[str, Any] = {
+            "score_ms": _wall_ms(),
+            "keep": CLOSED_ITEMS_KEPT,
+            "attachments": self.keys.dead_letter_snapshots,
+        }
+        if client is not None:
+            self.book.close_in(client, which, fields, **options)
+            return None
+        return self.book.close(which, fields, **options)[0]
 
     def delete(self, group_id: str) -> None:
         """Forget a group entirely (tests; an operator resolves by fixing, not deleting)."""
@@ -321,6 +237,14 @@ class DeadLetterBook:
             self.client.xrevrange(self.keys.dead_letters, count=1),
         )
         return rows[0][0] if rows else "0-0"
+
+    def stream_after(self, entry_id: str, count: int) -> list[tuple[str, dict[str, str]]]:
+        """The stream's raw entries after ``entry_id`` (exclusive), oldest first: the alert
+        watcher reads every field as written."""
+        return cast(
+            list[tuple[str, dict[str, str]]],
+            self.client.xrange(self.keys.dead_letters, min=f"({entry_id}", count=count),
+        )
 
     def occurrences_since(self, entry_id: str = "0-0", count: int = 100_000) -> list[Occurrence]:
         """Attempts after ``entry_id`` (exclusive), oldest first."""

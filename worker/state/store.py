@@ -31,6 +31,7 @@ from worker.state.keys import (
 from worker.state.ledger import Ledger
 from worker.state.locks import LeaseKeeper, TokenLocks, new_token
 from worker.state.polls import ADVANCE_CURSORS, PollLease, PollState
+from worker.state.rate import GovernorState, rate_state
 
 #: The account lock is a *lease*: held for this long and renewed by its holder every third of
 #: it while the sync runs (up to ACCOUNT_LOCK_TTL_S in all). A SIGKILLed or OOM-killed holder
@@ -129,6 +130,23 @@ class SyncStore(PollState):
         """Messages waiting in the broker's ``queue`` (the same Redis)."""
         return int(self.client.llen(queue))
 
+    def parked_count(self) -> int:
+        """Syncs waiting in the parking for an API to come back."""
+        return int(self.client.hlen(self.keys.parked_items))
+
+    def governor_state(self) -> GovernorState | None:
+        """The Metronome rate governor's shared state (None before its first request)."""
+        return rate_state(self.client, self.keys)
+
+    # --- alerts: each claimed once across every worker -------------------------------------
+    def claim_alert(self, name: str, ttl_s: int) -> bool:
+        """True for the one worker that claims alert ``name`` first (``SET NX``)."""
+        return bool(self.client.set(self.keys.alerted(name), "1", nx=True, ex=ttl_s))
+
+    def clear_alert(self, name: str) -> bool:
+        """Forget alert ``name``'s claim; True when there was one (the alert was raised)."""
+        return bool(self.client.delete(self.keys.alerted(name)))
+
     # --- accounts ----------------------------------------------------------------------
     def account_state(self, account_id: str) -> AccountState:
         raw = cast(
@@ -190,6 +208,16 @@ class SyncStore(PollState):
         pipe.execute()
         if release is not None:
             release.released = True
+
+    def account_fields(self, account_id: str, *fields: str) -> list[str | None]:
+        """Fields of the account's record hash (``customer_id``, ``synced_at``...), in order."""
+        key = self.keys.account(account_id)
+        return cast(list[str | None], self.client.hmget(key, list(fields)))
+
+    def opportunity_fields(self, opportunity_id: str, *fields: str) -> list[str | None]:
+        """Fields of the opportunity's record hash (``contract_id``...), in order."""
+        key = self.keys.opportunity(opportunity_id)
+        return cast(list[str | None], self.client.hmget(key, list(fields)))
 
     def remember_customer(self, account_id: str, customer_id: str) -> None:
         self.client.hset(self.keys.account(account_id), "customer_id", customer_id)

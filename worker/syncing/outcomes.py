@@ -1,7 +1,9 @@
-"""What a sync ends with, as values: Done (with its outcome word) or Retry (with a countdown).
+"""What a sync ends with, as values: Done (with its outcome word) or Retry (with a countdown),
+and the failures that still have effects to write before they are one of those: DeadLetter,
+Park and LockWait (worker/syncing/actions.py writes them).
 
 A caller decides what a value means for it: the single-account task turns a Retry into
-Celery's retry, a batch re-publishes the account alone (worker/syncing/actions.py, tasks/).
+Celery's retry (worker/wiring.py), a batch re-publishes the account alone (tasks/batch.py).
 """
 
 from __future__ import annotations
@@ -48,6 +50,43 @@ class Done:
     customer_id: str | None = None
     calls: int = 0
     contracts_created: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """The sync gives up on this snapshot: a dead letter of ``kind`` (counted, logged).
+
+    ``snapshot`` is what a redrive re-sends (the run's record unless given); ``refuse``
+    remembers the snapshot as refused first, so the poll's overlap does not send it again
+    until it changes; ``attention`` (event, details) is a "needs attention" item recorded
+    before it (an operator must choose)."""
+
+    kind: str
+    reason: str
+    snapshot: Any = None
+    refuse: bool = False
+    attention: tuple[str, dict[str, Any]] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Park:
+    """Transient, not dead: the sync waits in the parking until the drain sends it again (a
+    dead letter once it has been parked for too long)."""
+
+    cause: Exception
+
+
+@dataclass(frozen=True, slots=True)
+class LockWait:
+    """The account lock ``owner`` (the customer's owning account) is held by another sync:
+    wait for its lease, without using up the retry budget."""
+
+    owner: str
+    reason: str
+
+
+#: A failure whose effects are still to be written (worker/syncing/actions.py).
+Failure = DeadLetter | Park | LockWait
 
 
 @dataclass(frozen=True, slots=True)

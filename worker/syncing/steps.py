@@ -25,8 +25,17 @@ from worker.contracts.step import (
 from worker.outages.metronome import BreakerOpenError, describe_open
 from worker.salesforce.stamps import is_superseded, snapshot_stamp
 from worker.state.store import AccountState
-from worker.syncing.failures import dead, failure_outcome, park, succeeded
-from worker.syncing.outcomes import MAX_DELIVERIES, Done, Retry, SyncRun, snapshot_hash
+from worker.syncing.actions import dead_letter, settle
+from worker.syncing.failures import failure_outcome, succeeded
+from worker.syncing.outcomes import (
+    MAX_DELIVERIES,
+    DeadLetter,
+    Done,
+    Park,
+    Retry,
+    SyncRun,
+    snapshot_hash,
+)
 
 if TYPE_CHECKING:
     from worker.metronome.engine import SyncOutcome
@@ -50,14 +59,12 @@ def validate(run: SyncRun, account_id: Any) -> SyncRun | Done:
     try:
         account = normalize_salesforce_id(str(account_id))
     except InvalidSalesforceId as exc:
-        return dead(run, "malformed_message", f"account id is not a Salesforce id: {exc}")
+        why = f"account id is not a Salesforce id: {exc}"
+        return dead_letter(run, DeadLetter("malformed_message", why))
     run = replace(run, account=account)
     if not isinstance(run.record, dict) or record_account(run.record) != account:
-        return dead(
-            run,
-            "malformed_message",
-            "record is not an Opportunity snapshot of this account (AccountId mismatch)",
-        )
+        why = "record is not an Opportunity snapshot of this account (AccountId mismatch)"
+        return dead_letter(run, DeadLetter("malformed_message", why))
     return run
 
 
@@ -65,11 +72,8 @@ def count_delivery(run: SyncRun, *, counted: bool) -> Done | None:
     """2. Poison messages: count deliveries of this exact attempt."""
     deliveries = 1 if counted else run.ctx.store.count_delivery(run.task_id, run.retries)
     if deliveries > MAX_DELIVERIES:
-        return dead(
-            run,
-            "redelivered",
-            f"delivered {deliveries} times without finishing (worker killed each time?)",
-        )
+        why = f"delivered {deliveries} times without finishing (worker killed each time?)"
+        return dead_letter(run, DeadLetter("redelivered", why))
     return None
 
 
@@ -84,8 +88,7 @@ def map_record(run: SyncRun) -> Mapped | Done:
         if not run.force and store.dead_hash(run.account) == bad_hash:
             store.count_outcome("unchanged")
             return Done("unchanged")  # the same bad record was dead-lettered already
-        store.remember_dead_hash(run.account, bad_hash)
-        return dead(run, "mapping", str(exc))
+        return dead_letter(run, DeadLetter("mapping", str(exc), refuse=True))
     contracts = plan_contracts(run.ctx, run.record, desired, force=run.force)
     report_contract_problems(
         run.ctx,
@@ -123,7 +126,7 @@ def converge(run: SyncRun, mapped: Mapped, *, unchanged: bool, known_absent: boo
     breaker = run.ctx.metronome_breaker
     admission = breaker.admit()
     if not admission.go:
-        return park(run, BreakerOpenError(describe_open(breaker.state())))
+        return settle(run, Park(BreakerOpenError(describe_open(breaker.state()))))
     owner = mapped.customer.salesforce_account_id
     stamp = snapshot_stamp(run.record)
     with breaker.probing(admission):
@@ -146,7 +149,8 @@ def converge(run: SyncRun, mapped: Mapped, *, unchanged: bool, known_absent: boo
             # "BusyLoadingError".
             raise
         except Exception as exc:
-            return failure_outcome(run, exc, owner)
+            # Settled here, inside the probe context (worker/syncing/actions.py says why).
+            return settle(run, failure_outcome(run, exc, owner))
         succeeded(run, outcome.calls + made.calls)
     log.info(
         "synced account %s: %s (%d calls, %d contracts created)",
