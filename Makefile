@@ -7,6 +7,9 @@
 # lock files from it and is the one command to run after changing a dependency. The
 # installer is uv (from PyPI, itself pinned with hashes in requirements-uv.lock): it installs
 # the same lock files pip can read, several times faster.
+# A bare `make` sets up .venv and says where `crmsync` is (target `where`, at the end).
+.DEFAULT_GOAL := where
+
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
