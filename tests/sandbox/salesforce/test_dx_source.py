@@ -40,6 +40,11 @@ def test_every_custom_field_the_default_mapping_reads_is_deployed() -> None:
         if name.endswith("__c"):
             wanted.add(("Account" if hops == ["Account"] else "Opportunity", name))
     wanted |= {("Account", name) for name in mapping.account_fields() if name.endswith("__c")}
+    for path in mapping.line_item_fields():
+        *hops, name = path.split(".")
+        if name.endswith("__c"):
+            wanted.add(("Product2" if hops == ["Product2"] else "OpportunityLineItem", name))
+    assert ("Product2", "Metronome_Kind__c") in wanted  # the default mapping sells line items
     fields = deployed()
     missing = sorted(f"{o}.{n}" for o, n in wanted if n not in fields.get(o, set()))
     assert not missing, f"no field-meta.xml for {missing}"

@@ -144,9 +144,9 @@ OPPORTUNITY = SObjectType(
         # emulated org is one, so a deal's currency can be read next to its amounts.
         "CurrencyIsoCode": FieldType.PICKLIST,
         # What kind of deal it is (a standard picklist; orgs add values such as Renewal or
-        # Expansion) and the earlier deal an expansion or renewal changes (a custom lookup).
+        # Expansion). The earlier deal an expansion or renewal changes is the custom lookup
+        # Metronome_Parent_Opportunity__c, loaded from the DX source like every custom field.
         "Type": FieldType.PICKLIST,
-        "Metronome_Parent_Opportunity__c": FieldType.REFERENCE,
     },
     relationships={
         "Account": Relationship("Account", "AccountId", "Account"),
@@ -177,10 +177,8 @@ PRODUCT2 = SObjectType(
         "LastModifiedDate": FieldType.DATETIME,
         "CreatedDate": FieldType.DATETIME,
         "IsDeleted": FieldType.BOOLEAN,
-        # Which Metronome product this Salesforce product is billed as, and how (a
-        # subscription, a commit, a usage product, a fee): custom fields an admin adds.
-        "Metronome_Product_Id__c": FieldType.STRING,
-        "Metronome_Kind__c": FieldType.PICKLIST,
+        # Which Metronome product this Salesforce product is billed as, and how
+        # (Metronome_Product_Id__c, Metronome_Kind__c): custom fields loaded from the DX source.
     },
     relationships={},
     required=("Name",),
