@@ -128,7 +128,10 @@ def _ours(exc: BaseException, settings: Settings | None) -> Failure | None:
     if isinstance(exc, LoginDeferred):  # refusals a person must see to: like the refusal
         return Failure(f"crmsync: {exc}", EXIT_CONFIG)
     if isinstance(exc, SalesforceTroubleError):
-        return Failure(f"crmsync: {exc}", EXIT_FAILED if exc.transient else EXIT_CONFIG)
+        # A login refused or deferred (kind "login") reaches `crmsync poll` as this error:
+        # like LoginRefused and LoginDeferred above, a person must fix the login settings.
+        config = exc.kind == "login" or not exc.transient
+        return Failure(f"crmsync: {exc}", EXIT_CONFIG if config else EXIT_FAILED)
     if isinstance(exc, EmbeddedRedisError):
         return Failure(
             f"crmsync: the embedded Redis did not start: {exc}; set REDIS_URL to use a Redis "

@@ -158,7 +158,10 @@ def run(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt  # SIGTERM stops the emulators as Ctrl-C does (exit 0)
 
     metronome, salesforce = start_emulators(args)
+    # SIGINT too: a process started with SIGINT ignored (a background job of a script, a
+    # pytest-xdist worker's child) keeps it ignored, and Ctrl-C or `kill -INT` never stopped it.
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     try:
         announce(args, metronome, salesforce)
         metronome.wait()

@@ -5,17 +5,26 @@
     SalesforceFailure                  anything below (never raised itself)
     ├── SalesforceNotConfigured        no SALESFORCE_* login is configured (a NotConfigured)
     ├── SessionExpired                 the pre-issued session was refused; it cannot be renewed
-    ├── LoginRefused                   the login was refused with a reason (logins.py)
-    ├── SchemaMismatch                 mapped fields the org refuses (org_schema.py)
-    ├── SalesforceTroubleError         a failure diagnosed as one line (trouble.py)
     └── SalesforceUnavailable          retryable: the same call later can succeed
         ├── SalesforceUnreadable       the poll's answer was unreadable, or none came
-        ├── QuotaReached               the org's daily API quota (or our share of it) is used
-        └── LoginDeferred              logins wait while refusals back off (logins.py)
+        └── QuotaReached               the org's daily API quota (or our share of it) is used
+
+The drawing is this module's classes. Four more subclasses live beside the code that raises
+them (they need it; this module needs nothing), each under the same root::
+
+    SalesforceFailure
+    ├── LoginRefused                   logins.py: Salesforce refused a login with a reason
+    │                                  (INVALID_LOGIN, a frozen user, invalid_grant)
+    ├── SchemaMismatch                 org_schema.py: the mapping reads fields the org refuses
+    ├── SalesforceTroubleError         trouble.py: a failure diagnosed as one line (a poll run
+    │                                  by hand raises it); its ``transient`` says which kind
+    └── SalesforceUnavailable
+        └── LoginDeferred              logins.py: raised in place of a login while refusals
+                                       back off; retryable once the shared wait is over
 
 Everything retryable sits under :class:`SalesforceUnavailable`: a poll that ends on one keeps
-its cursors and the next poll reads the same rows again. The other two need a person (a login
-to configure, a session to issue); the CLI turns them into one line saying what to do.
+its cursors and the next poll reads the same rows again. The others need a person (a login
+or a mapping to fix, a session to issue); the CLI turns them into one line saying what to do.
 
 Where simple-salesforce's own exceptions go (``simple_salesforce.exceptions``):
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +41,10 @@ if TYPE_CHECKING:
     from worker.state.logins import LoginBackoff
 
 log = logging.getLogger(__name__)
+
+#: How long simple-salesforce's re-login after an expired session waits for its turn at most:
+#: a short backoff is waited out (the caller's query then goes on), a long one is raised.
+RELOGIN_WAIT_MAX_S = 15.0
 
 #: The login endpoints: their 2xx answers say nothing about whether the session will work.
 _LOGIN_PATHS = ("/services/Soap/u/", "/services/oauth2/")
@@ -160,9 +165,19 @@ class LoginGate:
 
     def _relogin(self, partial: Callable[[], Any]) -> Callable[[], Any]:
         def relogin() -> Any:
-            # simple-salesforce calls this after 401 INVALID_SESSION_ID only.
+            # simple-salesforce calls this after 401 INVALID_SESSION_ID only. A session that
+            # worked and then expired is not counted (session_refused); either way the caller's
+            # query is waiting: wait for the turn while the backoff is short, as any caller of
+            # the shared count would, instead of failing the task that happened to ask first.
             self.session_refused("Salesforce refused the session (401 INVALID_SESSION_ID)")
-            return self._attempt(partial)
+            deadline = time.monotonic() + RELOGIN_WAIT_MAX_S
+            while True:
+                try:
+                    return self._attempt(partial)
+                except LoginDeferred as exc:
+                    if time.monotonic() + exc.wait_s > deadline:
+                        raise
+                    time.sleep(max(exc.wait_s, 0.05))
 
         return relogin
 
@@ -205,8 +220,11 @@ class LoginGate:
 
         def on_response(response: requests.Response, *_: Any, **__: Any) -> None:
             login_answer = any(path in response.url for path in _LOGIN_PATHS)
-            if self._dirty and response.status_code < 300 and not login_answer:
-                self.accepted()
+            if response.status_code < 300 and not login_answer:
+                # The session worked: a later 401 on it is an expiry, not a refusal.
+                self._fresh = False
+                if self._dirty:
+                    self.accepted()
 
         hooks = session.hooks.setdefault("response", [])
         if not any(getattr(hook, "crmsync_gate", None) is self for hook in hooks):
