@@ -123,7 +123,7 @@ def test_a_refused_login_names_the_settings_and_pickles(client: redis.Redis) -> 
 
 
 def test_a_refused_session_counts_once_per_login(client: redis.Redis) -> None:
-    count = backoff(client, base=0.05)
+    count = backoff(client, base=60.0)  # longer than the re-login waits for its turn
     gate = LoginGate(soap_settings(), count)
     logins = []
 
@@ -138,15 +138,50 @@ def test_a_refused_session_counts_once_per_login(client: redis.Redis) -> None:
     with pytest.raises(LoginDeferred):
         sf._salesforce_login_partial()  # simple-salesforce's re-login after a 401
     assert logins == []
-    deadline = time.monotonic() + 2
-    while count.admit(login_fingerprint(soap_settings()))[0] > 0:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    client.hset("t:salesforce:login-refusals", "next_at", "0")  # the turn taken just above
+    client.hset("t:salesforce:login-refusals", "next_at", "0")  # the wait is over
     sf._salesforce_login_partial()
     assert logins == [1]
     assert count.state().failures == 1  # the session refused before was already counted
     gate.accepted()
+    assert not count.state().refusing
+
+
+def test_a_relogin_waits_out_a_short_backoff_instead_of_failing(client: redis.Redis) -> None:
+    count = backoff(client, base=0.05)
+    gate = LoginGate(soap_settings(), count)
+    logins = []
+
+    def relogin() -> tuple[str, str]:
+        logins.append(1)
+        return ("session", "instance")
+
+    sf: Any = gate.login(lambda: FakeSalesforce(relogin))  # type: ignore[arg-type,return-value]
+    gate.session_refused("Pub/Sub auth.error")  # a fresh session refused: counted
+    assert count.state().next_in_s > 0
+    sf._salesforce_login_partial()  # waits for the turn, then logs in
+    assert logins == [1]
+    assert count.state().failures == 1
+
+
+def test_an_expired_session_that_worked_is_not_a_refusal(client: redis.Redis) -> None:
+    import requests
+
+    count = backoff(client)
+    gate = LoginGate(soap_settings(), count)
+    logins = []
+
+    def relogin() -> tuple[str, str]:
+        logins.append(1)
+        return ("session", "instance")
+
+    sf: Any = gate.login(lambda: FakeSalesforce(relogin))  # type: ignore[arg-type,return-value]
+    answered = requests.Response()
+    answered.status_code = 200
+    answered.url = "https://example.my.salesforce.com/services/data/v60.0/query"
+    for hook in sf.session.hooks["response"]:
+        hook(answered)  # a query answered: the session worked
+    sf._salesforce_login_partial()  # later it expired (401): simple-salesforce logs in again
+    assert logins == [1]
     assert not count.state().refusing
 
 
