@@ -25,7 +25,7 @@ def test_widgets_express_gives_the_documented_payload() -> None:
     assert desired == DesiredCustomer(
         salesforce_account_id=WIDGETS_ACCOUNT_ID,
         name="WidgetsExpress",
-        # The documented alias, then the identity alias DESIGN.md adds to every customer.
+        # The documented alias, then the identity alias crmsync adds to every customer.
         ingest_aliases=("team@widgetsexpress.com", identity),
         identity_alias=identity,
         custom_fields={"sfdc_account_id": WIDGETS_ACCOUNT_ID},

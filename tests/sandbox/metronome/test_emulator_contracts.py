@@ -1,5 +1,5 @@
 """The emulator serves contracts and the catalog as Metronome does, driven by the official SDK:
-every rule of DESIGN.md "Contracts" that the worker's contract step leans on is refused here
+every contract rule the worker's contract step leans on is refused here
 exactly when Metronome refuses it."""
 
 from __future__ import annotations

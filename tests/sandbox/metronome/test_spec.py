@@ -249,7 +249,7 @@ def _drive_contract_endpoints(client: metronome.Metronome, emulator: MetronomeEm
 
 #: Answers the spec does not declare for an operation but Metronome documents elsewhere,
 #: each with the component schema its body has: the contract 409 is in the spec's
-#: UniquenessKey description ("the request will fail with a 409 error") and DESIGN.md.
+#: UniquenessKey description ("the request will fail with a 409 error").
 DOCUMENTED_ELSEWHERE = {"POST /v1/contracts/create 409": "#/components/schemas/Error"}
 
 

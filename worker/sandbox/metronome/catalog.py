@@ -2,10 +2,10 @@
 
 A contract points into the catalog -- a rate card by id or alias, each commit at a FIXED
 product, or a package by id or alias -- so the emulator needs one to refuse what Metronome
-refuses. crmsync only reads the catalog (DESIGN.md "Contracts": catalog reads for
-validation), so the emulator serves the three list endpoints and no writes: a catalog is
-given when the emulator starts (:func:`default_catalog` unless the caller passes another)
-and survives ``reset``.
+refuses. crmsync only reads the catalog (to validate a mapping's rate cards and products),
+so the emulator serves the three list endpoints and no writes: a catalog is given when the
+emulator starts (:func:`default_catalog` unless the caller passes another) and survives
+``reset``.
 
 Ids are derived from the seed's names (uuid5), so a seeded id is the same on every run and
 in every process: a demo or a test may print or hard-code one.

@@ -2,7 +2,7 @@
 ``CommitV2`` shape POST /v2/contracts/list answers with.
 
 The rules are the ones that decide whether a deal's money reaches Metronome as the seller
-meant it (DESIGN.md "Contracts"):
+meant it (``CommitInput`` in the official spec):
 
 - a commit draws on a FIXED product (a USAGE or SUBSCRIPTION product is refused);
 - ``access_schedule.schedule_items`` (amount, starting_at, ending_before) is required and

@@ -1,7 +1,8 @@
 """The Metronome emulator's contracts: the rules of POST /v1/contracts/create, the v2 list
 and archive, free of HTTP.
 
-A customer is billed only through a contract (DESIGN.md "Contracts"), and these are the
+A customer is billed only through a contract (Metronome's "Provision a customer" guide), and
+these are the
 rules the worker's contract step leans on, so the emulator refuses what Metronome refuses:
 
 - ``customer_id`` must name a customer (404, as every v1 endpoint answers);

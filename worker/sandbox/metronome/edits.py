@@ -2,7 +2,7 @@
 contract, and how a client reads one contract back.
 
 The rules the worker's expansions lean on (``reference/metronome-openapi.json``,
-``EditContractPayload``; DESIGN.md "Deal lifecycle"):
+``EditContractPayload``, and Metronome's guide to editing contracts):
 
 - an unknown customer is a 400 ``{code: "CustomerNotFound"}``, a contract that is not this
   customer's (or is archived) a 400 ``{code: "ContractNotFound"}``;

@@ -1,7 +1,7 @@
 """The request rules the Metronome emulator enforces, and the error it raises.
 
 Kept apart from the store so the store reads as the data model; each constant here is a
-limit or enum from ``reference/metronome-openapi.json`` or DESIGN.md "Metronome API facts".
+limit or enum from Metronome's official OpenAPI spec or its API guides.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The Metronome emulator's data and rules, free of HTTP.
 
 Every rule here is one the worker's correctness leans on, so the emulator must refuse what
-Metronome refuses (see DESIGN.md "Metronome API facts"):
+Metronome refuses (its API reference and the official spec):
 
 - ingest aliases are unique across *all* customers, archived ones included: a create or
   ``setIngestAliases`` with a taken alias is a 409 (that is what makes a second create of the

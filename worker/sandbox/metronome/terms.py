@@ -1,7 +1,7 @@
 """The terms of a POST /v1/contracts/create request that need no stored state: which
 fields may appear, the contract's boundaries, the uniqueness key's shape, the usage
-statement schedule, and what a package brings -- each checked as the spec and DESIGN.md
-"Contracts" say, and turned into ContractV2's spelling.
+statement schedule, and what a package brings -- each checked as Metronome's spec and
+contract guides say, and turned into ContractV2's spelling.
 
 The field sets come from ``CreateContractPayload``: the ones the emulator models, the ones
 the spec marks (``x-mint``) as available only to one client's configuration or behind a
