@@ -278,6 +278,15 @@ def _record_events(ctx: WorkerContext, events: list[SourceEvent]) -> int:
 
 
 @app.task(name=POLL, ignore_result=False, acks_late=False)
-def poll_closed_won() -> dict[str, Any]:
-    """One incremental poll (beat sends this every CRMSYNC_POLL_INTERVAL_S)."""
-    return run_poll(get_context())
+def poll_closed_won(retried: bool = False) -> dict[str, Any]:
+    """One incremental poll (beat sends this every CRMSYNC_POLL_INTERVAL_S).
+
+    A poll whose login the login gate deferred (an expired session's re-login waiting out a
+    refusal's short backoff) asks again once, after that wait: a poll the listener requested
+    (a gap overflow, a lost replay id) has no beat behind it, and would otherwise be lost."""
+    summary = run_poll(get_context())
+    wait = summary.get("retry_in_s")
+    if wait is not None and not retried:
+        app.send_task(POLL, kwargs={"retried": True}, countdown=float(wait) + 0.5)
+        log.info("poll: the login was deferred; polling again in %.1f s", float(wait) + 0.5)
+    return summary

@@ -85,6 +85,10 @@ def stuck_poll(
         extra={"salesforce_trouble": trouble.kind, "transient": trouble.transient},
     )
     failed = _record(ctx, trouble.kind, trouble.line, started, stopped=False)
+    if trouble.kind == "login" and trouble.transient:
+        # The login gate only deferred the login (an expired session's re-login waits its
+        # turn): the task asks again once it may (tasks/poll.py), or a requested poll is lost.
+        failed["retry_in_s"] = round(max(trouble.wait_s, 0.0), 3)
     if raise_it:
         raise trouble.error() from None
     return failed
