@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 from pydantic import SecretStr
@@ -14,9 +16,11 @@ from worker.metronome.errors import (
     PermanentError,
     RateLimitedError,
     ServerError,
+    TokenRefusedError,
     TransientError,
 )
 from worker.metronome.transport import MAX_REFUSALS, _retry_after, retry_decision
+from worker.sandbox.httpserver import HttpServer, Request, Response
 from worker.sandbox.metronome import MetronomeEmulator, MetronomeFaults
 from worker.settings import Settings
 
@@ -90,16 +94,57 @@ def test_timeout_is_a_connection_failure_retried_then_raised(emulator: Metronome
     gateway.close()
 
 
-def test_bad_token_is_permanent_and_never_echoes_the_token(emulator: MetronomeEmulator) -> None:
+def test_bad_token_is_refused_reported_once_and_never_echoes_the_token(
+    emulator: MetronomeEmulator,
+) -> None:
     secret = SecretStr("very-secret-token-value")
-    gateway = MetronomeGateway(secret, emulator.url, retry_immediately=True)
-    with pytest.raises(PermanentError) as caught:
+    reported: list[TokenRefusedError] = []
+    gateway = MetronomeGateway(
+        secret, emulator.url, retry_immediately=True, on_refused=reported.append
+    )
+    with pytest.raises(TokenRefusedError) as caught:
         gateway.list_customers()
-    assert caught.value.status == 401
+    assert not isinstance(caught.value, PermanentError | TransientError)  # parks, never dead
+    assert caught.value.status == 401 and caught.value.sent
     assert "Unauthorized" in str(caught.value)
     assert "very-secret" not in str(caught.value)
     assert gateway.calls == 1
+    assert reported == [caught.value]
     gateway.close()
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "refused"),
+    [
+        (403, "Forbidden: this token may not write customers", True),
+        (403, "Contract editing is not enabled for this client", False),  # a feature
+        (404, "Customer not found", False),  # a record
+        (400, "CustomerNotFound", False),
+    ],
+)
+def test_only_answers_about_the_token_are_token_refusals(
+    status: int, message: str, refused: bool
+) -> None:
+    async def answer(_request: Request) -> Response:
+        body = json.dumps({"message": message}).encode()
+        return Response(status, body, [("Content-Type", "application/json")])
+
+    server = HttpServer(answer).start()
+    reported: list[TokenRefusedError] = []
+    gateway = MetronomeGateway(
+        TOKEN, server.url, retry_immediately=True, on_refused=reported.append
+    )
+    try:
+        with pytest.raises((TokenRefusedError, PermanentError)) as caught:
+            gateway.list_customers()
+        assert isinstance(caught.value, TokenRefusedError) is refused
+        assert isinstance(caught.value, PermanentError) is not refused
+        assert caught.value.status == status and message in str(caught.value)
+        assert len(reported) == (1 if refused else 0)
+        assert gateway.calls == 1
+    finally:
+        gateway.close()
+        server.stop()
 
 
 def test_missing_customer_retrieves_as_none(gateway: MetronomeGateway) -> None:

@@ -1,8 +1,10 @@
 """What can go wrong talking to Metronome, sorted by what the caller should do about it.
 
 Catch at the level that decides: ``TransientError`` is everything worth retrying later (the
-sync retries, parks or re-reads), ``PermanentError`` everything only a person can fix (the
-record or deal dead-letters), ``ConflictError`` the 409 the engines resolve by re-reading.
+sync retries, parks or re-reads), ``PermanentError`` everything only a person can fix in the
+record or the deal (it dead-letters), ``ConflictError`` the 409 the engines resolve by
+re-reading, ``TokenRefusedError`` the deployment's token refused (the sync parks and every
+process stops asking until the token changes or a probe gets through).
 
 ::
 
@@ -23,8 +25,15 @@ record or deal dead-letters), ``ConflictError`` the 409 the engines resolve by r
     ├── ConflictError              409: an alias or unique custom field value is taken, or an
     │                              Idempotency-Key was reused with another body;
     │                              ``conflicting_id`` when the API names the other customer
-    └── PermanentError             400, 401, 403, 404, 422: retrying cannot help; carries the
-        │                          API's ``message``
+    ├── TokenRefusedError          401, or a 403 that is not about one feature: Metronome
+    │                              refuses METRONOME_BEARER_TOKEN (mistyped, revoked, another
+    │                              environment's, or without the permission). The spec's only
+    │                              security scheme is the bearer token and it documents no
+    │                              401/403 for a record (a missing record is 400 or 404). Also
+    │                              raised unsent (``sent`` False) by the token gate
+    │                              (worker/outages/token.py) while the refusal is known
+    └── PermanentError             400, 404, 422, a feature's 403 ("not enabled"): retrying
+        │                          cannot help; carries the API's ``message``
         ├── UnresolvableConflictError
         │                          the customer cannot be made right without moving data
         │                          between customers (e.g. an alias owned by a customer of
@@ -94,8 +103,21 @@ class ConflictError(MetronomeError):
         self.conflicting_id = conflicting_id
 
 
+class TokenRefusedError(MetronomeError):
+    """Metronome refuses the bearer token itself (401; 403 for a token without the
+    permission). Neither the record's fault nor a blip: the sync parks, the refusal is shared
+    in Redis so no process asks again before its backoff (worker/outages/token.py), and the
+    parked syncs drain once a probe gets through. ``sent`` is False when the gate raised it
+    without sending the request (the refusal was already known)."""
+
+    def __init__(self, message: str, *, status: int | None = None, sent: bool = True) -> None:
+        super().__init__(message, status=status)
+        self.sent = sent
+
+
 class PermanentError(MetronomeError):
-    """400/401/403/404/422: the request is wrong as sent; ``message`` is the API's."""
+    """400/404/422 (or a 403 about one feature): the request is wrong as sent; ``message`` is
+    the API's."""
 
 
 class UnresolvableConflictError(PermanentError):

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from worker.metronome.contract_calls import ContractCalls
 from worker.metronome.contract_edits import ContractEditCalls
 from worker.metronome.customer_calls import CustomerCalls
-from worker.metronome.errors import PermanentError
+from worker.metronome.errors import PermanentError, TokenRefusedError
 from worker.metronome.governor import Governor
 
 if TYPE_CHECKING:
@@ -38,9 +38,11 @@ class MetronomeGateway(CustomerCalls, ContractCalls, ContractEditCalls):
         *,
         governor: Governor | None = None,
         gate: Callable[[], None] | None = None,
+        on_refused: Callable[[TokenRefusedError], None] | None = None,
     ) -> MetronomeGateway:
         """``governor``: the deployment's shared one (worker.context builds it on Redis);
-        without it the gateway is Ungoverned and says so. ``gate``: the circuit breaker's."""
+        without it the gateway is Ungoverned and says so. ``gate``: the token gate's and the
+        circuit breaker's; ``on_refused``: the token gate's record of a refused token."""
         token = settings.metronome_bearer_token
         if token is None:
             raise PermanentError("METRONOME_BEARER_TOKEN is not set")
@@ -54,4 +56,5 @@ class MetronomeGateway(CustomerCalls, ContractCalls, ContractEditCalls):
             # One connection per sync thread, and spare ones for the poll's finds.
             max_connections=max(20, settings.sync_threads + 4),
             gate=gate,
+            on_refused=on_refused,
         )

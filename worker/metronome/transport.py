@@ -10,14 +10,16 @@ retries with ``stamina`` (bounded, exponential, jittered) only what is safe:
   is replayed by Metronome), but never a 5xx: that goes back to the engine, which bumps the
   key generation and re-reads first.
 
-Every request first passes Metronome's circuit breaker (the ``gate``: while it is open only
-the probe's requests go out; the others raise ``BreakerOpenError`` at once and their sync
-parks), then takes its turn from the rate governor (``governor.py``: one budget in Redis for
-the whole deployment). A 429 is not an error for the caller: the governor lowers
-the shared rate and holds everyone back, and the same request (same Idempotency-Key: a 429
-is refused before any work, so nothing was done) is sent again on its next turn, up to
-MAX_REFUSALS times. So a 429 costs an account one more request, never a re-read or a
-retried sync.
+Every request first passes the ``gate``: the token gate (while Metronome is known to refuse
+this token only its probe's requests go out, the others raise an unsent ``TokenRefusedError``)
+and Metronome's circuit breaker (while it is open only the probe's requests go out; the others
+raise ``BreakerOpenError`` at once and their sync parks), then takes its turn from the rate
+governor (``governor.py``: one budget in Redis for the whole deployment). A 429 is not an
+error for the caller: the governor lowers the shared rate and holds everyone back, and the
+same request (same Idempotency-Key: a 429 is refused before any work, so nothing was done) is
+sent again on its next turn, up to MAX_REFUSALS times. So a 429 costs an account one more
+request, never a re-read or a retried sync. A 401 (or a token's 403) is reported to
+``on_refused`` (the token gate records it for every process) and raised: never retried here.
 
 Every HTTP attempt is counted (an httpx request hook), so a sync can report "calls made".
 One pooled ``httpx.Client`` per gateway, shared by the threads of a batch (httpx's client is
@@ -44,6 +46,7 @@ from worker.metronome.errors import (
     PermanentError,
     RateLimitedError,
     ServerError,
+    TokenRefusedError,
     UnexpectedAnswerError,
 )
 from worker.metronome.governor import Governor, Ungoverned
@@ -53,6 +56,9 @@ _T = TypeVar("_T")
 #: 429s one call absorbs (each waited out under the governor) before the sync is told: far
 #: more than a governed deployment meets, few enough that a call never waits for minutes.
 MAX_REFUSALS = 10
+#: A 403 whose message says one of these is about a feature of the Metronome client (contract
+#: editing must be enabled per client), not the token: it stays a PermanentError.
+FEATURE_REFUSAL_WORDS = ("not enabled",)
 
 log_retries_here()  # stamina's retries as our log lines (worker/logs.py)
 
@@ -84,6 +90,7 @@ class GatewayCore:
         governor: Governor | None = None,
         max_connections: int = 20,
         gate: Callable[[], None] | None = None,
+        on_refused: Callable[[TokenRefusedError], None] | None = None,
     ) -> None:
         secret = token.get_secret_value() if isinstance(token, SecretStr) else token
         #: Calls are counted per thread: a batch syncs several accounts at once through this
@@ -95,6 +102,8 @@ class GatewayCore:
         #: The circuit breaker's gate: raises BreakerOpenError while it is open (None: no
         #: breaker, e.g. ``crmsync check``, which must tell what Metronome answers now).
         self._gate = gate
+        #: Told of every 401/403 refusing the token (the token gate shares it in Redis).
+        self._on_refused = on_refused
         self._http = httpx.Client(
             timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
             transport=_CountingTransport(
@@ -145,6 +154,10 @@ class GatewayCore:
             grant = self._governor.acquire()
             try:
                 return _translated(operation, send)
+            except TokenRefusedError as exc:
+                if self._on_refused is not None:
+                    self._on_refused(exc)
+                raise
             except RateLimitedError as exc:
                 self._governor.refused(grant, exc.retry_after_s, exc.limit_type)
                 refusals += 1
@@ -221,6 +234,10 @@ def _from_status(operation: str, exc: metronome.APIStatusError) -> MetronomeErro
         )
     if status >= 500:
         return ServerError(message, status=status)
+    if status == 401 or (
+        status == 403 and not any(w in api_message.lower() for w in FEATURE_REFUSAL_WORDS)
+    ):
+        return TokenRefusedError(message, status=status)
     if status == 409:
         conflicting = body.get("conflicting_id")
         return ConflictError(
