@@ -7,6 +7,9 @@ message waiting past its visibility timeout out twice), it only
 publishes what is due now, as ordinary ``crmsync.sync_batch`` messages whose syncs go through
 the same steps, locks, Idempotency-Keys and rate governor as any other (``reason="parked"``).
 
+- **Token refused:** while Metronome refuses this process's token (worker/outages/token.py)
+  nothing is sent but the probe, once one is due: the parked sync due soonest, or one cheap
+  read. A probe that gets through sends every parked sync.
 - **Breaker closed:** the due parked syncs are sent; after each recovery (the breaker's
   ``closed_at`` newer than the last full drain) every parked sync is sent, due or not.
 - **Breaker open:** nothing is sent but the probe, once one is due: the parked sync due
@@ -26,7 +29,7 @@ from typing import Any
 
 from worker.app import QUEUE, TASK_TIME_LIMIT_S, app, declare_queue
 from worker.context import WorkerContext, get_context
-from worker.metronome.errors import MetronomeError, TransientError
+from worker.metronome.errors import MetronomeError, TokenRefusedError, TransientError
 from worker.outages.breaker import iso
 from worker.outages.parking import ParkedSync
 from worker.queue.names import DRAIN, PARKED_REASON
@@ -78,6 +81,10 @@ def run_drain(
 def _drain(ctx: WorkerContext, *, everything: bool, publish: Publish) -> dict[str, Any]:
     store, parking, breaker = ctx.store, ctx.parking, ctx.metronome_breaker
     lease = claim_lease_s(ctx)
+    token = _token_step(ctx, lease, publish)
+    if isinstance(token, dict):
+        return token
+    everything = everything or token
     state = breaker.state()
     if state.is_open:
         expired = _expire(ctx)
@@ -129,6 +136,50 @@ def _drain(ctx: WorkerContext, *, everything: bool, publish: Publish) -> dict[st
         "everything": everything,
         "parked": parking.count(),
     }
+
+
+def _token_step(ctx: WorkerContext, lease: float, publish: Publish) -> dict[str, Any] | bool:
+    """While Metronome refuses this process's token nothing is sent but the probe, once one is
+    due: the parked sync due soonest, or with nothing parked one cheap read. Returns what the
+    drain answers then, True when a probe just ended the refusal (send everything), False
+    when nothing is refused."""
+    token = ctx.metronome_token
+    refusal = token.state()
+    if not refusal.refusing:
+        return False
+    mine = refusal.identity == token.identity
+    if mine and not refusal.probe_due:
+        return {
+            "status": "token_refused",
+            "parked": ctx.parking.count(),
+            "next_in_s": round(refusal.next_in_s, 1),
+        }
+    first = ctx.parking.next_due_account() if mine else None
+    item = ctx.parking.claim_account(first, lease_s=lease) if first is not None else None
+    if item is not None:
+        publish([item])  # its sync asks the token gate and is let through as the probe
+        log.info("drain: parked sync of %s sent as the token probe", item.account_id)
+        return {"status": "token_probe", "account_id": item.account_id}
+    if _token_read(ctx):
+        return True
+    return {"status": "token_refused", "parked": ctx.parking.count(), "read": "refused"}
+
+
+def _token_read(ctx: WorkerContext) -> bool:
+    """One cheap read through the token gate (as its probe when the refused token is ours,
+    at once when another one was refused); True when it ended the refusal."""
+    token = ctx.metronome_token
+    admission = token.admit()
+    if not admission.go:
+        return False
+    with token.probing(admission):
+        try:
+            ctx.gateway.ping()
+        except (TokenRefusedError, TransientError):
+            return False
+        except MetronomeError:
+            pass  # another 4xx: the token itself was accepted
+        return token.accepted()
 
 
 def _publish_claimed(claim: Callable[[], Sequence[ParkedSync]], publish: Publish) -> int:

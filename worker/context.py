@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from worker.outages.metronome import MetronomeBreaker
     from worker.outages.parking import Parking
     from worker.outages.salesforce import SalesforcePause
+    from worker.outages.token import MetronomeToken
     from worker.salesforce import ClosedWonSource
     from worker.salesforce.logins import LoginGate
 
@@ -44,6 +45,7 @@ class WorkerContext:
     _breaker: MetronomeBreaker | None = field(default=None, repr=False)
     _parking: Parking | None = field(default=None, repr=False)
     _pause: SalesforcePause | None = field(default=None, repr=False)
+    _token: MetronomeToken | None = field(default=None, repr=False)
     _login_gate: LoginGate | None = field(default=None, repr=False)
     _building: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
@@ -64,12 +66,31 @@ class WorkerContext:
                 "METRONOME_BEARER_TOKEN is not set (run `crmsync demo` to try crmsync "
                 "without credentials)"
             )
-        # Every request of every process passes the one circuit breaker and takes its turn
-        # from the one governor in Redis.
+        # Every request of every process passes the token gate and the one circuit breaker,
+        # and takes its turn from the one governor in Redis; a refused token is shared.
         governor = RateGovernor.from_settings(self.settings, self.store.client, self.store.keys)
+        token, breaker = self.metronome_token, self.metronome_breaker
+
+        def gate() -> None:
+            token.gate()
+            breaker.gate()
+
         return MetronomeGateway.from_settings(
-            self.settings, governor=governor, gate=self.metronome_breaker.gate
+            self.settings, governor=governor, gate=gate, on_refused=token.refused
         )
+
+    @property
+    def metronome_token(self) -> MetronomeToken:
+        """Whether Metronome refuses the token, shared in Redis (one per process: its cache)."""
+        if self._token is None:
+            with self._building:
+                if self._token is None:
+                    from worker.outages.token import MetronomeToken
+
+                    self._token = MetronomeToken.from_settings(
+                        self.settings, self.store.client, self.store.keys
+                    )
+        return self._token
 
     @property
     def metronome_breaker(self) -> MetronomeBreaker:

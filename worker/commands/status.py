@@ -1,6 +1,6 @@
-"""``crmsync status``: cursors and their lag, the sync lag, the last poll, outcomes, the circuit
-breakers, the parked syncs, dead letters (open, and resolved by a later sync), open "needs
-attention" items."""
+"""``crmsync status``: cursors and their lag, the sync lag, the last poll, outcomes, a refused
+Salesforce login or Metronome token, the circuit breakers, the parked syncs, dead letters
+(open, and resolved by a later sync), open "needs attention" items."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from worker.outages.parking import Parking
 from worker.state.consumers import consumers
 from worker.state.listener import ListenerState, listener_report
 from worker.state.logins import LoginBackoff
+from worker.state.metronome_token import TokenRefusals
 from worker.state.store import SyncStore
 from worker.telemetry.alerts import sync_lag
 
@@ -48,6 +49,7 @@ def collect_status(
         "listener": listener_report(listener) if listener is not None else None,
         "breakers": {api: breaker_state(store.client, store.keys, api).as_dict() for api in APIS},
         "salesforce_login": LoginBackoff(store.client, store.keys).state().as_dict(),
+        "metronome_token": TokenRefusals(store.client, store.keys).state().as_dict(),
         "parked": {"count": parking.count(), "oldest": oldest.summary() if oldest else None},
         "cursors": cursors,
         "sync_lag": {"from": behind[0], "lag_s": round(behind[1], 1)} if behind else None,
@@ -105,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {last['reason']}")
     if status["salesforce_login"]["line"]:
         print(status["salesforce_login"]["line"])
+    if status["metronome_token"]["line"]:
+        print(status["metronome_token"]["line"])
     print("outcomes: " + ", ".join(f"{k}={v}" for k, v in sorted(status["outcomes"].items())))
     print(f"queued messages: {status['queued']}")
     print(f"workers: {describe_consumers(status['consumers'])}")

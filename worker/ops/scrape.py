@@ -22,6 +22,7 @@ from typing import Any
 from worker.outages.breaker import APIS, breaker_state
 from worker.state.listener import ListenerState, listener_report
 from worker.state.logins import LoginBackoff
+from worker.state.metronome_token import TokenRefusals
 from worker.telemetry.alerts import sync_lag
 
 
@@ -143,6 +144,14 @@ class _OutageFamilies:
         )
     )
 
+    token_refused: Any = field(
+        default_factory=lambda: _gauge(
+            "crmsync_metronome_token_refused",
+            "1 while Metronome refuses METRONOME_BEARER_TOKEN (401/403): syncs park and one "
+            "probe asks again per backoff (worker/state/metronome_token.py)",
+        )
+    )
+
     def add(self, store: Any) -> None:
         for api in APIS:
             state = breaker_state(store.client, store.keys, api)
@@ -150,9 +159,11 @@ class _OutageFamilies:
         self.parked.add_metric([], float(store.parked_count()))
         refusals = LoginBackoff(store.client, store.keys).state()
         self.login_refusals.add_metric([], float(refusals.failures))
+        token = TokenRefusals(store.client, store.keys).state()
+        self.token_refused.add_metric([], 1.0 if token.refusing else 0.0)
 
     def families(self) -> list[Any]:
-        return [self.breaker_open, self.parked, self.login_refusals]
+        return [self.breaker_open, self.parked, self.login_refusals, self.token_refused]
 
 
 @dataclass

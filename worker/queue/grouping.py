@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from mappings.contracts.engine import WON_OPPORTUNITIES_KEY
 from worker.logs import inherit_task, running_task
+from worker.metronome.errors import TokenRefusedError
 from worker.outages.metronome import BreakerOpenError
 
 if TYPE_CHECKING:
@@ -88,9 +89,12 @@ def find_absent(
     from mappings import MappingError
 
     try:
+        ctx.metronome_token.gate()
         ctx.metronome_breaker.gate()
-    except BreakerOpenError:
-        return set()  # Metronome's breaker is open: no hint, the syncs park without a call
+    except (BreakerOpenError, TokenRefusedError):
+        # Metronome's breaker is open, or it refuses the token: no hint, the syncs park
+        # without a call.
+        return set()
     mapped: dict[str, tuple[str, str]] = {}  # account -> (owner, state hash)
     for account_id, record in records.items():
         try:
@@ -130,6 +134,8 @@ def find_absent(
                         ctx.store.remember_customer(owner, found[owner])
                     else:
                         absent.update(owners[owner])
+    except TokenRefusedError:
+        pass  # logged once by the token gate (worker/outages/token.py); the syncs park
     except Exception as exc:  # the hint is optional; the syncs find for themselves
         log.warning("batched find skipped: %s", exc)
     return absent

@@ -255,6 +255,19 @@ class Settings(ListenerSettings):
             "seconds); a changed SALESFORCE_* setting is tried at once."
         ),
     )
+    metronome_token_backoff_max_s: float = Field(
+        default=900.0,
+        ge=1,
+        le=86_400,
+        validation_alias=AliasChoices(
+            "CRMSYNC_METRONOME_TOKEN_BACKOFF_MAX_S", "metronome_token_backoff_max_s"
+        ),
+        description=(
+            "While Metronome refuses METRONOME_BEARER_TOKEN (401, or 403 for a token without "
+            "the permission), syncs park and every process stops calling it; one probe asks "
+            "again after 1 s, 2 s, 4 s ... at most this long. A changed token is tried at once."
+        ),
+    )
     visibility_timeout_s: int = Field(
         default=900,
         ge=30,

@@ -107,6 +107,15 @@ class Keys:
         the next morning and then goes."""
         return f"{self.prefix}:salesforce:login-refusals"
 
+    @property
+    def metronome_token(self) -> str:
+        """Hash: Metronome refusing the bearer token (since, refusals in a row, next probe,
+        the token's sha256 prefix and METRONOME_BASE_URL, the last answer), shared by every
+        process (worker/state/metronome_token.py). Deleted when a probe gets through;
+        otherwise expires a day (or four of the longest waits) after the last refusal, as the
+        login refusals do."""
+        return f"{self.prefix}:metronome:token-refused"
+
     # --- accounts -----------------------------------------------------------------------
     def account(self, account_id: str) -> str:
         """Hash: state_hash (dedupe), customer_id (find cache), synced_at. No TTL: both are

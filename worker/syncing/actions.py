@@ -22,6 +22,7 @@ import logging
 import random
 import time
 
+from worker.metronome.errors import TokenRefusedError
 from worker.syncing.outcomes import (
     LOCK_BUSY_COUNTDOWN_S,
     MAX_LOCK_WAITS,
@@ -89,7 +90,8 @@ def dead_letter(run: SyncRun, letter: DeadLetter) -> Done:
 
 def park(run: SyncRun, parked: Park) -> Done:
     """The sync waits in the parking (worker/outages/parking.py) and the drain sends it again;
-    a dead letter only once it has failed for a whole day."""
+    a dead letter only once it has failed for a whole day -- never for a refused token: a
+    person fixing METRONOME_BEARER_TOKEN must not have to redrive every account."""
     exc = parked.cause
     parking = run.ctx.parking
     item = parking.park(
@@ -100,12 +102,23 @@ def park(run: SyncRun, parked: Park) -> Done:
         sync_reason=run.reason,
         task_id=run.task_id,
     )
-    if parking.expired(item):
+    token_refused = isinstance(exc, TokenRefusedError)
+    if parking.expired(item) and not token_refused:
         parking.remove(run.account)
         hours = item.age_s() / 3600
         why = f"still failing after {hours:.1f} h parked ({item.attempts} attempts): {exc}"
         return dead_letter(run, DeadLetter("transient_exhausted", why, item.record))
     run.ctx.store.count_outcome("parked")
+    if token_refused:
+        # The refusal itself is logged once per process (worker/outages/token.py), with the
+        # setting to fix; a line per account would only repeat it.
+        log.info(
+            "parked account %s until Metronome accepts the token (attempt %d)",
+            run.account,
+            item.attempts,
+            extra={"account_id": run.account, "task_id": run.task_id},
+        )
+        return Done("parked")
     log.warning(
         "parked account %s (attempt %d, next try in %.0f s, parked since %s): %s",
         run.account,

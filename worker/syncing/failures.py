@@ -19,6 +19,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from worker.metronome.errors import (
     PermanentError,
     RateLimitedError,
+    TokenRefusedError,
     TransientError,
     UnresolvableConflictError,
 )
@@ -59,9 +60,12 @@ def transient(
 
 
 def succeeded(run: SyncRun, calls: int) -> None:
-    """Metronome answered this sync's calls: the breaker learns it (a probe closes it, and
-    the parked syncs are sent at once)."""
-    if calls > 0 and run.ctx.metronome_breaker.succeeded():
+    """Metronome answered this sync's calls: the breaker and the token gate learn it (a probe
+    closes the breaker or ends a token refusal, and the parked syncs are sent at once)."""
+    if calls <= 0:
+        return
+    accepted = run.ctx.metronome_token.accepted()
+    if run.ctx.metronome_breaker.succeeded() or accepted:
         request_drain(everything=True)
 
 
@@ -70,6 +74,10 @@ def failure_outcome(run: SyncRun, exc: Exception, owner: str) -> Done | Retry | 
     reach here: they say nothing about the record, the task retries them."""
     if isinstance(exc, LockBusy):
         return LockWait(owner, str(exc))
+    if isinstance(exc, TokenRefusedError):
+        # The deployment's token, not this record: park (the gateway shared the refusal, so
+        # the other syncs park without a call); neither a breaker failure nor a dead letter.
+        return Park(exc)
     if isinstance(exc, BreakerOpenError):
         # The breaker opened while this sync ran: it stopped at its next call. Not one more
         # failure (the failures that opened it were counted).

@@ -22,7 +22,9 @@ from worker.contracts.step import (
     plan_contracts,
     report_contract_problems,
 )
+from worker.metronome.errors import TokenRefusedError
 from worker.outages.metronome import BreakerOpenError, describe_open
+from worker.outages.token import describe as describe_refusal
 from worker.salesforce.stamps import is_superseded, snapshot_stamp
 from worker.state.store import AccountState
 from worker.syncing.actions import dead_letter, settle
@@ -120,17 +122,21 @@ def customer_unchanged(run: SyncRun, mapped: Mapped, state: AccountState) -> boo
 
 
 def converge(run: SyncRun, mapped: Mapped, *, unchanged: bool, known_absent: bool) -> Done | Retry:
-    """4b-7. Past Metronome's circuit breaker (worker/outages/metronome.py: while it is open
-    the sync parks at once, with zero calls; the first one asking once a probe is due is the
-    probe), under the owner's lock (the customer owner differs under roll-up): the customer,
-    its record, then the contracts."""
-    breaker = run.ctx.metronome_breaker
+    """4b-7. Past the token gate (worker/outages/token.py: while Metronome refuses the token
+    the sync parks at once, with zero calls) and Metronome's circuit breaker
+    (worker/outages/metronome.py: likewise while it is open; in both, the first one asking
+    once a probe is due is the probe), under the owner's lock (the customer owner differs
+    under roll-up): the customer, its record, then the contracts."""
+    token, breaker = run.ctx.metronome_token, run.ctx.metronome_breaker
+    allowed = token.admit()
+    if not allowed.go:  # Metronome refuses the token: park, zero calls (outages/token.py)
+        return settle(run, Park(TokenRefusedError(describe_refusal(token.state()), sent=False)))
     admission = breaker.admit()
     if not admission.go:
         return settle(run, Park(BreakerOpenError(describe_open(breaker.state()))))
     owner = mapped.customer.salesforce_account_id
     stamp = snapshot_stamp(run.record)
-    with breaker.probing(admission):
+    with token.probing(allowed), breaker.probing(admission):
         try:
             with run.ctx.store.account_lock(owner, stamp_of=run.account) as held:
                 superseded = is_superseded(stamp, held.applied_stamp)

@@ -94,6 +94,10 @@ class MetronomeEmulator(ServedEmulator):
         injector = FaultInjector(faults)
         self._on_loop(lambda: setattr(self, "_faults", injector))
 
+    def set_token(self, token: str) -> None:
+        """The bearer token accepted from now on (Metronome revoking or re-enabling one)."""
+        self._on_loop(lambda: setattr(self, "_token", token))
+
     def set_editing_enabled(self, enabled: bool) -> None:
         """Whether ``v2/contracts/edit`` is enabled for the client (Metronome enables it per
         client on request); a reset turns it back on."""
