@@ -16,7 +16,9 @@ reach Metronome (one call each). So requests while down <= attempts x (1 + accou
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,6 +30,7 @@ from tests.support.deals import close_deal, customers_of, new_account, win
 from tests.support.proxy import COMMIT_THEN_DOWN, DOWN, UP, FaultProxy
 from tests.support.stack import salesforce_client
 from tests.support.waiting import wait_until
+from worker.cli import main as cli_main
 from worker.context import WorkerContext
 from worker.sandbox.stack import SandboxStack
 
@@ -45,7 +48,11 @@ SETTINGS = {
     "METRONOME_MAX_ATTEMPTS": str(ATTEMPTS),
     "CRMSYNC_POLL_INTERVAL_S": "1",
     "CRMSYNC_SALESFORCE_QUOTA_PROBE_S": "1",
+    "CRMSYNC_METRONOME_TOKEN_BACKOFF_MAX_S": "1",
 }
+#: The shortest wait between two probes of a refused token: the first wait (1 s) less its
+#: jitter (25 %).
+MIN_TOKEN_PROBE_GAP_S = 0.75
 
 
 @pytest.fixture(scope="module")
@@ -244,3 +251,71 @@ def test_a_salesforce_outage_pauses_polling_and_it_resumes_by_itself(
     wait_until(lambda: run_poll(ctx)["status"] == "ok", timeout_s=60)
     assert ctx.salesforce_pause.state().state == "closed"
     wait_until(lambda: synced(stack, [account]), timeout_s=120)
+
+
+def log_sizes(stack: SandboxStack) -> dict[Path, int]:
+    """Every worker log of the module and its size now (the next test reads what follows)."""
+    return {path: path.stat().st_size for path in stack.data_dir.parent.rglob("worker*.log")}
+
+
+def logged_since(sizes: dict[Path, int]) -> str:
+    return "".join(path.read_text()[size:] for path, size in sizes.items())
+
+
+def refused_requests(stack: SandboxStack) -> int:
+    """Requests the Metronome emulator answered 401."""
+    assert stack.metronome is not None
+    return sum(n for route, n in stack.metronome.request_counts().items() if route.endswith(" 401"))
+
+
+def test_a_refused_token_parks_every_sync_then_they_drain_once_it_is_accepted(
+    stack: SandboxStack,
+    sf: Salesforce,
+    ctx: WorkerContext,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Issue #24: Metronome stops accepting the worker's token (401). The first refusal is
+    shared in Redis: every sync parks without a call (no dead letter), Metronome sees one
+    probe per backoff at most, `crmsync status` says since when and what to fix, and once
+    Metronome accepts the token again the parked syncs drain by themselves."""
+    assert stack.metronome is not None
+    sizes, before = log_sizes(stack), refused_requests(stack)
+    accounts = [close_deal(sf, f"Refused Token {n}") for n in range(8)]
+    stack.metronome.set_token("another-token")  # the worker's token is revoked
+    try:
+        started = time.monotonic()
+        assert run_poll(ctx)["status"] == "ok"  # the poll does not depend on Metronome
+        wait_until(lambda: set(accounts) <= parked(ctx), timeout_s=60)
+        elapsed = time.monotonic() - started
+        refused = refused_requests(stack) - before
+        refusal = ctx.metronome_token.state()
+        # Every 401 was the first refusal or a probe (no account spent a call of its own),
+        # and probes came one per backoff at most.
+        assert refusal.refusing and 1 <= refused <= refusal.refusals, (refused, refusal)
+        assert refusal.refusals <= 1 + elapsed / MIN_TOKEN_PROBE_GAP_S, (refusal, elapsed)
+        assert dead_letters_of(ctx, accounts) == []
+
+        # `crmsync status`, in this process (an interpreter start costs seconds here).
+        for name, value in stack.env().items():
+            monkeypatch.setenv(name, value)
+        capsys.readouterr()
+        assert cli_main(["status"]) == 0
+        shown = capsys.readouterr()
+        [line] = [x for x in shown.out.splitlines() if x.startswith("Metronome refuses")]
+        assert "METRONOME_BEARER_TOKEN" in line and "401" in line
+        assert f"sha256:{ctx.metronome_token.fingerprint}" in line
+        assert stack.metronome_token not in shown.out + shown.err
+    finally:
+        # Metronome accepts the token again: the next probe gets through, the record clears
+        # and every parked sync is sent (the drain runs here, as beat would run it).
+        stack.metronome.set_token(stack.metronome_token)
+    wait_until(lambda: recovered(ctx, stack, accounts), timeout_s=60)
+    assert not ctx.metronome_token.state().refusing
+    assert dead_letters_of(ctx, accounts) == []
+    log = logged_since(sizes)
+    assert "Traceback" not in log
+    # One line per worker process naming the setting, not one per account.
+    named = [x for x in log.splitlines() if "Metronome refuses the token since" in x]
+    assert 1 <= len(named) < len(accounts), named
+    assert all("METRONOME_BEARER_TOKEN" in x for x in named)
