@@ -185,7 +185,9 @@ class MetronomeToken:
                 return
             self._announced = state.since
         wait = state.next_in_s if wait_s is None else wait_s
-        log.error(
+        # A warning, as the Salesforce login backoff's: a one-shot command (which logs only
+        # errors) already says it in its own one line; a service logs it here.
+        log.warning(
             "%s; syncs park (no dead letters) and resume by themselves once Metronome accepts "
             "a token; next try in %.0f s (at most one per CRMSYNC_METRONOME_TOKEN_BACKOFF_MAX_S)",
             state.headline(),
