@@ -128,3 +128,13 @@ def test_a_refusal_of_another_token_starts_a_new_episode(client: fakeredis.FakeR
     state = refusals.state()
     assert state.identity == ROTATED and state.fingerprint == ROTATED[:12]
     assert refusals.admit(MINE).decision == OTHER
+
+
+def test_an_operator_can_ask_for_a_probe_now(client: fakeredis.FakeRedis) -> None:
+    refusals = record(client, max_wait_s=900.0)
+    assert refusals.probe_now() is False and not client.exists(KEYS.metronome_token)
+    refuse(refusals)
+    refuse(refusals, probe=True)
+    assert refusals.admit(MINE).decision == WAIT
+    assert refusals.probe_now() is True  # `crmsync parked retry-now`
+    assert refusals.admit(MINE).decision == PROBE

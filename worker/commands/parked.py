@@ -19,6 +19,7 @@ from worker.app import declare_queue
 from worker.commands.bootstrap import runtime
 from worker.outages.breaker import METRONOME, CircuitBreaker, Policy, breaker_state
 from worker.outages.parking import Parking
+from worker.state.metronome_token import TokenRefusals
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -80,6 +81,7 @@ def run_retry_now(args: argparse.Namespace) -> int:
         settings = rt.settings
         policy = Policy(failures=settings.breaker_failures, probe_s=settings.breaker_probe_s)
         CircuitBreaker(store.client, store.keys, METRONOME, policy).probe_now()
+        TokenRefusals(store.client, store.keys).probe_now()  # likewise a refused token
         declare_queue()
         rt.app.send_task(DRAIN_TASK)
     missing = [i for i in wanted if i not in due]

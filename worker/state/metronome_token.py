@@ -99,6 +99,14 @@ end
 return 0
 """
 
+# KEYS[1] the hash. An operator asks for a probe now (``crmsync parked retry-now``): the next
+# caller is the probe. Only an existing record is touched (a partial hash would have no TTL).
+_PROBE_NOW = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'next_at', '0')
+return 1
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class Admission:
@@ -194,6 +202,7 @@ class TokenRefusals:
         self._admit = client.register_script(_ADMIT)
         self._refused = client.register_script(_REFUSED)
         self._accepted = client.register_script(_ACCEPTED)
+        self._probe_now = client.register_script(_PROBE_NOW)
 
     def _jitter(self) -> float:
         return self._rng.uniform(1 - JITTER, 1 + JITTER)
@@ -243,8 +252,10 @@ class TokenRefusals:
         """A call got through: True when that cleared the record (see ``_ACCEPTED``)."""
         return bool(int(self._accepted(keys=[self._key], args=[identity, "1" if probe else "0"])))
 
-    def clear(self) -> None:
-        self._client.delete(self._key)
+    def probe_now(self) -> bool:
+        """The next caller is the probe (an operator re-enabled the token at Metronome's);
+        False when nothing is refused."""
+        return bool(int(self._probe_now(keys=[self._key])))
 
     def state(self) -> TokenRefusal:
         fields = {_text(k): _text(v) for k, v in self._client.hgetall(self._key).items()}
