@@ -14,6 +14,7 @@ from tasks.poll import poll_closed_won
 from tests.support.ops_stack import OpsStack
 from tests.support.waiting import Receiver, wait_until
 from worker.ops.watcher import AlertWatcher
+from worker.state.metronome_token import TokenRefusals
 from worker.state.server import RedisServer
 from worker.state.store import SyncStore
 from worker.telemetry.alerts import WebhookSender, sync_lag
@@ -93,6 +94,44 @@ def test_cursor_lag_alerts_once_per_episode_and_resolves(
     [lag] = receiver.events("cursor_lag")
     assert lag["cursor"] == "accounts" and 7100 < lag["lag_s"] < 7300
     assert lag["threshold_s"] == 600
+
+
+def test_a_refused_metronome_token_alerts_once_per_episode_across_watchers(
+    store: SyncStore, receiver: Receiver
+) -> None:
+    first, second = watcher(store, receiver.url), watcher(store, receiver.url)
+    refusals = TokenRefusals(store.client, store.keys)
+
+    def refuse(identity: str) -> None:
+        refusals.refused(
+            identity,
+            fingerprint=identity[:12],
+            base_url="https://api.metronome.com",
+            status=401,
+            reason="Unauthorized on list",
+            probe=False,
+        )
+
+    try:
+        assert first.check_token() is False  # nothing refused
+        refuse("aaaaaaaaaaaa https://api.metronome.com")
+        refuse("aaaaaaaaaaaa https://api.metronome.com")  # the same episode
+        assert [first.check_token(), second.check_token(), first.check_token()] == [
+            True,
+            False,
+            False,
+        ]
+        refuse("bbbbbbbbbbbb https://api.metronome.com")  # a new token, refused too
+        assert second.check_token() is True
+        wait_until(lambda: len(receiver.events("metronome_token_refused")) >= 2, 10)
+    finally:
+        first.stop()
+        second.stop()
+    first_event, second_event = receiver.events("metronome_token_refused")
+    assert first_event["token_sha256"] == "aaaaaaaaaaaa"
+    assert second_event["token_sha256"] == "bbbbbbbbbbbb"
+    assert "METRONOME_BEARER_TOKEN" in first_event["action"]
+    assert first_event["reason"] == "401 Unauthorized on list"
 
 
 def test_a_quiet_org_with_healthy_polls_is_not_lagging() -> None:

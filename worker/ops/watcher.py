@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from worker.outages.breaker import APIS, breaker_state, iso
+from worker.state.metronome_token import TokenRefusals
 from worker.telemetry.alerts import (
     CLAIM_TTL_S,
     LAG_REPEAT_S,
@@ -143,11 +144,37 @@ class AlertWatcher:
                 sent += 1
         return sent
 
+    def check_token(self) -> bool:
+        """One ``metronome_token_refused`` per episode of Metronome refusing the token
+        (claimed by the token's fingerprint and when it began): every sync parks until a
+        person fixes it."""
+        refusal = TokenRefusals(self.store.client, self.store.keys).state()
+        if not refusal.refusing or refusal.since is None:
+            return False
+        claim = f"metronome-token:{refusal.fingerprint}:{int(refusal.since * 1000)}"
+        if not self._claim(claim, CLAIM_TTL_S):
+            return False
+        self.sender.send(
+            {
+                "service": "crmsync",
+                "event": "metronome_token_refused",
+                "since": refusal.as_dict()["since"],
+                "token_sha256": refusal.fingerprint,
+                "base_url": refusal.base_url,
+                "reason": f"{refusal.status} {refusal.reason}".strip()[:500],
+                "parked": self.store.parked_count(),
+                "action": "fix METRONOME_BEARER_TOKEN (revoked, mistyped, or for another "
+                "environment) and restart; parked syncs drain by themselves",
+            }
+        )
+        return True
+
     def check_once(self) -> None:
         self.check_dead_letters()
         self.check_attention()
         self.check_lag()
         self.check_breakers()
+        self.check_token()
 
     def start(self) -> AlertWatcher:
         self._thread = threading.Thread(target=self._run, name="crmsync-alert-watch", daemon=True)

@@ -1,6 +1,6 @@
 """A loud signal when a customer could not be synced: JSON POSTs to CRMSYNC_ALERT_WEBHOOK_URL.
 
-Five events are sent:
+Six events are sent:
 
 * ``dead_letter`` -- one per new dead-letter group (an unbilled customer until someone acts;
   a record failing again into its open group is counted there, not alerted again);
@@ -9,6 +9,9 @@ Five events are sent:
 * ``breaker_open`` / ``breaker_closed`` -- when an API's circuit breaker opens (Metronome or
   Salesforce is down, or the Salesforce quota is spent: syncs park, polls pause) and when it
   closes again (``worker.ops.watcher.AlertWatcher.check_breakers``), once per episode;
+* ``metronome_token_refused`` -- when Metronome starts refusing METRONOME_BEARER_TOKEN (every
+  sync parks until it is fixed; ``worker.ops.watcher.AlertWatcher.check_token``), once per
+  episode;
 * ``cursor_lag`` -- when crmsync is further behind Salesforce than
   CRMSYNC_ALERT_LAG_THRESHOLD_S (polls failing, stopped for quota, or no beat; see
   :func:`sync_lag`), once per episode, repeated hourly while it lasts, and
