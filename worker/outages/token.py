@@ -11,10 +11,10 @@ the record: every account would meet it. So, as for an open circuit breaker
   refused token by its fingerprint (a sha256 prefix, never the token) and METRONOME_BASE_URL:
   a process configured otherwise -- an operator rotated the secret and restarted -- is not
   held back and tries at once.
-- **Admission** comes before a sync takes its account lock (worker/syncing/steps.py): nothing
-  refused, go; refused and a probe due (1 s, 2 s, 4 s ... after the last refused probe, at
-  most CRMSYNC_METRONOME_TOKEN_BACKOFF_MAX_S), this sync is the probe and its requests pass
-  the gate; otherwise it parks at once, with zero calls.
+- **Admission** comes before a sync takes its account lock (worker/syncing/steps.py), on a
+  fresh read of the record: nothing refused, go; refused and a probe due (1 s, 2 s, 4 s ...
+  after the last refused probe, at most CRMSYNC_METRONOME_TOKEN_BACKOFF_MAX_S), this sync is
+  the probe and its requests pass the gate; otherwise it parks at once, with zero calls.
 - **A probe that gets through** (the sync ended well) deletes the record and asks the drain
   to send every parked sync; a probe refused doubles the wait.
 - **One log line per process and episode** names METRONOME_BEARER_TOKEN (and ``crmsync
@@ -95,13 +95,15 @@ class MetronomeToken:
     # -- syncs -------------------------------------------------------------------------------
 
     def admit(self) -> Admission:
-        """Go, be the probe, or wait (park). No round trip while nothing is known refused."""
-        known = self._known()
-        if known is not None and not known.refusing:
-            return Admission(GO)
+        """Go, be the probe, or wait (park). Always read fresh (one round trip per sync that
+        would call Metronome): a sync admitted on a cached "nothing refused" would spend its
+        calls on a refusal another process recorded a moment ago."""
+        state = self._refresh()
+        if not state.refusing or state.identity != self.identity:
+            return Admission(GO)  # nothing refused, or another token was: try at once
         admission = self._refusals.admit(self.identity)
         if admission.decision == WAIT:
-            self._announce(known if known is not None else self._refresh())
+            self._announce(state)
         else:
             self._forget()
         return admission
