@@ -20,6 +20,7 @@ from worker.queue.names import PARKED_REASON
 from worker.sandbox.metronome import MetronomeEmulator, MetronomeFaults
 from worker.settings import load_settings
 from worker.state.keys import Keys
+from worker.state.metronome_token import TokenRefusals
 from worker.state.store import SyncStore
 
 ACCOUNT = "001000000000001AAA"
@@ -335,3 +336,42 @@ def test_once_a_probe_closes_the_breaker_every_parked_sync_is_sent_due_or_not(
     assert [i.account_id for i in sent] == [a for a in (ACCOUNT, other) if a != first.account_id]
     again: list[Any] = []
     assert run_drain(ctx, publish=again.extend)["sent"] == 0 and again == []
+
+
+def test_a_refused_token_parks_every_sync_and_a_probe_that_gets_through_drains_them(
+    ctx: WorkerContext, emulator: MetronomeEmulator
+) -> None:
+    """Issue #24: a 401 is the deployment's token, not the record: no dead letter, no call per
+    account, and once Metronome accepts the token the parked syncs go out by themselves."""
+    accounts = [ACCOUNT, "001000000000002AAA", "001000000000003AAA"]
+    emulator.set_token("revoked-elsewhere")  # Metronome stops accepting the worker's token
+    results = [run_sync(ctx, a, record_of(a) if a != ACCOUNT else record()) for a in accounts]
+    assert results == [Done("parked")] * len(accounts)
+    assert sum(emulator.request_counts().values()) == 1  # the first refusal, then no call
+    assert ctx.store.dead_letters() == []
+    item = ctx.parking.get(accounts[1])
+    assert item is not None and "METRONOME_BEARER_TOKEN" in item.reason
+    sent: list[Any] = []
+    assert run_drain(ctx, publish=sent.extend)["status"] == "token_refused" and sent == []
+    # Metronome accepts the token again; once the backoff is over one parked sync probes.
+    emulator.set_token("t")
+    TokenRefusals(ctx.store.client, ctx.store.keys).probe_now()
+    probe: list[Any] = []
+    assert run_drain(ctx, publish=probe.extend)["status"] == "token_probe"
+    [first] = probe
+    replay = run_sync(ctx, first.account_id, first.record, reason=PARKED_REASON)
+    assert isinstance(replay, Done) and replay.outcome == "created"
+    assert not ctx.metronome_token.state().refusing
+    rest: list[Any] = []  # the drain the probe asked for, or beat's next: every one is due
+    assert run_drain(ctx, publish=rest.extend)["status"] == "ok"
+    assert {i.account_id for i in rest} == set(accounts) - {first.account_id}
+
+
+def test_a_sync_parked_for_a_refused_token_never_expires_into_a_dead_letter(
+    ctx: WorkerContext, emulator: MetronomeEmulator
+) -> None:
+    emulator.set_token("revoked-elsewhere")
+    ctx.parking.park(ACCOUNT, record(), reason="old", now=time.time() - 90_000)
+    replay = run_sync(ctx, ACCOUNT, record(), reason=PARKED_REASON, task_id="late")
+    assert replay == Done("parked") and ctx.store.dead_letters() == []
+    assert ctx.parking.count() == 1

@@ -65,6 +65,9 @@ def succeeded(run: SyncRun, calls: int) -> None:
     if calls <= 0:
         return
     accepted = run.ctx.metronome_token.accepted()
+    if accepted:
+        # Due now: beat's next drain sends them all even if the drain asked for below is lost.
+        run.ctx.parking.make_due()
     if run.ctx.metronome_breaker.succeeded() or accepted:
         request_drain(everything=True)
 
