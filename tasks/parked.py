@@ -147,14 +147,17 @@ def _token_step(ctx: WorkerContext, lease: float, publish: Publish) -> dict[str,
     refusal = token.state()
     if not refusal.refusing:
         return False
-    mine = refusal.identity == token.identity
-    if mine and not refusal.probe_due:
+    if refusal.identity != token.identity:
+        # Another token was refused: this one is tried at once, and the drain goes on as
+        # usual whatever the read says (the syncs it sends try this token themselves).
+        return _token_read(ctx)
+    if not refusal.probe_due:
         return {
             "status": "token_refused",
             "parked": ctx.parking.count(),
             "next_in_s": round(refusal.next_in_s, 1),
         }
-    first = ctx.parking.next_due_account() if mine else None
+    first = ctx.parking.next_due_account()
     item = ctx.parking.claim_account(first, lease_s=lease) if first is not None else None
     if item is not None:
         publish([item])  # its sync asks the token gate and is let through as the probe

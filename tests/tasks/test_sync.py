@@ -375,3 +375,25 @@ def test_a_sync_parked_for_a_refused_token_never_expires_into_a_dead_letter(
     replay = run_sync(ctx, ACCOUNT, record(), reason=PARKED_REASON, task_id="late")
     assert replay == Done("parked") and ctx.store.dead_letters() == []
     assert ctx.parking.count() == 1
+
+
+def test_after_the_token_was_rotated_the_first_drain_ends_the_refusal_and_sends_everything(
+    ctx: WorkerContext, emulator: MetronomeEmulator
+) -> None:
+    """The old token was refused (a long backoff ahead); the services restarted with a new
+    one: the drain tries it at once instead of waiting for the old token's next probe."""
+    refusals = TokenRefusals(ctx.store.client, ctx.store.keys, max_wait_s=900)
+    refusals.refused(
+        "0123456789ab " + ctx.settings.metronome_base_url,
+        fingerprint="0123456789ab",
+        base_url=ctx.settings.metronome_base_url,
+        status=401,
+        reason="Unauthorized on list",
+        probe=False,
+    )
+    ctx.parking.park(ACCOUNT, record(), reason="Metronome refuses the token")
+    sent: list[Any] = []
+    result = run_drain(ctx, publish=sent.extend)
+    assert result["everything"] and [i.account_id for i in sent] == [ACCOUNT]
+    assert not refusals.state().refusing
+    assert emulator.request_counts() == {"GET /v1/customers 200": 1}  # one read, at once
