@@ -14,6 +14,7 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from worker.commands.errors import StartupFailure, UsageError
+from worker.sandbox.line_items import LineItemError, LineItemSpec
 from worker.sandbox.salesforce.auth import SandboxCredentials
 from worker.sandbox.stack import SANDBOX_METRONOME_TOKEN
 
@@ -73,7 +74,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="OAuth client secret",
     )
     parser.add_argument(
-        "--seed-accounts", type=int, default=0, help="seed the Salesforce org with N accounts"
+        "--seed-accounts",
+        type=int,
+        default=0,
+        help="seed the Salesforce org with N accounts (its products are always there)",
     )
     parser.set_defaults(func=run)
     _add_edit_parsers(parser)
@@ -94,6 +98,16 @@ def _add_edit_parsers(parser: argparse.ArgumentParser) -> None:
         "startup): once won it also makes a contract",
     )
     add.add_argument("--term-months", type=int, help="contract length (default: evergreen)")
+    add.add_argument(
+        "--line-item",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="a product sold on the deal, repeatable: PRODUCT_CODE[,quantity=N][,price=DOLLARS]"
+        "[,discount=PERCENT] on the org's products (SEAT seats, COMMIT prepaid commit, COMPUTE "
+        "usage, ONBOARD one-time fee), e.g. SEAT,quantity=50 or COMMIT,price=120000; the "
+        "contract's terms (needs --rate-card)",
+    )
     close = edits.add_parser("close", help="win the account's open deal (Closed Won)")
     close.add_argument("account_id")
     reopen = edits.add_parser("reopen", help="move the account's won deal back to open")
@@ -200,8 +214,9 @@ def start_emulators(args: argparse.Namespace) -> tuple[MetronomeEmulator, Salesf
     except BaseException:
         metronome.stop()
         raise
-    if args.seed_accounts:
-        salesforce.seed(args.seed_accounts)
+    # Always: the org's products (Product2: SEAT, COMMIT, COMPUTE, ONBOARD) are what
+    # `add-account --line-item` sells, so an org without seeded accounts has them too.
+    salesforce.seed(args.seed_accounts)
     return metronome, salesforce
 
 
@@ -257,6 +272,7 @@ def run_edit(args: argparse.Namespace) -> int:
     from worker.sandbox import deals
     from worker.sandbox.salesforce.client import build_sandbox_salesforce
 
+    line_items = _line_items(args)
     url, credentials = _sandbox_login(args)
     try:
         sf = build_sandbox_salesforce(url, credentials)
@@ -268,9 +284,9 @@ def run_edit(args: argparse.Namespace) -> int:
                 email=args.email,
                 rate_card=args.rate_card,
                 term_months=args.term_months,
+                line_items=line_items,
+                won=args.won,
             )
-            if args.won:
-                edit = deals.close(sf, edit.account_id)
         elif args.sandbox_action == "close":
             edit = deals.close(sf, args.account_id)
         elif args.sandbox_action == "reopen":
@@ -281,10 +297,21 @@ def run_edit(args: argparse.Namespace) -> int:
         raise UsageError(
             f"no sandbox answers at {url}: start `crmsync sandbox` first, or pass --salesforce-url"
         ) from exc
-    except deals.SandboxEditError as exc:
+    except (deals.SandboxEditError, LineItemError) as exc:
         raise UsageError(str(exc)) from exc
     print(f"{edit.account_id}: {edit.what}")
     return 0
+
+
+def _line_items(args: argparse.Namespace) -> list[LineItemSpec]:
+    """Every ``--line-item``, parsed before the sandbox is even asked: a malformed one is one
+    line naming it (exit 2), and nothing is created."""
+    from worker.sandbox.line_items import parse_line_item
+
+    try:
+        return [parse_line_item(text) for text in getattr(args, "line_item", [])]
+    except LineItemError as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def _sandbox_login(args: argparse.Namespace) -> tuple[str, SandboxCredentials]:
@@ -317,6 +344,8 @@ def run_listing(args: argparse.Namespace) -> int:
 
     import httpx
 
+    from worker.sandbox.listing import describe_contract, describe_customer
+
     url = _metronome_url(args)
     what = args.sandbox_action
     try:
@@ -334,20 +363,6 @@ def run_listing(args: argparse.Namespace) -> int:
     for item in items:
         print(describe_customer(item) if what == "customers" else describe_contract(item))
     return 0
-
-
-def describe_customer(item: dict[str, Any]) -> str:
-    account = (item.get("custom_fields") or {}).get("sfdc_account_id", "-")
-    return f"{item.get('id')}  {item.get('name')!r}  account {account}"
-
-
-def describe_contract(item: dict[str, Any]) -> str:
-    pricing = item.get("rate_card_alias") or item.get("rate_card_id") or item.get("package_id")
-    ending = item.get("ending_before") or "evergreen"
-    return (
-        f"{item.get('id')}  customer {item.get('customer_id')}  {item.get('name') or '-'!s}  "
-        f"priced by {pricing or '-'}  {item.get('starting_at')} .. {ending}"
-    )
 
 
 def _metronome_url(args: argparse.Namespace) -> str:

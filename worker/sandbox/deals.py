@@ -11,15 +11,26 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import requests
 from simple_salesforce.api import Salesforce
+from simple_salesforce.exceptions import SalesforceError
 from simple_salesforce.format import format_soql
 
 from mappings.ids import normalize_salesforce_id
+from worker.salesforce.trouble import error_code
 from worker.sandbox.billing import provider_fields
+from worker.sandbox.line_items import (
+    LineItem,
+    LineItemSpec,
+    Product,
+    catalogue_of,
+    resolve,
+)
 
 #: The stages the emulator knows (worker/sandbox/salesforce/schema.py); IsWon follows them.
 OPEN_STAGE = "Prospecting"
@@ -62,12 +73,18 @@ def add_account(
     email: str | None = None,
     rate_card: str | None = None,
     term_months: int | None = None,
+    line_items: Sequence[LineItemSpec] = (),
+    won: bool = False,
 ) -> Edit:
-    """An Account whose fields the default mapping needs, with one open deal on it; with a
-    ``rate_card`` (a Metronome rate card alias) the deal, once won, also makes a contract.
+    """An Account whose fields the default mapping needs, with one deal on it (open, or won
+    with ``won``); with a ``rate_card`` (a Metronome rate card alias) the won deal also makes
+    a contract, whose terms are the deal's ``line_items``.
 
-    Everything is checked before anything is created: a refused name leaves no Account
-    without its deal behind."""
+    Everything is checked before anything is created (the name, the term, each line item
+    against the org's products), and the records are made all or nothing: when Salesforce
+    refuses one, the account made before it is deleted again (its deal and line items go
+    with it), or the error says exactly what is left. The deal is won last, so no sync ever
+    sees half a deal."""
     name = name.strip()
     if not name or len(name) > ACCOUNT_NAME_MAX:
         raise SandboxEditError(
@@ -76,28 +93,110 @@ def add_account(
         )
     if term_months is not None and not 1 <= term_months <= 120:
         raise SandboxEditError("--term-months must be between 1 and 120")
+    if line_items and not rate_card:
+        raise SandboxEditError(
+            "line items become contract terms only on a deal with a rate card: add "
+            "--rate-card standard (or enterprise, startup)"
+        )
+    items = resolve(line_items, read_catalogue(sf)) if line_items else []
     number = next(_unique)
     fields: dict[str, Any] = {
         "Name": name,
         "Billing_Email__c": email or f"billing+{number}@example.test",
         **(provider_fields(provider, number, "sandbox") if provider != "none" else {}),
     }
-    account = sf.Account.create(fields)  # type: ignore[operator]
-    close_date = (datetime.now(UTC) + timedelta(days=30)).date().isoformat()
     deal: dict[str, Any] = {
-        "AccountId": account["id"],
         "Name": f"{name[: DEAL_NAME_MAX - len(' deal')].rstrip()} deal",
         "StageName": OPEN_STAGE,
-        "CloseDate": close_date,
+        "CloseDate": (datetime.now(UTC) + timedelta(days=30)).date().isoformat(),
     }
     if rate_card:
         deal["Metronome_Rate_Card__c"] = rate_card
     if term_months is not None:
         deal["Contract_Term_Months__c"] = term_months
-    opportunity = sf.Opportunity.create(deal)  # type: ignore[operator]
-    account_id = normalize_salesforce_id(account["id"])
+    made = _create(sf, fields, deal, items, won=won)
+    stage = WON_STAGE if won else OPEN_STAGE
     terms = f", rate card {rate_card!r}" if rate_card else ""
-    return Edit(account_id, opportunity["id"], f"created with an open deal ({OPEN_STAGE}{terms})")
+    what = (
+        f"created with {'a won' if won else 'an open'} deal {made.opportunity_id} ({stage}{terms})"
+    )
+    if items:
+        what += ", sold as:" + "".join(f"\n  {item.describe()}" for item in items)
+    return Edit(made.account_id, made.opportunity_id, what)
+
+
+def read_catalogue(sf: Salesforce) -> list[Product]:
+    """The org's active products, with what the default mapping reads of them."""
+    soql = "SELECT Id, ProductCode, Name, Metronome_Kind__c FROM Product2 WHERE IsActive = true"
+    return catalogue_of(sf.query_all(soql)["records"])
+
+
+@dataclass
+class _Made:
+    """What :func:`_create` made so far, to undo or to report."""
+
+    account_id: str = ""
+    opportunity_id: str = ""
+    lines: int = 0
+    step: str = "the account"
+
+
+def _create(
+    sf: Salesforce,
+    account: dict[str, Any],
+    deal: dict[str, Any],
+    items: Sequence[LineItem],
+    *,
+    won: bool,
+) -> _Made:
+    """The account, its deal, the deal's line items, then (``won``) the win: all or nothing."""
+    made = _Made()
+    try:
+        made.account_id = normalize_salesforce_id(sf.Account.create(account)["id"])  # type: ignore[operator]
+        made.step = "the deal"
+        opportunity = sf.Opportunity.create({**deal, "AccountId": made.account_id})  # type: ignore[operator]
+        made.opportunity_id = str(opportunity["id"])
+        for order, item in enumerate(items):
+            made.step = f"the line item {item.spec.text!r}"
+            sf.OpportunityLineItem.create(item.fields(made.opportunity_id, order))  # type: ignore[operator]
+            made.lines += 1
+        if won:
+            made.step = f"moving the deal to {WON_STAGE!r}"
+            sf.Opportunity.update(made.opportunity_id, {"StageName": WON_STAGE})  # type: ignore[operator]
+    except (SalesforceError, requests.RequestException) as exc:
+        if not made.account_id and isinstance(exc, requests.RequestException):
+            raise  # nothing was made: the sandbox did not answer
+        raise _undone(sf, made, len(items), exc) from exc
+    return made
+
+
+def _undone(sf: Salesforce, made: _Made, planned_lines: int, exc: Exception) -> SandboxEditError:
+    """The error for a creation that failed at ``made.step``, after deleting what it made
+    (deleting the account deletes its deal and line items, as in Salesforce)."""
+    failed = f"{made.step} failed ({_why(exc)})"
+    if not made.account_id:
+        return SandboxEditError(f"{failed}; nothing was created")
+    try:
+        sf.Account.delete(made.account_id)  # type: ignore[operator]
+    except (SalesforceError, requests.RequestException) as undo:
+        deal = (
+            f", its open deal {made.opportunity_id} with {made.lines} of {planned_lines} line items"
+            if made.opportunity_id
+            else " without its deal"
+        )
+        return SandboxEditError(
+            f"{failed}, and deleting what was made failed too ({_why(undo)}); left in the "
+            f"sandbox org: account {made.account_id}{deal} (never won, so never synced): "
+            "delete that account"
+        )
+    return SandboxEditError(f"{failed}; nothing was left (the account made before it was deleted)")
+
+
+def _why(exc: Exception) -> str:
+    if isinstance(exc, SalesforceError):
+        code, message = error_code(exc)
+        return f"Salesforce answered {exc.status} {code}: {message}".strip(": ")
+    return f"{type(exc).__name__}: no answer from the sandbox"
 
 
 def close(sf: Salesforce, account_id: str) -> Edit:
