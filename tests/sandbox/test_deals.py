@@ -75,10 +75,13 @@ def test_a_line_salesforce_refuses_deletes_the_account_again(sf: Salesforce) -> 
     lines = [seats, LineItem(parse_line_item("GONE,price=5"), gone)]
     with pytest.raises(deals.SandboxEditError) as raised:
         deals._create(sf, {"Name": "Half Co"}, _deal(), lines, won=True)
+    [account] = sf.query_all("SELECT Id FROM Account WHERE IsDeleted = true", include_deleted=True)[
+        "records"
+    ]
     assert str(raised.value) == (
         "the line item 'GONE,price=5' failed (Salesforce answered 400 "
         "INVALID_CROSS_REFERENCE_KEY: invalid cross reference id: Product2Id); nothing was left "
-        "(the account made before it was deleted)"
+        f"(the account {account['Id']} made before it was deleted)"
     )
     assert live(sf, "SELECT Id FROM Account") == []
     assert live(sf, "SELECT Id FROM Opportunity") == []
@@ -127,3 +130,37 @@ class _DropsAfterTheAccount:
         self.account_too = account_too
         self.Account = SObject("Account")
         self.Opportunity = SObject("Opportunity")
+
+
+@pytest.mark.usefixtures("catalogue")
+def test_an_expansion_and_a_renewal_by_hand(sf: Salesforce) -> None:  # noqa: F811
+    first = deals.add_account(sf, "Grows Co", rate_card="standard", term_months=12, won=True)
+    more = [parse_line_item("SEAT,quantity=20")]
+    expansion = deals.add_deal(
+        sf, first.account_id, deal_type="expansion", line_items=more, won=True
+    )
+    with pytest.raises(deals.SandboxEditError, match="a renewal makes the next contract"):
+        deals.add_deal(sf, first.account_id, deal_type="renewal")
+    renewal = deals.add_deal(
+        sf, first.account_id, deal_type="renewal", rate_card="standard", term_months=12
+    )
+    assert renewal.what.startswith(
+        f"added an open renewal {renewal.opportunity_id} (Prospecting, rate card 'standard', "
+        f"renewing the contract of '{first.opportunity_id}')"  # not the expansion's
+    )
+    soql = "SELECT Id, Name, Type, Metronome_Parent_Opportunity__c FROM Opportunity WHERE Id IN {}"
+    rows = live(sf, format_soql(soql, [expansion.opportunity_id, renewal.opportunity_id]))
+    by_id = {row["Id"]: row for row in rows}
+    assert by_id[expansion.opportunity_id]["Type"] == "Expansion"
+    assert by_id[expansion.opportunity_id]["Metronome_Parent_Opportunity__c"] is None
+    assert by_id[renewal.opportunity_id]["Name"] == "Grows Co renewal deal"
+    assert by_id[renewal.opportunity_id]["Metronome_Parent_Opportunity__c"] == first.opportunity_id
+
+
+def test_a_renewal_needs_a_contract_to_renew(sf: Salesforce) -> None:  # noqa: F811
+    account = deals.add_account(sf, "Fresh Co").account_id
+    with pytest.raises(deals.SandboxEditError, match="no won deal with a contract to renew"):
+        deals.add_deal(sf, account, deal_type="renewal", rate_card="standard")
+    with pytest.raises(deals.SandboxEditError, match="no account 001"):
+        deals.add_deal(sf, "001Hp000000000AIAQ")
+    assert len(live(sf, "SELECT Id FROM Opportunity")) == 1

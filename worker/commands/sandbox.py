@@ -34,7 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser = subparsers.add_parser(
         "sandbox",
         help="serve the Metronome and Salesforce emulators on 127.0.0.1 until interrupted; "
-        "add-account|close|reopen|rename edit deals in a running sandbox",
+        "add-account|add-deal|close|reopen|rename edit deals in a running sandbox",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (loopback)")
@@ -84,7 +84,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def _add_edit_parsers(parser: argparse.ArgumentParser) -> None:
-    from worker.sandbox.deals import PROVIDERS
+    from worker.sandbox.deals import DEAL_TYPES, PROVIDERS
 
     edits = parser.add_subparsers(dest="sandbox_action", metavar="EDIT")
     add = edits.add_parser("add-account", help="a new account with an open deal")
@@ -92,22 +92,21 @@ def _add_edit_parsers(parser: argparse.ArgumentParser) -> None:
     add.add_argument("--provider", choices=PROVIDERS, default="aws_marketplace")
     add.add_argument("--email", help="billing email (the customer's ingest alias)")
     add.add_argument("--won", action="store_true", help="close the deal at once")
-    add.add_argument(
-        "--rate-card",
-        help="Metronome rate card alias for the deal (the emulator has standard, enterprise, "
-        "startup): once won it also makes a contract",
+    add_deal = edits.add_parser(
+        "add-deal",
+        help="one more open deal on an account: new, or an expansion or renewal of its won deal",
     )
-    add.add_argument("--term-months", type=int, help="contract length (default: evergreen)")
-    add.add_argument(
-        "--line-item",
-        action="append",
-        default=[],
-        metavar="SPEC",
-        help="a product sold on the deal, repeatable: PRODUCT_CODE[,quantity=N][,price=DOLLARS]"
-        "[,discount=PERCENT] on the org's products (SEAT seats, COMMIT prepaid commit, COMPUTE "
-        "usage, ONBOARD one-time fee), e.g. SEAT,quantity=50 or COMMIT,price=120000; the "
-        "contract's terms (needs --rate-card)",
+    add_deal.add_argument("account_id")
+    add_deal.add_argument(
+        "--type",
+        choices=DEAL_TYPES,
+        default="new",
+        help="expansion: edits the live contract of the account's newest won deal; renewal: "
+        "the next contract after it (needs --rate-card)",
     )
+    add_deal.add_argument("--won", action="store_true", help="close the deal at once")
+    for sub in (add, add_deal):
+        _add_deal_terms(sub)
     close = edits.add_parser("close", help="win the account's open deal (Closed Won)")
     close.add_argument("account_id")
     reopen = edits.add_parser("reopen", help="move the account's won deal back to open")
@@ -115,7 +114,7 @@ def _add_edit_parsers(parser: argparse.ArgumentParser) -> None:
     rename = edits.add_parser("rename", help="rename the account")
     rename.add_argument("account_id")
     rename.add_argument("name")
-    for sub in (add, close, reopen, rename):
+    for sub in (add, add_deal, close, reopen, rename):
         sub.add_argument(
             "--salesforce-url",
             help="the sandbox's Salesforce URL (default: CRMSYNC_SALESFORCE_EMULATOR_URL, "
@@ -131,6 +130,25 @@ def _add_edit_parsers(parser: argparse.ArgumentParser) -> None:
         )
         shown.add_argument("--json", action="store_true", help="print one JSON array")
         shown.set_defaults(func=run_listing)
+
+
+def _add_deal_terms(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--rate-card",
+        help="Metronome rate card alias for the deal (the emulator has standard, enterprise, "
+        "startup): once won it also makes a contract",
+    )
+    parser.add_argument("--term-months", type=int, help="contract length (default: evergreen)")
+    parser.add_argument(
+        "--line-item",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="a product sold on the deal, repeatable: PRODUCT_CODE[,quantity=N][,price=DOLLARS]"
+        "[,discount=PERCENT] on the org's products (SEAT seats, COMMIT prepaid commit, COMPUTE "
+        "usage, ONBOARD one-time fee), e.g. SEAT,quantity=50 or COMMIT,price=120000: the "
+        "contract's terms",
+    )
 
 
 def env_block(
@@ -270,10 +288,13 @@ def run_edit(args: argparse.Namespace) -> int:
     import requests
 
     from worker.sandbox import deals
+    from worker.sandbox.reach import salesforce_login
     from worker.sandbox.salesforce.client import build_sandbox_salesforce
 
     line_items = _line_items(args)
-    url, credentials = _sandbox_login(args)
+    url, credentials = salesforce_login(
+        args.salesforce_url, f"http://127.0.0.1:{DEFAULT_SALESFORCE_PORT}"
+    )
     try:
         sf = build_sandbox_salesforce(url, credentials)
         if args.sandbox_action == "add-account":
@@ -282,6 +303,16 @@ def run_edit(args: argparse.Namespace) -> int:
                 args.name,
                 provider=args.provider,
                 email=args.email,
+                rate_card=args.rate_card,
+                term_months=args.term_months,
+                line_items=line_items,
+                won=args.won,
+            )
+        elif args.sandbox_action == "add-deal":
+            edit = deals.add_deal(
+                sf,
+                args.account_id,
+                deal_type=args.type,
                 rate_card=args.rate_card,
                 term_months=args.term_months,
                 line_items=line_items,
@@ -314,29 +345,6 @@ def _line_items(args: argparse.Namespace) -> list[LineItemSpec]:
         raise UsageError(str(exc)) from exc
 
 
-def _sandbox_login(args: argparse.Namespace) -> tuple[str, SandboxCredentials]:
-    """The sandbox's URL and login: the flag, else the .env that `crmsync sandbox` printed.
-
-    The SALESFORCE_* credentials are used only when CRMSYNC_SALESFORCE_EMULATOR_URL says the
-    configuration is a sandbox one: a real org's password is never sent anywhere here.
-    """
-    from worker.settings import load_settings
-
-    settings = load_settings()
-    url = args.salesforce_url or settings.salesforce_emulator_url
-    url = url or f"http://127.0.0.1:{DEFAULT_SALESFORCE_PORT}"
-    credentials = _DEFAULTS
-    if settings.salesforce_emulator_url and settings.salesforce_username:
-        password = settings.salesforce_password
-        token = settings.salesforce_security_token
-        credentials = SandboxCredentials(
-            username=settings.salesforce_username,
-            password=password.get_secret_value() if password else _DEFAULTS.password,
-            security_token=token.get_secret_value() if token else _DEFAULTS.security_token,
-        )
-    return url, credentials
-
-
 def run_listing(args: argparse.Namespace) -> int:
     """``sandbox customers|contracts``: what the Metronome emulator holds, via its inspection
     endpoint (``/_sandbox/customers``, ``/_sandbox/contracts``)."""
@@ -345,8 +353,9 @@ def run_listing(args: argparse.Namespace) -> int:
     import httpx
 
     from worker.sandbox.listing import describe_contract, describe_customer
+    from worker.sandbox.reach import metronome_url
 
-    url = _metronome_url(args)
+    url = metronome_url(args.metronome_url, f"http://127.0.0.1:{DEFAULT_METRONOME_PORT}")
     what = args.sandbox_action
     try:
         answer = httpx.get(f"{url}/_sandbox/{what}", timeout=10).json()
@@ -363,14 +372,3 @@ def run_listing(args: argparse.Namespace) -> int:
     for item in items:
         print(describe_customer(item) if what == "customers" else describe_contract(item))
     return 0
-
-
-def _metronome_url(args: argparse.Namespace) -> str:
-    from worker.settings import load_settings
-
-    if args.metronome_url:
-        return str(args.metronome_url).rstrip("/")
-    settings = load_settings()
-    if settings.salesforce_emulator_url and settings.metronome_base_url:
-        return str(settings.metronome_base_url).rstrip("/")
-    return f"http://127.0.0.1:{DEFAULT_METRONOME_PORT}"
