@@ -96,13 +96,13 @@ def _add_edit_parsers(parser: argparse.ArgumentParser) -> None:
         "add-deal",
         help="one more open deal on an account: new, or an expansion or renewal of its won deal",
     )
-    add_deal.add_argument("account_id")
+    add_deal.add_argument("account_id", help="the account's 15- or 18-character id")
     add_deal.add_argument(
         "--type",
         choices=DEAL_TYPES,
         default="new",
-        help="expansion: edits the live contract of the account's newest won deal; renewal: "
-        "the next contract after it (needs --rate-card)",
+        help="expansion: edits the account's contract live on the deal's start date; renewal: "
+        "the next contract after the newest one a won deal made (needs --rate-card)",
     )
     add_deal.add_argument("--won", action="store_true", help="close the deal at once")
     for sub in (add, add_deal):
@@ -277,6 +277,7 @@ def announce(
     print("# 3. And in a third one, check, act as a sales rep and watch the customers:")
     print("#    crmsync check                            # one ok line per check")
     print('#    crmsync sandbox add-account "Acme Corp" --rate-card standard  # prints its id')
+    print("#        (add --line-item SEAT,quantity=50 to sell seats; see add-account --help)")
     print("#    crmsync sandbox close ACCOUNT_ID         # won: the next poll creates it")
     print('#    crmsync sandbox rename ACCOUNT_ID "Acme Inc"')
     print("#    crmsync sandbox reopen ACCOUNT_ID        # needs attention; nothing archived")
