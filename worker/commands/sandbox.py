@@ -34,7 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser = subparsers.add_parser(
         "sandbox",
         help="serve the Metronome and Salesforce emulators on 127.0.0.1 until interrupted; "
-        "add-account|add-deal|close|reopen|rename edit deals in a running sandbox",
+        "add-account|close|reopen|rename edit deals in a running sandbox",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (loopback)")
