@@ -205,3 +205,21 @@ def test_a_contracts_listing_shows_its_terms() -> None:
         "  override Compute: multiplier 0.8 from 2027-01-06",
         "  scheduled charge Onboarding fee: $5,000.00 on 2027-01-06",
     ]
+
+
+def test_a_malformed_spec_is_refused_before_the_sandbox_is_asked(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Nothing answers on port 9 here: the spec is refused first (exit 2, one line)."""
+    from worker import cli
+
+    code = cli.main(
+        ["sandbox", "add-account", "Acme", "--rate-card", "standard", "--line-item", "SEAT",
+         "--line-item", "SEAT,qty=5", "--salesforce-url", "http://127.0.0.1:9"]
+    )  # fmt: skip
+    assert code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "crmsync: --line-item 'SEAT,qty=5': unknown key 'qty' (keys: product, quantity, price, "
+        "discount); a line item is PRODUCT_CODE[,quantity=N][,price=DOLLARS][,discount=PERCENT], "
+        "e.g. SEAT,quantity=50"
+    ]
