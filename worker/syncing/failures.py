@@ -80,6 +80,9 @@ def failure_outcome(run: SyncRun, exc: Exception, owner: str) -> Done | Retry | 
     if isinstance(exc, TokenRefusedError):
         # The deployment's token, not this record: park (the gateway shared the refusal, so
         # the other syncs park without a call); neither a breaker failure nor a dead letter.
+        if exc.sent:  # the answer itself: say what to fix in the parked sync's reason too
+            why = f"{exc.message}: check METRONOME_BEARER_TOKEN; parked until it is accepted"
+            return Park(TokenRefusedError(why, status=exc.status))
         return Park(exc)
     if isinstance(exc, BreakerOpenError):
         # The breaker opened while this sync ran: it stopped at its next call. Not one more
