@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import os
 import sys
-import traceback
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -203,6 +201,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         except BrokenPipeError:
             return _stdout_closed()
         raise
+    before_setup = getattr(args, "before_setup", None)
+    debugging = debug or os.environ.get("CRMSYNC_LOG_LEVEL", "").upper() == "DEBUG"
+    if before_setup is not None and not debugging:
+        # A command's answer that needs neither settings nor logging (the stamped quick
+        # health check, worker/commands/quick_check.py): None means "go the whole way".
+        try:
+            code = before_setup(args)
+            if code is not None:
+                sys.stdout.flush()
+                return int(code)
+        except BrokenPipeError:
+            return _stdout_closed()
+        except KeyboardInterrupt:
+            return EXIT_INTERRUPTED
+    return _run(args, debug)
+
+
+def _run(args: argparse.Namespace, debug: bool) -> int:
+    """The command with crmsync's logging, its failures explained (module docstring)."""
+    import logging
+    import traceback
+
     from worker.commands.errors import explain
     from worker.logs import configure_logging
 
