@@ -9,9 +9,10 @@ sha256 with the standard library only; the same sha256 means the same inputs, so
 verdict, and it prints the stamped lines without importing any of it.
 
 What the key covers, so that any change is a miss (and the full check runs again):
-- the validating code itself (every ``mappings`` module and ``default.yaml``, the settings
-  package, the check's modules: a new version or an edited checkout), the interpreter and
-  its environment (``sys.prefix``), and the working directory (``.env`` and relative paths);
+- crmsync's version, and the validating code itself (every ``mappings`` module and
+  ``default.yaml``, the settings package, the check's modules: an edited checkout keeps its
+  version), the interpreter and its environment (``sys.prefix``), and the working directory
+  (``.env`` and relative paths);
 - the environment, every variable but a few a shell changes on its own (``PWD``, ``SHLVL``
   ...: a container's health check runs with the same environment each time, and an unknown
   variable can only cause a miss, never a wrong hit);
@@ -48,10 +49,13 @@ VOLATILE_VARIABLES = frozenset(
 VOLATILE_PREFIXES = ("SSH_", "TERM_SESSION_", "WINDOW")
 
 #: Where the validating code lives (hashed into the key): the package directories next to
-#: this one, in a checkout and in site-packages alike.
+#: this one, in a checkout and in site-packages alike. Named one by one, not ``**``: the
+#: mapping package also holds the Salesforce metadata tree (tests/commands/test_check_stamp.py
+#: checks that every module of ``mappings`` is covered).
 _WORKER = Path(__file__).resolve().parents[1]
 _CODE: tuple[tuple[Path, str], ...] = (
-    (_WORKER.parent / "mappings", "**/*.py"),
+    (_WORKER.parent / "mappings", "*.py"),
+    (_WORKER.parent / "mappings" / "contracts", "*.py"),
     (_WORKER.parent / "mappings", "*.yaml"),
     (_WORKER / "settings", "*.py"),
     (_WORKER / "commands", "check*.py"),
@@ -88,6 +92,20 @@ def _code_digest() -> str:
     return digest.hexdigest()
 
 
+def _installed_version() -> str:
+    """crmsync's version as installed: the name of its ``.dist-info`` directory on sys.path
+    (``importlib.metadata`` would cost the quick check 0.1 s to import)."""
+    found = []
+    for entry in sys.path:
+        with contextlib.suppress(OSError):
+            found += [
+                name
+                for name in os.listdir(entry or ".")
+                if name.startswith("crmsync-") and name.endswith(".dist-info")
+            ]
+    return ",".join(sorted(found))
+
+
 def _file_digest(path: Path) -> bytes:
     """The content's sha256, or what stopped it being read (a miss either way)."""
     try:
@@ -108,6 +126,7 @@ def stamp_key(
         digest.update(b"%s %d\n" % (label.encode(), len(data)) + data)
 
     part("format", str(STAMP_FORMAT).encode())
+    part("version", _installed_version().encode())
     part("python", f"{sys.version}\0{sys.prefix}".encode())
     part("code", _code_digest().encode())
     part("cwd", cwd.encode())
