@@ -16,8 +16,10 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
+#: typing.TYPE_CHECKING without importing typing (~5-15 ms of `crmsync --help`); mypy reads
+#: any name TYPE_CHECKING as true.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from worker.settings import Settings
 
