@@ -125,12 +125,9 @@ COMMAND_MODULES: tuple[str, ...] = tuple(module for _, module, _ in COMMANDS)
 
 
 def version() -> str:
-    from importlib import metadata
+    from worker.commands.installed import installed_version
 
-    try:
-        return metadata.version("crmsync")
-    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
-        return "unknown (not installed)"
+    return installed_version()
 
 
 class _Version(argparse.Action):

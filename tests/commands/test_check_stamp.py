@@ -188,3 +188,12 @@ def test_a_dotenv_naming_redis_is_left_to_the_full_check(tmp_path: Path) -> None
         configured_redis_url({}, str(tmp_path))
     (tmp_path / ".env").write_text("CRMSYNC_POLL_INTERVAL_S=30\n")
     assert configured_redis_url({"REDIS_URL": "redis://r:1/0"}, str(tmp_path)) == "redis://r:1/0"
+
+
+def test_the_cheap_version_is_importlib_metadata_s() -> None:
+    """``crmsync --version`` and the stamp read METADATA themselves (commands/installed.py)."""
+    from importlib import metadata
+
+    from worker.commands.installed import installed_version
+
+    assert installed_version() == metadata.version("crmsync")

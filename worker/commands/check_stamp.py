@@ -93,17 +93,9 @@ def _code_digest() -> str:
 
 
 def _installed_version() -> str:
-    """crmsync's version as installed: the name of its ``.dist-info`` directory on sys.path
-    (``importlib.metadata`` would cost the quick check 0.1 s to import)."""
-    found = []
-    for entry in sys.path:
-        with contextlib.suppress(OSError):
-            found += [
-                name
-                for name in os.listdir(entry or ".")
-                if name.startswith("crmsync-") and name.endswith(".dist-info")
-            ]
-    return ",".join(sorted(found))
+    from worker.commands.installed import installed_version
+
+    return installed_version()
 
 
 def _file_digest(path: Path) -> bytes:
