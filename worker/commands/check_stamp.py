@@ -32,7 +32,6 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -168,6 +167,8 @@ def write_stamp(
     paths = [os.path.abspath(path) for path in files]
     key = stamp_key(paths, environ)
     stamp = {**content(key), "format": STAMP_FORMAT, "key": key, "files": paths}
+    import tempfile  # only here: it imports random, which the quick check never needs
+
     temporary: str | None = None
     try:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
