@@ -130,12 +130,12 @@ class Setup:
         env.pop("PYTEST_CURRENT_TEST", None)
         return env
 
-    def check(self, *, cache: bool = True) -> subprocess.CompletedProcess[str]:
+    def check(self, *extra: str, cache: bool = True) -> subprocess.CompletedProcess[str]:
         env = self.child_env()
         if not cache:  # a cache directory that cannot be made: the full check, every time
             env["XDG_CACHE_HOME"] = str(self.mapping)
         return subprocess.run(
-            [sys.executable, "-m", "worker.cli", "check", "--quick", "--skip-worker"],
+            [sys.executable, "-m", "worker.cli", "check", "--quick", "--skip-worker", *extra],
             cwd=self.cwd,
             env=env,
             capture_output=True,
@@ -185,8 +185,13 @@ def test_a_stamp_hit_prints_the_full_check_s_lines_without_its_imports(stamped: 
         check=True,
     )
     assert json.loads(hit.stderr.splitlines()[-1]) == [0, []]
-    assert hit.stdout == stamped.check(cache=False).stdout
+    full = stamped.check(cache=False).stdout
+    assert hit.stdout == full
     assert PASSWORD not in hit.stdout + hit.stderr
+    as_json = stamped.check("--json")
+    assert as_json.returncode == 0
+    checks = json.loads(as_json.stdout)["checks"]
+    assert [f"ok   {c['name']}: {c['detail']}" for c in checks] == full.splitlines()
 
 
 def test_a_changed_redis_password_fails_with_the_full_check_s_line(

@@ -142,6 +142,10 @@ def _primary(sentinels: list[Endpoint], service: str, primary: Endpoint) -> Endp
         try:
             with _connect(sentinel, SENTINEL_TIMEOUT_S, SENTINEL_TIMEOUT_S) as conn:
                 state = conn.call("SENTINEL", "MASTER", service)
+        except TimeoutError as exc:
+            # The full check will wait for the same silent sentinels: waiting here too could
+            # push the whole check past a probe's timeout before it prints why.
+            raise ProbeFailed(f"sentinel {sentinel.host}:{sentinel.port} timed out") from exc
         except (OSError, ProtocolError):
             continue
         if isinstance(state, list):
