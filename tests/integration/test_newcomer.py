@@ -33,13 +33,14 @@ SANDBOX = "crmsync sandbox"
 TRY = "mkdir try && cd try"
 RUN = "crmsync run"
 ADD = 'crmsync sandbox add-account "Acme Corp" --rate-card standard'
+SEATS = "--line-item SEAT,quantity=50,price=1200"
 CLOSE = "crmsync sandbox close"
 CONTRACTS = "crmsync sandbox contracts"
 CUSTOMERS = "crmsync sandbox customers"
 
 
 def test_the_commands_used_here_are_the_readmes() -> None:
-    for command in (ACTIVATE, SANDBOX, TRY, RUN, ADD, CLOSE, CONTRACTS, CUSTOMERS):
+    for command in (ACTIVATE, SANDBOX, TRY, RUN, ADD, SEATS, CLOSE, CONTRACTS, CUSTOMERS):
         assert command in FIRST_SYNC, command
     assert ". .venv/bin/activate && cd try" in FIRST_SYNC
 
@@ -76,8 +77,14 @@ def shell(script: str, cwd: Path, env: dict[str, str]) -> str:
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
+    """Ctrl-C in that terminal: SIGINT to its whole foreground process group.
+
+    Celery's pool children ignore SIGINT, so a sync still running finishes while the worker
+    shuts down warm. (A SIGTERM to the whole group, which no terminal, Docker or Kubernetes
+    sends, killed a busy pool child and logged WorkerLostError on a loaded machine.)
+    """
     if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
+        os.killpg(process.pid, signal.SIGINT)
         try:
             process.wait(timeout=60)
         except subprocess.TimeoutExpired:
@@ -108,8 +115,8 @@ def test_a_newcomer_reaches_a_customer_and_a_contract(desk: Path) -> None:
         shell(f"{ACTIVATE}\n{TRY}", repo, env)
         (repo / "try" / ".env").write_text("\n".join(printed) + "\n")
         running.append(terminal(f"{ACTIVATE}\ncd try\n{RUN}", repo, env, desk / "run.log"))
-        # Terminal 3: a sales rep adds an account with a rate card and wins its deal.
-        added = shell(f"{ACTIVATE} && cd try\n{ADD}", repo, env)
+        # Terminal 3: a sales rep adds an account with a rate card and seats, and wins its deal.
+        added = shell(f"{ACTIVATE} && cd try\n{ADD} {SEATS}", repo, env)
         account_id = added.split(":", 1)[0].strip()
         assert re.fullmatch(r"001\w{15}", account_id), added
         shell(f"{ACTIVATE} && cd try\n{CLOSE} {account_id}", repo, env)
@@ -124,8 +131,11 @@ def test_a_newcomer_reaches_a_customer_and_a_contract(desk: Path) -> None:
 
         made = wait_until(contract, timeout_s=180, interval_s=2)
         assert made["customer_id"]
+        [seats] = made["subscriptions"]
+        assert [step["quantity"] for step in seats["quantity_schedule"]] == [50]
         listing = shell(f"{ACTIVATE} && cd try\n{CONTRACTS}", repo, env)
         assert made["id"] in listing
+        assert "  subscription Platform seat: 50 from " in listing
     finally:
         for process in reversed(running):
             stop(process)
