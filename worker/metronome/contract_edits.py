@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, cast
 
+from worker.metronome.actual import SubscriptionIds
+from worker.metronome.answers import subscription_ids
 from worker.metronome.errors import PermanentError
 from worker.metronome.transport import GatewayCore, key_header, read_answer
 
@@ -39,7 +41,7 @@ class LiveContract:
     archived: bool
     uniqueness_key: str | None = None
     #: (product id, billing frequency) -> subscription id.
-    subscriptions: dict[tuple[str, str], str] = field(default_factory=dict)
+    subscriptions: SubscriptionIds = field(default_factory=dict)
 
 
 class ContractEditCalls(GatewayCore):
@@ -108,10 +110,9 @@ def _rates(page: Any) -> set[tuple[str, str | None]]:
 
 
 def _live(data: Any) -> LiveContract:
-    subscriptions: dict[tuple[str, str], str] = {}
-    for item in getattr(data, "subscriptions", None) or []:
-        rate = item.subscription_rate
-        subscriptions[(str(rate.product.id), str(rate.billing_frequency).upper())] = str(item.id)
+    subscriptions = subscription_ids(data)
+    if subscriptions is None:
+        raise TypeError("a subscription of the contract shows no id, product or frequency")
     ending = getattr(data, "ending_before", None)
     return LiveContract(
         id=str(data.id),

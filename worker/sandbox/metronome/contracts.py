@@ -27,7 +27,10 @@ rules the worker's contract step leans on, so the emulator refuses what Metronom
   as available only to some clients (this emulated account is not one of them) and the
   ones the emulator does not model (refused rather than silently dropped).
 
-The contract keeps the request it was created from (``Contract.given``).
+The contract keeps the request it was created from (``Contract.given``). The create answers
+``{data: {id, contract}}``: the created contract in its ContractV2 shape, which also satisfies
+the create answer's own schema (``CreateContractResponse.contract``); a switch drops
+``contract`` (the spec makes it optional) for clients that must cope without it.
 """
 
 from __future__ import annotations
@@ -108,6 +111,10 @@ class ContractStore:
     #: Whether ``v2/contracts/edit`` is enabled for this client (Metronome enables contract
     #: editing per client, on request): off, every edit is refused.
     editing_enabled: bool = True
+    #: Whether the create's answer carries the created contract (``data.contract``, optional
+    #: in the spec, shown in its example) beside ``data.id``; off, it is ``{data: {id}}``
+    #: alone, as the API reference's example shows.
+    create_answers_contract: bool = True
 
     # -- create ------------------------------------------------------------------------------
 

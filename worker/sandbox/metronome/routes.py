@@ -152,7 +152,12 @@ def _list_packages(backend: Backend, _p: dict[str, str], body: Body, query: Quer
 
 
 def _create_contract(backend: Backend, _p: dict[str, str], body: Body, _q: Query) -> Any:
-    return {"data": {"id": backend.contracts.create(body).id}}
+    store = backend.contracts
+    contract = store.create(body)
+    data: dict[str, Any] = {"id": contract.id}
+    if store.create_answers_contract:
+        data["contract"] = store.v2(contract)
+    return {"data": data}
 
 
 def _archive_contract(backend: Backend, _p: dict[str, str], body: Body, _q: Query) -> Any:
