@@ -1,0 +1,126 @@
+"""Where an expansion's seat line gets the id of the subscription it updates
+(worker/contracts/subscriptions.py) and what Metronome's answers tell of it
+(worker/metronome/answers.py): the list it was found in, else Redis, else one read of the
+contract, remembered. The gateway is the real one against the emulator; Redis is fakeredis."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any, cast
+
+import fakeredis
+import pytest
+
+from worker.contracts.context import ContractContext
+from worker.contracts.subscriptions import before_edit, known_subscriptions
+from worker.metronome import MetronomeGateway
+from worker.metronome.answers import created_contract, subscription_ids
+from worker.sandbox.metronome import MetronomeEmulator
+from worker.state.keys import Keys
+from worker.state.opportunities import ContractStore
+
+START = "2026-01-01T00:00:00.000Z"
+
+
+@pytest.fixture
+def store() -> ContractStore:
+    return ContractStore(fakeredis.FakeRedis(decode_responses=True), Keys("t"))
+
+
+@pytest.fixture
+def ctx(gateway: MetronomeGateway, store: ContractStore) -> Iterator[ContractContext]:
+    yield cast(ContractContext, SimpleNamespace(gateway=gateway, contract_store=store))
+
+
+def _seats(emulator: MetronomeEmulator, frequency: str = "ANNUAL") -> dict[str, Any]:
+    return {
+        "subscription_rate": {
+            "product_id": emulator.catalog.product_named("Platform seat").id,
+            "billing_frequency": frequency,
+        },
+        "initial_quantity": 10,
+        "collection_schedule": "ADVANCE",
+        "proration": {"is_prorated": True, "invoice_behavior": "BILL_IMMEDIATELY"},
+    }
+
+
+def _contract(
+    gateway: MetronomeGateway, emulator: MetronomeEmulator, **terms: Any
+) -> tuple[str, Any]:
+    customer = gateway.create_customer({"name": "Seats"}, key=f"c-{len(emulator.customers())}")
+    body = {"customer_id": customer, "starting_at": START, "rate_card_alias": "standard"}
+    return customer, gateway.create_contract({**body, **terms}, key="k-" + customer)
+
+
+def test_the_create_answer_list_and_read_agree_on_the_ids(
+    gateway: MetronomeGateway, emulator: MetronomeEmulator
+) -> None:
+    customer, created = _contract(gateway, emulator, subscriptions=[_seats(emulator)])
+    seat = emulator.catalog.product_named("Platform seat").id
+    assert created.subscriptions is not None
+    assert set(created.subscriptions) == {(seat, "ANNUAL")}
+    assert gateway.get_contract(customer, created.id).subscriptions == created.subscriptions
+    [listed] = gateway.list_contracts(customer)
+    assert listed.subscriptions == created.subscriptions
+
+
+def test_a_create_answer_without_the_contract_leaves_the_ids_unknown(
+    gateway: MetronomeGateway, emulator: MetronomeEmulator
+) -> None:
+    emulator.set_create_answers_contract(False)
+    _, created = _contract(gateway, emulator, subscriptions=[_seats(emulator)])
+    assert created.subscriptions is None
+    emulator.set_create_answers_contract(True)
+    _, plain = _contract(gateway, emulator)
+    assert plain.subscriptions == {}  # shown, and none: known
+
+
+def test_listed_ids_are_used_and_remembered_without_a_call(
+    ctx: ContractContext, gateway: MetronomeGateway, store: ContractStore
+) -> None:
+    calls = gateway.calls
+    listed = {("p", "ANNUAL"): "s1"}
+    assert known_subscriptions(ctx, "cu", "c1", listed) == listed
+    assert gateway.calls == calls
+    assert store.subscriptions("c1") == listed
+
+
+def test_unknown_ids_cost_one_read_then_none(
+    ctx: ContractContext,
+    gateway: MetronomeGateway,
+    emulator: MetronomeEmulator,
+    store: ContractStore,
+) -> None:
+    customer, created = _contract(gateway, emulator, subscriptions=[_seats(emulator)])
+    calls = gateway.calls
+    assert known_subscriptions(ctx, customer, created.id) == created.subscriptions
+    assert gateway.calls == calls + 1
+    assert known_subscriptions(ctx, customer, created.id) == created.subscriptions
+    assert gateway.calls == calls + 1
+    assert store.subscriptions(created.id) == created.subscriptions
+
+
+def test_an_edit_adding_a_subscription_forgets_the_ids_first(
+    ctx: ContractContext, store: ContractStore
+) -> None:
+    store.record_subscriptions("c1", {("p", "ANNUAL"): "s1"})
+    before_edit(ctx, {"contract_id": "c1", "update_subscriptions": [{"subscription_id": "s1"}]})
+    assert store.subscriptions("c1") == {("p", "ANNUAL"): "s1"}  # quantities change no id
+    before_edit(ctx, {"contract_id": "c1", "add_subscriptions": [{"initial_quantity": 1}]})
+    assert store.subscriptions("c1") is None
+
+
+def _sub(sid: Any, product: Any = "p", frequency: Any = "annual") -> Any:
+    rate = SimpleNamespace(product=SimpleNamespace(id=product), billing_frequency=frequency)
+    return SimpleNamespace(id=sid, subscription_rate=rate)
+
+
+def test_reading_ids_from_an_answer() -> None:
+    assert subscription_ids(SimpleNamespace()) == {}
+    assert subscription_ids(SimpleNamespace(subscriptions=[_sub("s1")])) == {("p", "ANNUAL"): "s1"}
+    # The spec makes a subscription's id optional: without one the map is unknown, not short.
+    assert subscription_ids(SimpleNamespace(subscriptions=[_sub("s1"), _sub(None, "q")])) is None
+    assert created_contract(SimpleNamespace(id="c1")).subscriptions is None
+    shown = SimpleNamespace(id="c1", contract=SimpleNamespace(subscriptions=[_sub("s1")]))
+    assert created_contract(shown).subscriptions == {("p", "ANNUAL"): "s1"}
