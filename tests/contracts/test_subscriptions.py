@@ -12,8 +12,9 @@ from typing import Any, cast
 import fakeredis
 import pytest
 
+from mappings.contracts.terms import DesiredSubscription
 from worker.contracts.context import ContractContext
-from worker.contracts.subscriptions import before_edit, known_subscriptions
+from worker.contracts.subscriptions import known_subscriptions
 from worker.metronome import MetronomeGateway
 from worker.metronome.answers import created_contract, subscription_ids
 from worker.sandbox.metronome import MetronomeEmulator
@@ -43,6 +44,13 @@ def _seats(emulator: MetronomeEmulator, frequency: str = "ANNUAL") -> dict[str, 
         "collection_schedule": "ADVANCE",
         "proration": {"is_prorated": True, "invoice_behavior": "BILL_IMMEDIATELY"},
     }
+
+
+def _seat_line(product: str, frequency: str = "ANNUAL") -> DesiredSubscription:
+    return DesiredSubscription.model_validate(
+        {"line_item_id": "00k1", "product_id": product, "billing_frequency": frequency,
+         "quantity": 5, "collection_schedule": "ADVANCE", "prorated": True}
+    )  # fmt: skip
 
 
 def _contract(
@@ -81,9 +89,11 @@ def test_listed_ids_are_used_and_remembered_without_a_call(
 ) -> None:
     calls = gateway.calls
     listed = {("p", "ANNUAL"): "s1"}
-    assert known_subscriptions(ctx, "cu", "c1", listed) == listed
+    assert known_subscriptions(ctx, "cu", "c1", [_seat_line("q")], listed) == listed
     assert gateway.calls == calls
     assert store.subscriptions("c1") == listed
+    assert known_subscriptions(ctx, "cu", "c2", []) == {}  # no seat line: no id needed
+    assert gateway.calls == calls
 
 
 def test_unknown_ids_cost_one_read_then_none(
@@ -93,22 +103,33 @@ def test_unknown_ids_cost_one_read_then_none(
     store: ContractStore,
 ) -> None:
     customer, created = _contract(gateway, emulator, subscriptions=[_seats(emulator)])
+    seats = [_seat_line(emulator.catalog.product_named("Platform seat").id)]
     calls = gateway.calls
-    assert known_subscriptions(ctx, customer, created.id) == created.subscriptions
+    assert known_subscriptions(ctx, customer, created.id, seats) == created.subscriptions
     assert gateway.calls == calls + 1
-    assert known_subscriptions(ctx, customer, created.id) == created.subscriptions
+    assert known_subscriptions(ctx, customer, created.id, seats) == created.subscriptions
     assert gateway.calls == calls + 1
     assert store.subscriptions(created.id) == created.subscriptions
 
 
-def test_an_edit_adding_a_subscription_forgets_the_ids_first(
-    ctx: ContractContext, store: ContractStore
+def test_a_record_not_naming_the_seat_lines_subscription_is_checked_by_a_read(
+    ctx: ContractContext,
+    gateway: MetronomeGateway,
+    emulator: MetronomeEmulator,
+    store: ContractStore,
 ) -> None:
-    store.record_subscriptions("c1", {("p", "ANNUAL"): "s1"})
-    before_edit(ctx, {"contract_id": "c1", "update_subscriptions": [{"subscription_id": "s1"}]})
-    assert store.subscriptions("c1") == {("p", "ANNUAL"): "s1"}  # quantities change no id
-    before_edit(ctx, {"contract_id": "c1", "add_subscriptions": [{"initial_quantity": 1}]})
-    assert store.subscriptions("c1") is None
+    """A record that misses a subscription (added by hand, or a write a failover lost) must
+    not turn a seat increase into a second subscription: the read tells."""
+    customer, created = _contract(gateway, emulator, subscriptions=[_seats(emulator)])
+    assert created.subscriptions is not None
+    store.record_subscriptions(created.id, {})  # stale: the contract does subscribe
+    seat = emulator.catalog.product_named("Platform seat").id
+    calls = gateway.calls
+    found = known_subscriptions(ctx, customer, created.id, [_seat_line(seat)])
+    assert found == created.subscriptions and gateway.calls == calls + 1
+    # A frequency the contract does not subscribe to: read, and the answer is "none".
+    found = known_subscriptions(ctx, customer, created.id, [_seat_line(seat, "MONTHLY")])
+    assert (seat, "MONTHLY") not in found and gateway.calls == calls + 2
 
 
 def _sub(sid: Any, product: Any = "p", frequency: Any = "annual") -> Any:

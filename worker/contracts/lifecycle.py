@@ -7,10 +7,9 @@
 - **Expansion = an edit**, exactly once by the uniqueness key derived from the expansion
   deal's id: after any ambiguous outcome the same key goes again and a 409 means it was
   applied. A seat line on a product and frequency the contract already subscribes to is a
-  quantity update of that subscription, by an id crmsync already knows in the normal case
-  (worker/contracts/subscriptions.py: the edit is the only call; one read when it is not
-  known). Metronome refusing because editing is not enabled for the client is an
-  operator's matter: "needs attention" with the edit body to apply, never a retry loop.
+  quantity update of that subscription, by an id known without a call in the normal case
+  (worker/contracts/subscriptions.py; one read when not). Editing not enabled for the
+  client is an operator's matter: "needs attention" with the edit body, never a retry loop.
 - **Renewal = a new contract** with ``transition {type: RENEWAL, from_contract_id}``, starting
   where the renewed contract ends unless the deal names its own start; exactly once by its
   own uniqueness key, through the contract engine like any contract.
@@ -29,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from mappings import DesiredCustomer, MappingError
 from mappings.contracts.desired import OPPORTUNITY_FIELD, DesiredContract, uniqueness_key
 from mappings.contracts.edits import DesiredEdit
-from worker.contracts.subscriptions import before_edit, known_subscriptions
+from worker.contracts.subscriptions import known_subscriptions
 from worker.metronome.actual import ContractState, SubscriptionIds, canonical_json
 from worker.metronome.contract_edits import EditingNotEnabledError
 from worker.metronome.errors import ConflictError, PermanentError, ServerError, TransientError
@@ -318,12 +317,9 @@ def _edit_body(
     assert target.contract_id is not None  # noqa: S101 - checked by the caller
     end = _moment(target.ending_before)
     edit = ctx.mapping.map_expansion(item.row, customer, end.date() if end else None) or item.edit
-    subscriptions: SubscriptionIds = {}
-    if edit.line_terms.subscriptions:  # a seat line may update a subscription: its id is needed
-        subscriptions = known_subscriptions(
-            ctx, customer_id, target.contract_id, target.subscriptions
-        )
-    return edit.request_body(customer_id, target.contract_id, subscriptions)
+    seats = edit.line_terms.subscriptions  # a seat line may update one: its id is needed
+    known = known_subscriptions(ctx, customer_id, target.contract_id, seats, target.subscriptions)
+    return edit.request_body(customer_id, target.contract_id, known)
 
 
 def _send_edit(ctx: ContractContext, edit: DesiredEdit, body: dict[str, Any]) -> str:
@@ -338,7 +334,6 @@ def _send_edit(ctx: ContractContext, edit: DesiredEdit, body: dict[str, Any]) ->
         f"editContract {body['contract_id']}",
         canonical_json(body),
     )
-    before_edit(ctx, body)
     try:
         ctx.gateway.edit_contract(body, key=key)
     except ConflictError:

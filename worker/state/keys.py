@@ -133,10 +133,12 @@ class Keys:
     def contract_subscriptions(self, contract_id: str) -> str:
         """String (JSON): the contract's subscriptions as ``{"<product id> <FREQUENCY>":
         "<subscription id>"}``, learnt from Metronome's own answers (the create's, a list's,
-        the one read an expansion makes when this key is missing), so a seat expansion's
-        quantity update costs the edit alone. Deleted before an edit that adds subscriptions
-        (their ids are then unknown). No TTL: a saving like the contract id -- missing (a
-        FLUSHALL), the next seat expansion reads the contract once."""
+        the one read an expansion makes when this key is missing or does not name the
+        subscription a seat line needs), so a seat expansion's quantity update costs the edit
+        alone. Trusted only for the subscriptions it names (an id never stops naming its
+        subscription), so a stale or partly lost record costs a read, never a wrong edit. No
+        TTL: a saving like the contract id -- missing (a FLUSHALL), the next seat expansion
+        reads the contract once."""
         return f"{self.prefix}:contract:{contract_id}:subscriptions"
 
     def delivery_count(self, task_id: str, attempt: int) -> str:

@@ -8,8 +8,9 @@ a bad deal's dead letter appear once per distinct state, not once per poll.
 
 Beside it, per contract (key: :meth:`Keys.contract_subscriptions`), the ids of the contract's
 subscriptions by product and billing frequency, as Metronome's answers showed them: what a
-seat expansion's quantity update needs, so it costs the edit alone. Missing means unknown
-(one read of the contract tells), never "none".
+seat expansion's quantity update needs, so it costs the edit alone. Trusted only for the
+subscriptions it names: missing, or not naming the one a seat line needs, one read of the
+contract tells.
 """
 
 from __future__ import annotations
@@ -92,10 +93,6 @@ class ContractStore:
 
     def record_subscriptions(self, contract_id: str, subscriptions: SubscriptionIds) -> None:
         self.client.set(self.keys.contract_subscriptions(contract_id), _dump(subscriptions))
-
-    def forget_subscriptions(self, contract_id: str) -> None:
-        """Before an edit that adds subscriptions: their ids are not known until read."""
-        self.client.delete(self.keys.contract_subscriptions(contract_id))
 
     def mark_attention(self, opportunity_id: str, contract_hash: str) -> None:
         self.client.hset(self.keys.opportunity(opportunity_id), "attention_hash", contract_hash)
