@@ -66,6 +66,10 @@ def phase(base: Path, timed_pass: TimedPass, progress: Callable[[str], None]) ->
             for seats, deals in ((False, priced), (True, seated))
         }
         expanded_rerun = timed_pass(stack, "expansions re-run")
+        # Seats were added to the subscription the contract had, not sold as a second one.
+        seat_updates = sum(
+            1 for e in stack.metronome.contract_edits() if e.get("update_subscriptions")
+        )
     made = max(1, backfill["outcomes"].get("contract_created", 0))
     by_route = backfill["metronome_by_route"]
     contract_calls = sum(
@@ -82,6 +86,7 @@ def phase(base: Path, timed_pass: TimedPass, progress: Callable[[str], None]) ->
         "contract_won_opportunities_per_s": round(made / backfill["seconds"], 1),
         "contract_rerun_metronome_calls": rerun["metronome_calls"],
         **expansion_figures(expanded[False], expanded[True]),
+        "expansion_subscription_quantity_updates": seat_updates,
         "expansion_rerun_metronome_calls": expanded_rerun["metronome_calls"],
     }
 

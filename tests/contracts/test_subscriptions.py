@@ -142,6 +142,7 @@ def test_reading_ids_from_an_answer() -> None:
     assert subscription_ids(SimpleNamespace(subscriptions=[_sub("s1")])) == {("p", "ANNUAL"): "s1"}
     # The spec makes a subscription's id optional: without one the map is unknown, not short.
     assert subscription_ids(SimpleNamespace(subscriptions=[_sub("s1"), _sub(None, "q")])) is None
+    assert subscription_ids(SimpleNamespace(subscriptions=7)) is None  # not a list: unknown
     assert created_contract(SimpleNamespace(id="c1")).subscriptions is None
     shown = SimpleNamespace(id="c1", contract=SimpleNamespace(subscriptions=[_sub("s1")]))
     assert created_contract(shown).subscriptions == {("p", "ANNUAL"): "s1"}

@@ -95,8 +95,11 @@ def subscription_ids(contract: Any) -> SubscriptionIds | None:
     (create's ``data.contract``, ContractV2): a contract showing no ``subscriptions`` has none.
     None when a subscription lacks what is needed (the spec makes ``id`` optional): unknown,
     rather than a map missing one that a seat line would then add a second time."""
+    items = getattr(contract, "subscriptions", None) or []
+    if not isinstance(items, list):
+        return None
     found: SubscriptionIds = {}
-    for item in getattr(contract, "subscriptions", None) or []:
+    for item in items:
         rate = getattr(item, "subscription_rate", None)
         product = getattr(getattr(rate, "product", None), "id", None)
         frequency = getattr(rate, "billing_frequency", None)
