@@ -76,8 +76,14 @@ def shell(script: str, cwd: Path, env: dict[str, str]) -> str:
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
+    """Ctrl-C in that terminal: SIGINT to its whole foreground process group.
+
+    Celery's pool children ignore SIGINT, so a sync still running finishes while the worker
+    shuts down warm. (A SIGTERM to the whole group, which no terminal, Docker or Kubernetes
+    sends, killed a busy pool child and logged WorkerLostError on a loaded machine.)
+    """
     if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
+        os.killpg(process.pid, signal.SIGINT)
         try:
             process.wait(timeout=60)
         except subprocess.TimeoutExpired:
