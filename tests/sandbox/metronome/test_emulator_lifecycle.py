@@ -182,6 +182,31 @@ def test_a_contract_with_every_line_item_term_is_stored_and_read_back(
     assert shown["recurring_commits"][0]["access_amount"]["unit_price"] == 1000000
 
 
+def test_the_create_answer_carries_the_created_contract_as_the_spec_describes(
+    client: metronome.Metronome, emulator: MetronomeEmulator, customer: str
+) -> None:
+    """``data.contract`` (optional in the spec, in its example): the contract as a read shows
+    it, subscription ids included; switched off, ``data.id`` alone."""
+    body = {"customer_id": customer, "starting_at": START, "ending_before": END,
+            "rate_card_alias": "standard", "subscriptions": [seats(emulator)],
+            "overrides": [discount(emulator)], "scheduled_charges": [fee(emulator)],
+            "recurring_commits": [monthly_commit(emulator)]}  # fmt: skip
+    answer = client.post("/v1/contracts/create", body=body, cast_to=httpx.Response).json()
+    if (reference_dir() / SPEC_NAME).is_file():
+        spec = load_spec()
+        operation = spec["paths"]["/v1/contracts/create"]["post"]
+        schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
+        jsonschema.validate(answer, openapi_to_jsonschema(schema, spec))
+    shown = answer["data"]["contract"]
+    assert shown == get(client, customer, answer["data"]["id"])
+    assert [s["id"] for s in shown["subscriptions"]] != [None]
+    emulator.set_create_answers_contract(False)
+    plain = client.post(
+        "/v1/contracts/create", body={**body, "uniqueness_key": "other"}, cast_to=httpx.Response
+    ).json()
+    assert set(plain["data"]) == {"id"}
+
+
 @pytest.mark.parametrize(
     ("change", "words"),
     [
