@@ -14,7 +14,7 @@ import pytest
 
 from mappings.contracts.terms import DesiredSubscription
 from worker.contracts.context import ContractContext
-from worker.contracts.subscriptions import known_subscriptions
+from worker.contracts.subscriptions import known_subscriptions, remember_added
 from worker.metronome import MetronomeGateway
 from worker.metronome.answers import created_contract, subscription_ids
 from worker.sandbox.metronome import MetronomeEmulator
@@ -76,10 +76,10 @@ def test_the_create_answer_list_and_read_agree_on_the_ids(
 def test_a_create_answer_without_the_contract_leaves_the_ids_unknown(
     gateway: MetronomeGateway, emulator: MetronomeEmulator
 ) -> None:
-    emulator.set_create_answers_contract(False)
+    emulator.set_full_write_answers(False)
     _, created = _contract(gateway, emulator, subscriptions=[_seats(emulator)])
     assert created.subscriptions is None
-    emulator.set_create_answers_contract(True)
+    emulator.set_full_write_answers(True)
     _, plain = _contract(gateway, emulator)
     assert plain.subscriptions == {}  # shown, and none: known
 
@@ -146,3 +146,29 @@ def test_reading_ids_from_an_answer() -> None:
     assert created_contract(SimpleNamespace(id="c1")).subscriptions is None
     shown = SimpleNamespace(id="c1", contract=SimpleNamespace(subscriptions=[_sub("s1")]))
     assert created_contract(shown).subscriptions == {("p", "ANNUAL"): "s1"}
+
+
+def test_an_edit_answer_names_the_subscriptions_it_added(
+    ctx: ContractContext,
+    gateway: MetronomeGateway,
+    emulator: MetronomeEmulator,
+    store: ContractStore,
+) -> None:
+    customer, created = _contract(gateway, emulator)
+    seat = emulator.catalog.product_named("Platform seat").id
+    body = {"customer_id": customer, "contract_id": created.id,
+            "add_subscriptions": [{**_seats(emulator), "starting_at": START}]}  # fmt: skip
+    answer = gateway.edit_contract({**body, "uniqueness_key": "e1"}, key="e1")
+    assert answer.added_subscriptions is not None
+    assert set(answer.added_subscriptions) == {(seat, "ANNUAL")}
+    store.record_subscriptions(created.id, {("other", "MONTHLY"): "s0"})
+    remember_added(ctx, created.id, answer.added_subscriptions)
+    assert store.subscriptions(created.id) == {
+        ("other", "MONTHLY"): "s0",
+        **answer.added_subscriptions,
+    }
+    remember_added(ctx, "c-unknown", None)  # the answer named none: nothing learnt
+    assert store.subscriptions("c-unknown") is None
+    emulator.set_full_write_answers(False)
+    bare = gateway.edit_contract({**body, "uniqueness_key": "e2"}, key="e2")
+    assert bare.added_subscriptions is None

@@ -258,9 +258,9 @@ def test_editing_not_enabled_needs_attention_with_the_edit_body(
 def test_a_seat_expansion_costs_the_edit_alone_and_one_read_when_the_ids_are_unknown(
     stack: SandboxStack, sf: Salesforce, products: dict[str, str]
 ) -> None:
-    """The subscription's id comes from the create's answer, so adding seats is the edit
-    alone; with that answer lacking the contract, or Redis flushed, the first seat
-    expansion reads the contract once (the API is the truth) and the next one does not."""
+    """The subscription's id comes from the create's (or an edit's) answer, so adding seats
+    is the edit alone; with that answer lacking the contract, or Redis flushed, the first
+    seat expansion reads the contract once (the API is the truth) and the next one does not."""
     assert stack.metronome is not None
 
     def expand(account: str, first: str, seats: int) -> tuple[str, dict[str, int]]:
@@ -289,14 +289,24 @@ def test_a_seat_expansion_costs_the_edit_alone_and_one_read_when_the_ids_are_unk
     assert seat_quantities(stack, first) == [[60]]  # one subscription: 50 + 5 + 3 + 2 seats
 
     # A create answer without the contract (the spec makes it optional): read once.
-    stack.metronome.set_create_answers_contract(False)
+    stack.metronome.set_full_write_answers(False)
     try:
         other = new_account(sf, "Seats Without Answer Co")
         second = sell(sf, other, "Seats new", AS_SOLD[:1], products,
                       Metronome_Rate_Card__c="standard")  # fmt: skip
         poll_and_wait(stack)
     finally:
-        stack.metronome.set_create_answers_contract(True)
+        stack.metronome.set_full_write_answers(True)
     assert expand(other, second, 4)[1] == {GET: 1, EDIT: 1}
     assert expand(other, second, 1)[1] == {EDIT: 1}
     assert seat_quantities(stack, second) == [[55]]
+
+    # A contract without seats: the first seat expansion adds the subscription (one read: only
+    # the API can say there is none), the edit's answer names it, the next one updates it.
+    third_account = new_account(sf, "Seats Later Co")
+    third = sell(sf, third_account, "Fee only", [("ONBOARD", {"UnitPrice": 100})], products,
+                 Metronome_Rate_Card__c="standard")  # fmt: skip
+    poll_and_wait(stack)
+    assert expand(third_account, third, 10)[1] == {GET: 1, EDIT: 1}
+    assert expand(third_account, third, 5)[1] == {EDIT: 1}
+    assert seat_quantities(stack, third) == [[15]]

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from mappings import DesiredCustomer, MappingError
 from mappings.contracts.desired import OPPORTUNITY_FIELD, DesiredContract, uniqueness_key
 from mappings.contracts.edits import DesiredEdit
-from worker.contracts.subscriptions import known_subscriptions
+from worker.contracts.subscriptions import known_subscriptions, remember_added
 from worker.metronome.actual import ContractState, SubscriptionIds, canonical_json
 from worker.metronome.contract_edits import EditingNotEnabledError
 from worker.metronome.errors import ConflictError, PermanentError, ServerError, TransientError
@@ -335,13 +335,14 @@ def _send_edit(ctx: ContractContext, edit: DesiredEdit, body: dict[str, Any]) ->
         canonical_json(body),
     )
     try:
-        ctx.gateway.edit_contract(body, key=key)
+        answer = ctx.gateway.edit_contract(body, key=key)
     except ConflictError:
         return "contract_edit_exists"
     except TransientError as exc:
         if isinstance(exc, ServerError):
             generations.bump(generation)  # a cached 5xx: the same key again, a new request
         raise
+    remember_added(ctx, body["contract_id"], answer.added_subscriptions)
     return "contract_edited"
 
 

@@ -8,8 +8,9 @@ already subscribes to needs that id. Where it comes from, cheapest first:
 
 1. the contract list the expansion's contract was just found in (already read: fresh);
 2. Redis (:meth:`~worker.state.keys.Keys.contract_subscriptions`), learnt from Metronome's own
-   answers: the create's (``data.contract``, when the answer carries it), a list's, or the
-   read below -- trusted only for the subscriptions it names;
+   answers: the create's (``data.contract``, when the answer carries it), a list's, an
+   edit's (``data.edit.add_subscriptions``, likewise), or the read below -- trusted only for
+   the subscriptions it names;
 3. one read of the contract (``POST /v2/contracts/get``): the API is the truth, so a missing
    record (a FLUSHALL, a create answer without the contract) costs this read once, and what
    it shows is remembered for the next expansion.
@@ -58,3 +59,13 @@ def known_subscriptions(
     read = ctx.gateway.get_contract(customer_id, contract_id).subscriptions
     store.record_subscriptions(contract_id, read)
     return read
+
+
+def remember_added(ctx: ContractContext, contract_id: str, added: SubscriptionIds | None) -> None:
+    """An edit's answer named the subscriptions it added: the next seat line on one of them
+    needs no read. Merged into what is known (a record naming only these is still right)."""
+    if added:
+        store = ctx.contract_store
+        store.record_subscriptions(
+            contract_id, {**(store.subscriptions(contract_id) or {}), **added}
+        )

@@ -90,12 +90,12 @@ def contract_state(item: Any) -> ContractState:
     )
 
 
-def subscription_ids(contract: Any) -> SubscriptionIds | None:
+def subscription_ids(contract: Any, field: str = "subscriptions") -> SubscriptionIds | None:
     """(product id, billing frequency) -> subscription id of a contract as Metronome shows it
-    (create's ``data.contract``, ContractV2): a contract showing no ``subscriptions`` has none.
-    None when a subscription lacks what is needed (the spec makes ``id`` optional): unknown,
-    rather than a map missing one that a seat line would then add a second time."""
-    items = getattr(contract, "subscriptions", None) or []
+    (create's ``data.contract``, ContractV2; an edit's ``add_subscriptions`` with ``field``):
+    a contract showing no ``subscriptions`` has none. None when a subscription lacks what is
+    needed (the spec makes ``id`` optional): unknown, rather than a map missing one."""
+    items = getattr(contract, field, None) or []
     if not isinstance(items, list):
         return None
     found: SubscriptionIds = {}

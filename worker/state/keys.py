@@ -133,7 +133,7 @@ class Keys:
     def contract_subscriptions(self, contract_id: str) -> str:
         """String (JSON): the contract's subscriptions as ``{"<product id> <FREQUENCY>":
         "<subscription id>"}``, learnt from Metronome's own answers (the create's, a list's,
-        the one read an expansion makes when this key is missing or does not name the
+        an edit's, the one read an expansion makes when this key is missing or does not name the
         subscription a seat line needs), so a seat expansion's quantity update costs the edit
         alone. Trusted only for the subscriptions it names (an id never stops naming its
         subscription), so a stale or partly lost record costs a read, never a wrong edit. No
