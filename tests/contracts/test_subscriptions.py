@@ -122,7 +122,7 @@ def test_a_record_not_naming_the_seat_lines_subscription_is_checked_by_a_read(
     not turn a seat increase into a second subscription: the read tells."""
     customer, created = _contract(gateway, emulator, subscriptions=[_seats(emulator)])
     assert created.subscriptions is not None
-    store.record_subscriptions(created.id, {})  # stale: the contract does subscribe
+    store.record_subscriptions(created.id, {("other", "ANNUAL"): "s0"})  # stale: no seats named
     seat = emulator.catalog.product_named("Platform seat").id
     calls = gateway.calls
     found = known_subscriptions(ctx, customer, created.id, [_seat_line(seat)])

@@ -17,13 +17,16 @@ def store() -> ContractStore:
     return ContractStore(fakeredis.FakeRedis(decode_responses=True), Keys("t"))
 
 
-def test_unknown_none_and_some_are_told_apart(store: ContractStore) -> None:
+def test_a_record_names_what_an_answer_showed_and_none_is_not_written(
+    store: ContractStore,
+) -> None:
     assert store.subscriptions("c1") is None
     store.record_subscriptions("c1", {})
-    assert store.subscriptions("c1") == {}
+    assert not store.client.exists("t:contract:c1:subscriptions")  # it would name nothing
     store.record_subscriptions("c1", {SEATS: "sub-1", ("prod-seat", "MONTHLY"): "sub-2"})
     assert store.subscriptions("c1") == {SEATS: "sub-1", ("prod-seat", "MONTHLY"): "sub-2"}
-    assert store.client.get("t:contract:c1:subscriptions") is not None
+    store.record_subscriptions("c1", {})  # an empty answer leaves what is known
+    assert store.subscriptions("c1") == {SEATS: "sub-1", ("prod-seat", "MONTHLY"): "sub-2"}
     assert store.subscriptions("c2") is None
 
 

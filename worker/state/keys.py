@@ -136,9 +136,9 @@ class Keys:
         an edit's, the one read an expansion makes when this key is missing or does not name the
         subscription a seat line needs), so a seat expansion's quantity update costs the edit
         alone. Trusted only for the subscriptions it names (an id never stops naming its
-        subscription), so a stale or partly lost record costs a read, never a wrong edit. No
-        TTL: a saving like the contract id -- missing (a FLUSHALL), the next seat expansion
-        reads the contract once."""
+        subscription), so a stale or partly lost record costs a read, never a wrong edit;
+        written only for a contract with subscriptions. No TTL: a saving like the contract
+        id -- missing (a FLUSHALL), the next seat expansion reads the contract once."""
         return f"{self.prefix}:contract:{contract_id}:subscriptions"
 
     def delivery_count(self, task_id: str, attempt: int) -> str:

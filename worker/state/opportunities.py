@@ -71,7 +71,7 @@ class ContractStore:
         ``subscriptions`` when the answer that made or found it showed them."""
         key = self.keys.opportunity(opportunity_id)
         pipe = self.client.pipeline(transaction=True)
-        if subscriptions is not None:
+        if subscriptions:
             pipe.set(self.keys.contract_subscriptions(contract_id), _dump(subscriptions))
         pipe.hset(
             key,
@@ -92,7 +92,10 @@ class ContractStore:
         return None if raw is None else _load(raw)
 
     def record_subscriptions(self, contract_id: str, subscriptions: SubscriptionIds) -> None:
-        self.client.set(self.keys.contract_subscriptions(contract_id), _dump(subscriptions))
+        """What an answer showed; none is not written (a record is trusted only for what it
+        names, so an empty one would save nothing)."""
+        if subscriptions:
+            self.client.set(self.keys.contract_subscriptions(contract_id), _dump(subscriptions))
 
     def mark_attention(self, opportunity_id: str, contract_hash: str) -> None:
         self.client.hset(self.keys.opportunity(opportunity_id), "attention_hash", contract_hash)
