@@ -16,12 +16,12 @@ already subscribes to needs that id. Where it comes from, cheapest first:
    it shows is remembered for the next expansion.
 
 Only a *named* subscription is taken from the record: an id, once given, names that
-subscription for good (an edit can end a subscription, ``update_subscriptions[].ending_before``,
-but has no way to remove one). A seat line
-whose product and frequency the record does not name may still be a subscription the record
-does not know -- added by an earlier expansion, by hand, or in a write a Redis failover lost
--- so it costs the read rather than a guess: a second subscription for seats the contract
-already bills is never made from a stale record.
+subscription for good (an edit can end one, ``update_subscriptions[].ending_before``, but has
+no way to remove one). A seat line whose product and frequency the record does not name may
+still be a subscription the record does not know -- added by an expansion whose answer did
+not name it, by hand, or in a write a Redis failover lost -- so it costs the read rather than
+a guess: a second subscription for seats the contract already bills is never made from a
+stale record.
 """
 
 from __future__ import annotations
