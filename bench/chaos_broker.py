@@ -8,7 +8,7 @@ from typing import TypeVar
 
 import redis
 
-from worker.app import QUEUE
+from worker.state.keys import QUEUE
 
 _T = TypeVar("_T")
 #: kombu's Redis transport keeps reserved-but-unacked messages in this hash.

@@ -24,13 +24,14 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from worker.app import QUEUE, TASK_TIME_LIMIT_S, app, declare_queue
+from worker.app import TASK_TIME_LIMIT_S, app, declare_queue
 from worker.context import WorkerContext, get_context
 from worker.metronome.errors import MetronomeError, TransientError
 from worker.outages.breaker import iso
 from worker.outages.parking import ParkedSync
 from worker.queue.names import DRAIN, PARKED_REASON
 from worker.queue.publish import send_batch, split_batches
+from worker.state.keys import QUEUE
 
 log = logging.getLogger(__name__)
 

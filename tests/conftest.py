@@ -16,13 +16,15 @@ pytest_plugins = ["tests.support.ops_stack"]
 
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No test reads the developer's .env or real credentials, or shares a data dir."""
+    """No test reads the developer's .env or real credentials, or shares a data dir or the
+    health check's stamp cache (XDG_CACHE_HOME) with another test or the developer."""
     import os
 
     for key in list(os.environ):
         if key.startswith(SETTINGS_PREFIXES):
             monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("CRMSYNC_DATA_DIR", str(tmp_path / "crmsync-data"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
 
 

@@ -37,6 +37,7 @@ from worker.state.connections import (
     PrimaryConnection,
     PrimarySSLConnection,
 )
+from worker.state.keys import QUEUE
 from worker.state.server import find_embedded
 from worker.telemetry import metrics
 
@@ -61,7 +62,6 @@ VISIBILITY_TIMEOUT_S = 900
 #: Longest wait between task retries; kept far below the visibility timeout for that reason.
 RETRY_BACKOFF_MAX_S = 120
 
-QUEUE = "crmsync"
 #: How long a dead beat keeps the scheduler lock before a standby beat takes over
 #: (the default of CRMSYNC_BEAT_LOCK_TIMEOUT_S).
 REDBEAT_LOCK_TIMEOUT_S = 60

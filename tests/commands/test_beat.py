@@ -18,8 +18,8 @@ import redis
 
 from tests.support.processes import REPO_ROOT, crmsync_env
 from tests.support.waiting import wait_until
-from worker.app import QUEUE
 from worker.sandbox.stack import stop_processes
+from worker.state.keys import QUEUE
 from worker.state.server import RedisServer
 
 pytestmark = pytest.mark.integration

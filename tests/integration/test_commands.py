@@ -15,7 +15,7 @@ from simple_salesforce.api import Salesforce
 
 from tests.support.deals import close_deal, customers_of
 from tests.support.processes import REPO_ROOT, crmsync_env, run_cli
-from tests.support.stack import poll_and_wait, salesforce_client, stack_with_worker
+from tests.support.stack import held_by, poll_and_wait, salesforce_client, stack_with_worker
 from worker.ops.progress import terminal_total, wait_for_syncs
 from worker.sandbox.stack import SandboxStack
 
@@ -130,6 +130,39 @@ def test_resync_through_celery_call(stack: SandboxStack, sf: Salesforce) -> None
     finally:
         ctx.close()
     assert len(customers_of(stack, account_id)) == 1
+
+
+def test_a_deal_sold_as_line_items_by_hand_becomes_a_contract_with_those_terms(
+    stack: SandboxStack,
+) -> None:
+    """`sandbox add-account --line-item ...` as a newcomer types it, then `sandbox contracts`."""
+    assert stack.salesforce is not None
+    stack.salesforce.seed(0)  # the org's products, as `crmsync sandbox` always has them
+    lines = ["SEAT,quantity=50,price=1200", "COMMIT,price=120000", "COMPUTE,discount=20",
+             "ONBOARD,price=5000"]  # fmt: skip
+    added = cli(
+        stack, "sandbox", "add-account", "Sold By Hand", "--rate-card", "standard",
+        "--term-months", "12", "--won", *(f"--line-item={line}" for line in lines),
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    opportunity_id = added.stdout.split(" won deal ", 1)[1].split()[0]
+    assert "SEAT (Platform seat): 50 seats" in added.stdout
+    poll_and_wait(stack)
+    listed = cli(stack, "sandbox", "contracts", "--json")
+    assert listed.returncode == 0, listed.stderr
+    [contract] = held_by(json.loads(listed.stdout), "sfdc_opportunity_id", opportunity_id)
+    [seats] = contract["subscriptions"]
+    assert seats["subscription_rate"]["product"]["name"] == "Platform seat"
+    assert [q["quantity"] for q in seats["quantity_schedule"]] == [50]
+    assert [c["access_schedule"]["schedule_items"][0]["amount"] for c in contract["commits"]] == [
+        12_000_000
+    ]
+    assert [(o["product"]["name"], o["multiplier"]) for o in contract["overrides"]] == [
+        ("Compute", 0.8)
+    ]
+    [fee] = contract["scheduled_charges"]
+    assert fee["schedule"]["schedule_items"][0]["amount"] == 500_000
+    assert contract["ending_before"] is not None  # --term-months 12
 
 
 def test_reopened_deal_and_merged_account_need_attention_and_archive_nothing(

@@ -33,13 +33,14 @@ SANDBOX = "crmsync sandbox"
 TRY = "mkdir try && cd try"
 RUN = "crmsync run"
 ADD = 'crmsync sandbox add-account "Acme Corp" --rate-card standard'
+SEATS = "--line-item SEAT,quantity=50,price=1200"
 CLOSE = "crmsync sandbox close"
 CONTRACTS = "crmsync sandbox contracts"
 CUSTOMERS = "crmsync sandbox customers"
 
 
 def test_the_commands_used_here_are_the_readmes() -> None:
-    for command in (ACTIVATE, SANDBOX, TRY, RUN, ADD, CLOSE, CONTRACTS, CUSTOMERS):
+    for command in (ACTIVATE, SANDBOX, TRY, RUN, ADD, SEATS, CLOSE, CONTRACTS, CUSTOMERS):
         assert command in FIRST_SYNC, command
     assert ". .venv/bin/activate && cd try" in FIRST_SYNC
 
@@ -114,8 +115,8 @@ def test_a_newcomer_reaches_a_customer_and_a_contract(desk: Path) -> None:
         shell(f"{ACTIVATE}\n{TRY}", repo, env)
         (repo / "try" / ".env").write_text("\n".join(printed) + "\n")
         running.append(terminal(f"{ACTIVATE}\ncd try\n{RUN}", repo, env, desk / "run.log"))
-        # Terminal 3: a sales rep adds an account with a rate card and wins its deal.
-        added = shell(f"{ACTIVATE} && cd try\n{ADD}", repo, env)
+        # Terminal 3: a sales rep adds an account with a rate card and seats, and wins its deal.
+        added = shell(f"{ACTIVATE} && cd try\n{ADD} {SEATS}", repo, env)
         account_id = added.split(":", 1)[0].strip()
         assert re.fullmatch(r"001\w{15}", account_id), added
         shell(f"{ACTIVATE} && cd try\n{CLOSE} {account_id}", repo, env)
@@ -130,8 +131,11 @@ def test_a_newcomer_reaches_a_customer_and_a_contract(desk: Path) -> None:
 
         made = wait_until(contract, timeout_s=180, interval_s=2)
         assert made["customer_id"]
+        [seats] = made["subscriptions"]
+        assert [step["quantity"] for step in seats["quantity_schedule"]] == [50]
         listing = shell(f"{ACTIVATE} && cd try\n{CONTRACTS}", repo, env)
         assert made["id"] in listing
+        assert "  subscription Platform seat: 50 from " in listing
     finally:
         for process in reversed(running):
             stop(process)

@@ -160,3 +160,18 @@ def _edits_through_the_rest_api(cwd: Path, sf: Any) -> None:
     assert refused.stderr.splitlines() == [
         f"crmsync: account {account_id} has no won deal to move to 'Negotiation/Review'"
     ]
+
+    # A product the org does not sell: one line with the org's products, nothing created.
+    typo = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "sandbox", "add-account", "Typo Co",
+         "--rate-card=standard", "--line-item=SEATS,quantity=50"],
+        cwd=cwd, env=crmsync_env({"PYTHONPATH": str(REPO_ROOT)}), capture_output=True,
+        text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert typo.returncode == 2
+    assert typo.stderr.splitlines() == [
+        "crmsync: --line-item 'SEATS,quantity=50': no product 'SEATS' in the sandbox org; its "
+        "products: SEAT (Platform seat, subscription), COMMIT (Prepaid commit, commit), "
+        "COMPUTE (Compute, usage), ONBOARD (Onboarding fee, fee)"
+    ]
+    assert sf.query("SELECT Id FROM Account WHERE Name = 'Typo Co'")["totalSize"] == 0

@@ -18,9 +18,10 @@ import redis
 
 from tasks.sync import MAX_DELIVERIES, sync_account
 from tests.support.stack import stack_with_worker
-from worker.app import QUEUE, app
+from worker.app import app
 from worker.ops.progress import terminal_total, wait_for_syncs
 from worker.sandbox.stack import SandboxStack
+from worker.state.keys import QUEUE
 
 pytestmark = pytest.mark.integration
 

@@ -55,7 +55,7 @@ def _plain(value: object) -> str:
 
 def run_list(args: argparse.Namespace) -> int:
     # Read-only: joins a running crmsync's Redis, never starts one, needs no mapping.
-    with runtime(needs_credentials=False, needs_mapping=False) as rt:
+    with runtime(needs_credentials=False, needs_mapping=False, needs_celery=False) as rt:
         items = rt.store().attention.items(include_acked=args.all)
     if args.json:
         print(json.dumps([item.as_dict() for item in items], sort_keys=True))
@@ -68,7 +68,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_ack(args: argparse.Namespace) -> int:
-    with runtime(needs_credentials=False, needs_mapping=False) as rt:
+    with runtime(needs_credentials=False, needs_mapping=False, needs_celery=False) as rt:
         book = rt.store().attention
         unknown = [i for i in args.item_ids if book.get(i) is None]
         if unknown:

@@ -24,12 +24,12 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 import redis
-from celery import Celery
 
 from mappings import Mapping
-from worker.app import configure
 from worker.context import load_configured_mapping
 from worker.logs import redacted_url
 from worker.settings import NotConfigured, Settings, load_settings
@@ -37,14 +37,25 @@ from worker.state.connections import redis_client
 from worker.state.server import EmbeddedRedis, redis_for
 from worker.state.store import SyncStore
 
+if TYPE_CHECKING:
+    from celery import Celery
+
 
 @dataclass
 class Runtime:
     settings: Settings
     redis: EmbeddedRedis
-    app: Celery
     #: The validated mapping, when the command asked for it.
     mapping: Mapping | None = None
+
+    @cached_property
+    def app(self) -> Celery:
+        """The Celery app, pointed at this Redis: configured on first use, because importing
+        Celery is most of a read-only command's start-up (``status``, ``attention``,
+        ``dead-letters list`` never send a task)."""
+        from worker.app import configure
+
+        return configure(self.redis.url, self.settings)
 
     def store(self) -> SyncStore:
         """Redis state without the mapping or any API client (for read-only commands)."""
@@ -84,12 +95,15 @@ def runtime(
     needs_mapping: bool = True,
     start_embedded: bool = False,
     wait_for_redis_s: float = 0.0,
+    needs_celery: bool = True,
 ) -> Iterator[Runtime]:
     """Settings → credentials → mapping → Redis → configured Celery app.
 
     ``start_embedded`` is for services only (see the module docstring); the embedded server is
     stopped on exit only by the process that started it. Redis must answer a PING, within
-    ``wait_for_redis_s`` (0: at once).
+    ``wait_for_redis_s`` (0: at once). ``needs_celery=False`` (a command that only reads Redis)
+    leaves Celery unimported unless ``Runtime.app`` is used; otherwise the app is configured
+    here, before the command runs, because jobs publish through the process-wide app.
     """
     settings = settings or load_settings()
     if needs_credentials:
@@ -104,8 +118,10 @@ def runtime(
             _say_where_the_data_lives(redis_handle)
         # One PING first (cheap): a command fails on Redis before it logs in anywhere.
         wait_for_redis(redis_handle.url, wait_for_redis_s)
-        app = configure(redis_handle.url, settings)
-        yield Runtime(settings=settings, redis=redis_handle, app=app, mapping=mapping)
+        handle = Runtime(settings=settings, redis=redis_handle, mapping=mapping)
+        if needs_celery:
+            handle.app  # noqa: B018 -- configures the process-wide app now
+        yield handle
     finally:
         redis_handle.stop()
 

@@ -16,32 +16,22 @@ host by its node name, not whichever worker takes the next message from the shar
 from __future__ import annotations
 
 import argparse
-import json
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import redis
+from worker.commands.check_report import CheckResult, report
+from worker.commands.check_stamp import secret_digest, write_stamp
+from worker.commands.quick_check import quick_check
 
-from mappings import Mapping, MappingFileError
-from worker.commands.errors import explain
-from worker.logs import redacted_url, scrub
-from worker.settings import Settings, SettingsError, load_settings, salesforce_auth_mode
-from worker.state.connections import primary_address, redis_client
-from worker.state.server import NoCrmsyncRunning, find_embedded
+if TYPE_CHECKING:
+    from mappings import Mapping
+    from worker.settings import Settings
+
+__all__ = ["CheckResult", "add_parser", "run"]
 
 #: The custom field that identifies a customer's Salesforce account (worker/metronome/engine.py).
 IDENTITY_KEY = "sfdc_account_id"
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    name: str
-    ok: bool
-    detail: str
-
-    def line(self) -> str:
-        return f"{'ok  ' if self.ok else 'FAIL'} {self.name}: {self.detail}"
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -67,10 +57,16 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="require the worker of this host (celery@HOSTNAME) to answer: a replica's own "
         "health check, which another replica must not answer for",
     )
-    parser.set_defaults(func=run)
+    # before_setup: the CLI tries it before it reads settings or sets up logging; the stamped
+    # quick check (worker/commands/quick_check.py) answers there in a fraction of the time.
+    parser.set_defaults(func=run, before_setup=quick_check)
 
 
 def check_settings() -> tuple[list[CheckResult], Settings | None]:
+    # Imported here, as every dependency of the full check: the module is imported for its
+    # parser by `crmsync check`, whose quick form must not pay for them (quick_check.py).
+    from worker.settings import SettingsError, load_settings, salesforce_auth_mode
+
     try:
         settings = load_settings()
     except SettingsError as exc:
@@ -86,7 +82,7 @@ def check_settings() -> tuple[list[CheckResult], Settings | None]:
 
 def check_mapping(settings: Settings) -> tuple[list[CheckResult], Mapping | None]:
     # The mappings package directly, not worker.context: the health check stays light.
-    from mappings import load_default_mapping, load_mapping
+    from mappings import MappingFileError, load_default_mapping, load_mapping
 
     def load_configured_mapping(settings: Settings) -> Mapping:
         if settings.mapping_file is not None:
@@ -106,6 +102,12 @@ def check_mapping(settings: Settings) -> tuple[list[CheckResult], Mapping | None
 
 
 def check_redis(settings: Settings) -> tuple[CheckResult, str | None]:
+    import redis
+
+    from worker.logs import redacted_url
+    from worker.state.connections import primary_address, redis_client
+    from worker.state.server import NoCrmsyncRunning, find_embedded
+
     url = settings.redis_url or find_embedded(settings.data_dir)
     if url is None:
         message = str(NoCrmsyncRunning(settings.data_dir)).removeprefix("crmsync: ")
@@ -249,6 +251,9 @@ def check_contracts(settings: Settings, mapping: Mapping) -> CheckResult:
 
 def _describe(exc: BaseException, settings: Settings) -> str:
     """The CLI's one-line explanation when there is one; else the type and a scrubbed text."""
+    from worker.commands.errors import explain
+    from worker.logs import scrub
+
     failure = explain(exc, settings)
     if failure is not None:
         return failure.message.removeprefix("crmsync: ")
@@ -294,6 +299,25 @@ def _ping_node(node: str, timeout: float) -> CheckResult:
     return CheckResult("worker", True, f"{node} answered a ping")
 
 
+def stamp_validated(settings: Settings, results: list[CheckResult]) -> None:
+    """Settings and mapping passed with today's inputs: stamp them, with their lines, for the
+    quick check (worker/commands/check_stamp.py), and a digest of the Redis URL the settings
+    built, so it reaches the same Redis with the same credentials or defers to this check."""
+    from worker.logs import redacted_url
+    from worker.settings import SECRET_FILES
+
+    read = [getattr(settings, field) for field in SECRET_FILES.values()]
+    read.append(settings.mapping_file)
+    url = settings.redis_url or ""
+    write_stamp(
+        [str(path) for path in read if path is not None],
+        lambda key: {
+            "lines": [{"name": r.name, "detail": r.detail} for r in results],
+            "redis": {"digest": secret_digest(key, url), "shown": redacted_url(url)},
+        },
+    )
+
+
 def _passed(results: list[CheckResult], *names: str) -> bool:
     """Every named check ran and passed (a later check that depends on them runs only then:
     one cause, one FAIL line)."""
@@ -305,6 +329,8 @@ def run(args: argparse.Namespace) -> int:
     if settings is not None:
         mapping_results, mapping = check_mapping(settings)
         results += mapping_results
+        if mapping is not None and all(r.ok for r in results):
+            stamp_validated(settings, results)
         redis_result, url = check_redis(settings)
         results.append(redis_result)
         extra: list[Callable[[], CheckResult | None]] = []
@@ -339,11 +365,4 @@ def run(args: argparse.Namespace) -> int:
             found = check()
             if found is not None:
                 results.append(found)
-    ok = all(r.ok for r in results)
-    if args.json:
-        checks = [{"name": r.name, "ok": r.ok, "detail": r.detail} for r in results]
-        print(json.dumps({"ok": ok, "checks": checks}, sort_keys=True))
-        return 0 if ok else 1
-    for result in results:
-        print(result.line())
-    return 0 if ok else 1
+    return report(results, args.json)

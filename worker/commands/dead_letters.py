@@ -81,7 +81,7 @@ def describe(letter: DeadLetter) -> str:
 def run_list(args: argparse.Namespace) -> int:
     account = _check(args)
     # Read-only: joins a running crmsync's Redis, never starts one, needs no mapping.
-    with runtime(needs_credentials=False, needs_mapping=False) as rt:
+    with runtime(needs_credentials=False, needs_mapping=False, needs_celery=False) as rt:
         letters = rt.store().dead_letter_book.groups(
             include_resolved=args.all, account_id=account, kind=args.kind, with_snapshots=False
         )

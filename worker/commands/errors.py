@@ -28,6 +28,7 @@ goes through :func:`worker.logs.scrub`.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -76,6 +77,8 @@ def explain(exc: BaseException, settings: Settings | None = None) -> Failure | N
     for matchers in (_MATCHERS, _FALLBACKS):
         for link in causes(exc):
             for matcher in matchers:
+                if not any(name in sys.modules for name in _NEEDS.get(matcher, ("sys",))):
+                    continue
                 failure = matcher(link, settings)
                 if failure is not None:
                     return failure
@@ -97,10 +100,6 @@ def causes(exc: BaseException) -> Iterator[BaseException]:
 
 def _ours(exc: BaseException, settings: Settings | None) -> Failure | None:
     from mappings.ids import InvalidSalesforceId
-    from tasks.resync import ResyncRequestError
-    from worker.salesforce.logins import LoginDeferred, LoginRefused
-    from worker.salesforce.org_schema import SchemaMismatch
-    from worker.salesforce.trouble import SalesforceTroubleError
     from worker.state.server import EmbeddedRedisError, NoCrmsyncRunning
 
     if isinstance(exc, MappingFileError):
@@ -117,27 +116,34 @@ def _ours(exc: BaseException, settings: Settings | None) -> Failure | None:
             "URL, e.g. 001Hp00000AbCdEIAV)",
             EXIT_CONFIG,
         )
-    if isinstance(exc, ResyncRequestError):
-        return Failure(f"crmsync: {exc}", EXIT_CONFIG)
     if isinstance(exc, StartupFailure):
         return Failure(str(exc), EXIT_FAILED)
-    if isinstance(exc, SchemaMismatch):
-        return Failure(str(exc), EXIT_CONFIG)
-    if isinstance(exc, LoginRefused):
-        return Failure(f"crmsync: {exc}", EXIT_CONFIG)
-    if isinstance(exc, LoginDeferred):  # refusals a person must see to: like the refusal
-        return Failure(f"crmsync: {exc}", EXIT_CONFIG)
-    if isinstance(exc, SalesforceTroubleError):
-        # A login refused or deferred (kind "login") reaches `crmsync poll` as this error:
-        # like LoginRefused and LoginDeferred above, a person must fix the login settings.
-        config = exc.kind == "login" or not exc.transient
-        return Failure(f"crmsync: {exc}", EXIT_CONFIG if config else EXIT_FAILED)
     if isinstance(exc, EmbeddedRedisError):
         return Failure(
             f"crmsync: the embedded Redis did not start: {exc}; set REDIS_URL to use a Redis "
             "of your own",
             EXIT_FAILED,
         )
+    return None
+
+
+def _ours_downstream(exc: BaseException, settings: Settings | None) -> Failure | None:
+    """crmsync's own errors of the jobs and the Salesforce side (see ``_NEEDS``)."""
+    from tasks.resync import ResyncRequestError
+    from worker.salesforce.logins import LoginDeferred, LoginRefused
+    from worker.salesforce.org_schema import SchemaMismatch
+    from worker.salesforce.trouble import SalesforceTroubleError
+
+    if isinstance(exc, SchemaMismatch):
+        return Failure(str(exc), EXIT_CONFIG)
+    # A deferred login is made of refusals a person must see to: like the refusal.
+    if isinstance(exc, ResyncRequestError | LoginRefused | LoginDeferred):
+        return Failure(f"crmsync: {exc}", EXIT_CONFIG)
+    if isinstance(exc, SalesforceTroubleError):
+        # A login refused or deferred (kind "login") reaches `crmsync poll` as this error:
+        # like LoginRefused and LoginDeferred above, a person must fix the login settings.
+        config = exc.kind == "login" or not exc.transient
+        return Failure(f"crmsync: {exc}", EXIT_CONFIG if config else EXIT_FAILED)
     return None
 
 
@@ -374,6 +380,7 @@ def _path(url: str) -> str:
 
 _MATCHERS: tuple[Callable[[BaseException, Settings | None], Failure | None], ...] = (
     _ours,
+    _ours_downstream,
     _salesforce,
     _metronome,
     _redis,
@@ -381,3 +388,13 @@ _MATCHERS: tuple[Callable[[BaseException, Settings | None], Failure | None], ...
 )
 #: Tried on every link only after nothing more specific matched anywhere in the chain.
 _FALLBACKS: tuple[Callable[[BaseException, Settings | None], Failure | None], ...] = (_kombu,)
+#: Packages of the exception classes each matcher looks for: a class never imported was never
+#: raised, so not importing it spares a failing health check Celery and the Salesforce client.
+_NEEDS: dict[Callable[[BaseException, Settings | None], Failure | None], tuple[str, ...]] = {
+    _ours_downstream: ("tasks.resync", "worker.salesforce"),
+    _salesforce: ("simple_salesforce", "worker.salesforce"),
+    _metronome: ("worker.metronome",),
+    _redis: ("redis",),
+    _salesforce_network: ("requests",),
+    _kombu: ("kombu",),
+}

@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     if args.limit < 1:
         raise UsageError("history: --limit must be at least 1")
     # Read-only: joins a running crmsync's Redis, never starts one.
-    with runtime(needs_credentials=False, needs_mapping=False) as rt:
+    with runtime(needs_credentials=False, needs_mapping=False, needs_celery=False) as rt:
         store = rt.store()
         history = build_history(store, record_id, since=since, limit=args.limit)
         if history.needs_explaining and not args.offline:

@@ -14,11 +14,10 @@ import json
 import time
 
 from mappings.ids import normalize_salesforce_id
-from tasks.parked import DRAIN_TASK
-from worker.app import declare_queue
 from worker.commands.bootstrap import runtime
 from worker.outages.breaker import METRONOME, CircuitBreaker, Policy, breaker_state
 from worker.outages.parking import Parking
+from worker.queue.names import DRAIN
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -48,7 +47,7 @@ def _ids(raw: list[str]) -> list[str]:
 def run_list(args: argparse.Namespace) -> int:
     wanted = set(_ids(args.account_ids))
     # Read-only: joins a running crmsync's Redis, never starts one, needs no mapping.
-    with runtime(needs_credentials=False, needs_mapping=False) as rt:
+    with runtime(needs_credentials=False, needs_mapping=False, needs_celery=False) as rt:
         store = rt.store()
         now = time.time()
         items = [
@@ -80,8 +79,10 @@ def run_retry_now(args: argparse.Namespace) -> int:
         settings = rt.settings
         policy = Policy(failures=settings.breaker_failures, probe_s=settings.breaker_probe_s)
         CircuitBreaker(store.client, store.keys, METRONOME, policy).probe_now()
+        from worker.app import declare_queue  # Celery: only this sub-command needs it
+
         declare_queue()
-        rt.app.send_task(DRAIN_TASK)
+        rt.app.send_task(DRAIN)
     missing = [i for i in wanted if i not in due]
     print(json.dumps({"due_now": len(due), "not_parked": missing, "drain": "requested"}))
     return 1 if missing else 0

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from worker.app import BEAT_SCHEDULER, QUEUE
+from worker.app import BEAT_SCHEDULER
 from worker.commands.bootstrap import service_runtime
 from worker.commands.preflight import check_org
 from worker.commands.worker import add_metrics_arguments, operations
+from worker.state.keys import QUEUE
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

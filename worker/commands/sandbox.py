@@ -14,6 +14,7 @@ import argparse
 from typing import TYPE_CHECKING, Any
 
 from worker.commands.errors import StartupFailure, UsageError
+from worker.sandbox.line_items import LineItemError, LineItemSpec
 from worker.sandbox.salesforce.auth import SandboxCredentials
 from worker.sandbox.stack import SANDBOX_METRONOME_TOKEN
 
@@ -73,14 +74,17 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="OAuth client secret",
     )
     parser.add_argument(
-        "--seed-accounts", type=int, default=0, help="seed the Salesforce org with N accounts"
+        "--seed-accounts",
+        type=int,
+        default=0,
+        help="seed the Salesforce org with N accounts (its products are always there)",
     )
     parser.set_defaults(func=run)
     _add_edit_parsers(parser)
 
 
 def _add_edit_parsers(parser: argparse.ArgumentParser) -> None:
-    from worker.sandbox.deals import PROVIDERS
+    from worker.sandbox.deals import DEAL_TYPES, PROVIDERS
 
     edits = parser.add_subparsers(dest="sandbox_action", metavar="EDIT")
     add = edits.add_parser("add-account", help="a new account with an open deal")
@@ -88,12 +92,21 @@ def _add_edit_parsers(parser: argparse.ArgumentParser) -> None:
     add.add_argument("--provider", choices=PROVIDERS, default="aws_marketplace")
     add.add_argument("--email", help="billing email (the customer's ingest alias)")
     add.add_argument("--won", action="store_true", help="close the deal at once")
-    add.add_argument(
-        "--rate-card",
-        help="Metronome rate card alias for the deal (the emulator has standard, enterprise, "
-        "startup): once won it also makes a contract",
+    add_deal = edits.add_parser(
+        "add-deal",
+        help="one more open deal on an account: new, or an expansion or renewal of its won deal",
     )
-    add.add_argument("--term-months", type=int, help="contract length (default: evergreen)")
+    add_deal.add_argument("account_id", help="the account's 15- or 18-character id")
+    add_deal.add_argument(
+        "--type",
+        choices=DEAL_TYPES,
+        default="new",
+        help="expansion: edits the account's contract live on the deal's start date; renewal: "
+        "the next contract after the newest one a won deal made (needs --rate-card)",
+    )
+    add_deal.add_argument("--won", action="store_true", help="close the deal at once")
+    for sub in (add, add_deal):
+        _add_deal_terms(sub)
     close = edits.add_parser("close", help="win the account's open deal (Closed Won)")
     close.add_argument("account_id")
     reopen = edits.add_parser("reopen", help="move the account's won deal back to open")
@@ -101,7 +114,7 @@ def _add_edit_parsers(parser: argparse.ArgumentParser) -> None:
     rename = edits.add_parser("rename", help="rename the account")
     rename.add_argument("account_id")
     rename.add_argument("name")
-    for sub in (add, close, reopen, rename):
+    for sub in (add, add_deal, close, reopen, rename):
         sub.add_argument(
             "--salesforce-url",
             help="the sandbox's Salesforce URL (default: CRMSYNC_SALESFORCE_EMULATOR_URL, "
@@ -117,6 +130,25 @@ def _add_edit_parsers(parser: argparse.ArgumentParser) -> None:
         )
         shown.add_argument("--json", action="store_true", help="print one JSON array")
         shown.set_defaults(func=run_listing)
+
+
+def _add_deal_terms(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--rate-card",
+        help="Metronome rate card alias for the deal (the emulator has standard, enterprise, "
+        "startup): once won it also makes a contract",
+    )
+    parser.add_argument("--term-months", type=int, help="contract length (default: evergreen)")
+    parser.add_argument(
+        "--line-item",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="a product sold on the deal, repeatable: PRODUCT_CODE[,quantity=N][,price=DOLLARS]"
+        "[,discount=PERCENT] on the org's products (SEAT seats, COMMIT prepaid commit, COMPUTE "
+        "usage, ONBOARD one-time fee), e.g. SEAT,quantity=50 or COMMIT,price=120000: the "
+        "contract's terms",
+    )
 
 
 def env_block(
@@ -200,8 +232,9 @@ def start_emulators(args: argparse.Namespace) -> tuple[MetronomeEmulator, Salesf
     except BaseException:
         metronome.stop()
         raise
-    if args.seed_accounts:
-        salesforce.seed(args.seed_accounts)
+    # Always: the org's products (Product2: SEAT, COMMIT, COMPUTE, ONBOARD) are what
+    # `add-account --line-item` sells, so an org without seeded accounts has them too.
+    salesforce.seed(args.seed_accounts)
     return metronome, salesforce
 
 
@@ -244,6 +277,7 @@ def announce(
     print("# 3. And in a third one, check, act as a sales rep and watch the customers:")
     print("#    crmsync check                            # one ok line per check")
     print('#    crmsync sandbox add-account "Acme Corp" --rate-card standard  # prints its id')
+    print("#        (add --line-item SEAT,quantity=50 to sell seats; see add-account --help)")
     print("#    crmsync sandbox close ACCOUNT_ID         # won: the next poll creates it")
     print('#    crmsync sandbox rename ACCOUNT_ID "Acme Inc"')
     print("#    crmsync sandbox reopen ACCOUNT_ID        # needs attention; nothing archived")
@@ -255,9 +289,13 @@ def run_edit(args: argparse.Namespace) -> int:
     import requests
 
     from worker.sandbox import deals
+    from worker.sandbox.reach import salesforce_login
     from worker.sandbox.salesforce.client import build_sandbox_salesforce
 
-    url, credentials = _sandbox_login(args)
+    line_items = _line_items(args)
+    url, credentials = salesforce_login(
+        args.salesforce_url, f"http://127.0.0.1:{DEFAULT_SALESFORCE_PORT}"
+    )
     try:
         sf = build_sandbox_salesforce(url, credentials)
         if args.sandbox_action == "add-account":
@@ -268,9 +306,19 @@ def run_edit(args: argparse.Namespace) -> int:
                 email=args.email,
                 rate_card=args.rate_card,
                 term_months=args.term_months,
+                line_items=line_items,
+                won=args.won,
             )
-            if args.won:
-                edit = deals.close(sf, edit.account_id)
+        elif args.sandbox_action == "add-deal":
+            edit = deals.add_deal(
+                sf,
+                args.account_id,
+                deal_type=args.type,
+                rate_card=args.rate_card,
+                term_months=args.term_months,
+                line_items=line_items,
+                won=args.won,
+            )
         elif args.sandbox_action == "close":
             edit = deals.close(sf, args.account_id)
         elif args.sandbox_action == "reopen":
@@ -281,33 +329,21 @@ def run_edit(args: argparse.Namespace) -> int:
         raise UsageError(
             f"no sandbox answers at {url}: start `crmsync sandbox` first, or pass --salesforce-url"
         ) from exc
-    except deals.SandboxEditError as exc:
+    except (deals.SandboxEditError, LineItemError) as exc:
         raise UsageError(str(exc)) from exc
     print(f"{edit.account_id}: {edit.what}")
     return 0
 
 
-def _sandbox_login(args: argparse.Namespace) -> tuple[str, SandboxCredentials]:
-    """The sandbox's URL and login: the flag, else the .env that `crmsync sandbox` printed.
+def _line_items(args: argparse.Namespace) -> list[LineItemSpec]:
+    """Every ``--line-item``, parsed before the sandbox is even asked: a malformed one is one
+    line naming it (exit 2), and nothing is created."""
+    from worker.sandbox.line_items import parse_line_item
 
-    The SALESFORCE_* credentials are used only when CRMSYNC_SALESFORCE_EMULATOR_URL says the
-    configuration is a sandbox one: a real org's password is never sent anywhere here.
-    """
-    from worker.settings import load_settings
-
-    settings = load_settings()
-    url = args.salesforce_url or settings.salesforce_emulator_url
-    url = url or f"http://127.0.0.1:{DEFAULT_SALESFORCE_PORT}"
-    credentials = _DEFAULTS
-    if settings.salesforce_emulator_url and settings.salesforce_username:
-        password = settings.salesforce_password
-        token = settings.salesforce_security_token
-        credentials = SandboxCredentials(
-            username=settings.salesforce_username,
-            password=password.get_secret_value() if password else _DEFAULTS.password,
-            security_token=token.get_secret_value() if token else _DEFAULTS.security_token,
-        )
-    return url, credentials
+    try:
+        return [parse_line_item(text) for text in getattr(args, "line_item", [])]
+    except LineItemError as exc:
+        raise UsageError(str(exc)) from exc
 
 
 def run_listing(args: argparse.Namespace) -> int:
@@ -317,7 +353,10 @@ def run_listing(args: argparse.Namespace) -> int:
 
     import httpx
 
-    url = _metronome_url(args)
+    from worker.sandbox.listing import describe_contract, describe_customer
+    from worker.sandbox.reach import metronome_url
+
+    url = metronome_url(args.metronome_url, f"http://127.0.0.1:{DEFAULT_METRONOME_PORT}")
     what = args.sandbox_action
     try:
         answer = httpx.get(f"{url}/_sandbox/{what}", timeout=10).json()
@@ -334,28 +373,3 @@ def run_listing(args: argparse.Namespace) -> int:
     for item in items:
         print(describe_customer(item) if what == "customers" else describe_contract(item))
     return 0
-
-
-def describe_customer(item: dict[str, Any]) -> str:
-    account = (item.get("custom_fields") or {}).get("sfdc_account_id", "-")
-    return f"{item.get('id')}  {item.get('name')!r}  account {account}"
-
-
-def describe_contract(item: dict[str, Any]) -> str:
-    pricing = item.get("rate_card_alias") or item.get("rate_card_id") or item.get("package_id")
-    ending = item.get("ending_before") or "evergreen"
-    return (
-        f"{item.get('id')}  customer {item.get('customer_id')}  {item.get('name') or '-'!s}  "
-        f"priced by {pricing or '-'}  {item.get('starting_at')} .. {ending}"
-    )
-
-
-def _metronome_url(args: argparse.Namespace) -> str:
-    from worker.settings import load_settings
-
-    if args.metronome_url:
-        return str(args.metronome_url).rstrip("/")
-    settings = load_settings()
-    if settings.salesforce_emulator_url and settings.metronome_base_url:
-        return str(settings.metronome_base_url).rstrip("/")
-    return f"http://127.0.0.1:{DEFAULT_METRONOME_PORT}"

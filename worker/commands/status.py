@@ -9,11 +9,11 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from worker.app import QUEUE
 from worker.commands.bootstrap import runtime
 from worker.outages.breaker import APIS, breaker_state
 from worker.outages.parking import Parking
 from worker.state.consumers import consumers
+from worker.state.keys import QUEUE
 from worker.state.listener import ListenerState, listener_report
 from worker.state.logins import LoginBackoff
 from worker.state.store import SyncStore
@@ -77,7 +77,7 @@ def collect_status(
 
 def run(args: argparse.Namespace) -> int:
     # Read-only: joins a running crmsync's Redis, never starts one, needs no mapping.
-    with runtime(needs_credentials=False, needs_mapping=False) as rt:
+    with runtime(needs_credentials=False, needs_mapping=False, needs_celery=False) as rt:
         listener = ListenerState.from_url(rt.redis.url, rt.settings.redis_prefix)
         try:
             status = collect_status(rt.store(), args.dead_letters, listener)

@@ -17,13 +17,12 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from worker.app import QUEUE
 from worker.commands.bootstrap import Runtime, service_runtime
 from worker.commands.preflight import check_org
 from worker.ops import consuming, redelivery
 from worker.ops.scrape import RedisStateCollector
 from worker.ops.watcher import start_watcher
-from worker.state.keys import Keys
+from worker.state.keys import QUEUE, Keys
 from worker.state.store import SyncStore
 from worker.telemetry import metrics
 

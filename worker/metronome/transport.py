@@ -26,7 +26,9 @@ thread-safe).
 
 from __future__ import annotations
 
+import functools
 import os
+import ssl
 import threading
 from collections.abc import Callable
 from typing import TypeVar
@@ -55,6 +57,14 @@ _T = TypeVar("_T")
 MAX_REFUSALS = 10
 
 log_retries_here()  # stamina's retries as our log lines (worker/logs.py)
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One TLS context per process, as httpx builds it by default (certifi's CA bundle, or
+    SSL_CERT_FILE / SSL_CERT_DIR). Loading the bundle takes ~0.1 s of CPU, and every gateway
+    built its own: each ``crmsync`` command, each context a test or a batch makes."""
+    return httpx.create_ssl_context()
 
 
 class _CountingTransport(httpx.HTTPTransport):
@@ -98,9 +108,10 @@ class GatewayCore:
         self._http = httpx.Client(
             timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
             transport=_CountingTransport(
+                verify=_tls_context(),
                 limits=httpx.Limits(
                     max_connections=max_connections, max_keepalive_connections=max_connections
-                )
+                ),
             ),
             event_hooks={"request": [self._count], "response": [record_metronome_response]},
         )

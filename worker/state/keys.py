@@ -12,6 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: Our Celery queue. kombu's Redis transport keeps a queue's waiting messages in a list named
+#: after it, without our prefix, so this is a Redis key too (``crmsync status`` counts it):
+#: defined here, where a read-only command finds it without importing Celery.
+QUEUE = "crmsync"
+
 #: A poll that dies holding the lock frees it after this long. Longer than the longest poll
 #: we expect (100k rows stream in about a minute), shorter than an operator's patience.
 POLL_LOCK_TTL_S = 600
