@@ -20,6 +20,7 @@ from tests.support.metronome_spec import (
     reference_dir,
 )
 from tests.support.stack import held_by, poll_and_wait, salesforce_client, stack_with_worker
+from tests.support.waiting import wait_until
 from worker.ops.history import build_history
 from worker.sandbox.stack import SandboxStack
 
@@ -222,9 +223,12 @@ def test_an_expansion_without_one_live_contract_needs_attention(
     assert edit_calls(stack) == calls
     ctx = stack.context()
     try:
-        [item] = ctx.store.attention.items(record_ids={expansion})
+        # Waited for: a sync that makes the customer and has no contract to create counts its
+        # outcome (what poll_and_wait waits on) before its expansions are looked at.
+        [item] = wait_until(lambda: ctx.store.attention.items(record_ids={expansion}), timeout_s=30)
     finally:
         ctx.close()
+    assert edit_calls(stack) == calls  # never a guess
     assert item.event == "expansion_contract_not_found"
     assert "no live contract" in item.details["why"]
 
