@@ -233,6 +233,14 @@ TARGETS: dict[str, Target] = {
         "<= 1.1",
         _at_most("expansion_metronome_calls_per_expansion", 1.1),
     ),
+    "expansion_calls_per_discount_fee_expansion": (
+        "<= 1.1",
+        _at_most("expansion_calls_per_discount_fee_expansion", 1.1),
+    ),
+    "expansion_calls_per_seat_expansion": (
+        "<= 1.1",
+        _at_most("expansion_calls_per_seat_expansion", 1.1),
+    ),
     "expansion_rerun_metronome_calls": (
         "= 0",
         lambda f: f["expansion_rerun_metronome_calls"] == 0,

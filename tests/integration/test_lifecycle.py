@@ -20,12 +20,14 @@ from tests.support.metronome_spec import (
     reference_dir,
 )
 from tests.support.stack import held_by, poll_and_wait, salesforce_client, stack_with_worker
+from tests.support.waiting import wait_until
 from worker.ops.history import build_history
 from worker.sandbox.stack import SandboxStack
 
 pytestmark = pytest.mark.integration
 
 EDIT = "POST /v2/contracts/edit"
+GET = "POST /v2/contracts/get"
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +106,30 @@ def edits_of(stack: SandboxStack, opportunity_id: str) -> list[dict[str, Any]]:
 def edit_calls(stack: SandboxStack) -> int:
     assert stack.metronome is not None
     return sum(n for k, n in stack.metronome.request_counts().items() if k.startswith(EDIT))
+
+
+def counts(stack: SandboxStack) -> dict[str, int]:
+    """Metronome requests by route (method and template, any status)."""
+    assert stack.metronome is not None
+    out: dict[str, int] = {}
+    for key, n in stack.metronome.request_counts().items():
+        route = key.rsplit(" ", 1)[0]
+        out[route] = out.get(route, 0) + n
+    return out
+
+
+def calls_since(stack: SandboxStack, before: dict[str, int]) -> dict[str, int]:
+    now = counts(stack)
+    return {k: now[k] - before.get(k, 0) for k in now if now[k] != before.get(k, 0)}
+
+
+def seat_quantities(stack: SandboxStack, opportunity_id: str) -> list[list[float]]:
+    """Each subscription of the deal's contract: its quantity schedule, oldest first (the
+    expansions here start on the contract's first day, so each replaces the quantity)."""
+    return [
+        [q["quantity"] for q in s["quantity_schedule"]]
+        for s in contract_of(stack, opportunity_id)["subscriptions"]
+    ]
 
 
 AS_SOLD = [
@@ -197,9 +223,12 @@ def test_an_expansion_without_one_live_contract_needs_attention(
     assert edit_calls(stack) == calls
     ctx = stack.context()
     try:
-        [item] = ctx.store.attention.items(record_ids={expansion})
+        # Waited for: a sync that makes the customer and has no contract to create counts its
+        # outcome (what poll_and_wait waits on) before its expansions are looked at.
+        [item] = wait_until(lambda: ctx.store.attention.items(record_ids={expansion}), timeout_s=30)
     finally:
         ctx.close()
+    assert edit_calls(stack) == calls  # never a guess
     assert item.event == "expansion_contract_not_found"
     assert "no live contract" in item.details["why"]
 
@@ -228,3 +257,60 @@ def test_editing_not_enabled_needs_attention_with_the_edit_body(
     assert item.event == "contract_editing_not_enabled"
     assert item.details["edit_body"]["add_overrides"][0]["multiplier"] == 0.9
     assert not edits_of(stack, expansion)
+
+
+def test_a_seat_expansion_costs_the_edit_alone_and_one_read_when_the_ids_are_unknown(
+    stack: SandboxStack, sf: Salesforce, products: dict[str, str]
+) -> None:
+    """The subscription's id comes from the create's (or an edit's) answer, so adding seats
+    is the edit alone; with that answer lacking the contract, or Redis flushed, the first
+    seat expansion reads the contract once (the API is the truth) and the next one does not."""
+    assert stack.metronome is not None
+
+    def expand(account: str, first: str, seats: int) -> tuple[str, dict[str, int]]:
+        before = counts(stack)
+        lines = [("SEAT", {"Quantity": seats})]
+        expansion = sell(sf, account, f"+{seats} seats", lines, products,
+                         Type="Expansion", Metronome_Parent_Opportunity__c=first)  # fmt: skip
+        poll_and_wait(stack)
+        assert len(edits_of(stack, expansion)) == 1
+        return expansion, calls_since(stack, before)
+
+    account = new_account(sf, "Seats Co")
+    first = sell(sf, account, "Seats new", AS_SOLD[:1], products,
+                 Metronome_Rate_Card__c="standard")  # fmt: skip
+    poll_and_wait(stack)
+    assert expand(account, first, 5)[1] == {EDIT: 1}
+    # Redis lost what it knew (a FLUSHALL, here only that record): one read, then the edit.
+    ctx = stack.context()
+    try:
+        contract_id = contract_of(stack, first)["id"]
+        assert ctx.store.client.delete(ctx.store.keys.contract_subscriptions(contract_id)) == 1
+    finally:
+        ctx.close()
+    assert expand(account, first, 3)[1] == {GET: 1, EDIT: 1}
+    assert expand(account, first, 2)[1] == {EDIT: 1}
+    assert seat_quantities(stack, first) == [[60]]  # one subscription: 50 + 5 + 3 + 2 seats
+
+    # A create answer without the contract (the spec makes it optional): read once.
+    stack.metronome.set_full_write_answers(False)
+    try:
+        other = new_account(sf, "Seats Without Answer Co")
+        second = sell(sf, other, "Seats new", AS_SOLD[:1], products,
+                      Metronome_Rate_Card__c="standard")  # fmt: skip
+        poll_and_wait(stack)
+    finally:
+        stack.metronome.set_full_write_answers(True)
+    assert expand(other, second, 4)[1] == {GET: 1, EDIT: 1}
+    assert expand(other, second, 1)[1] == {EDIT: 1}
+    assert seat_quantities(stack, second) == [[55]]
+
+    # A contract without seats: the first seat expansion adds the subscription (one read: only
+    # the API can say there is none), the edit's answer names it, the next one updates it.
+    third_account = new_account(sf, "Seats Later Co")
+    third = sell(sf, third_account, "Fee only", [("ONBOARD", {"UnitPrice": 100})], products,
+                 Metronome_Rate_Card__c="standard")  # fmt: skip
+    poll_and_wait(stack)
+    assert expand(third_account, third, 10)[1] == {GET: 1, EDIT: 1}
+    assert expand(third_account, third, 5)[1] == {EDIT: 1}
+    assert seat_quantities(stack, third) == [[15]]

@@ -24,6 +24,7 @@ cached (the catalog per process, the configurations per sync).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 import threading
@@ -36,6 +37,7 @@ from worker.metronome.actual import (
     BillingConfigurationState,
     ContractState,
     ProductState,
+    SubscriptionIds,
     canonical_json,
 )
 from worker.metronome.errors import (
@@ -71,6 +73,9 @@ class ContractOutcome:
     #: The adopted contract is archived (a person archived it): never re-created.
     archived: bool
     calls: int
+    #: Its subscriptions' ids when the answer that made or found it showed them (the
+    #: create's ``data.contract``, the list): a later seat expansion then needs no read.
+    subscriptions: SubscriptionIds | None = None
 
 
 class ProductCatalog:
@@ -225,7 +230,7 @@ class ContractEngine:
             canonical_json(body),
         )
         try:
-            contract_id = self._gateway.create_contract(body, key=key)
+            created = self._gateway.create_contract(body, key=key)
         except ConflictError as exc:
             found = self.find(desired, customer_id)
             if found is None:
@@ -254,14 +259,14 @@ class ContractEngine:
                     renews_contract_id=renews_contract_id,
                     by_provider=False,
                 )
-                return ContractOutcome(
-                    again.contract_id, again.created, again.archived, self._gateway.calls - start
-                )
+                return dataclasses.replace(again, calls=self._gateway.calls - start)
             raise ContractInputError(
                 f"contract for opportunity {opportunity} refused: {exc.message}",
                 status=exc.status,
             ) from exc
-        return ContractOutcome(contract_id, True, False, self._gateway.calls - start)
+        return ContractOutcome(
+            created.id, True, False, self._gateway.calls - start, created.subscriptions
+        )
 
     def find(self, desired: DesiredContract, customer_id: str) -> ContractState | None:
         """This opportunity's contract on the customer: by uniqueness key, then by the
@@ -276,7 +281,8 @@ class ContractEngine:
         return None
 
     def _outcome(self, found: ContractState, *, created: bool, start: int) -> ContractOutcome:
-        return ContractOutcome(found.id, created, found.archived, self._gateway.calls - start)
+        calls = self._gateway.calls - start
+        return ContractOutcome(found.id, created, found.archived, calls, found.subscriptions)
 
 
 def unambiguous_billing(

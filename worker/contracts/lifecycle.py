@@ -7,9 +7,9 @@
 - **Expansion = an edit**, exactly once by the uniqueness key derived from the expansion
   deal's id: after any ambiguous outcome the same key goes again and a 409 means it was
   applied. A seat line on a product and frequency the contract already subscribes to is a
-  quantity update of that subscription (which costs one read of the contract, for the
-  subscription's id). Metronome refusing because editing is not enabled for the client is an
-  operator's matter: "needs attention" with the edit body to apply, never a retry loop.
+  quantity update of that subscription, by an id known without a call in the normal case
+  (worker/contracts/subscriptions.py; one read when not). Editing not enabled for the
+  client is an operator's matter: "needs attention" with the edit body, never a retry loop.
 - **Renewal = a new contract** with ``transition {type: RENEWAL, from_contract_id}``, starting
   where the renewed contract ends unless the deal names its own start; exactly once by its
   own uniqueness key, through the contract engine like any contract.
@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any
 from mappings import DesiredCustomer, MappingError
 from mappings.contracts.desired import OPPORTUNITY_FIELD, DesiredContract, uniqueness_key
 from mappings.contracts.edits import DesiredEdit
-from worker.metronome.actual import ContractState, canonical_json
+from worker.contracts.subscriptions import known_subscriptions, remember_added
+from worker.metronome.actual import ContractState, SubscriptionIds, canonical_json
 from worker.metronome.contract_edits import EditingNotEnabledError
 from worker.metronome.errors import ConflictError, PermanentError, ServerError, TransientError
 from worker.metronome.idempotency import idempotency_key
@@ -49,6 +50,8 @@ class Target:
     ending_before: str | None = None
     candidates: tuple[str, ...] = ()
     why: str = ""
+    #: Its subscriptions' ids when it was found in a list (which shows them), else None.
+    subscriptions: SubscriptionIds | None = None
 
 
 @dataclass(slots=True)
@@ -91,7 +94,9 @@ def find_target(
             if contract.uniqueness_key == uniqueness_key(parent) or (
                 contract.custom_fields.get(OPPORTUNITY_FIELD) == parent
             ):
-                return Target(contract.id, contract.ending_before)
+                return Target(
+                    contract.id, contract.ending_before, subscriptions=contract.subscriptions
+                )
         return Target(None, why=f"the customer has no contract for opportunity {parent}")
     moment = _moment(on)
     live = [
@@ -102,7 +107,7 @@ def find_target(
         and _covers(c, moment, ending_on_counts)
     ]
     if len(live) == 1:
-        return Target(live[0].id, live[0].ending_before)
+        return Target(live[0].id, live[0].ending_before, subscriptions=live[0].subscriptions)
     what = "no live contract" if not live else f"{len(live)} live contracts"
     return Target(
         None, candidates=tuple(c.id for c in live), why=f"the customer has {what} on {on}"
@@ -312,10 +317,9 @@ def _edit_body(
     assert target.contract_id is not None  # noqa: S101 - checked by the caller
     end = _moment(target.ending_before)
     edit = ctx.mapping.map_expansion(item.row, customer, end.date() if end else None) or item.edit
-    subscriptions: dict[tuple[str, str], str] = {}
-    if edit.line_terms.subscriptions:  # a seat line may update a subscription: its id is needed
-        subscriptions = ctx.gateway.get_contract(customer_id, target.contract_id).subscriptions
-    return edit.request_body(customer_id, target.contract_id, subscriptions)
+    seats = edit.line_terms.subscriptions  # a seat line may update one: its id is needed
+    known = known_subscriptions(ctx, customer_id, target.contract_id, seats, target.subscriptions)
+    return edit.request_body(customer_id, target.contract_id, known)
 
 
 def _send_edit(ctx: ContractContext, edit: DesiredEdit, body: dict[str, Any]) -> str:
@@ -331,13 +335,14 @@ def _send_edit(ctx: ContractContext, edit: DesiredEdit, body: dict[str, Any]) ->
         canonical_json(body),
     )
     try:
-        ctx.gateway.edit_contract(body, key=key)
+        answer = ctx.gateway.edit_contract(body, key=key)
     except ConflictError:
         return "contract_edit_exists"
     except TransientError as exc:
         if isinstance(exc, ServerError):
             generations.bump(generation)  # a cached 5xx: the same key again, a new request
         raise
+    remember_added(ctx, body["contract_id"], answer.added_subscriptions)
     return "contract_edited"
 
 

@@ -210,7 +210,7 @@ def ensure_contracts(
                 continue  # needs attention: no contract to renew, or several
             sent, renews = resolved
             outcome = (
-                ContractOutcome(found.id, False, found.archived, 1)
+                ContractOutcome(found.id, False, found.archived, 1, found.subscriptions)
                 if found is not None
                 else engine.ensure(
                     sent, customer_id, billing, preferred=preferred, renews_contract_id=renews
@@ -308,6 +308,7 @@ def _record_contract(
         customer_id=customer_id,
         contract_hash=desired.state_hash(),
         canonical=desired.canonical(),
+        subscriptions=outcome.subscriptions,
     )
     result = (
         "contract_created"

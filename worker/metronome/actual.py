@@ -58,6 +58,11 @@ class CustomerState:
         )
 
 
+#: A contract's subscriptions: (product id, billing frequency) -> the subscription's id, what
+#: an expansion's seat line needs to update one (``update_subscriptions`` takes only the id).
+SubscriptionIds = dict[tuple[str, str], str]
+
+
 @dataclass(frozen=True, slots=True)
 class ContractState:
     """A contract as POST /v2/contracts/list returns it (the fields the engine reads)."""
@@ -68,6 +73,18 @@ class ContractState:
     archived: bool = False
     starting_at: str = ""
     ending_before: str | None = None
+    #: Its subscriptions' ids as the list shows them; None when they cannot be read.
+    subscriptions: SubscriptionIds | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedContract:
+    """What POST /v1/contracts/create answers: the new contract's id and, when the answer
+    carries the created contract (``data.contract``, optional in the spec), its subscriptions'
+    ids -- None when it does not (they are then read when an expansion first needs them)."""
+
+    id: str
+    subscriptions: SubscriptionIds | None = None
 
 
 @dataclass(frozen=True, slots=True)

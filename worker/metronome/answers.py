@@ -10,7 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
-from worker.metronome.actual import CatalogEntry, ContractState, CustomerState, ProductState
+from worker.metronome.actual import (
+    CatalogEntry,
+    ContractState,
+    CreatedContract,
+    CustomerState,
+    ProductState,
+    SubscriptionIds,
+)
 
 _T = TypeVar("_T")
 CUSTOM_FIELD_ENTITY: Literal["customer"] = "customer"
@@ -79,6 +86,36 @@ def contract_state(item: Any) -> ContractState:
         ending_before=(
             str(item.ending_before) if getattr(item, "ending_before", None) is not None else None
         ),
+        subscriptions=subscription_ids(item),
+    )
+
+
+def subscription_ids(contract: Any, field: str = "subscriptions") -> SubscriptionIds | None:
+    """(product id, billing frequency) -> subscription id of a contract as Metronome shows it
+    (create's ``data.contract``, ContractV2; an edit's ``add_subscriptions`` with ``field``):
+    a contract showing no ``subscriptions`` has none. None when a subscription lacks what is
+    needed (the spec makes ``id`` optional): unknown, rather than a map missing one."""
+    items = getattr(contract, field, None) or []
+    if not isinstance(items, list):
+        return None
+    found: SubscriptionIds = {}
+    for item in items:
+        rate = getattr(item, "subscription_rate", None)
+        product = getattr(getattr(rate, "product", None), "id", None)
+        frequency = getattr(rate, "billing_frequency", None)
+        subscription = getattr(item, "id", None)
+        if not all(isinstance(v, str) and v for v in (product, frequency, subscription)):
+            return None
+        found[(str(product), str(frequency).upper())] = str(subscription)
+    return found
+
+
+def created_contract(data: Any) -> CreatedContract:
+    """The create's answer: the id, and the subscriptions when it carries the contract."""
+    contract = getattr(data, "contract", None)
+    return CreatedContract(
+        id=required_text(data.id),
+        subscriptions=None if contract is None else subscription_ids(contract),
     )
 
 

@@ -11,15 +11,15 @@ from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, TypeVar, cast
 
-from worker.metronome.actual import CatalogEntry, ContractState, ProductState
+from worker.metronome.actual import CatalogEntry, ContractState, CreatedContract, ProductState
 from worker.metronome.answers import (
     body_cursor,
     catalog_entry,
+    created_contract,
     next_page_cursor,
     page_contracts,
     page_items,
     product_state,
-    required_text,
 )
 from worker.metronome.transport import GatewayCore, key_header, read_answer
 
@@ -29,8 +29,9 @@ _T = TypeVar("_T")
 class ContractCalls(GatewayCore):
     """Contracts (v1 create, v2 list) and the products, rate cards and packages they use."""
 
-    def create_contract(self, body: Mapping[str, Any], *, key: str) -> str:
-        """POST /v1/contracts/create; the new contract's id (``data.id``).
+    def create_contract(self, body: Mapping[str, Any], *, key: str) -> CreatedContract:
+        """POST /v1/contracts/create; the new contract's id (``data.id``) and, when the answer
+        carries the created contract (``data.contract``), its subscriptions' ids.
 
         A 409 (the uniqueness key or a unique contract custom field is taken) comes back as a
         ConflictError, never retried here: the contract engine re-reads and adopts."""
@@ -41,7 +42,10 @@ class ContractCalls(GatewayCore):
             ),
             post=True,
         )
-        return read_answer("createContract", lambda: required_text(answer.data.id))
+        created: CreatedContract = read_answer(
+            "createContract", lambda: created_contract(answer.data)
+        )
+        return created
 
     def list_contracts(self, customer_id: str) -> list[ContractState]:
         """POST /v2/contracts/list with include_archived, every page (``cursor``, ≤ 20 each).

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, cast
 
+from worker.metronome.actual import SubscriptionIds
+from worker.metronome.answers import subscription_ids
 from worker.metronome.errors import PermanentError
 from worker.metronome.transport import GatewayCore, key_header, read_answer
 
@@ -39,7 +41,16 @@ class LiveContract:
     archived: bool
     uniqueness_key: str | None = None
     #: (product id, billing frequency) -> subscription id.
-    subscriptions: dict[tuple[str, str], str] = field(default_factory=dict)
+    subscriptions: SubscriptionIds = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class EditAnswer:
+    """What POST /v2/contracts/edit answers: the edit's id and, when the answer carries the
+    edit (``data.edit``, optional in the spec), the ids of the subscriptions it added."""
+
+    id: str
+    added_subscriptions: SubscriptionIds | None = None
 
 
 class ContractEditCalls(GatewayCore):
@@ -56,9 +67,10 @@ class ContractEditCalls(GatewayCore):
         live: LiveContract = read_answer("getContract", lambda: _live(answer.data))
         return live
 
-    def edit_contract(self, body: Mapping[str, Any], *, key: str) -> str:
-        """POST /v2/contracts/edit; the edit's id. A 409 (the uniqueness key was used: the
-        edit is applied) comes back as ConflictError, never retried here."""
+    def edit_contract(self, body: Mapping[str, Any], *, key: str) -> EditAnswer:
+        """POST /v2/contracts/edit; the edit's id (and added subscriptions' ids, when shown).
+        A 409 (the uniqueness key was used: the edit is applied) comes back as ConflictError,
+        never retried here."""
         try:
             answer = self._call(
                 "editContract",
@@ -71,8 +83,8 @@ class ContractEditCalls(GatewayCore):
             if any(words in exc.message.lower() for words in NOT_ENABLED_WORDS):
                 raise EditingNotEnabledError(exc.message, status=exc.status) from exc
             raise
-        edit_id: str = read_answer("editContract", lambda: str(answer.data.id))
-        return edit_id
+        edited: EditAnswer = read_answer("editContract", lambda: _edit_answer(answer.data))
+        return edited
 
     def rate_card_rates(self, rate_card_id: str, at: str) -> set[tuple[str, str | None]]:
         """(product id, billing frequency or None) of every rate on the rate card at ``at``,
@@ -107,11 +119,16 @@ def _rates(page: Any) -> set[tuple[str, str | None]]:
     return out
 
 
+def _edit_answer(data: Any) -> EditAnswer:
+    edit = getattr(data, "edit", None)
+    added = None if edit is None else subscription_ids(edit, "add_subscriptions")
+    return EditAnswer(id=str(data.id), added_subscriptions=added)
+
+
 def _live(data: Any) -> LiveContract:
-    subscriptions: dict[tuple[str, str], str] = {}
-    for item in getattr(data, "subscriptions", None) or []:
-        rate = item.subscription_rate
-        subscriptions[(str(rate.product.id), str(rate.billing_frequency).upper())] = str(item.id)
+    subscriptions = subscription_ids(data)
+    if subscriptions is None:
+        raise TypeError("a subscription of the contract shows no id, product or frequency")
     ending = getattr(data, "ending_before", None)
     return LiveContract(
         id=str(data.id),

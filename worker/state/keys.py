@@ -144,6 +144,17 @@ class Keys:
         saving (one list call), the contract itself is found again by its uniqueness key."""
         return f"{self.prefix}:opportunity:{opportunity_id}"
 
+    def contract_subscriptions(self, contract_id: str) -> str:
+        """String (JSON): the contract's subscriptions as ``{"<product id> <FREQUENCY>":
+        "<subscription id>"}``, learnt from Metronome's own answers (the create's, a list's,
+        an edit's, the one read an expansion makes when this key is missing or does not name the
+        subscription a seat line needs), so a seat expansion's quantity update costs the edit
+        alone. Trusted only for the subscriptions it names (an id never stops naming its
+        subscription), so a stale or partly lost record costs a read, never a wrong edit;
+        written only for a contract with subscriptions. No TTL: a saving like the contract
+        id -- missing (a FLUSHALL), the next seat expansion reads the contract once."""
+        return f"{self.prefix}:contract:{contract_id}:subscriptions"
+
     def delivery_count(self, task_id: str, attempt: int) -> str:
         """Integer: how often one message (task id + retry number) was delivered; a message
         that keeps killing its worker is dead-lettered instead of looping forever."""

@@ -182,6 +182,46 @@ def test_a_contract_with_every_line_item_term_is_stored_and_read_back(
     assert shown["recurring_commits"][0]["access_amount"]["unit_price"] == 1000000
 
 
+def _answer(client: metronome.Metronome, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """A POST's raw answer, checked against the spec's 200 schema for it."""
+    answer: dict[str, Any] = client.post(path, body=body, cast_to=httpx.Response).json()
+    if (reference_dir() / SPEC_NAME).is_file():
+        spec = load_spec()
+        operation = spec["paths"][path]["post"]
+        schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
+        jsonschema.validate(answer, openapi_to_jsonschema(schema, spec))
+    return answer
+
+
+def test_write_answers_carry_what_was_written_as_the_spec_describes(
+    client: metronome.Metronome, emulator: MetronomeEmulator, customer: str
+) -> None:
+    """``data.contract`` of a create, ``data.edit`` of an edit (optional in the spec, the
+    create's in its example): what a read shows, subscription ids included; switched off,
+    ``data.id`` alone."""
+    body = {"customer_id": customer, "starting_at": START, "ending_before": END,
+            "rate_card_alias": "standard", "subscriptions": [seats(emulator)],
+            "overrides": [discount(emulator)], "scheduled_charges": [fee(emulator)],
+            "recurring_commits": [monthly_commit(emulator)]}  # fmt: skip
+    answer = _answer(client, "/v1/contracts/create", body)
+    contract = answer["data"]["id"]
+    shown = answer["data"]["contract"]
+    assert shown == get(client, customer, contract)
+    [seat] = shown["subscriptions"]
+    more = {"customer_id": customer, "contract_id": contract, "uniqueness_key": "more",
+            "add_subscriptions": [seats(emulator, 5, "MONTHLY")],
+            "update_subscriptions": [{"subscription_id": seat["id"], "quantity_updates": [
+                {"starting_at": MID, "quantity_delta": 10}]}]}  # fmt: skip
+    edited = _answer(client, "/v2/contracts/edit", more)["data"]
+    [added] = edited["edit"]["add_subscriptions"]
+    assert added["id"] in {s["id"] for s in get(client, customer, contract)["subscriptions"]}
+    emulator.set_full_write_answers(False)
+    plain = _answer(client, "/v1/contracts/create", {**body, "uniqueness_key": "other"})
+    assert set(plain["data"]) == {"id"}
+    bare = {**more, "uniqueness_key": "bare", "add_subscriptions": []}
+    assert set(_answer(client, "/v2/contracts/edit", bare)["data"]) == {"id"}
+
+
 @pytest.mark.parametrize(
     ("change", "words"),
     [

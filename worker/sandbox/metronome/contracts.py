@@ -27,7 +27,11 @@ rules the worker's contract step leans on, so the emulator refuses what Metronom
   as available only to some clients (this emulated account is not one of them) and the
   ones the emulator does not model (refused rather than silently dropped).
 
-The contract keeps the request it was created from (``Contract.given``).
+The contract keeps the request it was created from (``Contract.given``). The create answers
+``{data: {id, contract}}``: the created contract in its ContractV2 shape, which also satisfies
+the create answer's own schema (``CreateContractResponse.contract``); a switch
+(``full_write_answers``) drops ``contract`` (the spec makes it optional), and the edit's
+``edit``, for clients that must cope without them.
 """
 
 from __future__ import annotations
@@ -108,6 +112,10 @@ class ContractStore:
     #: Whether ``v2/contracts/edit`` is enabled for this client (Metronome enables contract
     #: editing per client, on request): off, every edit is refused.
     editing_enabled: bool = True
+    #: Whether the answers of a create and an edit carry what was written (``data.contract``,
+    #: ``data.edit``: optional in the spec, shown in the create's example) beside ``data.id``;
+    #: off, they are ``{data: {id}}`` alone, as the API reference's examples show.
+    full_write_answers: bool = True
 
     # -- create ------------------------------------------------------------------------------
 

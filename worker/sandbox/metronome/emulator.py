@@ -103,6 +103,12 @@ class MetronomeEmulator(ServedEmulator):
         client on request); a reset turns it back on."""
         self._on_loop(lambda: setattr(self._backend.contracts, "editing_enabled", enabled))
 
+    def set_full_write_answers(self, enabled: bool) -> None:
+        """Whether a contract create's and an edit's answers carry what was written
+        (``data.contract``, ``data.edit``: optional in the spec) or ``data.id`` alone; a reset
+        turns it back on."""
+        self._on_loop(lambda: setattr(self._backend.contracts, "full_write_answers", enabled))
+
     def reset(self, catalog: Catalog | None = None) -> None:
         """Forget all customers, keys, configurations, contracts, stored answers, accepted
         bodies, counts and faults; seed ``catalog``, else the one the emulator started with."""

@@ -152,7 +152,12 @@ def _list_packages(backend: Backend, _p: dict[str, str], body: Body, query: Quer
 
 
 def _create_contract(backend: Backend, _p: dict[str, str], body: Body, _q: Query) -> Any:
-    return {"data": {"id": backend.contracts.create(body).id}}
+    store = backend.contracts
+    contract = store.create(body)
+    data: dict[str, Any] = {"id": contract.id}
+    if store.full_write_answers:
+        data["contract"] = store.v2(contract)
+    return {"data": data}
 
 
 def _archive_contract(backend: Backend, _p: dict[str, str], body: Body, _q: Query) -> Any:
@@ -165,7 +170,11 @@ def _list_contracts(backend: Backend, _p: dict[str, str], body: Body, _q: Query)
 
 
 def _edit_contract(backend: Backend, _p: dict[str, str], body: Body, _q: Query) -> Any:
-    return {"data": {"id": edits.edit(backend.contracts, body)["id"]}}
+    record = edits.edit(backend.contracts, body)
+    data: dict[str, Any] = {"id": record["id"]}
+    if backend.contracts.full_write_answers:
+        data["edit"] = record
+    return {"data": data}
 
 
 def _get_contract(backend: Backend, _p: dict[str, str], body: Body, _q: Query) -> Any:
