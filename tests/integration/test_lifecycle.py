@@ -20,7 +20,6 @@ from tests.support.metronome_spec import (
     reference_dir,
 )
 from tests.support.stack import held_by, poll_and_wait, salesforce_client, stack_with_worker
-from tests.support.waiting import wait_until
 from worker.ops.history import build_history
 from worker.sandbox.stack import SandboxStack
 
@@ -212,6 +211,32 @@ def test_line_items_expansion_and_renewal(
             )
 
 
+def test_a_renewal_of_an_expansion_deal_starts_where_the_contract_ends(
+    stack: SandboxStack, sf: Salesforce, products: dict[str, str]
+) -> None:
+    """The renewal names the expansion deal, whose remembered state is its edit (no dates):
+    the renewed contract's end comes from Metronome, not the deal's own dates."""
+    account = new_account(sf, "Renews Its Upgrade Co")
+    first = sell(sf, account, "Upgrade Co new", [("SEAT", {"Quantity": 10})], products,
+                 Metronome_Rate_Card__c="standard", Contract_Term_Months__c=12)  # fmt: skip
+    poll_and_wait(stack)
+    expansion = sell(
+        sf, account, "Upgrade Co upgrade", [("SEAT", {"Quantity": 5})], products,
+        Type="Expansion", Metronome_Parent_Opportunity__c=first,
+        Contract_Start_Date__c="2027-03-01",
+    )  # fmt: skip
+    poll_and_wait(stack)
+    renewal = sell(
+        sf, account, "Upgrade Co renewal", [("SEAT", {"Quantity": 15})], products,
+        Type="Renewal", Metronome_Parent_Opportunity__c=expansion,
+        Metronome_Rate_Card__c="standard", Contract_Term_Months__c=12,
+    )  # fmt: skip
+    poll_and_wait(stack)
+    contract, renewed = contract_of(stack, first), contract_of(stack, renewal)
+    assert renewed["starting_at"] == contract["ending_before"]
+    assert renewed["transitions"][0]["from_contract_id"] == contract["id"]
+
+
 def test_an_expansion_without_one_live_contract_needs_attention(
     stack: SandboxStack, sf: Salesforce, products: dict[str, str]
 ) -> None:
@@ -223,9 +248,9 @@ def test_an_expansion_without_one_live_contract_needs_attention(
     assert edit_calls(stack) == calls
     ctx = stack.context()
     try:
-        # Waited for: a sync that makes the customer and has no contract to create counts its
-        # outcome (what poll_and_wait waits on) before its expansions are looked at.
-        [item] = wait_until(lambda: ctx.store.attention.items(record_ids={expansion}), timeout_s=30)
+        # No wait: a sync counts its outcome (what poll_and_wait waits on) only once its
+        # expansions were dealt with, as it does for contracts.
+        [item] = ctx.store.attention.items(record_ids={expansion})
     finally:
         ctx.close()
     assert edit_calls(stack) == calls  # never a guess

@@ -87,12 +87,17 @@ def find_target(
     where the renewed contract ends)."""
     if parent is not None:
         state = ctx.contract_store.states([parent])[parent]
-        if state.contract_id is not None:
-            ending = (state.contract or {}).get("ending_before")
+        ending = (state.contract or {}).get("ending_before")
+        if state.contract_id is not None and (isinstance(ending, str) or not ending_on_counts):
             return Target(state.contract_id, ending if isinstance(ending, str) else None)
+        # A renewal needs the renewed contract's end, and a parent deal that was an expansion
+        # remembers its edit, which holds no dates: Metronome's contract says where it ends.
+        known = state.contract_id
         for contract in ctx.gateway.list_contracts(customer_id):
-            if contract.uniqueness_key == uniqueness_key(parent) or (
-                contract.custom_fields.get(OPPORTUNITY_FIELD) == parent
+            if (
+                contract.id == known
+                or contract.uniqueness_key == uniqueness_key(parent)
+                or (contract.custom_fields.get(OPPORTUNITY_FIELD) == parent)
             ):
                 return Target(
                     contract.id, contract.ending_before, subscriptions=contract.subscriptions

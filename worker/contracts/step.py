@@ -58,6 +58,13 @@ class ContractPlan:
     bad: list[tuple[str, MappingError, str]] = field(default_factory=list)
     unchanged: int = 0
 
+    @property
+    def waiting(self) -> bool:
+        """A contract to create or an edit to make: the sync is not finished (nor its account
+        lock released) until they are, or a waiter (`poll --wait`, a test) would see it done
+        before the contract, the edit or its "needs attention" exists."""
+        return bool(self.pending or self.edits)
+
 
 @dataclass(slots=True)
 class ContractResults:

@@ -111,7 +111,7 @@ def dedupe(run: SyncRun, mapped: Mapped, state: AccountState) -> Done | None:
         run.ctx.store.count_outcome("unchanged")
         return Done("unchanged", state.customer_id)
     contracts = mapped.contracts
-    if customer_unchanged(run, mapped, state) and not contracts.pending and not contracts.edits:
+    if customer_unchanged(run, mapped, state) and not contracts.waiting:
         run.ctx.store.count_outcome("unchanged")
         return Done("unchanged", state.customer_id)
     return None
@@ -147,7 +147,7 @@ def converge(run: SyncRun, mapped: Mapped, *, unchanged: bool, known_absent: boo
                 # outcome is counted after them: a waiter (`poll --wait`, the demo) must not
                 # see the sync finished while its contracts are still being made.
                 made = apply_contracts(run, mapped, outcome.customer_id)
-                if mapped.contracts.pending:
+                if mapped.contracts.waiting:
                     run.ctx.store.count_outcome(result)
         except redis.RedisError:
             # Redis restarting (refused, or still loading its AOF: BusyLoadingError) says
@@ -199,7 +199,7 @@ def apply_customer(
     run: SyncRun, mapped: Mapped, held: HeldLock, *, known_absent: bool
 ) -> tuple[SyncOutcome, str]:
     """5-6. The upsert engine converges the customer; its hash, id and ledger line are
-    recorded (releasing the lock in the same round trip when no contract waits).
+    recorded (releasing the lock in the same round trip when no contract or edit waits).
 
     The poll's batched find saw no customer: skip the per-account find (the create's 409 on
     the identity alias still guards against one made since). The customer id is the one read
@@ -213,7 +213,7 @@ def apply_customer(
     )
     result = "created" if outcome.created else ("updated" if outcome.changes else "in_sync")
     owner = mapped.customer.salesforce_account_id
-    pending = mapped.contracts.pending
+    waiting = mapped.contracts.waiting
     run.ctx.store.finish_sync(
         run.account,
         state_hash=mapped.state_hash,
@@ -232,9 +232,9 @@ def apply_customer(
             "task_id": run.task_id,
             "duration_ms": round((time.monotonic() - run.started) * 1000, 1),
         },
-        release=None if pending else held,
+        release=None if waiting else held,
         snapshot_stamp=snapshot_stamp(run.record),
-        count=not pending,
+        count=not waiting,
     )
     return outcome, result
 
@@ -242,12 +242,11 @@ def apply_customer(
 def apply_contracts(run: SyncRun, mapped: Mapped, customer_id: str | None) -> ContractResults:
     """The contract of each pending won deal (worker/contracts/step.py), once the customer
     exists."""
-    pending = mapped.contracts.pending
-    if (not pending and not mapped.contracts.edits) or customer_id is None:
+    if not mapped.contracts.waiting or customer_id is None:
         return ContractResults()
     return ensure_contracts(
         run.ctx,
-        pending,
+        mapped.contracts.pending,
         edits=mapped.contracts.edits,
         rows=mapped.contracts.rows,
         verify=mapped.contracts.verify,
