@@ -10,8 +10,8 @@ from mappings import DesiredCustomer
 from mappings.contracts.desired import DesiredContract
 from mappings.contracts.edits import DesiredEdit
 from mappings.contracts.terms import LineTerms
-from worker.contracts import lifecycle
 from worker.contracts.step import plan_contracts
+from worker.contracts.target import find_target
 
 if TYPE_CHECKING:
     from worker.contracts.context import ContractContext
@@ -78,7 +78,7 @@ def _renewal_line(ctx: ContractContext, desired: DesiredContract, customer_id: s
     opportunity = desired.salesforce_opportunity_id
     if customer_id is None:
         return f"opportunity {opportunity}: renewal of {desired.parent_opportunity_id or '?'}"
-    target = lifecycle.find_target(
+    target = find_target(
         ctx,
         customer_id,
         parent=desired.parent_opportunity_id,
@@ -100,9 +100,7 @@ def _edit_line(ctx: ContractContext, edit: DesiredEdit, customer_id: str | None)
     what = _terms(edit.line_terms).removeprefix(", line items: ")
     if customer_id is None:
         return f"opportunity {opportunity}: expansion: contracts/edit adding {what}"
-    target = lifecycle.find_target(
-        ctx, customer_id, parent=edit.parent_opportunity_id, on=edit.starting_at
-    )
+    target = find_target(ctx, customer_id, parent=edit.parent_opportunity_id, on=edit.starting_at)
     if target.contract_id is None:
         return f"opportunity {opportunity}: expansion: needs attention ({target.why})"
     return (

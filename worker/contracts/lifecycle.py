@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from mappings import DesiredCustomer, MappingError
-from mappings.contracts.desired import OPPORTUNITY_FIELD, DesiredContract, uniqueness_key
+from mappings.contracts.desired import DesiredContract
 from mappings.contracts.edits import DesiredEdit
 from worker.contracts.subscriptions import known_subscriptions, remember_added
-from worker.metronome.actual import ContractState, SubscriptionIds, canonical_json
+from worker.contracts.target import Target, find_target, utc_instant
+from worker.metronome.actual import canonical_json
 from worker.metronome.contract_edits import EditingNotEnabledError
 from worker.metronome.errors import ConflictError, PermanentError, ServerError, TransientError
 from worker.metronome.idempotency import idempotency_key
@@ -40,18 +40,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EDIT_GENERATION_PREFIX = "edit:"
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """The contract a deal changes, or the candidates when there is not exactly one."""
-
-    contract_id: str | None
-    ending_before: str | None = None
-    candidates: tuple[str, ...] = ()
-    why: str = ""
-    #: Its subscriptions' ids when it was found in a list (which shows them), else None.
-    subscriptions: SubscriptionIds | None = None
 
 
 @dataclass(slots=True)
@@ -65,65 +53,6 @@ class EditResults:
     applied: list[str] = field(default_factory=list)
     attention: int = 0
     dead: list[tuple[str, str, str]] = field(default_factory=list)  # (opportunity, why, hash)
-
-
-def _moment(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
-
-
-def find_target(
-    ctx: ContractContext,
-    customer_id: str,
-    *,
-    parent: str | None,
-    on: str,
-    exclude_key: str | None = None,
-    ending_on_counts: bool = False,
-) -> Target:
-    """The contract a deal changes (see the module docstring); ``on`` is the deal's start.
-    ``ending_on_counts``: a contract ending exactly on ``on`` is live too (a renewal starts
-    where the renewed contract ends)."""
-    if parent is not None:
-        state = ctx.contract_store.states([parent])[parent]
-        ending = (state.contract or {}).get("ending_before")
-        if state.contract_id is not None and (isinstance(ending, str) or not ending_on_counts):
-            return Target(state.contract_id, ending if isinstance(ending, str) else None)
-        # A renewal needs the renewed contract's end, and a parent deal that was an expansion
-        # remembers its edit, which holds no dates: Metronome's contract says where it ends.
-        known = state.contract_id
-        for contract in ctx.gateway.list_contracts(customer_id):
-            if (
-                contract.id == known
-                or contract.uniqueness_key == uniqueness_key(parent)
-                or (contract.custom_fields.get(OPPORTUNITY_FIELD) == parent)
-            ):
-                return Target(
-                    contract.id, contract.ending_before, subscriptions=contract.subscriptions
-                )
-        return Target(None, why=f"the customer has no contract for opportunity {parent}")
-    moment = _moment(on)
-    live = [
-        c
-        for c in ctx.gateway.list_contracts(customer_id)
-        if not c.archived
-        and c.uniqueness_key != exclude_key
-        and _covers(c, moment, ending_on_counts)
-    ]
-    if len(live) == 1:
-        return Target(live[0].id, live[0].ending_before, subscriptions=live[0].subscriptions)
-    what = "no live contract" if not live else f"{len(live)} live contracts"
-    return Target(
-        None, candidates=tuple(c.id for c in live), why=f"the customer has {what} on {on}"
-    )
-
-
-def _covers(contract: ContractState, moment: datetime | None, ending_on_counts: bool) -> bool:
-    start, end = _moment(contract.starting_at), _moment(contract.ending_before)
-    if moment is None or start is None or start > moment:
-        return False
-    return end is None or moment < end or (ending_on_counts and moment == end)
 
 
 def plan_edits(
@@ -175,7 +104,7 @@ def renewal_terms(
     )
     if target.contract_id is None:
         return target
-    ending = _moment(target.ending_before)
+    ending = utc_instant(target.ending_before)
     if desired.follows_renewed and ending is not None and row is not None:
         moved = ctx.mapping.map_contract(row, customer, starting_at_override=ending.date())
         if moved is not None:
@@ -320,7 +249,7 @@ def _edit_body(
     target: Target,
 ) -> dict[str, Any]:
     assert target.contract_id is not None  # noqa: S101 - checked by the caller
-    end = _moment(target.ending_before)
+    end = utc_instant(target.ending_before)
     edit = ctx.mapping.map_expansion(item.row, customer, end.date() if end else None) or item.edit
     seats = edit.line_terms.subscriptions  # a seat line may update one: its id is needed
     known = known_subscriptions(ctx, customer_id, target.contract_id, seats, target.subscriptions)

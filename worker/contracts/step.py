@@ -16,7 +16,6 @@ billing configuration first), in two halves:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass, field
@@ -29,18 +28,14 @@ from mappings.contracts.engine import opportunity_id, won_opportunity_rows
 from worker.contracts import lifecycle
 from worker.contracts.context import ContractContext
 from worker.contracts.engine import ContractOutcome
+from worker.contracts.problems import dead_letter, failure_hash
 from worker.metronome.actual import BillingConfigurationState, canonical_json
 from worker.metronome.errors import ContractConflictError, ContractInputError
-from worker.state.dead_letters import CONTRACT_KIND as DEAD_LETTER_CONTRACT_KIND
 
 if TYPE_CHECKING:
     from worker.metronome import MetronomeGateway
 
 log = logging.getLogger(__name__)
-
-#: Dead-letter kind of a deal whose contract cannot be made (the customer synced); its
-#: dead letters are grouped by opportunity.
-CONTRACT_KIND = DEAD_LETTER_CONTRACT_KIND
 
 
 @dataclass(slots=True)
@@ -91,7 +86,7 @@ def plan_contracts(
             edit = ctx.mapping.map_expansion(row, customer) if desired is None else None
         except MappingError as exc:
             identity = opportunity_id(row) or exc.record_id
-            failures.append((identity, exc, _bad_hash(exc)))
+            failures.append((identity, exc, failure_hash(exc)))
             continue
         if desired is not None:
             mapped.append(desired)
@@ -145,7 +140,7 @@ def report_contract_problems(
     Returns how many dead letters were written."""
     store = ctx.store
     for identity, error, bad_hash in plan.bad:
-        _dead_letter(
+        dead_letter(
             ctx,
             account,
             opportunity=identity,
@@ -224,7 +219,7 @@ def ensure_contracts(
                 )
             )
         except (ContractInputError, ContractConflictError) as exc:
-            _dead_letter(
+            dead_letter(
                 ctx,
                 account,
                 opportunity=opportunity,
@@ -289,7 +284,7 @@ def _apply_edits(
     )  # fmt: skip
     results.edited.extend(applied.applied)
     for opportunity, why, state_hash in applied.dead:
-        _dead_letter(ctx, account, opportunity=opportunity, why=why, record=record,
+        dead_letter(ctx, account, opportunity=opportunity, why=why, record=record,
                      task_id=task_id, trigger=reason, state_hash=state_hash)  # fmt: skip
         results.dead_lettered += 1
 
@@ -361,41 +356,3 @@ def _record_contract(
         opportunity,
         extra={"account_id": account, "customer_id": customer_id, "task_id": task_id},
     )
-
-
-def _dead_letter(
-    ctx: ContractContext,
-    account: str,
-    *,
-    opportunity: str,
-    why: str,
-    record: dict[str, Any],
-    task_id: str,
-    state_hash: str,
-    trigger: str = "",
-) -> None:
-    """A dead letter for the deal's contract, once per state of the deal: ``state_hash`` is
-    remembered, so the same refused state is not sent (nor dead-lettered) again."""
-    ctx.store.dead_letter(
-        account_id=account,
-        kind=CONTRACT_KIND,
-        reason=f"opportunity {opportunity}: {why}",
-        task_id=task_id,
-        snapshot=record,
-        opportunity_id=opportunity,
-        trigger=trigger,
-    )
-    # Its own outcome: the account's sync still ends with one outcome of its own, which is
-    # what waiters (`poll --wait`, the demo) count.
-    ctx.store.count_outcome("contract_dead_lettered")
-    log.warning(
-        "dead-lettered the contract of opportunity %s: %s",
-        opportunity,
-        why,
-        extra={"account_id": account, "task_id": task_id},
-    )
-    ctx.contract_store.mark_dead(opportunity, state_hash)
-
-
-def _bad_hash(exc: MappingError) -> str:
-    return hashlib.sha256(str(exc).encode("utf-8")).hexdigest()
