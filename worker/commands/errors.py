@@ -31,10 +31,11 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, cast
 
 from mappings.errors import MappingFileError
-from worker.logs import redacted_url, scrub
+from worker.commands.error_text import flat, origin, short, url_path
+from worker.logs import redacted_url
 from worker.settings import (
     NotConfigured,
     SalesforceAuthMode,
@@ -43,6 +44,9 @@ from worker.settings import (
     salesforce_auth_mode,
     salesforce_mode_variables,
 )
+
+if TYPE_CHECKING:
+    from worker.salesforce.trouble import SalesforceTroubleError
 
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
@@ -128,23 +132,37 @@ def _ours(exc: BaseException, settings: Settings | None) -> Failure | None:
 
 
 def _ours_downstream(exc: BaseException, settings: Settings | None) -> Failure | None:
-    """crmsync's own errors of the jobs and the Salesforce side (see ``_NEEDS``)."""
-    from tasks.resync import ResyncRequestError
-    from worker.salesforce.logins import LoginDeferred, LoginRefused
-    from worker.salesforce.org_schema import SchemaMismatch
-    from worker.salesforce.trouble import SalesforceTroubleError
-
-    if isinstance(exc, SchemaMismatch):
+    """crmsync's own errors of the jobs and the Salesforce side, each looked for only when its
+    module is imported (:func:`_loaded`)."""
+    if isinstance(exc, _loaded("worker.salesforce.org_schema", "SchemaMismatch")):
         return Failure(str(exc), EXIT_CONFIG)
     # A deferred login is made of refusals a person must see to: like the refusal.
-    if isinstance(exc, ResyncRequestError | LoginRefused | LoginDeferred):
+    refused = _loaded("tasks.resync", "ResyncRequestError") + _loaded(
+        "worker.salesforce.logins", "LoginRefused", "LoginDeferred"
+    )
+    if isinstance(exc, refused + _loaded("worker.salesforce.errors", "SessionExpired")):
         return Failure(f"crmsync: {exc}", EXIT_CONFIG)
-    if isinstance(exc, SalesforceTroubleError):
+    if isinstance(exc, _loaded("worker.salesforce.errors", "QuotaReached")):
+        return Failure(
+            f"crmsync: {exc}; wait for the rolling 24 h quota to recover, or raise "
+            "SALESFORCE_QUOTA_FRACTION",
+            EXIT_FAILED,
+        )
+    if isinstance(exc, _loaded("worker.salesforce.trouble", "SalesforceTroubleError")):
         # A login refused or deferred (kind "login") reaches `crmsync poll` as this error:
         # like LoginRefused and LoginDeferred above, a person must fix the login settings.
-        config = exc.kind == "login" or not exc.transient
+        trouble = cast("SalesforceTroubleError", exc)
+        config = trouble.kind == "login" or not trouble.transient
         return Failure(f"crmsync: {exc}", EXIT_CONFIG if config else EXIT_FAILED)
     return None
+
+
+def _loaded(module: str, *names: str) -> tuple[type[BaseException], ...]:
+    """The named exception classes of ``module`` when it is imported, else none: a class never
+    imported was never raised, and importing it to ask would cost a failing command the
+    Salesforce client and Celery (~0.5 s of CPU)."""
+    found = sys.modules.get(module)
+    return tuple(getattr(found, name) for name in names) if found is not None else ()
 
 
 def mapping_problems(exc: MappingFileError) -> str:
@@ -167,7 +185,7 @@ def _redis(exc: BaseException, settings: Settings | None) -> Failure | None:
         and re.match(r"(NOAUTH|WRONGPASS|invalid password)", str(exc))
     ):
         return Failure(
-            f"crmsync: Redis{where} refused the credentials ({_short(exc)}); set the password "
+            f"crmsync: Redis{where} refused the credentials ({short(exc)}); set the password "
             "Redis expects in REDIS_PASSWORD (or REDIS_PASSWORD_FILE, or in REDIS_URL)",
             EXIT_CONFIG,
         )
@@ -178,7 +196,7 @@ def _redis(exc: BaseException, settings: Settings | None) -> Failure | None:
         )
     if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
         return Failure(
-            f"crmsync: cannot reach Redis{where} (REDIS_URL): {_short(exc)}; start Redis or "
+            f"crmsync: cannot reach Redis{where} (REDIS_URL): {short(exc)}; start Redis or "
             "correct REDIS_URL",
             EXIT_FAILED,
         )
@@ -191,7 +209,7 @@ def _kombu(exc: BaseException, settings: Settings | None) -> Failure | None:
 
     if isinstance(exc, OperationalError):
         return Failure(
-            f"crmsync: cannot reach Redis{_redis_where(settings)} (REDIS_URL): {_short(exc)}; "
+            f"crmsync: cannot reach Redis{_redis_where(settings)} (REDIS_URL): {short(exc)}; "
             "start Redis or correct REDIS_URL",
             EXIT_FAILED,
         )
@@ -216,22 +234,12 @@ def _salesforce(exc: BaseException, settings: Settings | None) -> Failure | None
         SalesforceRefusedRequest,
     )
 
-    from worker.salesforce.source import QuotaReached, SessionExpired
-
     if isinstance(exc, SalesforceAuthenticationFailed):
         return Failure(
-            f"crmsync: Salesforce refused the login ({exc.code}: {_flat(exc.auth_message)}) "
+            f"crmsync: Salesforce refused the login ({exc.code}: {flat(exc.auth_message)}) "
             f"{_login_settings(settings)}; check them (a password change also resets the "
             "security token) and SALESFORCE_DOMAIN (login, test or your My Domain)",
             EXIT_CONFIG,
-        )
-    if isinstance(exc, SessionExpired):
-        return Failure(f"crmsync: {exc}", EXIT_CONFIG)
-    if isinstance(exc, QuotaReached):
-        return Failure(
-            f"crmsync: {exc}; wait for the rolling 24 h quota to recover, or raise "
-            "SALESFORCE_QUOTA_FRACTION",
-            EXIT_FAILED,
         )
     if isinstance(exc, SalesforceExpiredSession):
         if settings is not None and _mode(settings) is SalesforceAuthMode.SESSION:
@@ -266,7 +274,7 @@ def _salesforce(exc: BaseException, settings: Settings | None) -> Failure | None
             return Failure(f"crmsync: {trouble.line}", EXIT_CONFIG)
         code = _salesforce_code(exc.content) or "no error code"
         return Failure(
-            f"crmsync: Salesforce answered {exc.status} ({code}) for {_path(exc.url)}; "
+            f"crmsync: Salesforce answered {exc.status} ({code}) for {url_path(exc.url)}; "
             "run `crmsync check`, or try again later",
             EXIT_FAILED,
         )
@@ -281,7 +289,7 @@ def _salesforce_network(exc: BaseException, settings: Settings | None) -> Failur
         return None
     request = getattr(exc, "request", None)
     url = getattr(request, "url", None)
-    host = f" at {_origin(url)}" if url else ""
+    host = f" at {origin(url)}" if url else ""
     setting = "SALESFORCE_DOMAIN"
     if settings is not None and settings.salesforce_emulator_url:
         setting = "CRMSYNC_SALESFORCE_EMULATOR_URL"
@@ -289,7 +297,7 @@ def _salesforce_network(exc: BaseException, settings: Settings | None) -> Failur
     elif settings is not None:
         setting = f"SALESFORCE_DOMAIN={settings.salesforce_domain}"
     return Failure(
-        f"crmsync: cannot reach Salesforce{host} ({setting}): {_short(exc)}; check the network "
+        f"crmsync: cannot reach Salesforce{host} ({setting}): {short(exc)}; check the network "
         "and the setting",
         EXIT_FAILED,
     )
@@ -334,7 +342,7 @@ def _metronome(exc: BaseException, settings: Settings | None) -> Failure | None:
         )
     if exc.status == 403:
         return Failure(
-            f"crmsync: Metronome{where} answered 403 forbidden ({_flat(exc.message)}): the "
+            f"crmsync: Metronome{where} answered 403 forbidden ({flat(exc.message)}): the "
             "token in METRONOME_BEARER_TOKEN may not do this; use a token with write access",
             EXIT_CONFIG,
         )
@@ -345,37 +353,7 @@ def _metronome(exc: BaseException, settings: Settings | None) -> Failure | None:
             "check the network and METRONOME_BASE_URL, or raise METRONOME_TIMEOUT_S",
             EXIT_FAILED,
         )
-    return Failure(f"crmsync: Metronome{where}: {_flat(exc.message)}", EXIT_FAILED)
-
-
-# -- helpers ---------------------------------------------------------------------------------
-
-_ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
-
-
-def _flat(text: str) -> str:
-    """Third-party text on one line, secrets scrubbed, at most 300 characters."""
-    return " ".join(scrub(text).split())[:300]
-
-
-def _short(exc: BaseException) -> str:
-    """The useful end of a library's message: "Connection refused", not 300 characters."""
-    text = _flat(str(exc))
-    found = _ERRNO.search(text)
-    if found:
-        return found.group(1).strip().rstrip(".")
-    if "timed out" in text.lower():
-        return "timed out"
-    return (text or type(exc).__name__)[:200].rstrip(".")
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-
-
-def _path(url: str) -> str:
-    return urlsplit(url).path or url
+    return Failure(f"crmsync: Metronome{where}: {flat(exc.message)}", EXIT_FAILED)
 
 
 _MATCHERS: tuple[Callable[[BaseException, Settings | None], Failure | None], ...] = (
@@ -391,9 +369,8 @@ _FALLBACKS: tuple[Callable[[BaseException, Settings | None], Failure | None], ..
 #: Packages of the exception classes each matcher looks for: a class never imported was never
 #: raised, so not importing it spares a failing health check Celery and the Salesforce client.
 _NEEDS: dict[Callable[[BaseException, Settings | None], Failure | None], tuple[str, ...]] = {
-    _ours_downstream: ("tasks.resync", "worker.salesforce"),
-    _salesforce: ("simple_salesforce", "worker.salesforce"),
-    _metronome: ("worker.metronome",),
+    _salesforce: ("simple_salesforce.exceptions",),
+    _metronome: ("worker.metronome.errors",),
     _redis: ("redis",),
     _salesforce_network: ("requests",),
     _kombu: ("kombu",),

@@ -9,10 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from mappings import MappingError
 from mappings.ids import normalize_salesforce_id
-from tasks.poll import group_by_account
 from worker.commands.bootstrap import runtime
-from worker.context import build_context
-from worker.contracts.describe import describe_contracts
+from worker.queue.grouping import group_by_account
 
 if TYPE_CHECKING:
     from worker.context import WorkerContext
@@ -31,6 +29,10 @@ def run(args: argparse.Namespace) -> int:
     for account_id in args.account_ids:
         normalize_salesforce_id(account_id)  # a malformed id stops here, before any login
     with runtime() as rt:
+        # Imported once Redis answered: a command that cannot start says so in a fraction
+        # of the time (the jobs, Celery and the Salesforce client are most of its start-up).
+        from worker.context import build_context
+
         ctx = build_context(rt.settings, rt.redis.url)
         records = group_by_account(ctx.source.records_for_accounts(args.account_ids))
         plans = [plan_account(ctx, account_id, records) for account_id in args.account_ids]
@@ -53,6 +55,8 @@ def plan_account(
     ctx: WorkerContext, account_id: str, records: dict[str, dict[str, Any]]
 ) -> dict[str, Any]:
     """What a sync of ``account_id`` would call: ``status`` planned, not_found or invalid."""
+    from worker.contracts.describe import describe_contracts  # see run()
+
     matches = [r for a, r in records.items() if a.startswith(account_id[:15])]
     if not matches:
         reason = "no won opportunity in Salesforce; nothing to sync"

@@ -6,10 +6,7 @@ import argparse
 import json
 import sys
 
-from tasks.poll import run_poll
 from worker.commands.bootstrap import runtime
-from worker.context import build_context
-from worker.ops.progress import SyncWatch, wait_for_syncs
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -26,6 +23,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def run(args: argparse.Namespace) -> int:
     with runtime() as rt:
+        # Imported once Redis answered: a command that cannot start says so in a fraction
+        # of the time (the jobs, Celery and the Salesforce client are most of its start-up).
+        from tasks.poll import run_poll
+        from worker.context import build_context
+        from worker.ops.progress import SyncWatch, wait_for_syncs
+
         ctx = build_context(rt.settings, rt.redis.url)
         watch = SyncWatch.start(ctx.store)
         summary = run_poll(ctx, raise_outage=True)

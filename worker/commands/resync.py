@@ -6,10 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from tasks.resync import run_resync
 from worker.commands.bootstrap import runtime
-from worker.context import build_context
-from worker.ops.progress import SyncWatch, wait_for_syncs
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -48,6 +45,12 @@ def run(args: argparse.Namespace) -> int:
     malformed id or selector is a ResyncRequestError (exit 2, worker/commands/errors.py).
     """
     with runtime() as rt:
+        # Imported once Redis answered: a command that cannot start says so in a fraction
+        # of the time (the jobs, Celery and the Salesforce client are most of its start-up).
+        from tasks.resync import run_resync
+        from worker.context import build_context
+        from worker.ops.progress import SyncWatch, wait_for_syncs
+
         ctx = build_context(rt.settings, rt.redis.url)
         watch = SyncWatch.start(ctx.store)
         result = run_resync(
