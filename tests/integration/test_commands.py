@@ -52,6 +52,8 @@ def test_poll_command_enqueues_and_waits(stack: SandboxStack, sf: Salesforce) ->
 def test_status_json_reports_cursors_outcomes_and_dead_letters(
     stack: SandboxStack, sf: Salesforce
 ) -> None:
+    # One deal that syncs and one that dead-letters, both of this test's own (it runs alone).
+    close_deal(sf, "Status Good")
     close_deal(sf, "Status Bad", AWS_Region__c="pluto-1")
     poll_and_wait(stack)
     result = cli(stack, "status", "--json")
