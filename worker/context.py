@@ -37,6 +37,9 @@ class WorkerContext:
     settings: Settings
     store: SyncStore
     mapping: Mapping
+    #: A dry run (``crmsync plan``): the engines register no custom field key, which is a
+    #: write; only a create needs the keys, and a dry run makes none.
+    read_only: bool = False
     _gateway: MetronomeGateway | None = field(default=None, repr=False)
     _engine: UpsertEngine | None = field(default=None, repr=False)
     _contracts: ContractEngine | None = field(default=None, repr=False)
@@ -157,7 +160,7 @@ class WorkerContext:
         # Custom field keys must be registered before the first create (unregistered keys
         # fail with 400). Bootstrap is idempotent; the Redis flag only saves the listKeys
         # call on every process start, and expires daily to re-check.
-        if not self.store.client.get(self.store.keys.bootstrap_done):
+        if not self.read_only and not self.store.client.get(self.store.keys.bootstrap_done):
             engine.bootstrap()
             self.store.client.set(self.store.keys.bootstrap_done, "1", ex=86_400)
         return engine
@@ -178,7 +181,7 @@ class WorkerContext:
         engine = ContractEngine(self.gateway, self.store)
         rule = self.mapping.contract
         flag = self.store.keys.contract_bootstrap_done
-        if rule is not None and not self.store.client.get(flag):
+        if rule is not None and not self.read_only and not self.store.client.get(flag):
             engine.bootstrap(rule.custom_field_keys())
             self.store.client.set(flag, "1", ex=86_400)
         return engine
@@ -242,7 +245,9 @@ def load_configured_mapping(settings: Settings) -> Mapping:
     return load_default_mapping()
 
 
-def build_context(settings: Settings | None = None, redis_url: str | None = None) -> WorkerContext:
+def build_context(
+    settings: Settings | None = None, redis_url: str | None = None, *, read_only: bool = False
+) -> WorkerContext:
     settings = settings or load_settings()
     url = redis_url or settings.redis_url or os.environ.get("REDIS_URL")
     if not url:
@@ -252,7 +257,8 @@ def build_context(settings: Settings | None = None, redis_url: str | None = None
     if not url:
         raise NotConfigured("REDIS_URL is not set and no embedded Redis is running")
     store = SyncStore.from_url(url, settings.redis_prefix, settings.ledger_max_entries)
-    return WorkerContext(settings=settings, store=store, mapping=load_configured_mapping(settings))
+    mapping = load_configured_mapping(settings)
+    return WorkerContext(settings=settings, store=store, mapping=mapping, read_only=read_only)
 
 
 _context: WorkerContext | None = None

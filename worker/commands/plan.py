@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
         # of the time (the jobs, Celery and the Salesforce client are most of its start-up).
         from worker.context import build_context
 
-        ctx = build_context(rt.settings, rt.redis.url)
+        ctx = build_context(rt.settings, rt.redis.url, read_only=True)
         records = group_by_account(ctx.source.records_for_accounts(args.account_ids))
         plans = [plan_account(ctx, account_id, records) for account_id in args.account_ids]
     if args.json:
