@@ -136,11 +136,14 @@ def _ours_downstream(exc: BaseException, settings: Settings | None) -> Failure |
     module is imported (:func:`_loaded`)."""
     if isinstance(exc, _loaded("worker.salesforce.org_schema", "SchemaMismatch")):
         return Failure(str(exc), EXIT_CONFIG)
-    # A deferred login is made of refusals a person must see to: like the refusal.
-    refused = _loaded("tasks.resync", "ResyncRequestError") + _loaded(
-        "worker.salesforce.logins", "LoginRefused", "LoginDeferred"
+    # Their own message says what to change. A deferred login is made of refusals a person
+    # must see to: like the refusal.
+    to_change = (
+        _loaded("tasks.resync", "ResyncRequestError")
+        + _loaded("worker.salesforce.logins", "LoginRefused", "LoginDeferred")
+        + _loaded("worker.salesforce.errors", "SessionExpired")
     )
-    if isinstance(exc, refused + _loaded("worker.salesforce.errors", "SessionExpired")):
+    if isinstance(exc, to_change):
         return Failure(f"crmsync: {exc}", EXIT_CONFIG)
     if isinstance(exc, _loaded("worker.salesforce.errors", "QuotaReached")):
         return Failure(

@@ -285,7 +285,7 @@ def _apply_edits(
     results.edited.extend(applied.applied)
     for opportunity, why, state_hash in applied.dead:
         dead_letter(ctx, account, opportunity=opportunity, why=why, record=record,
-                     task_id=task_id, trigger=reason, state_hash=state_hash)  # fmt: skip
+                    task_id=task_id, trigger=reason, state_hash=state_hash)  # fmt: skip
         results.dead_lettered += 1
 
 
