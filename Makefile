@@ -76,7 +76,7 @@ test: $(STAMP)
 rules:
 	@if command -v promtool >/dev/null 2>&1; then \
 		cd deploy/prometheus && promtool check rules crmsync-rules.yml \
-		&& promtool test rules crmsync-rules.test.yml; \
+		&& promtool test rules crmsync-rules.test.yml crmsync-rules.daily.test.yml; \
 	else \
 		echo "alert rules NOT checked: promtool is not installed (apt-get install prometheus)"; \
 	fi

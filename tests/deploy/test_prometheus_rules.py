@@ -32,7 +32,7 @@ def promtool(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_every_alert_has_a_firing_and_a_quiet_unit_test() -> None:
-    tests = yaml.safe_load(RULE_TESTS.read_text())["tests"]
+    tests = [case for path in RULE_TESTS for case in yaml.safe_load(path.read_text())["tests"]]
     cases: dict[str, list[int]] = {}
     for case in tests:
         for check in case["alert_rule_test"]:
@@ -57,7 +57,7 @@ def test_promtool_accepts_the_rules() -> None:
 
 @needs_promtool
 def test_promtool_rule_unit_tests_pass() -> None:
-    result = promtool("test", "rules", RULE_TESTS.name)
+    result = promtool("test", "rules", *(path.name for path in RULE_TESTS))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout + result.stderr
 

@@ -13,7 +13,12 @@ from tests.support.processes import REPO_ROOT
 
 DEPLOY = REPO_ROOT / "deploy"
 RULES = DEPLOY / "prometheus" / "crmsync-rules.yml"
-RULE_TESTS = DEPLOY / "prometheus" / "crmsync-rules.test.yml"
+#: The alert rules' unit tests: the day-long alerts have a file of their own (a coarser
+#: evaluation interval, see its header).
+RULE_TESTS = (
+    DEPLOY / "prometheus" / "crmsync-rules.test.yml",
+    DEPLOY / "prometheus" / "crmsync-rules.daily.test.yml",
+)
 DASHBOARD = DEPLOY / "grafana" / "crmsync-dashboard.json"
 KUBERNETES = DEPLOY / "kubernetes"
 
