@@ -60,6 +60,9 @@ demo: $(STAMP)
 # The suite mostly waits (real processes, emulators, timeouts): alone it keeps two cores about
 # a third busy and took 17 minutes, so TEST_WORKERS pytest processes share it out, a file at
 # a time (its module-scoped stack stays one). TEST_WORKERS=0 runs it in this one process.
+# --no-loadscope-reorder: pytest-xdist otherwise hands out the files with the most tests first,
+# whatever their length, so the longest (the chaos run: four tests) could start last and run
+# alone at the end; tests/conftest.py puts the long files first and this keeps that order.
 # The project's own modules are compiled first for the same reason as --compile-bytecode above:
 # the suite starts a few hundred crmsync processes. The alert rules are checked by the suite
 # (tests/deploy/test_prometheus_rules.py runs promtool, or says it is not installed), so the
@@ -67,7 +70,7 @@ demo: $(STAMP)
 TEST_WORKERS ?= 3
 test: $(STAMP)
 	@$(BIN)/python -m compileall -q worker tasks mappings bench tests >/dev/null
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # The Prometheus alert rules (deploy/prometheus): promtool checks them and runs their unit
 # tests. promtool comes from Debian's `prometheus` package (.ci/run installs it); without it

@@ -38,28 +38,33 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         server.stop()
 
 
-#: The longest test files, longest first (seconds of wall time each under `make test` on an
-#: idle 2-core machine, 2026-12-07). pytest-xdist hands files to its workers in collection
-#: order; a long file handed out last runs alone at the end while the other workers idle, so
-#: these are collected first and the many short files fill in behind them. A file missing
-#: from the list only loses that head start.
+#: The longest test files, longest first (seconds of wall time each under `make test` on a
+#: 2-core machine, 2026-12-07). `make test` keeps this order (--no-loadscope-reorder); a long
+#: file handed out last runs alone at the end while the other workers idle, so these go first
+#: and the many short files fill in behind them. A file missing from the list only loses that
+#: head start.
 LONG_FILES_FIRST = (
-    "tests/integration/test_failures.py",  # ~70 s: every failure of every command
-    "tests/reliability/test_chaos.py",  # ~60 s: the short chaos run
-    "tests/integration/test_operations.py",
-    "tests/integration/test_listener.py",
-    "tests/reliability/test_secrets.py",
+    "tests/reliability/test_chaos.py",  # 85-185 s: the short chaos run
+    "tests/integration/test_failures.py",  # ~135 s: every failure of every command
+    "tests/integration/test_operations.py",  # ~80 s
+    "tests/integration/test_listener.py",  # ~70 s
     "tests/integration/test_commands.py",
-    "tests/commands/test_cli.py",
-    "tests/sandbox/salesforce/test_throughput.py",
-    "tests/integration/test_outages.py",
-    "tests/commands/test_check.py",
-    "tests/failover/test_moving_endpoint.py",
-    "tests/integration/test_newcomer.py",
-    "tests/integration/test_org_schema.py",
-    "tests/integration/test_login_storm.py",
-    "tests/integration/test_batches.py",
+    "tests/reliability/test_secrets.py",
     "tests/failover/test_sentinel.py",
+    "tests/integration/test_pipeline.py",
+    "tests/failover/test_moving_endpoint.py",
+    "tests/integration/test_outages.py",
+    "tests/integration/test_login_storm.py",
+    "tests/commands/test_cli.py",
+    "tests/integration/test_org_schema.py",
+    "tests/integration/test_newcomer.py",
+    "tests/integration/test_sandbox_cli.py",
+    "tests/commands/test_check.py",
+    "tests/integration/test_batches.py",
+    "tests/integration/test_lifecycle.py",
+    "tests/commands/test_beat.py",
+    "tests/tasks/test_sync.py",
+    "tests/reliability/test_hostile_input.py",
 )
 
 
