@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.prewarmed import stop_shared
 from worker.settings import SETTINGS_PREFIXES
 from worker.state.server import RedisServer
 
@@ -26,6 +27,13 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     monkeypatch.setenv("CRMSYNC_DATA_DIR", str(tmp_path / "crmsync-data"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _prewarmed_interpreter() -> Iterator[None]:
+    """The test process's prewarmed interpreter (tests/support/prewarmed.py) ends with it."""
+    yield
+    stop_shared()
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from bench.data import seed_won_accounts
-from tests.support.processes import run_cli
+from tests.support.prewarmed import run_cli
 from worker.app import configure
 from worker.sandbox.failover import ReplicatedRedis, replicated
 from worker.sandbox.metronome import MetronomeFaults

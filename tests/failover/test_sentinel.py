@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from bench.data import seed_won_accounts
-from tests.support.processes import run_cli
+from tests.support.prewarmed import run_cli
 from tests.support.sentinels import SERVICE, sentinels, wait_for_primary
 from worker.app import configure
 from worker.context import build_context

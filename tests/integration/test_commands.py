@@ -14,7 +14,8 @@ import pytest
 from simple_salesforce.api import Salesforce
 
 from tests.support.deals import close_deal, customers_of
-from tests.support.processes import REPO_ROOT, crmsync_env, run_cli
+from tests.support.prewarmed import run_cli
+from tests.support.processes import REPO_ROOT, crmsync_env
 from tests.support.stack import held_by, poll_and_wait, salesforce_client, stack_with_worker
 from worker.ops.progress import terminal_total, wait_for_syncs
 from worker.sandbox.stack import SandboxStack

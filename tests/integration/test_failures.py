@@ -26,7 +26,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.deals import close_deal
-from tests.support.processes import REPO_ROOT, crmsync_env, run_cli
+from tests.support.prewarmed import run_cli
+from tests.support.processes import REPO_ROOT, crmsync_env
 from tests.support.stack import salesforce_client
 from worker.sandbox.httpserver import HttpServer, Request, Response
 from worker.sandbox.salesforce.auth import INSTANCE_URL
@@ -60,6 +61,7 @@ def closed_port() -> int:
 
 
 def crmsync(env: Mapping[str, str], *args: str, timeout: float = 120) -> Result:
+    """About 80 commands: each forks from a prewarmed interpreter (tests/support/prewarmed.py)."""
     return run_cli(env, *args, timeout_s=timeout)
 
 

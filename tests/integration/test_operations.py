@@ -14,7 +14,7 @@ import pytest
 from simple_salesforce.api import Salesforce
 
 from tests.support.deals import close_deal, customers_of
-from tests.support.processes import run_cli
+from tests.support.prewarmed import run_cli
 from tests.support.stack import poll_and_wait, salesforce_client, stack_with_worker
 from worker.sandbox.stack import SandboxStack
 

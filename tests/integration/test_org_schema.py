@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.processes import REPO_ROOT, run_cli
+from tests.support.prewarmed import run_cli
+from tests.support.processes import REPO_ROOT
 from worker.sandbox.stack import SandboxStack
 
 pytestmark = pytest.mark.integration

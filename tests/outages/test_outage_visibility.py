@@ -18,7 +18,7 @@ import pytest
 from tasks.poll import poll_closed_won
 from tests.support.metrics import Samples, scrape, total
 from tests.support.ops_stack import OpsStack
-from tests.support.processes import run_cli
+from tests.support.prewarmed import run_cli
 from tests.support.waiting import wait_until
 from worker.sandbox.metronome import MetronomeFaults
 
