@@ -4,28 +4,19 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.support.ops_stack import OpsStack
-from tests.support.processes import REPO_ROOT, crmsync_env
+from tests.support.prewarmed import run_cli
 from worker.sandbox.stack import SANDBOX_METRONOME_TOKEN
 
 pytestmark = pytest.mark.integration
 
 
 def run_check(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "worker.cli", "check", "--worker-timeout=60", *args],
-        cwd=REPO_ROOT,
-        env=crmsync_env(env),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_cli(env, "check", "--worker-timeout=60", *args, timeout_s=120)
 
 
 def lines(output: str) -> dict[str, str]:

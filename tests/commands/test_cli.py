@@ -4,24 +4,16 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 
 import pytest
 
-from tests.support.processes import REPO_ROOT, crmsync_env
+from tests.support.prewarmed import run_cli
+from tests.support.processes import REPO_ROOT
 from worker.commands.dead_letters import DEAD_LETTER_KINDS
 
 
 def _crmsync(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args],
-        cwd=REPO_ROOT,
-        env=crmsync_env(env or {}),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_cli(env or {}, *args, timeout_s=60)
 
 
 def test_help_lists_the_commands() -> None:
