@@ -62,6 +62,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxStack]:
             "FLOWER_USER": "ops",
             "FLOWER_PASSWORD": SECRETS["flower_password"],
             "CRMSYNC_VISIBILITY_TIMEOUT_S": "30",
+            # The faults are here to put errors in logs and dead letters, not to time backoffs.
+            "CRMSYNC_RETRY_IMMEDIATELY": "1",
         },
     )
     with running:
