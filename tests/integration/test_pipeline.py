@@ -135,6 +135,7 @@ def test_a_poll_interrupted_before_the_cursor_moved_loses_and_duplicates_nothing
         pass
 
     sent: list[str] = []
+    baseline = terminal_total(ctx.store)
 
     def enqueue_then_crash(items: Sequence[SyncItem]) -> None:
         for account, record, known_absent in items:
@@ -151,6 +152,10 @@ def test_a_poll_interrupted_before_the_cursor_moved_loses_and_duplicates_nothing
         assert ctx.store.cursors() == cursors_before, "the cursor moved before the poll ended"
         assert ctx.store.acquire_poll_lock() is not None, "the crashed poll kept its lock"
         ctx.store.client.delete(ctx.store.keys.poll_lock)
+        # The crashed poll's syncs end first: the next poll waits for as many sync outcomes as
+        # it enqueued, and a straggler of this one would count as one of them (the module's
+        # next test then counted customers while one of its own was still being made).
+        assert wait_for_syncs(ctx.store, baseline, len(sent), timeout_s=120)
     finally:
         ctx.close()
     poll_and_wait(stack)  # the next poll re-reads the same rows

@@ -31,7 +31,11 @@ def salesforce_client(stack: SandboxStack) -> Salesforce:
 
 
 def poll_and_wait(stack: SandboxStack) -> dict[str, Any]:
-    """One poll in this process, then wait until the worker finished every sync it enqueued."""
+    """One poll in this process, then wait until the worker finished every sync it enqueued.
+
+    It counts sync outcomes, not whose they are: syncs a test started before must have ended
+    (wait for them), or they stand in for this poll's.
+    """
     from tasks.poll import run_poll
     from worker.ops.progress import terminal_total, wait_for_syncs
 
