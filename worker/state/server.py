@@ -145,16 +145,33 @@ class RedisServer:
         if self.process is None:
             return
         if self.process.poll() is None:
-            client = redis.Redis.from_url(self.url, socket_timeout=5)
-            with contextlib.suppress(redis.RedisError):
-                client.shutdown(nosave=True)  # AOF is already on disk; SAVE would be an RDB
-            client.close()
+            self._ask_to_shut_down(self.process)
             try:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
         self.process = None
+
+    def _ask_to_shut_down(self, process: subprocess.Popen[bytes], within_s: float = 10.0) -> None:
+        """SHUTDOWN NOSAVE (the AOF is already on disk; SAVE would write an RDB), asked again
+        while the server refuses it: a server that just synced from a primary is writing its
+        initial AOF and answers "Errors trying to SHUTDOWN" ("Writing initial AOF, can't exit"
+        in its log) until that is done, a few milliseconds here."""
+        client = redis.Redis.from_url(self.url, socket_timeout=5)
+        deadline = time.monotonic() + within_s
+        try:
+            while process.poll() is None and time.monotonic() < deadline:
+                try:
+                    client.shutdown(nosave=True)
+                except redis.ResponseError:
+                    time.sleep(0.05)  # a retry interval: the refusal lasts as long as the write
+                    continue
+                except redis.RedisError:
+                    return  # gone or unreachable: the caller's wait and kill decide
+                return
+        finally:
+            client.close()
 
 
 @dataclass
