@@ -11,6 +11,7 @@ fast it starts) and long-running services use the plain processes.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -32,27 +33,32 @@ class PrewarmedCli:
     def __init__(self) -> None:
         self._dir = Path(tempfile.mkdtemp(prefix="crmsync-zygote-"))
         self._socket = str(self._dir / "zygote.sock")
-        self._count = 0
-        self._zygote = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.zygote", self._socket],
-            cwd=REPO_ROOT,
-            env=crmsync_env({}),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-        )
+        self._numbers = itertools.count(1)  # one per command; next() is atomic across threads
+        # Its stderr is a file, never the test run's own: a zygote outliving its test process
+        # must not hold the pipe of whatever waits for the run's output to end.
+        with (self._dir / "zygote.err").open("wb") as errors:
+            self._zygote = subprocess.Popen(
+                [sys.executable, "-m", "tests.support.zygote", self._socket],
+                cwd=REPO_ROOT,
+                env=crmsync_env({}),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=errors,
+            )
         assert self._zygote.stdout is not None
         ready = self._zygote.stdout.readline()  # the zygote's own answer, not a sleep
         if ready.strip() != b"ready":
+            said = (self._dir / "zygote.err").read_text(errors="replace")
             self.close()
-            raise RuntimeError(f"the prewarmed interpreter did not start: {ready!r}")
+            raise RuntimeError(f"the prewarmed interpreter did not start: {ready!r} {said}")
 
     def run(
         self, env: Mapping[str, str], *args: str, timeout_s: float = 180
     ) -> subprocess.CompletedProcess[str]:
         """``crmsync ARGS`` on ``env`` alone, as :func:`run_cli` runs it."""
-        self._count += 1
-        out = self._dir / f"{self._count}.out"
-        err = self._dir / f"{self._count}.err"
+        number = next(self._numbers)
+        out = self._dir / f"{number}.out"
+        err = self._dir / f"{number}.err"
         request = {
             "argv": list(args),
             "env": crmsync_env(env),
