@@ -286,6 +286,7 @@ MALFORMED_ID_COMMANDS: list[list[str]] = [
     ["resync", "not-an-id"],
     ["plan", "001Hp00000AbCdEXXX"],  # the checksum suffix does not match
     ["resync", ABSENT_ID, "also-bad"],
+    ["resync", "001Hp00000AbCdEXXX"],
     ["parked", "retry-now", "not-an-id"],
     ["parked", "list", "001Hp00000AbCdEXXX"],
 ]
@@ -300,7 +301,15 @@ def malformed_id_results(stack: SandboxStack) -> dict[str, Result]:
 @pytest.mark.parametrize("command", MALFORMED_ID_COMMANDS)
 def test_malformed_ids(malformed_id_results: dict[str, Result], command: list[str]) -> None:
     name = " ".join(command)
-    assert_one_clear_line({name: malformed_id_results[name]}, "Salesforce id", code=2)
+    assert_one_clear_line(
+        {name: malformed_id_results[name]}, "Salesforce id", "15- or 18-character id", code=2
+    )
+
+
+def test_a_malformed_id_is_found_before_redis_is_asked(stack: SandboxStack) -> None:
+    env = {**stack.env(), "REDIS_URL": f"redis://127.0.0.1:{closed_port()}/0"}
+    results = run_all(env, [["plan", "001Hp00000AbCdEXXX"], ["resync", "001Hp00000AbCdEXXX"]])
+    assert_one_clear_line(results, "wrong checksum suffix", "15- or 18-character id", code=2)
 
 
 def test_no_crmsync_running_here(stack: SandboxStack, tmp_path: Path) -> None:
