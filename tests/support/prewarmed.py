@@ -70,15 +70,15 @@ class PrewarmedCli:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
             connection.settimeout(timeout_s)
             connection.connect(self._socket)
-            stream = connection.makefile("rwb")
-            stream.write(json.dumps(request).encode() + b"\n")
-            stream.flush()
-            pid = json.loads(stream.readline())["pid"]
-            try:
-                returncode = json.loads(stream.readline())["returncode"]
-            except TimeoutError:
-                os.killpg(pid, signal.SIGKILL)
-                raise subprocess.TimeoutExpired(argv, timeout_s) from None
+            with connection.makefile("rwb") as stream:
+                stream.write(json.dumps(request).encode() + b"\n")
+                stream.flush()
+                pid = json.loads(stream.readline())["pid"]
+                try:
+                    returncode = json.loads(stream.readline())["returncode"]
+                except TimeoutError:
+                    os.killpg(pid, signal.SIGKILL)
+                    raise subprocess.TimeoutExpired(argv, timeout_s) from None
         return subprocess.CompletedProcess(
             argv, returncode, out.read_text(errors="replace"), err.read_text(errors="replace")
         )
