@@ -72,7 +72,7 @@ from tasks.poll import run_poll
 from worker.demo.seed import deal_terms
 from worker.sandbox.billing import PROVIDERS, provider_fields
 from worker.sandbox.metronome import MetronomeFaults
-from worker.sandbox.stack import SandboxStack
+from worker.sandbox.stack import Launcher, SandboxStack, spawn_cli
 from worker.state.keys import Keys
 
 
@@ -145,10 +145,11 @@ class Run:
         return Keys(self.stack.settings().redis_prefix)
 
 
-def start(config: ChaosConfig, base: Path) -> Run:
+def start(config: ChaosConfig, base: Path, launcher: Launcher = spawn_cli) -> Run:
     faults = _faults(config)
     stack = SandboxStack(
         data_dir=base / "data",
+        launcher=launcher,
         metronome_faults=faults,
         pubsub_keepalive_s=1.0,
         extra_env={
@@ -606,8 +607,11 @@ def _redeliveries(run: Run) -> set[str]:
     return redelivered_keys(run.client(), run.stack.settings().redis_prefix)
 
 
-def run_chaos(config: ChaosConfig, workdir: Path | None = None) -> dict[str, Any]:
-    """Run the scenario; returns the summary (``ok`` says whether every check held)."""
+def run_chaos(
+    config: ChaosConfig, workdir: Path | None = None, launcher: Launcher = spawn_cli
+) -> dict[str, Any]:
+    """Run the scenario; returns the summary (``ok`` says whether every check held).
+    ``launcher`` starts its workers, beat and listener (the test suite's is prewarmed)."""
     say("config", **config.public())
     events = schedule(config)
     say("schedule", events=[e.public() for e in events])
@@ -615,7 +619,7 @@ def run_chaos(config: ChaosConfig, workdir: Path | None = None) -> dict[str, Any
         base = workdir or Path(tmp)
         base.mkdir(parents=True, exist_ok=True)
         booting = time.monotonic()
-        run = start(config, base)
+        run = start(config, base, launcher)
         say("started", seconds=round(time.monotonic() - booting, 1))
         try:
             run.stack.start_beat(base / "beat.log")

@@ -10,12 +10,12 @@ visible in the result (``liveness_restarts``) instead of stalling the run or bei
 
 from __future__ import annotations
 
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from worker.app import app
+from worker.sandbox.stack import ServiceProcess
 
 #: Seconds between probes, and failed probes in a row before a restart (as a k8s probe with
 #: periodSeconds 10, failureThreshold 3). New workers get a grace period to boot.
@@ -26,7 +26,7 @@ GRACE_S = 30.0
 
 @dataclass
 class Probed:
-    process: subprocess.Popen[bytes]
+    process: ServiceProcess
     name: str
     started: float = field(default_factory=time.monotonic)
     failures: int = 0
@@ -41,10 +41,10 @@ class Liveness:
     last_probe: float = 0.0
     restarts: list[str] = field(default_factory=list)
 
-    def track(self, process: subprocess.Popen[bytes], name: str) -> None:
+    def track(self, process: ServiceProcess, name: str) -> None:
         self.workers.append(Probed(process, name))
 
-    def forget(self, process: subprocess.Popen[bytes]) -> None:
+    def forget(self, process: ServiceProcess) -> None:
         self.workers = [w for w in self.workers if w.process is not process]
 
     def tick(self) -> None:

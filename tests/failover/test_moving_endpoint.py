@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from bench.data import seed_won_accounts
-from tests.support.prewarmed import run_cli
+from tests.support.prewarmed import run_cli, start_service
 from worker.app import configure
 from worker.sandbox.failover import ReplicatedRedis, replicated
 from worker.sandbox.metronome import MetronomeFaults
@@ -35,7 +35,9 @@ WORKERS = ("f1", "f2")
 def cluster(tmp_path: Path) -> Iterator[tuple[SandboxStack, ReplicatedRedis]]:
     # Metronome answers a little slowly, so the backfill is still running at the failover.
     stack = SandboxStack(
-        data_dir=tmp_path / "data", metronome_faults=MetronomeFaults(latency_s=0.03)
+        data_dir=tmp_path / "data",
+        metronome_faults=MetronomeFaults(latency_s=0.03),
+        launcher=start_service,
     )
     with stack:
         assert stack.redis is not None

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from bench.data import seed_won_accounts
-from tests.support.prewarmed import run_cli
+from tests.support.prewarmed import run_cli, start_service
 from tests.support.sentinels import SERVICE, sentinels, wait_for_primary
 from worker.app import configure
 from worker.context import build_context
@@ -33,7 +33,9 @@ RESUME_S = 45.0
 @pytest.fixture
 def sentinel_stack(tmp_path: Path) -> Iterator[tuple[SandboxStack, RedisServer, list[int]]]:
     stack = SandboxStack(
-        data_dir=tmp_path / "data", metronome_faults=MetronomeFaults(latency_s=0.03)
+        data_dir=tmp_path / "data",
+        metronome_faults=MetronomeFaults(latency_s=0.03),
+        launcher=start_service,
     )
     with stack:
         primary = stack.redis

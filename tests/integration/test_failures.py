@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.deals import close_deal
-from tests.support.prewarmed import run_cli
+from tests.support.prewarmed import run_cli, start_service
 from tests.support.processes import REPO_ROOT, crmsync_env
 from tests.support.stack import salesforce_client
 from worker.sandbox.httpserver import HttpServer, Request, Response
@@ -44,7 +44,9 @@ Result = subprocess.CompletedProcess[str]
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxStack]:
-    with SandboxStack(data_dir=tmp_path_factory.mktemp("failures") / "data") as running:
+    with SandboxStack(
+        data_dir=tmp_path_factory.mktemp("failures") / "data", launcher=start_service
+    ) as running:
         yield running
 
 

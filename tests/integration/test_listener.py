@@ -9,7 +9,6 @@ a condition with a deadline; nothing is timed.
 from __future__ import annotations
 
 import signal
-import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +22,7 @@ from tests.support.deals import close_deal, creates, customers_of
 from tests.support.stack import salesforce_client, stack_with_worker
 from tests.support.waiting import Receiver, wait_until
 from worker.ops.progress import terminal_total, wait_for_syncs
-from worker.sandbox.stack import SandboxStack
+from worker.sandbox.stack import SandboxStack, ServiceProcess
 from worker.state.listener import ListenerState
 
 pytestmark = pytest.mark.integration
@@ -61,7 +60,7 @@ def logs(stack: SandboxStack, request: pytest.FixtureRequest) -> Path:
     return Path(stack.data_dir).parent / f"{request.node.name}.log"
 
 
-def start_listener(stack: SandboxStack, log: Path, **env: str) -> subprocess.Popen[bytes]:
+def start_listener(stack: SandboxStack, log: Path, **env: str) -> ServiceProcess:
     return stack.start_listener(log, env=env)
 
 
@@ -108,7 +107,7 @@ def active_listener(stack: SandboxStack, state: ListenerState, log: Path, **env:
     return process
 
 
-def stop(stack: SandboxStack, process: subprocess.Popen[bytes]) -> None:
+def stop(stack: SandboxStack, process: ServiceProcess) -> None:
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=30)
     stack.kill_process(process)  # forget it (already exited)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.prewarmed import start_service
 from tests.support.waiting import wait_until
 from worker.sandbox.salesforce.app import SalesforceFaults
 from worker.sandbox.stack import SandboxStack
@@ -39,6 +40,7 @@ ENV = {
 def refusing(tmp_path: Path) -> Iterator[SandboxStack]:
     with SandboxStack(
         data_dir=tmp_path / "data",
+        launcher=start_service,
         extra_env=dict(ENV),
         salesforce_faults=SalesforceFaults(refuse_sessions=True),
         pubsub_keepalive_s=1.0,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.prewarmed import run_cli
+from tests.support.prewarmed import run_cli, start_service
 from tests.support.processes import REPO_ROOT
 from worker.sandbox.stack import SandboxStack
 
@@ -27,7 +27,9 @@ def misspelt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, misspelt: Path) -> Iterator[SandboxStack]:
-    with SandboxStack(data_dir=tmp_path_factory.mktemp("org") / "data") as running:
+    with SandboxStack(
+        data_dir=tmp_path_factory.mktemp("org") / "data", launcher=start_service
+    ) as running:
         yield running
 
 

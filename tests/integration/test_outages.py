@@ -27,6 +27,7 @@ from simple_salesforce.api import Salesforce
 from tasks.parked import run_drain
 from tasks.poll import run_poll
 from tests.support.deals import close_deal, customers_of, new_account, win
+from tests.support.prewarmed import start_service
 from tests.support.proxy import COMMIT_THEN_DOWN, DOWN, UP, FaultProxy
 from tests.support.stack import salesforce_client
 from tests.support.waiting import wait_until
@@ -60,7 +61,9 @@ def switch_and_stack(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[FaultProxy, SandboxStack]]:
     base = tmp_path_factory.mktemp("outages")
-    with SandboxStack(data_dir=base / "data", extra_env=dict(SETTINGS)) as stack:
+    with SandboxStack(
+        data_dir=base / "data", extra_env=dict(SETTINGS), launcher=start_service
+    ) as stack:
         assert stack.metronome is not None
         switch = FaultProxy(stack.metronome.url).start()
         try:

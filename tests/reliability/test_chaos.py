@@ -26,6 +26,7 @@ from bench.chaos_scenario import (
 )
 from bench.chaos_verify import Expected, expected_state, judge
 from mappings import DesiredCustomer, MappingError, load_default_mapping
+from tests.support.prewarmed import start_service
 
 OUTAGE_KINDS = (METRONOME_DOWN, METRONOME_UP, SALESFORCE_DOWN, SALESFORCE_UP)
 ACCOUNT = "001000000000001AAA"
@@ -37,7 +38,7 @@ OTHER = "001000000000002AAA"
 # with other test runs has taken 4.5 minutes.
 @pytest.mark.timeout(600)
 def test_short_chaos_run_has_no_duplicate_no_lost_close_and_no_drift() -> None:
-    result = run_chaos(ChaosConfig(seed=11).short())
+    result = run_chaos(ChaosConfig(seed=11).short(), launcher=start_service)
     assert result["converged"], result
     assert (result["duplicates"], result["missing"], result["drifted"]) == (0, 0, 0), result
     assert (result["duplicate_contracts"], result["missing_contracts"]) == (0, 0), result

@@ -23,6 +23,7 @@ import redis
 
 from tasks.poll import run_poll
 from tasks.resync import run_resync
+from tests.support.prewarmed import start_service
 from worker.app import app
 from worker.metronome import MetronomeGateway
 from worker.ops.progress import terminal_total, wait_for_syncs
@@ -53,6 +54,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxStack]:
     )
     running = SandboxStack(
         data_dir=base / "data",
+        launcher=start_service,
         credentials=credentials,
         metronome_token=SECRETS["metronome_token"],
         metronome_faults=MetronomeFaults(

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.prewarmed import start_service
 from tests.support.waiting import Receiver, free_port
 from worker.demo.seed import demo_mapping
 from worker.sandbox.stack import SandboxStack
@@ -34,6 +35,7 @@ def running_ops(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OpsStack]:
     receiver = Receiver()
     stack = SandboxStack(
         data_dir=base / "data",
+        launcher=start_service,
         mapping_file=demo_mapping(base / "mapping.yaml"),
         extra_env={
             "CRMSYNC_ALERT_WEBHOOK_URL": receiver.url,

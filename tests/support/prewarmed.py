@@ -5,8 +5,10 @@ module's :func:`run_cli` gives the same ``CompletedProcess`` for about a third o
 modules that start dozens of short commands (the failure matrix alone starts about 80). Each
 command is still its own process with its own argv, environment and working directory,
 running crmsync's real entry point; what it shares is the libraries' import (the zygote's
-docstring says what that leaves out). Tests of start-up itself (what a command imports, how
-fast it starts) and long-running services use the plain processes.
+docstring says what that leaves out). :func:`start_service` does the same for the services a
+test stack starts (``SandboxStack(launcher=start_service)``): workers, beats and listeners,
+each answering as a ``Popen`` does. Tests of start-up itself (what a command imports, how fast
+it starts, the newcomer's commands) and ``crmsync demo`` start from nothing.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from tests.support.processes import REPO_ROOT, crmsync_env
 
@@ -83,6 +86,28 @@ class PrewarmedCli:
             argv, returncode, out.read_text(errors="replace"), err.read_text(errors="replace")
         )
 
+    def start(
+        self, argv: Sequence[str], env: Mapping[str, str], log_path: Path
+    ) -> PrewarmedProcess:
+        """``python -m worker.cli ARGV`` on ``env`` alone, in a session of its own, both
+        streams appended to ``log_path``: a service, running until it is stopped."""
+        request = {
+            "argv": list(argv),
+            "env": dict(env),
+            "cwd": os.getcwd(),
+            "out": str(log_path),
+            "err": str(log_path),
+            "append": True,
+        }
+        connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            connection.connect(self._socket)
+            connection.sendall(json.dumps(request).encode() + b"\n")
+        except BaseException:
+            connection.close()
+            raise
+        return PrewarmedProcess([sys.executable, "-m", "worker.cli", *argv], connection)
+
     def alive(self) -> bool:
         return self._zygote.poll() is None
 
@@ -107,6 +132,50 @@ class PrewarmedCli:
         self.close()
 
 
+class PrewarmedProcess:
+    """A service the zygote started, answering as ``subprocess.Popen`` does: the zygote
+    reports its pid when it runs and its exit status when it ends, on the connection a thread
+    here reads."""
+
+    def __init__(self, args: list[str], connection: socket.socket) -> None:
+        self.args = args
+        self.returncode: int | None = None
+        self._ended = threading.Event()
+        self._stream = connection.makefile("rb")
+        self._connection = connection
+        self.pid: int = json.loads(self._stream.readline())["pid"]
+        threading.Thread(target=self._await_exit, name=f"prewarmed-{self.pid}", daemon=True).start()
+
+    def _await_exit(self) -> None:
+        try:
+            answer: dict[str, Any] = json.loads(self._stream.readline() or b"{}")
+            # No answer: the zygote's helper is gone, so is its waitpid(); say "killed".
+            self.returncode = answer.get("returncode", -signal.SIGKILL)
+        finally:
+            self._stream.close()
+            self._connection.close()
+            self._ended.set()
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if not self._ended.wait(timeout):
+            raise subprocess.TimeoutExpired(self.args, timeout or 0)
+        assert self.returncode is not None
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.returncode is None:  # as Popen: never signal a pid that may be reused
+            os.kill(self.pid, sig)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
 class _Shared:
     """One prewarmed interpreter per test process, started at its first command."""
 
@@ -114,15 +183,24 @@ class _Shared:
     cli: PrewarmedCli | None = None
 
 
+def _shared() -> PrewarmedCli:
+    with _Shared.lock:
+        if _Shared.cli is None or not _Shared.cli.alive():
+            _Shared.cli = PrewarmedCli()
+        return _Shared.cli
+
+
 def run_cli(
     env: Mapping[str, str], *args: str, timeout_s: float = 180
 ) -> subprocess.CompletedProcess[str]:
     """``crmsync ARGS`` on ``env`` alone, from this test process's prewarmed interpreter."""
-    with _Shared.lock:
-        if _Shared.cli is None or not _Shared.cli.alive():
-            _Shared.cli = PrewarmedCli()
-        cli = _Shared.cli
-    return cli.run(env, *args, timeout_s=timeout_s)
+    return _shared().run(env, *args, timeout_s=timeout_s)
+
+
+def start_service(argv: Sequence[str], env: Mapping[str, str], log_path: Path) -> PrewarmedProcess:
+    """A stack's launcher (worker.sandbox.stack.Launcher) that starts from this test
+    process's prewarmed interpreter."""
+    return _shared().start(argv, env, log_path)
 
 
 def stop_shared() -> None:

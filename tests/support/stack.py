@@ -9,6 +9,7 @@ from typing import Any
 
 from simple_salesforce.api import Salesforce
 
+from tests.support.prewarmed import start_service
 from worker.sandbox.salesforce.client import build_sandbox_salesforce
 from worker.sandbox.stack import SandboxStack
 
@@ -17,7 +18,11 @@ from worker.sandbox.stack import SandboxStack
 def stack_with_worker(
     base: Path, *, concurrency: int = 2, **stack_options: Any
 ) -> Iterator[SandboxStack]:
-    """Start everything, wait until the worker answers crmsync.ping, stop it all after."""
+    """Start everything, wait until the worker answers crmsync.ping, stop it all after.
+
+    Its services start from the test process's prewarmed interpreter unless the caller
+    hands in another ``launcher``."""
+    stack_options.setdefault("launcher", start_service)
     with SandboxStack(data_dir=base / "data", **stack_options) as running:
         running.start_worker(base / "worker.log", concurrency=concurrency)
         running.wait_for_worker()

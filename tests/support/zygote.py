@@ -12,8 +12,9 @@ import is shared. Nothing here is threaded: a fork with another thread alive cou
 held lock.
 
 Protocol, one connection per command: the client sends one JSON line (argv, env, cwd, out,
-err); the server answers ``{"pid": N}`` once the command runs and ``{"returncode": N}`` when it
-ended (negative for a signal, as ``subprocess`` reports it).
+err, and ``append`` for a log both streams share); the server answers ``{"pid": N}`` once the
+command runs and ``{"returncode": N}`` when it ended (negative for a signal, as ``subprocess``
+reports it).
 """
 
 from __future__ import annotations
@@ -29,8 +30,11 @@ import sys
 import threading
 from typing import Any
 
-#: Third-party libraries a crmsync command imports, in the order it meets them. grpc is left
-#: out: its core does not survive fork() with state initialised at import.
+#: Third-party libraries a crmsync command imports, in the order it meets them. Left out:
+#: grpc, whose core does not survive fork() with state initialised at import, and
+#: celery.bin.celery, which imports flower (a celery CLI plugin) and so prometheus_client,
+#: which picks single- or multi-process values at import from PROMETHEUS_MULTIPROC_DIR: a
+#: worker sets that variable before it gets there, so it must import it itself.
 PRELOAD = (
     "yaml",
     "pydantic",
@@ -39,7 +43,30 @@ PRELOAD = (
     "kombu",
     "kombu.transport.redis",
     "celery",
-    "celery.bin.celery",
+    # celery.bin.celery's own commands and what a worker and a beat start, without the module
+    # itself (see above):
+    "click",
+    "celery.bin.base",
+    "celery.bin.worker",
+    "celery.bin.beat",
+    "celery.bin.call",
+    "celery.bin.control",
+    "celery.bin.events",
+    "celery.bin.graph",
+    "celery.bin.list",
+    "celery.bin.logtool",
+    "celery.bin.migrate",
+    "celery.bin.purge",
+    "celery.bin.result",
+    "celery.bin.shell",
+    "celery.bin.upgrade",
+    "celery.bin.amqp",
+    "celery.bin.multi",
+    "celery.apps.worker",
+    "celery.worker.consumer",
+    "celery.concurrency.prefork",
+    "celery.beat",
+    "redbeat",
     "httpx",
     "requests",
     "simple_salesforce",
@@ -53,6 +80,8 @@ PRELOAD = (
 def main(socket_path: str) -> None:
     for name in PRELOAD:
         importlib.import_module(name)
+    if "prometheus_client" in sys.modules:  # see PRELOAD
+        raise RuntimeError("a preloaded library imported prometheus_client: leave it out")
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(socket_path)
@@ -104,9 +133,15 @@ def _run_command(request: dict[str, Any]) -> None:
     os.environ.update(request["env"])
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
+    # A service's log is one file for both streams, appended to as ``open(path, "ab")`` does
+    # for a restarted one; a command's outputs are two files of its own.
+    mode = os.O_APPEND if request.get("append") else os.O_TRUNC
+    opened: dict[str, int] = {}
     for fd, path in ((1, request["out"]), (2, request["err"])):
-        target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.dup2(target, fd)
+        if path not in opened:
+            opened[path] = os.open(path, os.O_WRONLY | os.O_CREAT | mode, 0o600)
+        os.dup2(opened[path], fd)
+    for target in opened.values():
         os.close(target)
     sys.argv = ["worker.cli", *request["argv"]]  # runpy puts the module's path first
     code = 0

@@ -13,10 +13,11 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Protocol
 
 from worker.app import app, configure
 from worker.context import WorkerContext, build_context, reset_context
@@ -26,6 +27,52 @@ from worker.settings import SETTINGS_PREFIXES, Settings, child_environment, load
 from worker.state.server import RedisServer
 
 SANDBOX_METRONOME_TOKEN = "sandbox-metronome-token"  # noqa: S105 - the emulator's demo token
+
+
+class ServiceProcess(Protocol):
+    """What the stack needs of a started ``crmsync`` service: ``subprocess.Popen``'s own
+    names, so a ``Popen`` is one."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+    def send_signal(self, sig: int) -> None: ...
+
+    def terminate(self) -> None: ...
+
+    def kill(self) -> None: ...
+
+
+class Launcher(Protocol):
+    """Starts ``python -m worker.cli ARGV`` on ``env`` alone, in a session of its own, both
+    output streams appended to ``log_path``."""
+
+    def __call__(
+        self, argv: Sequence[str], env: Mapping[str, str], log_path: Path
+    ) -> ServiceProcess: ...
+
+
+def spawn_cli(argv: Sequence[str], env: Mapping[str, str], log_path: Path) -> ServiceProcess:
+    """The stack's launcher: a fresh interpreter per service, as a deployment starts one.
+
+    A session of its own: kill_process() can then SIGKILL the prefork children with their
+    parent, as a container runtime or the OOM killer takes a whole worker down.
+    """
+    with log_path.open("ab") as log:
+        return subprocess.Popen(  # noqa: S603 - our own CLI
+            [sys.executable, "-m", "worker.cli", *argv],
+            env=dict(env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 @dataclass
@@ -44,9 +91,11 @@ class SandboxStack:
     metronome: MetronomeEmulator | None = None
     salesforce: SalesforceEmulator | None = None
     credentials: SandboxCredentials = field(default_factory=SandboxCredentials)
-    _workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    _beats: list[subprocess.Popen[bytes]] = field(default_factory=list)
-    _listeners: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    #: How workers, beats and listeners start (the test suite hands in a prewarmed one).
+    launcher: Launcher = spawn_cli
+    _workers: list[ServiceProcess] = field(default_factory=list)
+    _beats: list[ServiceProcess] = field(default_factory=list)
+    _listeners: list[ServiceProcess] = field(default_factory=list)
 
     def start(self) -> SandboxStack:
         """Start Redis and both emulators; if one fails, what did start is stopped before the
@@ -140,17 +189,8 @@ class SandboxStack:
 
     def _spawn(
         self, argv: list[str], log_path: Path, env: Mapping[str, str] | None = None
-    ) -> subprocess.Popen[bytes]:
-        # A session of its own: kill_process() can then SIGKILL the prefork children with
-        # their parent, as a container runtime or the OOM killer takes a whole worker down.
-        with log_path.open("ab") as log:
-            return subprocess.Popen(  # noqa: S603 - our own CLI
-                [sys.executable, "-m", "worker.cli", *argv],
-                env=child_environment({**self.env(), **(env or {})}),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+    ) -> ServiceProcess:
+        return self.launcher(argv, child_environment({**self.env(), **(env or {})}), log_path)
 
     def start_worker(
         self,
@@ -160,7 +200,7 @@ class SandboxStack:
         pool: str = "prefork",
         name: str = "w1",
         extra_args: tuple[str, ...] = (),
-    ) -> subprocess.Popen[bytes]:
+    ) -> ServiceProcess:
         process = self._spawn(
             [
                 "worker",
@@ -175,9 +215,7 @@ class SandboxStack:
         self._workers.append(process)
         return process
 
-    def start_beat(
-        self, log_path: Path, *, extra_args: tuple[str, ...] = ()
-    ) -> subprocess.Popen[bytes]:
+    def start_beat(self, log_path: Path, *, extra_args: tuple[str, ...] = ()) -> ServiceProcess:
         """``crmsync beat`` as its own process (poll interval from CRMSYNC_POLL_INTERVAL_S)."""
         process = self._spawn(["beat", "--loglevel=INFO", *extra_args], log_path)
         self._beats.append(process)
@@ -185,17 +223,17 @@ class SandboxStack:
 
     def start_listener(
         self, log_path: Path, *, env: Mapping[str, str] | None = None
-    ) -> subprocess.Popen[bytes]:
+    ) -> ServiceProcess:
         """``crmsync listen`` as its own process (``env``: extra variables for this one)."""
         process = self._spawn(["listen", "--loglevel=INFO"], log_path, env)
         self._listeners.append(process)
         return process
 
     @property
-    def workers(self) -> list[subprocess.Popen[bytes]]:
+    def workers(self) -> list[ServiceProcess]:
         return list(self._workers)
 
-    def kill_process(self, process: subprocess.Popen[bytes]) -> None:
+    def kill_process(self, process: ServiceProcess) -> None:
         """SIGKILL the process and everything in its session (a crash: no warm shutdown, no
         ack, no restore of its unacked messages; they come back only after the visibility
         timeout)."""
@@ -237,7 +275,7 @@ class SandboxStack:
         self._workers.clear()
 
 
-def stop_processes(processes: list[subprocess.Popen[bytes]], *, grace_s: float) -> None:
+def stop_processes(processes: Sequence[ServiceProcess], *, grace_s: float) -> None:
     """SIGTERM all (a worker finishes its running tasks: warm shutdown), then wait up to
     ``grace_s`` for each and SIGKILL what is still running."""
     for process in processes:
