@@ -13,6 +13,7 @@ import metronome
 import pytest
 from metronome import Metronome
 
+from tests.support.prewarmed import run_cli
 from tests.support.processes import REPO_ROOT, crmsync_env
 from worker.salesforce.events.auth import credentials_of
 from worker.salesforce.events.client import PubSubClient, open_channel
@@ -104,30 +105,17 @@ def test_sandbox_serves_both_emulators_with_the_given_credentials(tmp_path: Path
 
 
 def test_sandbox_help_shows_the_default_credentials() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "sandbox", "--help"],
-        cwd=REPO_ROOT,
-        env=crmsync_env({}),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    result = run_cli({}, "sandbox", "--help")
+    assert result.returncode == 0, result.stderr
     for flag in ("--salesforce-user", "--salesforce-password", "--salesforce-token"):
         assert flag in result.stdout
     assert "demo@crmsync.local" in result.stdout
 
 
 def _sandbox(cwd: Path, *args: str) -> str:
-    """`crmsync sandbox EDIT ...` run where the printed .env was saved, as a newcomer would."""
-    result = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "sandbox", *args],
-        cwd=cwd,
-        env=crmsync_env({"PYTHONPATH": str(REPO_ROOT)}),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    """`crmsync sandbox EDIT ...` run where the printed .env was saved, as a newcomer would
+    (the settings come from that .env alone)."""
+    result = run_cli({}, "sandbox", *args, timeout_s=60, cwd=cwd)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
@@ -147,27 +135,23 @@ def _edits_through_the_rest_api(cwd: Path, sf: Any) -> None:
     _sandbox(cwd, "reopen", account_id)
     assert deal(account_id)["won"] is False
 
-    refused = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "sandbox", "reopen", account_id],
-        cwd=cwd,
-        env=crmsync_env({"PYTHONPATH": str(REPO_ROOT)}),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    refused = run_cli({}, "sandbox", "reopen", account_id, timeout_s=60, cwd=cwd)
     assert refused.returncode == 2
     assert refused.stderr.splitlines() == [
         f"crmsync: account {account_id} has no won deal to move to 'Negotiation/Review'"
     ]
 
     # A product the org does not sell: one line with the org's products, nothing created.
-    typo = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "sandbox", "add-account", "Typo Co",
-         "--rate-card=standard", "--line-item=SEATS,quantity=50"],
-        cwd=cwd, env=crmsync_env({"PYTHONPATH": str(REPO_ROOT)}), capture_output=True,
-        text=True, timeout=60, check=False,
-    )  # fmt: skip
+    typo = run_cli(
+        {},
+        "sandbox",
+        "add-account",
+        "Typo Co",
+        "--rate-card=standard",
+        "--line-item=SEATS,quantity=50",
+        timeout_s=60,
+        cwd=cwd,
+    )
     assert typo.returncode == 2
     assert typo.stderr.splitlines() == [
         "crmsync: --line-item 'SEATS,quantity=50': no product 'SEATS' in the sandbox org; its "

@@ -9,12 +9,12 @@ from __future__ import annotations
 import multiprocessing
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import fakeredis
 import pytest
 import redis
 
+from tests.support.breaker_probe import ask
 from tests.support.metronome_emulator import TOKEN
 from worker.metronome import MetronomeGateway
 from worker.outages.breaker import GO, PROBE, WAIT, CircuitBreaker, Policy, breaker_state
@@ -146,18 +146,15 @@ def server(tmp_path: Path) -> Iterator[RedisServer]:
         running.stop()
 
 
-def _ask(url: str, start: Any, out: Any) -> None:
-    breaker = CircuitBreaker(redis.Redis.from_url(url), KEYS, "metronome", POLICY)
-    start.wait(60)
-    out.put([breaker.admit().decision for _ in range(20)])
-
-
 def test_many_processes_asking_at_once_get_exactly_one_probe(server: RedisServer) -> None:
     opener = CircuitBreaker(redis.Redis.from_url(server.url), KEYS, "metronome", POLICY)
     opener.failed("503", force=True, probe_after_s=0)
     context = multiprocessing.get_context("spawn")
     start, results = context.Event(), context.Queue()
-    processes = [context.Process(target=_ask, args=(server.url, start, results)) for _ in range(6)]
+    processes = [
+        context.Process(target=ask, args=(server.url, KEYS, POLICY, start, results))
+        for _ in range(6)
+    ]
     for process in processes:
         process.start()
     start.set()

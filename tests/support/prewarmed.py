@@ -56,16 +56,16 @@ class PrewarmedCli:
             raise RuntimeError(f"the prewarmed interpreter did not start: {ready!r} {said}")
 
     def run(
-        self, env: Mapping[str, str], *args: str, timeout_s: float = 180
+        self, env: Mapping[str, str], *args: str, timeout_s: float = 180, cwd: Path = REPO_ROOT
     ) -> subprocess.CompletedProcess[str]:
-        """``crmsync ARGS`` on ``env`` alone, as :func:`run_cli` runs it."""
+        """``crmsync ARGS`` on ``env`` alone, in ``cwd``, as :func:`run_cli` runs it."""
         number = next(self._numbers)
         out = self._dir / f"{number}.out"
         err = self._dir / f"{number}.err"
         request = {
             "argv": list(args),
             "env": crmsync_env(env),
-            "cwd": str(REPO_ROOT),
+            "cwd": str(cwd),
             "out": str(out),
             "err": str(err),
         }
@@ -191,10 +191,11 @@ def _shared() -> PrewarmedCli:
 
 
 def run_cli(
-    env: Mapping[str, str], *args: str, timeout_s: float = 180
+    env: Mapping[str, str], *args: str, timeout_s: float = 180, cwd: Path = REPO_ROOT
 ) -> subprocess.CompletedProcess[str]:
-    """``crmsync ARGS`` on ``env`` alone, from this test process's prewarmed interpreter."""
-    return _shared().run(env, *args, timeout_s=timeout_s)
+    """``crmsync ARGS`` on ``env`` alone, in ``cwd``, from this test process's prewarmed
+    interpreter."""
+    return _shared().run(env, *args, timeout_s=timeout_s, cwd=cwd)
 
 
 def start_service(argv: Sequence[str], env: Mapping[str, str], log_path: Path) -> PrewarmedProcess:
