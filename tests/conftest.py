@@ -47,36 +47,36 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 #: The longest test files, longest first (seconds of wall time each under `make test` on a
-#: 2-core machine, 2026-12-07). `make test` keeps this order (--no-loadscope-reorder); a long
-#: file handed out last runs alone at the end while the other workers idle, so these go first
-#: and the many short files fill in behind them. A file missing from the list only loses that
-#: head start.
+#: 2-core machine, 2026-12-07, services prewarmed). `make test` keeps this order
+#: (--no-loadscope-reorder); a long file handed out last runs alone at the end while the other
+#: workers idle, so these go first and the many short files fill in behind them. A file missing
+#: from the list only loses that head start.
 LONG_FILES_FIRST = (
-    "tests/reliability/test_chaos.py",  # ~80 s (up to 185 s on a busy machine): the chaos run
-    "tests/integration/test_listener.py",  # ~70 s
-    "tests/integration/test_failures.py",  # ~55 s: every failure of every command
-    "tests/integration/test_operations.py",  # ~55 s
-    "tests/integration/test_outages.py",
-    "tests/integration/test_login_storm.py",
+    "tests/reliability/test_chaos.py",  # ~78 s: the chaos run
+    "tests/integration/test_listener.py",  # ~57 s
+    "tests/integration/test_failures.py",  # ~37 s: every failure of every command
+    "tests/integration/test_login_storm.py",  # ~26 s
     "tests/failover/test_moving_endpoint.py",
-    "tests/reliability/test_secrets.py",
-    "tests/integration/test_pipeline.py",
     "tests/failover/test_sentinel.py",
+    "tests/integration/test_pipeline.py",
     "tests/integration/test_newcomer.py",
     "tests/integration/test_batches.py",
-    "tests/integration/test_commands.py",
-    "tests/commands/test_check.py",
+    "tests/reliability/test_secrets.py",
     "tests/commands/test_beat.py",
-    "tests/integration/test_sandbox_cli.py",
-    "tests/integration/test_roundtrip.py",
-    "tests/tasks/test_sync.py",
-    "tests/integration/test_contracts.py",
-    "tests/mappings/test_properties.py",
+    "tests/integration/test_outages.py",
+    "tests/integration/test_operations.py",
+    "tests/integration/test_commands.py",
     "tests/metronome/test_governor.py",
-    "tests/reliability/test_hostile_input.py",
-    "tests/integration/test_lifecycle.py",
-    "tests/failover/test_demoted_primary.py",
+    "tests/integration/test_roundtrip.py",
+    "tests/mappings/test_properties.py",
     "tests/reliability/test_lock_lease.py",
+    "tests/integration/test_contracts.py",
+    "tests/sandbox/salesforce/test_emulator_http.py",
+    "tests/reliability/test_hostile_input.py",
+    "tests/commands/test_quick_check.py",
+    "tests/integration/test_lifecycle.py",
+    "tests/telemetry/test_alerts.py",
+    "tests/sandbox/metronome/test_emulator_contracts.py",
 )
 
 

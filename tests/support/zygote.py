@@ -2,14 +2,15 @@
 their third-party imports each time (``python -m tests.support.zygote SOCKET``).
 
 Most of a failing command's CPU is importing celery, redis, pydantic, the Metronome SDK and
-simple-salesforce: ~1.3 s of a 1.5 s ``crmsync poll`` on a 2-core machine. A test module that
-starts dozens of them (tests/integration/test_failures.py) asks this process instead: it has
-imported those libraries once, and forks a child per command that runs ``worker.cli`` as
-``__main__`` with the command's argv, environment, working directory and files for stdout and
-stderr. crmsync's own modules are imported afresh in every child (this module never imports
-them), so settings, lazy imports and start-up order are the real ones; only the libraries'
-import is shared. Nothing here is threaded: a fork with another thread alive could copy a
-held lock.
+simple-salesforce: ~1.3 s of a 1.5 s ``crmsync poll`` on a 2-core machine, and about a second of
+every worker's, beat's and listener's start. A test module that starts dozens of commands
+(tests/integration/test_failures.py), and the test stacks' services, ask this process instead:
+it has imported those libraries once, and forks a child per command that runs ``worker.cli``
+as ``__main__`` with the command's argv, environment, working directory and files for stdout
+and stderr, in a session of its own. crmsync's own modules are imported afresh in every child
+(this module never imports them), so settings, lazy imports and start-up order are the real
+ones; only the libraries' import is shared. Nothing here is threaded: a fork with another
+thread alive could copy a held lock.
 
 Protocol, one connection per command: the client sends one JSON line (argv, env, cwd, out,
 err, and ``append`` for a log both streams share); the server answers ``{"pid": N}`` once the
