@@ -423,6 +423,8 @@ def test_a_service_says_where_the_embedded_data_lives(stack: SandboxStack, tmp_p
     finally:
         process.terminate()
         process.wait(timeout=60)
+        if process.stderr is not None:
+            process.stderr.close()
     assert first.startswith("crmsync: started the embedded Redis at redis://127.0.0.1:")
     assert f"data in {tmp_path / 'data'}" in first
     assert not (tmp_path / "data" / "redis.json").exists(), "the owner stops it on exit"
