@@ -62,28 +62,17 @@ class PrewarmedCli:
         number = next(self._numbers)
         out = self._dir / f"{number}.out"
         err = self._dir / f"{number}.err"
-        request = {
-            "argv": list(args),
-            "env": crmsync_env(env),
-            "cwd": str(cwd),
-            "out": str(out),
-            "err": str(err),
-        }
-        argv = [sys.executable, "-m", "worker.cli", *args]
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
-            connection.settimeout(timeout_s)
-            connection.connect(self._socket)
-            with connection.makefile("rwb") as stream:
-                stream.write(json.dumps(request).encode() + b"\n")
-                stream.flush()
-                pid = json.loads(stream.readline())["pid"]
-                try:
-                    returncode = json.loads(stream.readline())["returncode"]
-                except TimeoutError:
-                    os.killpg(pid, signal.SIGKILL)
-                    raise subprocess.TimeoutExpired(argv, timeout_s) from None
+        process = self._launch(args, crmsync_env(env), cwd, out, err, append=False)
+        try:
+            returncode = process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            raise
         return subprocess.CompletedProcess(
-            argv, returncode, out.read_text(errors="replace"), err.read_text(errors="replace")
+            process.args,
+            returncode,
+            out.read_text(errors="replace"),
+            err.read_text(errors="replace"),
         )
 
     def start(
@@ -91,13 +80,26 @@ class PrewarmedCli:
     ) -> PrewarmedProcess:
         """``python -m worker.cli ARGV`` on ``env`` alone, in a session of its own, both
         streams appended to ``log_path``: a service, running until it is stopped."""
+        return self._launch(argv, env, Path.cwd(), log_path, log_path, append=True)
+
+    def _launch(
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        cwd: Path,
+        out: Path,
+        err: Path,
+        *,
+        append: bool,
+    ) -> PrewarmedProcess:
+        """Ask the zygote for ``python -m worker.cli ARGV`` (protocol: tests/support/zygote.py)."""
         request = {
             "argv": list(argv),
             "env": dict(env),
-            "cwd": os.getcwd(),
-            "out": str(log_path),
-            "err": str(log_path),
-            "append": True,
+            "cwd": str(cwd),
+            "out": str(out),
+            "err": str(err),
+            "append": append,
         }
         connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
