@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import re
 import string
+from collections.abc import Iterable
 
 _ID_RE = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
 _SUFFIX_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
@@ -77,6 +78,12 @@ def normalize_salesforce_id(value: str) -> str:
         return to_18(value)
     except InvalidSalesforceId as exc:
         raise InvalidSalesforceId(f"{exc}: {value!r}") from None
+
+
+def normalize_salesforce_ids(values: Iterable[str]) -> list[str]:
+    """:func:`normalize_salesforce_id` for ids an operator listed: 18-character, each once, in
+    the order given; the first malformed one raises."""
+    return list(dict.fromkeys(normalize_salesforce_id(value) for value in values))
 
 
 def is_valid_id(record_id: object) -> bool:

@@ -11,6 +11,7 @@ from mappings.ids import (
     checksum_suffix,
     is_valid_id,
     normalize_salesforce_id,
+    normalize_salesforce_ids,
     to_18,
 )
 
@@ -44,6 +45,14 @@ def test_a_suffix_in_lower_case_is_the_same_id_and_comes_back_upper_case() -> No
     assert to_18("0017000000Q9SFkaan") == "0017000000Q9SFkAAN"
     assert normalize_salesforce_id("001A0000006Vm9riac") == "001A0000006Vm9rIAC"
     assert is_valid_id("0017000000Q9SFkaan")
+
+
+def test_a_list_of_ids_comes_back_18_characters_each_once_in_order() -> None:
+    """What `crmsync parked` acts on; `plan` and `resync` check their ids with it."""
+    given_ids = ["001A0000006Vm9r", "0017000000Q9SFkAAN", "001A0000006Vm9rIAC"]
+    assert normalize_salesforce_ids(given_ids) == ["001A0000006Vm9rIAC", "0017000000Q9SFkAAN"]
+    with pytest.raises(InvalidSalesforceId, match="'sfdc1001'"):
+        normalize_salesforce_ids(["001A0000006Vm9r", "sfdc1001"])
 
 
 def test_ids_differing_only_in_case_get_different_18_character_forms() -> None:

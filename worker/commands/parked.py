@@ -13,7 +13,7 @@ import argparse
 import json
 import time
 
-from mappings.ids import normalize_salesforce_id
+from mappings.ids import normalize_salesforce_ids
 from worker.commands.bootstrap import runtime
 from worker.outages.breaker import METRONOME, CircuitBreaker, Policy, breaker_state
 from worker.outages.parking import Parking
@@ -40,13 +40,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     retry.set_defaults(func=run_retry_now)
 
 
-def _ids(raw: list[str]) -> list[str]:
-    """18-character ids; a malformed one is an InvalidSalesforceId (exit 2, cli_errors)."""
-    return list(dict.fromkeys(normalize_salesforce_id(i) for i in raw))
-
-
 def run_list(args: argparse.Namespace) -> int:
-    wanted = set(_ids(args.account_ids))
+    wanted = set(normalize_salesforce_ids(args.account_ids))
     # Read-only: joins a running crmsync's Redis, never starts one, needs no mapping.
     with runtime(needs_credentials=False, needs_mapping=False, needs_celery=False) as rt:
         store = rt.store()
@@ -71,7 +66,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 def run_retry_now(args: argparse.Namespace) -> int:
     """Prints one JSON object; exit 1 when a given account was not parked."""
-    wanted = _ids(args.account_ids)
+    wanted = normalize_salesforce_ids(args.account_ids)
     with runtime(needs_credentials=False, needs_mapping=False) as rt:
         store = rt.store()
         parking = Parking(store.client, store.keys)

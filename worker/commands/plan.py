@@ -8,7 +8,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from mappings import MappingError
-from mappings.ids import normalize_salesforce_id
+from mappings.ids import normalize_salesforce_ids
 from worker.commands.bootstrap import runtime
 from worker.queue.grouping import group_by_account
 
@@ -26,8 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
-    for account_id in args.account_ids:
-        normalize_salesforce_id(account_id)  # a malformed id stops here, before any login
+    normalize_salesforce_ids(args.account_ids)  # a malformed id stops here, before any login
     with runtime() as rt:
         # Imported once Redis answered: a command that cannot start says so in a fraction
         # of the time (the jobs, Celery and the Salesforce client are most of its start-up).

@@ -44,12 +44,11 @@ def run(args: argparse.Namespace) -> int:
     Exit 1 when an id had no won deal, a sync was dead-lettered, or the wait timed out; a
     malformed id or selector is a ResyncRequestError (exit 2, worker/commands/errors.py).
     """
-    from mappings.ids import normalize_salesforce_id
+    from mappings.ids import normalize_salesforce_ids
 
     # A mistyped id is the operator's line before anything starts (Redis, Salesforce), with
     # the hint every command gives for one (InvalidSalesforceId, exit 2).
-    for account_id in args.account_ids:
-        normalize_salesforce_id(account_id)
+    normalize_salesforce_ids(args.account_ids)
     with runtime() as rt:
         # Imported once Redis answered: a command that cannot start says so in a fraction
         # of the time (the jobs, Celery and the Salesforce client are most of its start-up).
