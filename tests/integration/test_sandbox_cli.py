@@ -101,7 +101,10 @@ def test_sandbox_serves_both_emulators_with_the_given_credentials(tmp_path: Path
         _edits_through_the_rest_api(tmp_path, sf)
     finally:
         process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=30) == 0
+        exit_code = process.wait(timeout=30)
+        if process.stdout is not None:
+            process.stdout.close()
+    assert exit_code == 0
 
 
 def test_sandbox_help_shows_the_default_credentials() -> None:
